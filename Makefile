@@ -1,0 +1,114 @@
+# luaio -- asyncio for Lua.  Plain GNU make; every variable can be overridden.
+#
+#   make            CLI (build/luaio), libluaio.a, the luaio.core module
+#   make run        run an example (installs missing Debian packages as root)
+#   make test       every spec, through the CLI and through stock lua5.4
+#   make check      the specs under ASan/UBSan
+#   make bench      benchmarks (never part of the tests)
+#   make install    PREFIX=/usr/local
+
+CC ?= cc
+LUA ?= lua5.4
+PKG_CONFIG ?= pkg-config
+BUSTED ?= busted
+PREFIX ?= /usr/local
+LUA_PC ?= lua5.4
+
+LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4)
+LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
+UV_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null)
+UV_LIBS ?= $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
+
+OPT ?= -O2 -g
+WARN ?= -Wall -Wextra -Werror
+CFLAGS ?= $(OPT)
+ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu99 -fPIC -fvisibility=hidden \
+  -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS)
+LDFLAGS ?=
+
+B ?= build
+CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
+  runtime/future.c runtime/task.c runtime/errors.c runtime/coro.c
+CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
+LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
+DEPS = $(wildcard runtime/*.h)
+
+all: $(B)/luaio $(B)/libluaio.a $(B)/lib/luaio/core.so
+
+$(B)/obj/%.o: runtime/%.c $(DEPS) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/libluaio.a: $(CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/lib/luaio/core.so: $(CORE_OBJ) | $(B)/lib/luaio
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS)
+
+$(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
+	$(LUA) tools/embed.lua $@ $(LUA_SRC)
+
+$(B)/obj/stdlib.o: $(B)/gen/stdlib.c runtime/cli.h | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/luaio: $(B)/obj/cli.o $(B)/obj/stdlib.o $(B)/libluaio.a
+	$(CC) -o $@ $(B)/obj/cli.o $(B)/obj/stdlib.o $(B)/libluaio.a \
+	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -ldl -rdynamic
+
+$(B)/obj $(B)/gen $(B)/lib/luaio:
+	mkdir -p $@
+
+# ---------------------------------------------------------------- deps
+DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
+	fi
+
+# ---------------------------------------------------------------- use
+run: deps
+	$(MAKE) all
+	$(B)/luaio examples/hello.lua
+
+SPEC_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+  LUA_CPATH="$(CURDIR)/$(B)/lib/?.so;;" LUAIO="$(CURDIR)/$(B)/luaio"
+
+test: deps
+	$(MAKE) all
+	@echo "== specs through the luaio CLI"
+	$(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec
+	@echo "== specs through stock $(LUA)"
+	$(SPEC_ENV) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
+	@echo "== conformance"
+	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
+
+check: deps
+	$(MAKE) B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" all
+	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+	  LUAIO="$(CURDIR)/build/asan/luaio" ASAN_OPTIONS=detect_leaks=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
+
+bench: all
+	sh bench/run.sh $(CURDIR)/$(B)/luaio
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/lua/5.4/luaio \
+	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/luaio
+	install -m 755 $(B)/luaio $(DESTDIR)$(PREFIX)/bin/luaio
+	install -m 644 $(B)/libluaio.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 runtime/luaio.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(B)/lib/luaio/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/luaio/
+	install -m 644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.4/luaio/
+
+clean:
+	rm -rf build
+
+.PHONY: all deps run test check bench install clean

@@ -1,0 +1,93 @@
+-- luaio._cli: what the luaio command does once its state is made.
+--
+-- Runs, inside the main task of one event loop: LUA_INIT (unless -E), the
+-- -e and -l actions in order, then the script with its arguments (or
+-- stdin).  Returns the exit status: 0, 1 after an uncaught error (printed
+-- with the main task's traceback), 130 after Ctrl-C.  The loop is then
+-- shut down: pending tasks are cancelled and unwind.
+local aio = require "luaio"
+local progname = arg and arg[-1] or "luaio"
+do
+  local i = -1
+  while arg and arg[i - 1] do i = i - 1 end
+  progname = arg and arg[i] or "luaio"
+end
+
+local function message(err)
+  if type(err) == "string" then return err end
+  local mt = getmetatable(err)
+  if mt and mt.__tostring then
+    local ok, s = pcall(tostring, err)
+    if ok and type(s) == "string" then return s end
+  end
+  return ("(error object is a %s value)"):format(type(err))
+end
+
+local function run_chunk(chunk, err, ...)
+  if not chunk then error(err, 0) end
+  return chunk(...)
+end
+
+local function do_init()
+  local name = "=LUA_INIT_5_4"
+  local init = os.getenv("LUA_INIT_5_4")
+  if init == nil then
+    name = "=LUA_INIT"
+    init = os.getenv("LUA_INIT")
+  end
+  if init == nil then return end
+  if init:sub(1, 1) == "@" then
+    run_chunk(loadfile(init:sub(2)))
+  else
+    run_chunk(load(init, name))
+  end
+end
+
+return function(actions, script, noenv, interactive, stdin)
+  _G.require = require("luaio._require").new(aio)
+  local runner = aio.Runner()
+  runner:get_loop():_set_cli()
+  local main
+  local ok, err = pcall(runner.run, runner, function()
+    main = aio.current_task()
+    if not noenv then do_init() end
+    for _, a in ipairs(actions) do
+      if a[1] == "e" then
+        run_chunk(load(a[2], "=(command line)"))
+      else
+        local mod = a[2]
+        _G[mod] = require(mod)
+      end
+    end
+    if script or stdin then
+      local path = script
+      if script == "-" or stdin then path = nil end
+      local args = {}
+      for i = 1, #arg do args[i] = arg[i] end
+      local chunk, err = loadfile(path)
+      if not chunk then error(err, 0) end
+      return chunk(table.unpack(args, 1, #arg))
+    end
+    if interactive then
+      io.stderr:write(progname, ": the interactive prompt is not built yet; ",
+        "run a script instead\n")
+    end
+  end)
+  local status = 0
+  if not ok then
+    if err == "interrupted!" then
+      io.stderr:write(progname, ": interrupted!\n")
+      status = 130
+    else
+      local tb = main and main:get_stack()
+      if tb == nil and type(err) == "table" then tb = rawget(err, "traceback") end
+      io.stderr:write(progname, ": ", message(err), "\n")
+      if tb then io.stderr:write(tb, "\n") end
+      status = 1
+    end
+    io.stderr:flush()
+  end
+  io.stdout:flush()
+  runner:close()
+  return status
+end

@@ -1,0 +1,227 @@
+-- luaio: asyncio for Lua.
+--
+-- This module binds the C core (luaio.core: scheduler, tasks, futures,
+-- timers, errors) and adds what reads best in Lua: run/Runner, await,
+-- pcall/xpcall that never swallow the calling task's cancellation, the
+-- loop's exception handling, and the coroutine functions that let user
+-- coroutines inside tasks suspend.
+--
+-- Suspension points here: aio.sleep, aio.await / x:await().  Cancelling
+-- a task raises aio.CancelledError at the point where it is suspended
+-- (or at its next one); awaiting a task or future that gets cancelled
+-- raises it too.  See docs/reference.md.
+local core = require "luaio.core"
+
+local M = {}
+
+M._VERSION = "luaio " .. core.version
+M.core = core
+
+------------------------------------------------------------------ errors
+local error_names = {
+  "Error", "CancelledError", "TimeoutError", "InvalidStateError",
+  "QueueEmpty", "QueueFull", "QueueShutDown", "IncompleteReadError",
+  "LimitOverrunError", "BrokenBarrierError", "ExceptionGroup", "OSError",
+  "SSLError",
+}
+for _, name in ipairs(error_names) do M[name] = core[name] end
+M.is = core.is
+M.new_error_class = core.new_error_class
+
+------------------------------------------------------------------ tasks
+M.sleep = core.sleep
+M.time = core.time
+M.Future = core.Future
+M.current_task = core.current_task
+M.all_tasks = core.all_tasks
+M.create_task = core.create_task
+M.spawn = core.create_task
+M.get_running_loop = core.get_running_loop
+
+local Task = core.TaskMethods
+local FutureMethods = core.FutureMethods
+
+--- aio.async(fn) -> function that runs fn(...) as a new task.
+function M.async(fn)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'async' (function expected, got %s)"):format(
+      type(fn)), 2)
+  end
+  return function(...) return core.create_task(fn, ...) end
+end
+
+local task_mt = debug.getregistry()["luaio.Task"]
+local future_mt = debug.getregistry()["luaio.Future"]
+
+--- aio.await(x) -> results of a Task, Future, or a value with __await.
+function M.await(x)
+  local mt = getmetatable(x)
+  if mt == task_mt or mt == future_mt then return x:await() end
+  local aw = type(mt) == "table" and rawget(mt, "__await")
+  if aw then return aw(x) end
+  error(("bad argument #1 to 'await' (awaitable expected, got %s)"):format(
+    mt and mt.__name or type(x)), 2)
+end
+
+--- aio.isfuture(x) -> true for Tasks and Futures
+function M.isfuture(x)
+  local mt = getmetatable(x)
+  return mt == task_mt or mt == future_mt
+end
+
+function Task:print_stack(file)
+  file = file or io.stderr
+  local s = self:get_stack()
+  file:write(("Stack for %s:\n%s\n"):format(tostring(self),
+    s or "(no stack: the task is not suspended)"))
+end
+
+------------------------------------------------------------------ pcall
+local function own_cancellation(err)
+  if not core.is(err, core.CancelledError) then return false end
+  local t = core.current_task()
+  return t ~= nil and t:cancelling() > 0
+end
+
+local function pcall_result(ok, ...)
+  if not ok and own_cancellation((...)) then error((...), 0) end
+  return ok, ...
+end
+
+--- aio.pcall(f, ...): pcall that re-raises the calling task's own
+--- cancellation instead of returning it.
+function M.pcall(f, ...)
+  return pcall_result(pcall(f, ...))
+end
+
+--- aio.xpcall(f, handler, ...): likewise; the handler is not called for
+--- the task's own cancellation.
+function M.xpcall(f, handler, ...)
+  local own = false
+  local function h(err)
+    if own_cancellation(err) then own = true; return err end
+    return handler(err)
+  end
+  return (function(ok, ...)
+    if not ok and own then error((...), 0) end
+    return ok, ...
+  end)(xpcall(f, h, ...))
+end
+
+------------------------------------------------------------------ loop
+local Loop = core.Loop
+
+function Loop:create_future()
+  return core.Future()
+end
+
+local function describe(ctx)
+  local out = { tostring(ctx.message) }
+  if ctx.task ~= nil then out[#out + 1] = "task: " .. tostring(ctx.task) end
+  if ctx.future ~= nil then out[#out + 1] = "future: " .. tostring(ctx.future) end
+  if ctx.handle ~= nil then out[#out + 1] = "handle: " .. tostring(ctx.handle) end
+  if ctx.exception ~= nil then
+    local e = ctx.exception
+    local ok, s = pcall(tostring, e)
+    out[#out + 1] = ok and s or ("(error object is a " .. type(e) .. " value)")
+    local tb = ctx.traceback
+    if tb == nil and type(e) == "table" then tb = rawget(e, "traceback") end
+    if tb ~= nil then out[#out + 1] = tostring(tb) end
+  elseif ctx.traceback ~= nil then
+    out[#out + 1] = tostring(ctx.traceback)
+  end
+  return table.concat(out, "\n")
+end
+
+--- loop:default_exception_handler(ctx): writes the context to stderr.
+function Loop:default_exception_handler(ctx)
+  io.stderr:write(describe(ctx), "\n")
+  io.stderr:flush()
+end
+
+--- loop:call_exception_handler(ctx): the handler set, or the default.
+function Loop:call_exception_handler(ctx)
+  local h = self:get_exception_handler()
+  if h == nil then return self:default_exception_handler(ctx) end
+  local ok, err = pcall(h, self, ctx)
+  if not ok then
+    self:default_exception_handler({
+      message = "Unhandled error in exception handler",
+      exception = err,
+      context = ctx,
+    })
+    self:default_exception_handler(ctx)
+  end
+end
+
+core.set_dispatcher(function(loop, ctx) loop:call_exception_handler(ctx) end)
+
+------------------------------------------------------------------ running
+local Runner = {}
+Runner.__index = Runner
+Runner.__name = "Runner"
+
+--- aio.Runner([opts]) -> runner; opts: debug, clock ("real"|"virtual"),
+--- shutdown_timeout (seconds, default 5).
+function M.Runner(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #1 to 'Runner' (table expected, got %s)"):format(
+      type(opts)), 2)
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.debug == nil and os.getenv("LUAIO_DEBUG") == "1" then o.debug = true end
+  return setmetatable({ _opts = o }, Runner)
+end
+
+function Runner:get_loop()
+  if self._closed then error("Runner: the runner is closed", 2) end
+  if not self._loop then self._loop = core.new_loop(self._opts) end
+  return self._loop
+end
+
+--- runner:run(fn, ...) -> fn's results; tasks survive to the next run.
+function Runner:run(fn, ...)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'run' (function expected, got %s)"):format(
+      type(fn)), 2)
+  end
+  return self:get_loop():_run(fn, ...)
+end
+
+--- runner:close(): cancels what is left, closes handles and the loop.
+function Runner:close()
+  if self._loop then self._loop:_close() end
+  self._closed = true
+end
+Runner.__close = Runner.close
+
+local function close_and_return(r, ok, ...)
+  r:close()
+  if not ok then error((...), 0) end
+  return ...
+end
+
+--- aio.run(fn, ...) -> fn's results, on a new loop closed afterwards.
+function M.run(fn, ...)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'run' (function expected, got %s)"):format(
+      type(fn)), 2)
+  end
+  local r = M.Runner()
+  return close_and_return(r, pcall(r.run, r, fn, ...))
+end
+
+------------------------------------------------------------------ coroutines
+-- luaio's resume/wrap/yield/close/status: Lua's, plus passing luaio's
+-- suspensions to the scheduler.  Installed into the global table.
+local co = {}
+for k, v in pairs(coroutine) do co[k] = v end
+for k, v in pairs(core.coroutine) do co[k] = v; coroutine[k] = v end
+M.coroutine = co
+
+-- keep the class tables reachable from the module table for users
+M.Task = Task
+M.FutureMethods = FutureMethods
+
+return M

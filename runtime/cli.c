@@ -1,0 +1,174 @@
+/*
+** cli.c -- the luaio command: lua.c's interface, where the script's main
+** chunk runs as the main task of an event loop.
+**
+**   luaio [options] [script [args]]
+**
+** Options as lua's: -e stat, -l mod, -i, -v, -E, -W, --, - (stdin).
+** The C part parses the command line, makes the state, preloads the
+** embedded stdlib and hands over to luaio._cli (Lua), which runs
+** LUA_INIT, -e, -l and the script inside the main task and returns the
+** exit status.  Errors are printed here, as lua.c prints them.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "luaio.h"
+#include "cli.h"
+
+static const char *progname = "luaio";
+
+static void print_usage (const char *badoption) {
+  if (badoption != NULL) {
+    if (badoption[1] == 'e' || badoption[1] == 'l')
+      fprintf(stderr, "%s: '%s' needs argument\n", progname, badoption);
+    else
+      fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
+  }
+  fprintf(stderr,
+    "usage: %s [options] [script [args]]\n"
+    "Available options are:\n"
+    "  -e stat   execute string 'stat'\n"
+    "  -i        enter interactive mode after executing 'script'\n"
+    "  -l mod    require library 'mod' into global 'mod'\n"
+    "  -v        show version information\n"
+    "  -E        ignore environment variables\n"
+    "  -W        turn warnings on\n"
+    "  -h        show this help\n"
+    "  --        stop handling options\n"
+    "  -         stop handling options and execute stdin\n"
+    "The script runs as the main task of an event loop: it may call\n"
+    "aio.sleep() and every other suspending function at top level.\n",
+    progname);
+  fflush(stderr);
+}
+
+static void print_version (void) {
+  printf("luaio %s (%s, libuv %s)\n", LUAIO_VERSION, LUA_RELEASE,
+         uv_version_string());
+  fflush(stdout);
+}
+
+/* Reports an error value on top as lua.c does. */
+static void report (lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  if (msg == NULL) msg = "(error object is not a string)";
+  fprintf(stderr, "%s: %s\n", progname, msg);
+  fflush(stderr);
+  lua_pop(L, 1);
+}
+
+static int load_embedded (lua_State *L) {
+  const luaio_Embedded *m = (const luaio_Embedded *)lua_touserdata(
+    L, lua_upvalueindex(1));
+  const char *name = lua_tostring(L, 1);
+  lua_pushfstring(L, "=[luaio] %s", name);
+  if (luaL_loadbufferx(L, m->src, m->len, lua_tostring(L, -1), "t") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, 1);
+  lua_pushliteral(L, ":embedded:");
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+static void preload (lua_State *L) {
+  const luaio_Embedded *m;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_luaio_core);
+  lua_setfield(L, -2, "luaio.core");
+  for (m = luaio_embedded; m->name != NULL; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* main's body, under lua_pcall: argv as a light userdata pair. */
+static int pmain (lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  int i, script = 0, noenv = 0, interactive = 0, warn = 0, nact = 0;
+  lua_createtable(L, 8, 0);            /* actions: {"e", code} ... */
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-') { script = i; break; }
+    if (strcmp(a, "--") == 0) { script = i + 1 < argc ? i + 1 : 0; break; }
+    if (strcmp(a, "-") == 0) { script = i; break; }
+    if (strcmp(a, "-E") == 0) noenv = 1;
+    else if (strcmp(a, "-W") == 0) warn = 1;
+    else if (strcmp(a, "-i") == 0) interactive = 1;
+    else if (strcmp(a, "-v") == 0) print_version();
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      print_usage(NULL);
+      lua_pushinteger(L, 0);
+      return 1;
+    }
+    else if ((a[1] == 'e' || a[1] == 'l')) {
+      const char *v = a[2] != '\0' ? a + 2 : argv[++i];
+      if (v == NULL) { print_usage(a); lua_pushinteger(L, 1); return 1; }
+      lua_createtable(L, 2, 0);
+      lua_pushlstring(L, a + 1, 1);
+      lua_rawseti(L, -2, 1);
+      lua_pushstring(L, v);
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, ++nact);
+    }
+    else { print_usage(a); lua_pushinteger(L, 1); return 1; }
+  }
+  if (noenv) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
+  luaL_openlibs(L);
+  if (warn) lua_warning(L, "@on", 0);
+  preload(L);
+  /* arg: script at 0, interpreter and options below */
+  {
+    int base = script > 0 ? script : argc;
+    lua_createtable(L, argc - base, base + 1);
+    for (i = 0; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i - base);
+    }
+    lua_setglobal(L, "arg");
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luaio._cli");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, 3);                 /* actions */
+  if (script > 0) lua_pushstring(L, argv[script]);
+  else lua_pushnil(L);
+  lua_pushboolean(L, noenv);
+  lua_pushboolean(L, interactive || (script == 0 && nact == 0 &&
+                                     isatty(0)));
+  lua_pushboolean(L, script == 0 && nact == 0 && !interactive && !isatty(0));
+  lua_call(L, 5, 1);
+  return 1;
+}
+
+int main (int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  int status, code = 1;
+  if (argv[0] && argv[0][0]) progname = argv[0];
+  if (L == NULL) {
+    fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
+    return 1;
+  }
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  status = lua_pcall(L, 2, 1, 0);
+  if (status != LUA_OK) report(L);
+  else code = (int)lua_tointeger(L, -1);
+  lua_close(L);
+  return code;
+}

@@ -1,0 +1,236 @@
+/*
+** errors.c -- luaio's error classes, created once per lua_State (busted
+** reloads Lua modules; the classes must stay the same tables).
+**
+** A class is a table: __name, __index (itself), __tostring, __super (its
+** parent class).  An instance is a table {message =, traceback =, ...}
+** whose metatable is its class.  Calling a class makes an instance:
+** Class([message] [, fields]).  aio.is(v, Class) walks __super.
+** Error is the root of every class but CancelledError (like Python's
+** BaseException), so aio.is(e, aio.Error) never matches a cancellation.
+*/
+#include <stdarg.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char CLASSES = 'C';     /* registry: name -> class */
+static const char CANCELLED = 'X';   /* registry: CancelledError */
+
+static const char *const hierarchy[][2] = {
+  {"Error", NULL},
+  {"CancelledError", NULL},
+  {"TimeoutError", "Error"},
+  {"InvalidStateError", "Error"},
+  {"QueueEmpty", "Error"},
+  {"QueueFull", "Error"},
+  {"QueueShutDown", "Error"},
+  {"IncompleteReadError", "Error"},
+  {"LimitOverrunError", "Error"},
+  {"BrokenBarrierError", "Error"},
+  {"ExceptionGroup", "Error"},
+  {"OSError", "Error"},
+  {"SSLError", "OSError"},
+  {NULL, NULL}
+};
+
+/* __tostring of instances: "Name: message" or "Name". */
+static int err_tostring (lua_State *L) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (lua_getmetatable(L, 1) && lua_getfield(L, -1, "__name") == LUA_TSTRING)
+    luaL_addvalue(&b);
+  else {
+    lua_pop(L, 1);
+    luaL_addstring(&b, "error");
+  }
+  lua_settop(L, 1);
+  if (lua_getfield(L, 1, "message") != LUA_TNIL) {
+    luaL_addstring(&b, ": ");
+    luaL_tolstring(L, -1, NULL);
+    luaL_addvalue(&b);
+  }
+  lua_pop(L, 1);
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* Makes an instance of the class at cls; message at msg (0 = none). */
+static void instance (lua_State *L, int cls, int msg, int traceback) {
+  cls = lua_absindex(L, cls);
+  if (msg != 0) msg = lua_absindex(L, msg);
+  lua_createtable(L, 0, 2);
+  if (msg != 0 && !lua_isnil(L, msg)) {
+    lua_pushvalue(L, msg);
+    lua_setfield(L, -2, "message");
+  }
+  if (traceback) {
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, -2, "traceback");
+  }
+  lua_pushvalue(L, cls);
+  lua_setmetatable(L, -2);
+}
+
+/* Class([message] [, fields]) -> instance */
+static int class_call (lua_State *L) {
+  int fields = 0;
+  if (lua_istable(L, 2) && lua_getmetatable(L, 2) == 0) { fields = 2; }
+  else if (lua_istable(L, 3)) fields = 3;
+  lua_settop(L, 3);
+  instance(L, 1, fields == 2 ? 0 : 2, 1);
+  if (fields != 0) {
+    lua_pushnil(L);
+    while (lua_next(L, fields) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+  }
+  return 1;
+}
+
+static int class_tostring (lua_State *L) {
+  lua_getfield(L, 1, "__name");
+  lua_pushfstring(L, "class %s", lua_tostring(L, -1));
+  return 1;
+}
+
+/* Makes a class named name with parent at parent (0 = none); pushes it. */
+static void make_class (lua_State *L, const char *name, int parent) {
+  if (parent != 0) parent = lua_absindex(L, parent);
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, err_tostring);
+  lua_setfield(L, -2, "__tostring");
+  if (parent != 0) {
+    lua_pushvalue(L, parent);
+    lua_setfield(L, -2, "__super");
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, class_call);
+  lua_setfield(L, -2, "__call");
+  lua_pushcfunction(L, class_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setmetatable(L, -2);
+}
+
+/* Pushes the registry's class table, making every class the first time. */
+static void push_classes (lua_State *L) {
+  int i;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CLASSES) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  for (i = 0; hierarchy[i][0] != NULL; i++) {
+    if (hierarchy[i][1] != NULL) {
+      lua_getfield(L, -1, hierarchy[i][1]);
+      make_class(L, hierarchy[i][0], -1);
+      lua_remove(L, -2);
+    }
+    else make_class(L, hierarchy[i][0], 0);
+    lua_setfield(L, -2, hierarchy[i][0]);
+  }
+  lua_getfield(L, -1, "CancelledError");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CANCELLED);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CLASSES);
+}
+
+void luaio__new_error (lua_State *L, const char *cls, const char *msg,
+                       int traceback) {
+  push_classes(L);
+  lua_getfield(L, -1, cls);
+  lua_remove(L, -2);
+  if (msg != NULL) lua_pushstring(L, msg);
+  else lua_pushnil(L);
+  instance(L, -2, -1, traceback);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Raises a new error of class cls with a formatted message. */
+int luaio__error (lua_State *L, const char *cls, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  luaio__new_error(L, cls, lua_tostring(L, -1), 1);
+  return lua_error(L);
+}
+
+void luaio__push_cancelled (lua_State *L, int msgidx) {
+  msgidx = lua_absindex(L, msgidx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED);
+  instance(L, -1, msgidx, 0);
+  lua_remove(L, -2);
+}
+
+/* Is v (at idx) an instance of the class at cls (or of a subclass)? */
+static int is_instance (lua_State *L, int idx, int cls) {
+  int depth = 0;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  while (depth++ < 64) {
+    if (lua_rawequal(L, -1, cls)) { lua_pop(L, 1); return 1; }
+    if (lua_getfield(L, -1, "__super") != LUA_TTABLE) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+int luaio__is_cancelled (lua_State *L, int idx) {
+  int r;
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED);
+  r = is_instance(L, idx, lua_gettop(L));
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Is the value at idx an instance of one of luaio's classes? */
+int luaio__is_error_object (lua_State *L, int idx) {
+  int r = 0;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  if (lua_getfield(L, -1, "__tostring") == LUA_TFUNCTION)
+    r = lua_tocfunction(L, -1) == err_tostring;
+  lua_pop(L, 2);
+  return r;
+}
+
+/* aio.is(v, Class) -> boolean */
+static int l_is (lua_State *L) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_pushboolean(L, is_instance(L, 1, 2));
+  return 1;
+}
+
+/* core.new_error_class(name [, parent]) -> class */
+static int l_new_class (lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  make_class(L, name, lua_isnoneornil(L, 2) ? 0 : 2);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"is", l_is},
+  {"new_error_class", l_new_class},
+  {NULL, NULL}
+};
+
+void luaio__errors_open (lua_State *L) {
+  int i;
+  luaio__setfuncs(L, funcs);
+  push_classes(L);
+  for (i = 0; hierarchy[i][0] != NULL; i++) {
+    lua_getfield(L, -1, hierarchy[i][0]);
+    lua_setfield(L, -3, hierarchy[i][0]);
+  }
+  lua_pop(L, 1);
+}

@@ -1,0 +1,498 @@
+/*
+** future.c -- Future: asyncio's state machine (pending -> done | failed |
+** cancelled), results (several, nils kept), done callbacks, await.
+**
+** Awaiting parks the task on the future's C wait list: no callback,
+** table or closure per wait.  Waiters and done callbacks are woken in
+** the order they registered (a sequence number merges the two lists), as
+** asyncio's single callback list does.  Callbacks are scheduled, never run
+** inside set_result.  Cancelling a task that awaits a future cancels the
+** future (asyncio's rule), which wakes the task with CancelledError.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const state_names[] = {
+  "pending", "done", "failed", "cancelled"
+};
+
+
+/* ---------------------------------------------------------- access */
+
+luaio_Future *luaio__tofuture (lua_State *L, int idx) {
+  void *p = luaL_testudata(L, idx, LUAIO_FUTURE);
+  if (p == NULL) p = luaL_testudata(L, idx, LUAIO_TASK);
+  return (luaio_Future *)p;
+}
+
+luaio_Future *luaio__checkfuture (lua_State *L, int idx) {
+  luaio_Future *f = luaio__tofuture(L, idx);
+  if (f == NULL) luaL_typeerror(L, idx, "Future or Task");
+  return f;
+}
+
+/* Binds f to rt on first use; use from another loop is an error. */
+void luaio__future_bind (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
+                         const char *fname) {
+  if (f->loop_id == 0) f->loop_id = rt->id;
+  else if (f->loop_id != rt->id)
+    luaL_error(L, "%s: the %s belongs to another event loop", fname,
+               f->is_task ? "task" : "future");
+}
+
+/* The runtime f is bound to (or the running one, then bound); may be NULL. */
+static luaio_Runtime *rt_of (lua_State *L, luaio_Future *f) {
+  luaio_State *G = luaio__state(L);   /* may be called from the drain */
+  if (f->loop_id != 0) return luaio__find_rt(G, f->loop_id);
+  if (G->rt != NULL) f->loop_id = G->rt->id;
+  return G->rt;
+}
+
+
+/* ---------------------------------------------------------- results */
+
+/* Stores the n values on top of L as the result of the future at idx. */
+static void store_results (lua_State *L, luaio_Future *f, int idx, int n) {
+  if (n == 1) f->nres = 1;
+  else if (n == 0) { f->nres = 0; lua_pushnil(L); }
+  else {
+    int i;
+    lua_createtable(L, n, 1);
+    lua_insert(L, -n - 1);
+    for (i = n; i >= 1; i--) lua_rawseti(L, -i - 1, i);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    f->nres = -1;
+  }
+  lua_setiuservalue(L, idx, FUT_UV_RESULT);
+}
+
+/* Raises the CancelledError of a cancelled future at idx. */
+static int raise_cancelled (lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, FUT_UV_RESULT);
+  return lua_error(L);
+}
+
+/*
+** Pushes the results of the done future at idx, or raises its error
+** (marking it retrieved) or its CancelledError.
+*/
+int luaio__future_results (lua_State *L, int idx) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  switch (f->state) {
+    case FUT_DONE:
+      if (f->nres == 0) return 0;
+      lua_getiuservalue(L, idx, FUT_UV_RESULT);
+      if (f->nres == 1) return 1;
+      {
+        int n, i;
+        lua_getfield(L, -1, "n");
+        n = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        luaL_checkstack(L, n, "too many results");
+        for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+        lua_remove(L, -n - 1);
+        return n;
+      }
+    case FUT_FAILED:
+      f->retrieved = 1;
+      lua_getiuservalue(L, idx, FUT_UV_RESULT);
+      return lua_error(L);
+    case FUT_CANCELLED:
+      return raise_cancelled(L, idx);
+    default:
+      return luaio__error(L, "InvalidStateError", "Result is not ready.");
+  }
+}
+
+
+/* ---------------------------------------------------------- completion */
+
+/* Appends fn (at fnidx) with sequence seq to the callbacks of idx. */
+static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
+  int n;
+  if (lua_getiuservalue(L, idx, FUT_UV_CALLBACKS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+  }
+  n = (int)lua_rawlen(L, -1);
+  lua_pushvalue(L, fnidx);
+  lua_rawseti(L, -2, n + 1);
+  lua_pushinteger(L, (lua_Integer)seq);
+  lua_rawseti(L, -2, n + 2);
+  lua_pop(L, 1);
+  return n / 2 + 1;                    /* the callback's number */
+}
+
+static void queue_callback (lua_State *L, luaio_Runtime *rt,
+                            luaio_Future *f, int idx, int i) {
+  if (f->anchor == 0) {
+    lua_pushvalue(L, idx);
+    f->anchor = luaio__anchor(L, rt);
+  }
+  f->ncb++;
+  luaio__schedule(rt, E_FUTCB, f, i);
+}
+
+/*
+** The future at idx has just been settled: wake its waiters and schedule
+** its callbacks, in registration order.
+*/
+void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  int i = 1, ncb = 0;
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, FUT_UV_CALLBACKS) == LUA_TTABLE)
+    ncb = (int)lua_rawlen(L, -1) / 2;
+  if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
+    rt = rt_of(L, f);
+  if (rt == NULL) { lua_pop(L, 1); return; }
+  while (f->waiters.head != NULL || i <= ncb) {
+    luaio_Task *w = f->waiters.head;
+    unsigned seq = 0;
+    if (i <= ncb) {
+      lua_rawgeti(L, -1, 2 * i);
+      seq = (unsigned)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    if (i <= ncb && (w == NULL || seq < w->wseq)) {
+      queue_callback(L, rt, f, idx, i);
+      i++;
+    }
+    else luaio__wake(rt, w);
+  }
+  lua_pop(L, 1);
+  if (!f->is_task && f->ncb == 0 && f->anchor != 0) {
+    luaio__unanchor(L, rt, f->anchor);
+    f->anchor = 0;
+  }
+}
+
+/* Runs done callback number i of f (anchored) from the ready queue. */
+void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
+                                 luaio_Future *f, int i) {
+  int fidx;
+  luaio__push_anchor(L, rt, f->anchor);
+  fidx = lua_gettop(L);
+  lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS);
+  lua_rawgeti(L, -1, 2 * i - 1);
+  lua_pushboolean(L, 0);               /* let the function go */
+  lua_rawseti(L, -3, 2 * i - 1);
+  lua_remove(L, -2);
+  if (--f->ncb == 0) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, fidx, FUT_UV_CALLBACKS);
+    if (!f->is_task || ((luaio_Task *)f)->tstate == T_DONE) {
+      luaio__unanchor(L, rt, f->anchor);
+      f->anchor = 0;
+    }
+  }
+  lua_pushvalue(L, fidx);
+  luaio__call_reporting(L, rt, 1, f->is_task ? "task" : "future", fidx);
+  lua_settop(L, fidx - 1);
+}
+
+/* Marks a failed future for the never-retrieved report. */
+static void track_failure (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
+                           int idx) {
+  f->retrieved = 0;
+  if (rt == NULL || f->tracked) return;
+  f->tracked = 1;
+  luaio__push_R(L, rt);
+  lua_getfield(L, -1, "unretrieved");
+  lua_pushvalue(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+/* Settles the future at idx with state st; value(s) on top. */
+void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
+                           int n) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  if (rt == NULL) rt = rt_of(L, f);
+  idx = lua_absindex(L, idx);
+  if (st == FUT_DONE) store_results(L, f, idx, n);
+  else lua_setiuservalue(L, idx, FUT_UV_RESULT);
+  f->state = (unsigned char)st;
+  if (st == FUT_FAILED) track_failure(L, rt, f, idx);
+  luaio__future_complete(L, rt, idx);
+}
+
+int luaio__future_cancel (lua_State *L, int idx, int msgidx) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  if (f->state != FUT_PENDING) return 0;
+  idx = lua_absindex(L, idx);
+  if (msgidx != 0) luaio__push_cancelled(L, msgidx);
+  else {
+    lua_pushnil(L);
+    luaio__push_cancelled(L, -1);
+    lua_remove(L, -2);
+  }
+  luaio__future_settle(L, NULL, idx, FUT_CANCELLED, 1);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------- methods */
+
+static luaio_Future *checkplain (lua_State *L, int idx) {
+  return (luaio_Future *)luaL_checkudata(L, idx, LUAIO_FUTURE);
+}
+
+/* aio.Future() */
+static int l_future (lua_State *L) {
+  luaio_Future *f = (luaio_Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
+  luaio_Runtime *rt = luaio__G(L)->rt;
+  memset(f, 0, sizeof(*f));
+  f->retrieved = 1;
+  if (rt != NULL) f->loop_id = rt->id;
+  luaL_setmetatable(L, LUAIO_FUTURE);
+  return 1;
+}
+
+static int f_set_result (lua_State *L) {
+  luaio_Future *f = checkplain(L, 1);
+  if (f->state != FUT_PENDING)
+    return luaio__error(L, "InvalidStateError", "invalid state: %s",
+                        state_names[f->state]);
+  luaio__future_settle(L, NULL, 1, FUT_DONE, lua_gettop(L) - 1);
+  return 0;
+}
+
+static int f_set_exception (lua_State *L) {
+  luaio_Future *f = checkplain(L, 1);
+  luaL_checkany(L, 2);
+  if (lua_isnil(L, 2)) return luaL_typeerror(L, 2, "error value");
+  if (f->state != FUT_PENDING)
+    return luaio__error(L, "InvalidStateError", "invalid state: %s",
+                        state_names[f->state]);
+  lua_settop(L, 2);
+  if (lua_istable(L, 2) && lua_getfield(L, 2, "__super") != LUA_TNIL &&
+      lua_getfield(L, 2, "__index") == LUA_TTABLE &&
+      lua_rawequal(L, -1, 2)) {         /* a class: make an instance */
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    lua_call(L, 0, 1);
+    lua_replace(L, 2);
+  }
+  lua_settop(L, 2);
+  luaio__future_settle(L, NULL, 1, FUT_FAILED, 1);
+  return 0;
+}
+
+static int f_result (lua_State *L) {
+  luaio__checkfuture(L, 1);
+  return luaio__future_results(L, 1);
+}
+
+static int f_exception (lua_State *L) {
+  luaio_Future *f = luaio__checkfuture(L, 1);
+  switch (f->state) {
+    case FUT_PENDING:
+      return luaio__error(L, "InvalidStateError", "Exception is not set.");
+    case FUT_CANCELLED:
+      return raise_cancelled(L, 1);
+    case FUT_FAILED:
+      f->retrieved = 1;
+      lua_getiuservalue(L, 1, FUT_UV_RESULT);
+      return 1;
+    default:
+      lua_pushnil(L);
+      return 1;
+  }
+}
+
+static int f_done (lua_State *L) {
+  lua_pushboolean(L, luaio__checkfuture(L, 1)->state != FUT_PENDING);
+  return 1;
+}
+
+static int f_cancelled (lua_State *L) {
+  lua_pushboolean(L, luaio__checkfuture(L, 1)->state == FUT_CANCELLED);
+  return 1;
+}
+
+static int f_cancel (lua_State *L) {
+  checkplain(L, 1);
+  lua_pushboolean(L, luaio__future_cancel(L, 1, lua_isnoneornil(L, 2) ? 0 : 2));
+  return 1;
+}
+
+static int f_add_done_callback (lua_State *L) {
+  luaio_Future *f = luaio__checkfuture(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (f->state == FUT_PENDING) {
+    add_callback(L, 1, 2, ++f->seq);
+  }
+  else {
+    luaio_Runtime *rt = rt_of(L, f);
+    int i;
+    if (rt == NULL)
+      return luaL_error(L, "add_done_callback: no event loop to run it");
+    i = add_callback(L, 1, 2, 0);
+    queue_callback(L, rt, f, 1, i);
+  }
+  return 0;
+}
+
+/* remove_done_callback(fn) -> how many were removed (0 once done). */
+static int f_remove_done_callback (lua_State *L) {
+  luaio_Future *f = luaio__checkfuture(L, 1);
+  int n, i, j = 1, removed = 0;
+  luaL_checkany(L, 2);
+  if (f->state != FUT_PENDING ||
+      lua_getiuservalue(L, 1, FUT_UV_CALLBACKS) != LUA_TTABLE) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  n = (int)lua_rawlen(L, 3);
+  for (i = 1; i <= n; i += 2) {
+    lua_rawgeti(L, 3, i);
+    if (lua_rawequal(L, -1, 2)) { removed++; lua_pop(L, 1); continue; }
+    lua_rawseti(L, 3, j);
+    lua_rawgeti(L, 3, i + 1);
+    lua_rawseti(L, 3, j + 1);
+    j += 2;
+  }
+  for (; j <= n; j++) { lua_pushnil(L); lua_rawseti(L, 3, j); }
+  lua_pushinteger(L, removed);
+  return 1;
+}
+
+/*
+** Abort hook of a task awaiting a future: cancel what it awaits (asyncio's
+** rule).  A pending task is anchored, and so is a future with waiters.
+*/
+static int await_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+  luaio_Future *f = (luaio_Future *)t->wobj;
+  int ok, top = lua_gettop(L), msg = 0;
+  if (f->state != FUT_PENDING) return 0;
+  if (t->has_extras) {
+    luaio__push_task(L, rt, t);
+    luaio__extras(L, t, lua_gettop(L));
+    lua_getfield(L, -1, "cancel_message");
+    if (!lua_isnil(L, -1)) msg = lua_gettop(L);
+  }
+  luaio__push_anchor(L, rt, f->anchor);
+  if (f->is_task) ok = luaio__task_cancel(L, (luaio_Task *)f, msg);
+  else ok = luaio__future_cancel(L, lua_gettop(L), msg);
+  lua_settop(L, top);
+  return ok;          /* an awaited task stays awaited: its end wakes t */
+}
+
+static int await_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return luaio__future_results(L, 1);
+}
+
+/* fut:await() / task:await() -> results, or raises the error */
+static int f_await (lua_State *L) {
+  luaio_Future *f = luaio__checkfuture(L, 1);
+  luaio_Task *t;
+  lua_settop(L, 1);
+  if (f->state != FUT_PENDING) return luaio__future_results(L, 1);
+  t = luaio__check_suspend(L, "await");
+  if ((luaio_Future *)t == f)
+    return luaL_error(L, "await: a task cannot await itself");
+  luaio__future_bind(L, t->rt, f, "await");
+  if (f->anchor == 0) {                /* kept alive while awaited */
+    lua_pushvalue(L, 1);
+    f->anchor = luaio__anchor(L, t->rt);
+  }
+  t->wseq = ++f->seq;
+  return luaio__park(L, t, &f->waiters, await_abort,
+                     f->is_task ? "task" : "future", f, 0, await_k);
+}
+
+static int f_get_loop (lua_State *L) {
+  luaio_Future *f = luaio__checkfuture(L, 1);
+  luaio_Runtime *rt = rt_of(L, f);
+  if (rt == NULL) return 0;
+  luaio__push_loop(L, rt);
+  return 1;
+}
+
+static int f_tostring (lua_State *L) {
+  luaio_Future *f = checkplain(L, 1);
+  lua_pushfstring(L, "Future: %s (%p)", state_names[f->state], (void *)f);
+  return 1;
+}
+
+/* Never-retrieved errors of collected futures: queue a report. */
+int luaio__future_gc (lua_State *L) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, 1);
+  luaio_Runtime *rt;
+  if (f->state != FUT_FAILED || f->retrieved) return 0;
+  rt = luaio__find_rt(luaio__state(L), f->loop_id);
+  f->retrieved = 1;
+  if (rt == NULL || rt->closed) return 0;
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, f->is_task ? "Task exception was never retrieved"
+                               : "Future exception was never retrieved");
+  lua_setfield(L, -2, "message");
+  lua_getiuservalue(L, 1, FUT_UV_RESULT);
+  lua_setfield(L, -2, "exception");
+  if (f->is_task && ((luaio_Task *)f)->has_extras) {
+    lua_getiuservalue(L, 1, TASK_UV_EXTRAS);
+    lua_getfield(L, -1, "traceback");
+    lua_setfield(L, -3, "traceback");
+    lua_getfield(L, -1, "name");
+    lua_setfield(L, -3, "task_name");
+    lua_pop(L, 1);
+  }
+  luaio__queue_report(L, rt);
+  return 0;
+}
+
+static const luaL_Reg shared_methods[] = {
+  {"result", f_result},
+  {"exception", f_exception},
+  {"done", f_done},
+  {"cancelled", f_cancelled},
+  {"add_done_callback", f_add_done_callback},
+  {"remove_done_callback", f_remove_done_callback},
+  {"await", f_await},
+  {"get_loop", f_get_loop},
+  {NULL, NULL}
+};
+
+static const luaL_Reg future_methods[] = {
+  {"set_result", f_set_result},
+  {"set_exception", f_set_exception},
+  {"cancel", f_cancel},
+  {NULL, NULL}
+};
+
+/* Adds the methods Futures and Tasks share to the table on top. */
+void luaio__future_methods (lua_State *L) {
+  luaio__setfuncs(L, shared_methods);
+}
+
+void luaio__future_open (lua_State *L) {
+  if (luaL_newmetatable(L, LUAIO_FUTURE)) {
+    lua_newtable(L);
+    luaio__future_methods(L);
+    luaio__setfuncs(L, future_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, f_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "Future");
+    lua_setfield(L, -2, "__name");
+    lua_pushlightuserdata(L, luaio__state(L));
+    lua_pushcclosure(L, luaio__future_gc, 1);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "FutureMethods");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, luaio__state(L));
+  lua_pushcclosure(L, l_future, 1);
+  lua_setfield(L, -2, "Future");
+}

@@ -1,0 +1,321 @@
+/*
+** internal.h -- luaio's C core, shared between its files.
+**
+** Naming: public API luaio_ (luaio.h); cross-file internals luaio__ (here);
+** static helpers unprefixed.  See docs/design.md for the rules this code
+** keeps: Lua runs only in the ready-queue drain; libuv callbacks only
+** schedule; every suspension is one park with an abort hook.
+*/
+#ifndef luaio_internal_h
+#define luaio_internal_h
+
+#include <signal.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "luaio.h"
+
+typedef struct luaio_State luaio_State;
+typedef struct luaio_Future luaio_Future;
+typedef struct luaio_Task luaio_Task;
+typedef struct luaio_Handle luaio_Handle;
+typedef struct luaio_WaitList luaio_WaitList;
+
+/* Type names: metatable names in the registry (luaL_checkudata). */
+#define LUAIO_FUTURE "luaio.Future"
+#define LUAIO_TASK "luaio.Task"
+#define LUAIO_HANDLE "luaio.Handle"
+#define LUAIO_LOOP "luaio.Loop"
+
+/* How many passes of the ready queue may run between two I/O polls. */
+#ifndef LUAIO_DRAIN_BUDGET
+#define LUAIO_DRAIN_BUDGET 4096
+#endif
+
+/* How many finished coroutines are kept for reuse. */
+#ifndef LUAIO_POOL_MAX
+#define LUAIO_POOL_MAX 1024
+#endif
+
+
+/* ---------------------------------------------------------- per state */
+
+/*
+** One per lua_State, created by the first luaopen_luaio_core and kept in
+** the registry: every core C function has it as upvalue 1.
+*/
+struct luaio_State {
+  luaio_Runtime *rt;           /* the running runtime, or NULL */
+  luaio_Runtime *open;         /* list of open runtimes (by rt->next) */
+  unsigned next_id;            /* runtime ids: futures bind to them */
+  lua_CFunction msgh;          /* task body message handler */
+};
+
+#define luaio__G(L) ((luaio_State *)lua_touserdata(L, lua_upvalueindex(1)))
+
+luaio_State *luaio__state (lua_State *L);  /* pushes nothing */
+void luaio__setfuncs (lua_State *L, const luaL_Reg *l);  /* G upvalue */
+
+
+/* ---------------------------------------------------------- futures */
+
+enum { FUT_PENDING, FUT_DONE, FUT_FAILED, FUT_CANCELLED };
+
+struct luaio_WaitList {
+  luaio_Task *head, *tail;
+};
+
+/*
+** A Future; a Task starts with one.  User values: 1 the result slot (one
+** result, a packed table {n = k, ...}, the error, or the CancelledError),
+** 2 the done callbacks (a table of fn, seq pairs, or nil).
+*/
+struct luaio_Future {
+  unsigned char state;
+  unsigned char is_task;
+  unsigned char retrieved;     /* error looked at (or none to look at) */
+  unsigned char tracked;       /* listed for the never-retrieved report */
+  int nres;                    /* -1: packed table; else 0 or 1 */
+  int anchor;                  /* slot in the anchors table, 0 = none */
+  int ncb;                     /* callback entries still queued */
+  unsigned seq;                /* registration counter: callbacks+waiters */
+  unsigned loop_id;            /* runtime this binds to, 0 = not yet */
+  luaio_WaitList waiters;      /* tasks awaiting this */
+};
+
+#define FUT_UV_RESULT 1
+#define FUT_UV_CALLBACKS 2
+#define FUT_NUV 2
+
+luaio_Future *luaio__tofuture (lua_State *L, int idx);  /* Future or Task */
+luaio_Future *luaio__checkfuture (lua_State *L, int idx);
+void luaio__future_bind (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
+                         const char *fname);
+void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx);
+int luaio__future_results (lua_State *L, int idx);  /* pushes or raises */
+int luaio__future_cancel (lua_State *L, int idx, int msgidx);
+void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
+                                 luaio_Future *f, int i);
+void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
+                           int n);
+void luaio__future_methods (lua_State *L);
+int luaio__future_gc (lua_State *L);
+void luaio__future_open (lua_State *L);
+
+
+/* ---------------------------------------------------------- tasks */
+
+enum { T_NEW, T_SCHEDULED, T_RUNNING, T_PARKED, T_DONE };
+
+/*
+** Abort hook of a parked task, called when the task is cancelled.  It
+** returns 1 when it has arranged the task's wake-up itself (awaiting a
+** future: the future was cancelled), 0 to let the core unpark the task
+** and resume it with CancelledError.  The hook must undo the wait.
+*/
+typedef int (*luaio_Abort) (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
+
+/*
+** A Task.  User values: 1 the coroutine while pending, then the result
+** as a Future's; 2 as a Future; 3 the context (ContextVar values,
+** copy-on-write); 4 extras, a table made on demand: name, cancel message,
+** traceback.  The anchors table holds every pending task, so the loop
+** keeps it alive; luaio__push_task pushes one from its pointer.
+*/
+struct luaio_Task {
+  luaio_Future f;
+  unsigned char tstate;
+  unsigned char must_cancel;   /* raise CancelledError at next resume */
+  unsigned char has_extras;
+  unsigned char is_main;
+  int cancelling;              /* cancel requests not yet uncancelled */
+  int heap;                    /* index in the timer heap + 1, 0 = none */
+  unsigned wseq;               /* registration order on a future */
+  lua_Integer id;              /* "Task-<id>" */
+  lua_Integer parent;          /* id of the creating task, 0 = none */
+  lua_State *co;               /* NULL once done */
+  luaio_Runtime *rt;           /* valid while pending */
+  luaio_Task *prev, *next;     /* pending tasks of rt */
+  luaio_Task *wprev, *wnext;   /* the wait list it is parked on */
+  luaio_WaitList *wlist;
+  luaio_Abort abort;
+  const char *what;            /* what it waits on, for dump_tasks */
+  const void *wobj;
+};
+
+#define TASK_UV_CONTEXT 3
+#define TASK_UV_EXTRAS 4
+#define TASK_NUV 4
+
+luaio_Task *luaio__totask (lua_State *L, int idx);
+luaio_Task *luaio__checktask (lua_State *L, int idx);
+#define luaio__push_task(L, rt, t) luaio__push_anchor(L, rt, (t)->f.anchor)
+int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n);
+void luaio__step (luaio_Runtime *rt, luaio_Task *t);
+int luaio__task_main (lua_State *co);
+void luaio__task_kill (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
+int luaio__task_cancel (lua_State *L, luaio_Task *t, int msgidx);
+void luaio__extras (lua_State *L, luaio_Task *t, int idx);  /* +1 table */
+void luaio__task_open (lua_State *L);
+
+
+/* ---------------------------------------------------------- park/wake */
+
+luaio_Task *luaio__check_suspend (lua_State *L, const char *fname);
+int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
+                 luaio_Abort abort, const char *what, const void *obj,
+                 lua_KContext ctx, lua_KFunction k);
+void luaio__resumed (lua_State *L);  /* raises a pending cancellation */
+void luaio__unpark (luaio_Task *t);
+void luaio__wake (luaio_Runtime *rt, luaio_Task *t);
+void luaio__waitlist_push (luaio_WaitList *wl, luaio_Task *t);
+void luaio__waitlist_remove (luaio_WaitList *wl, luaio_Task *t);
+
+
+/* ---------------------------------------------------------- handles */
+
+enum { H_PENDING, H_RAN, H_CANCELLED };
+
+/*
+** A call_soon / call_later handle.  User values: 1 the function, 2.. its
+** arguments.
+*/
+struct luaio_Handle {
+  unsigned char state;
+  unsigned char timer;         /* call_later/call_at */
+  int nargs;
+  int anchor;
+  int heap;                    /* index in the timer heap + 1, 0 = none */
+  uint64_t when;               /* deadline in clock ns (timers) */
+  luaio_Runtime *rt;           /* valid while pending */
+};
+
+void luaio__run_handle (lua_State *L, luaio_Runtime *rt, luaio_Handle *h);
+void luaio__call_reporting (lua_State *L, luaio_Runtime *rt, int nargs,
+                            const char *key, int objidx);
+void luaio__handle_open (lua_State *L);
+
+
+/* ---------------------------------------------------------- runtime */
+
+enum { E_TASK, E_CALL, E_FUTCB, E_REPORT };
+
+typedef struct luaio_Entry {
+  int kind;
+  int idx;
+  void *p;
+} luaio_Entry;
+
+typedef struct luaio_Timer {
+  uint64_t when;
+  uint64_t seq;
+  void *p;
+  int kind;                    /* E_TASK (a sleep) or E_CALL */
+} luaio_Timer;
+
+struct luaio_Runtime {
+  lua_State *S;                /* the scheduler's own thread */
+  luaio_State *G;
+  luaio_Runtime *next;         /* in G->open */
+  unsigned id;
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  uv_idle_t idle;              /* active while the ready queue is not empty */
+  uv_timer_t timer;            /* the next deadline of the heap */
+  uv_signal_t sigint;
+  uv_timer_t guard;            /* wakes uv_run during shutdown */
+  int idle_on, timer_on, sigint_on;
+  int open_handles;            /* of the above, not yet closed */
+  /* the ready queue: a ring */
+  luaio_Entry *q;
+  size_t qhead, qlen, qcap;
+  /* the timer heap */
+  luaio_Timer *heap;
+  size_t nheap, heapcap;
+  uint64_t timer_seq;
+  /* clock */
+  int virtual_clock;
+  uint64_t vnow;
+  /* the running task, and the thread a suspension must start from */
+  luaio_Task *current;
+  lua_State *running;
+  luaio_Task *tasks;           /* pending tasks (a list) */
+  luaio_Task *main;
+  /* counters: live objects, for tests and leak checks */
+  lua_Integer ntasks, task_counter, nhandles, nrequests, nreports;
+  /* Lua-side state: refs into the registry */
+  int ref_R;                   /* per-runtime table (see runtime.c) */
+  int ref_anchors;
+  int ref_pool;
+  int ref_loop;                /* the Loop userdata */
+  int *freeslots;
+  int nfree, freecap, anchor_top;
+  int pool_n;
+  /* flags */
+  int running_depth;           /* inside luaio__run */
+  int closing, closed, debug;
+  int interrupted;             /* SIGINT seen */
+  int fatal;                   /* drain failed: message in R.fatal */
+  int body_failed;             /* set by a task body's continuation */
+  int report_head;             /* reports delivered so far */
+  int stop;                    /* main task done: end the drain pass */
+  int has_handler, has_factory;
+  int cli;                     /* the CLI's loop: may nest one aio.run */
+  struct sigaction old_sigint; /* restored when run() returns */
+  double shutdown_timeout;
+};
+
+/* runtime.c */
+luaio_Runtime *luaio__rt (lua_State *L);          /* running one or NULL */
+luaio_Runtime *luaio__need_rt (lua_State *L, const char *fname);
+luaio_Runtime *luaio__find_rt (luaio_State *G, unsigned id);
+luaio_Runtime *luaio__checkloop (lua_State *L, int idx);
+void luaio__push_R (lua_State *L, luaio_Runtime *rt);
+int luaio__anchor (lua_State *L, luaio_Runtime *rt);  /* pops the value */
+void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot);
+void luaio__push_anchor (lua_State *L, luaio_Runtime *rt, int slot);
+void luaio__report (lua_State *L, luaio_Runtime *rt);  /* pops ctx table */
+void luaio__queue_report (lua_State *L, luaio_Runtime *rt); /* pops ctx */
+void luaio__push_loop (lua_State *L, luaio_Runtime *rt);
+void luaio__loop_open (lua_State *L);
+
+/* sched.c */
+void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx);
+void luaio__sched_init (luaio_Runtime *rt);
+void luaio__kick (luaio_Runtime *rt);
+int luaio__run_until (lua_State *L, luaio_Runtime *rt, luaio_Task *main);
+void luaio__shutdown (lua_State *L, luaio_Runtime *rt);
+
+/* timer.c */
+uint64_t luaio__now (luaio_Runtime *rt);
+int luaio__delay_ns (lua_State *L, int arg, uint64_t *ns);
+int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p);
+void luaio__heap_remove (luaio_Runtime *rt, int pos);
+int luaio__move_due (luaio_Runtime *rt, uint64_t now);
+void luaio__arm_timer (luaio_Runtime *rt);
+void luaio__timer_open (lua_State *L);
+
+/* errors.c */
+void luaio__new_error (lua_State *L, const char *cls, const char *msg,
+                       int traceback);          /* pushes the object */
+void luaio__push_cancelled (lua_State *L, int msgidx);  /* pushes */
+int luaio__is_cancelled (lua_State *L, int idx);
+int luaio__is_error_object (lua_State *L, int idx);
+int luaio__error (lua_State *L, const char *cls, const char *fmt, ...);
+void luaio__errors_open (lua_State *L);
+
+/* coro.c */
+void luaio__coro_open (lua_State *L);
+
+/* Light userdata yielded by every luaio suspension. */
+extern const char luaio__sentinel;
+#define luaio__is_sentinel(L, i) \
+  (lua_touserdata(L, i) == (void *)&luaio__sentinel)
+
+#endif

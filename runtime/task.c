@@ -1,0 +1,498 @@
+/*
+** task.c -- Task: a coroutine driven by the scheduler, with a Future's
+** state; create_task, one step of a task, its end; cancel, cancelling,
+** uncancel, names, stacks; current_task, all_tasks.
+**
+** The coroutine runs task_main(G, fn, ...), which calls fn under
+** lua_pcallk with a continuation: an error unwinds inside the coroutine
+** and <close> handlers on the way may suspend.  The body's continuation
+** tells the scheduler whether it failed.  A coroutine that ended normally
+** is emptied and kept for the next task (up to LUAIO_POOL_MAX).
+**
+** Cancellation (asyncio 3.11+): cancel() counts a request; a task parked
+** with an abort hook has its wait undone and resumes with CancelledError
+** (awaiting a future cancels the future); a task that is running or
+** already scheduled gets the error at its next resume; a task that has
+** not started ends cancelled without running.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+static const char TASKMT = 'T';   /* registry: Task metatable (fast check) */
+
+
+/* ---------------------------------------------------------- access */
+
+luaio_Task *luaio__totask (lua_State *L, int idx) {
+  return (luaio_Task *)luaL_testudata(L, idx, LUAIO_TASK);
+}
+
+luaio_Task *luaio__checktask (lua_State *L, int idx) {
+  return (luaio_Task *)luaL_checkudata(L, idx, LUAIO_TASK);
+}
+
+/* Pushes the extras table of task t (at idx), making it if needed. */
+void luaio__extras (lua_State *L, luaio_Task *t, int idx) {
+  idx = lua_absindex(L, idx);
+  if (t->has_extras) {
+    lua_getiuservalue(L, idx, TASK_UV_EXTRAS);
+    return;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, TASK_UV_EXTRAS);
+  t->has_extras = 1;
+}
+
+
+/* ---------------------------------------------------------- the body */
+
+/* Message handler of task bodies: records where the error happened. */
+static int task_msgh (lua_State *co) {
+  luaio_State *G = luaio__state(co);
+  luaio_Runtime *rt = G->rt;
+  if (luaio__is_cancelled(co, 1) || rt == NULL || rt->current == NULL)
+    return 1;
+  luaL_traceback(co, co, NULL, 1);
+  if (luaio__is_error_object(co, 1)) {
+    lua_getfield(co, 1, "traceback");
+    if (lua_isnil(co, -1)) {
+      lua_pushvalue(co, -2);
+      lua_setfield(co, 1, "traceback");
+    }
+    lua_pop(co, 1);
+  }
+  luaio__push_task(co, rt, rt->current);
+  luaio__extras(co, rt->current, -1);
+  lua_pushvalue(co, -3);
+  lua_setfield(co, -2, "traceback");
+  lua_settop(co, 1);
+  return 1;
+}
+
+static int task_k (lua_State *co, int status, lua_KContext ctx) {
+  luaio_State *G = (luaio_State *)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    G->rt->body_failed = 1;
+    return 1;                          /* the error value */
+  }
+  return lua_gettop(co) - 1;           /* the results, above the handler */
+}
+
+/* task_main(G, fn, ...): the function every task coroutine starts with. */
+int luaio__task_main (lua_State *co) {
+  luaio_State *G = (luaio_State *)lua_touserdata(co, 1);
+  int n = lua_gettop(co) - 2;
+  lua_pushcfunction(co, task_msgh);
+  lua_replace(co, 1);                  /* msgh, fn, ... */
+  return task_k(co, lua_pcallk(co, n, LUA_MULTRET, 1, (lua_KContext)G,
+                               task_k), (lua_KContext)G);
+}
+
+
+/* ---------------------------------------------------------- creation */
+
+static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt) {
+  if (rt->pool_n > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_pool);
+    lua_rawgeti(L, -1, rt->pool_n);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, rt->pool_n--);
+    lua_remove(L, -2);
+    return lua_tothread(L, -1);
+  }
+  return lua_newthread(L);
+}
+
+static void check_callable (lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_typeerror(L, idx, "function");
+}
+
+/*
+** Creates a task running the function at fidx with the n values after
+** it; pushes the task.  It starts on a later pass of the ready queue.
+*/
+int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n) {
+  luaio_Task *t;
+  lua_State *co;
+  int tidx;
+  fidx = lua_absindex(L, fidx);
+  check_callable(L, fidx);
+  if (rt->closed) return luaL_error(L, "create_task: the event loop is closed");
+  t = (luaio_Task *)lua_newuserdatauv(L, sizeof(luaio_Task), TASK_NUV);
+  memset(t, 0, sizeof(*t));
+  tidx = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKMT);
+  lua_setmetatable(L, tidx);
+  t->f.is_task = 1;
+  t->f.retrieved = 1;
+  t->f.loop_id = rt->id;
+  t->id = ++rt->task_counter;
+  t->rt = rt;
+  /* the context: the creator's, shared until someone writes to it */
+  if (rt->current != NULL) {
+    luaio__push_task(L, rt, rt->current);
+    lua_getiuservalue(L, -1, TASK_UV_CONTEXT);
+    lua_remove(L, -2);
+    t->parent = rt->current->id;
+  }
+  else {
+    luaio__push_R(L, rt);
+    lua_getfield(L, -1, "context");
+    lua_remove(L, -2);
+  }
+  lua_setiuservalue(L, tidx, TASK_UV_CONTEXT);
+  co = get_coroutine(L, rt);
+  lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  t->co = co;
+  if (!lua_checkstack(co, n + 3))
+    return luaL_error(L, "create_task: too many arguments");
+  lua_pushcfunction(co, luaio__task_main);
+  lua_pushlightuserdata(co, rt->G);
+  lua_checkstack(L, n + 1);
+  {
+    int i;
+    for (i = 0; i <= n; i++) lua_pushvalue(L, fidx + i);
+  }
+  lua_xmove(L, co, n + 1);
+  lua_pushvalue(L, tidx);
+  t->f.anchor = luaio__anchor(L, rt);
+  t->next = rt->tasks;
+  if (rt->tasks) rt->tasks->prev = t;
+  rt->tasks = t;
+  rt->ntasks++;
+  t->tstate = T_NEW;
+  luaio__schedule(rt, E_TASK, t, 0);
+  lua_settop(L, tidx);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------- the end */
+
+static void unlink_task (luaio_Runtime *rt, luaio_Task *t) {
+  if (t->prev) t->prev->next = t->next;
+  else rt->tasks = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  rt->ntasks--;
+}
+
+/* Keeps a finished coroutine for the next task. */
+static void pool (lua_State *S, luaio_Runtime *rt, lua_State *co) {
+  if (rt->pool_n >= LUAIO_POOL_MAX || rt->closing) return;
+  lua_settop(co, 0);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->ref_pool);
+  lua_pushthread(co);
+  lua_xmove(co, S, 1);
+  lua_rawseti(S, -2, ++rt->pool_n);
+  lua_pop(S, 1);
+}
+
+/*
+** Ends task t with state st.  DONE: nres results on top of co; else the
+** error value on top of S.  Releases the coroutine (pooled if reuse).
+*/
+static void end_task (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+                      int st, int nres, int reuse) {
+  lua_State *co = t->co;
+  int tidx, top;
+  lua_checkstack(S, nres + 6);
+  top = lua_gettop(S) - (st == FUT_DONE ? 0 : 1);
+  luaio__push_task(S, rt, t);
+  tidx = lua_gettop(S);
+  if (st == FUT_DONE) {
+    lua_xmove(co, S, nres);
+  }
+  else lua_pushvalue(S, tidx - 1);
+  t->co = NULL;
+  t->tstate = T_DONE;
+  t->must_cancel = 0;
+  unlink_task(rt, t);
+  if (reuse) pool(S, rt, co);
+  if (rt->debug && st == FUT_DONE && t->cancelling > 0) {
+    lua_createtable(S, 0, 2);
+    lua_pushliteral(S, "Task swallowed its cancellation and returned");
+    lua_setfield(S, -2, "message");
+    lua_pushvalue(S, tidx);
+    lua_setfield(S, -2, "task");
+    luaio__queue_report(S, rt);
+  }
+  luaio__future_settle(S, rt, tidx, st, st == FUT_DONE ? nres : 1);
+  if (t->f.ncb == 0) {
+    luaio__unanchor(S, rt, t->f.anchor);
+    t->f.anchor = 0;
+  }
+  if (t->is_main) rt->stop = 1;
+  lua_settop(S, top);
+}
+
+/* Ends t cancelled with a CancelledError carrying its cancel message. */
+static void end_cancelled (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+                           int reuse) {
+  if (t->has_extras) {
+    luaio__push_task(S, rt, t);
+    luaio__extras(S, t, -1);
+    lua_getfield(S, -1, "cancel_message");
+    luaio__push_cancelled(S, -1);
+    lua_replace(S, -4);
+    lua_pop(S, 2);
+  }
+  else {
+    lua_pushnil(S);
+    luaio__push_cancelled(S, -1);
+    lua_remove(S, -2);
+  }
+  end_task(S, rt, t, FUT_CANCELLED, 0, reuse);
+}
+
+/* Ends t with the error on top of co (moved to S). */
+static void end_failed (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+                        int reuse) {
+  lua_xmove(t->co, S, 1);
+  end_task(S, rt, t, luaio__is_cancelled(S, -1) ? FUT_CANCELLED : FUT_FAILED,
+           0, reuse);
+}
+
+/* One step: resumes t from the ready queue and handles how it stopped. */
+void luaio__step (luaio_Runtime *rt, luaio_Task *t) {
+  lua_State *S = rt->S, *co = t->co;
+  int nargs, nres = 0, status;
+  if (t->tstate == T_NEW) {
+    if (t->must_cancel) {              /* cancelled before it started */
+      end_cancelled(S, rt, t, 0);
+      return;
+    }
+    nargs = lua_gettop(co) - 1;
+  }
+  else {
+    lua_pop(co, 1);                    /* the sentinel it yielded */
+    nargs = 0;
+  }
+  t->tstate = T_RUNNING;
+  rt->current = t;
+  rt->running = co;
+  rt->body_failed = 0;
+  status = lua_resume(co, S, nargs, &nres);
+  rt->current = NULL;
+  rt->running = NULL;
+  if (status == LUA_YIELD) {
+    if (nres == 1 && luaio__is_sentinel(co, -1)) return;
+    /* A plain coroutine.yield reached the scheduler: the task cannot go
+       on.  Close its coroutine and fail it. */
+    lua_pop(co, nres);
+    lua_resetthread(co);
+    lua_settop(co, 0);
+    lua_pushliteral(co, "coroutine.yield: cannot yield from a task body "
+                    "outside a coroutine (use aio.sleep(0))");
+    end_failed(S, rt, t, 0);
+  }
+  else if (status == LUA_OK && !rt->body_failed)
+    end_task(S, rt, t, FUT_DONE, nres, 1);
+  else
+    end_failed(S, rt, t, status == LUA_OK);
+}
+
+/* Closes a task that would not finish (shutdown): its <close> handlers
+   run but cannot suspend. */
+void luaio__task_kill (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+  luaio_Task *saved = rt->current;
+  lua_State *co = t->co;
+  (void)L;
+  luaio__unpark(t);
+  if (t->tstate == T_NEW) {
+    end_cancelled(rt->S, rt, t, 0);
+    return;
+  }
+  rt->current = t;
+  rt->running = NULL;
+  lua_resetthread(co);
+  rt->current = saved;
+  lua_settop(co, 0);
+  end_cancelled(rt->S, rt, t, 0);
+}
+
+
+/* ---------------------------------------------------------- methods */
+
+static int t_cancel (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  lua_pushboolean(L, luaio__task_cancel(L, t, lua_isnoneornil(L, 2) ? 0 : 2));
+  return 1;
+}
+
+static int t_cancelling (lua_State *L) {
+  lua_pushinteger(L, luaio__checktask(L, 1)->cancelling);
+  return 1;
+}
+
+static int t_uncancel (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  if (t->cancelling > 0 && --t->cancelling == 0 && t->tstate != T_PARKED)
+    t->must_cancel = 0;
+  lua_pushinteger(L, t->cancelling);
+  return 1;
+}
+
+static int t_get_name (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  if (t->has_extras) {
+    luaio__extras(L, t, 1);
+    if (lua_getfield(L, -1, "name") != LUA_TNIL) return 1;
+  }
+  lua_pushfstring(L, "Task-%I", t->id);
+  return 1;
+}
+
+static int t_set_name (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  luaL_checkany(L, 2);
+  luaio__extras(L, t, 1);
+  luaL_tolstring(L, 2, NULL);
+  lua_setfield(L, -2, "name");
+  return 0;
+}
+
+static int t_get_coro (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  if (t->co == NULL) lua_pushnil(L);
+  else lua_getiuservalue(L, 1, FUT_UV_RESULT);
+  return 1;
+}
+
+/* get_stack() -> traceback string of a suspended task, or of where a
+   failed one failed; nil otherwise. */
+static int t_get_stack (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  if (t->co != NULL && t->tstate != T_NEW && lua_status(t->co) == LUA_YIELD) {
+    luaL_traceback(L, t->co, NULL, 0);
+    return 1;
+  }
+  if (t->f.state == FUT_FAILED && t->has_extras) {
+    luaio__extras(L, t, 1);
+    lua_getfield(L, -1, "traceback");
+    return 1;
+  }
+  return 0;
+}
+
+/* task:_info() -> id, parent id, state, what it waits on (dump_tasks). */
+static int t_info (lua_State *L) {
+  static const char *const names[] = {
+    "new", "scheduled", "running", "waiting", "done"
+  };
+  luaio_Task *t = luaio__checktask(L, 1);
+  lua_pushinteger(L, t->id);
+  lua_pushinteger(L, t->parent);
+  lua_pushstring(L, names[t->tstate]);
+  if (t->what) lua_pushstring(L, t->what);
+  else lua_pushnil(L);
+  return 4;
+}
+
+static int t_set_result (lua_State *L) {
+  return luaL_error(L, "set_result: a Task's result is set by its function");
+}
+
+static int t_set_exception (lua_State *L) {
+  return luaL_error(L, "set_exception: a Task's error is set by its function");
+}
+
+static int t_tostring (lua_State *L) {
+  static const char *const names[] = {"pending", "done", "failed", "cancelled"};
+  luaio_Task *t = luaio__checktask(L, 1);
+  t_get_name(L);
+  lua_pushfstring(L, "Task '%s': %s (%p)", lua_tostring(L, -1),
+                  names[t->f.state], (void *)t);
+  return 1;
+}
+
+/* aio.current_task() -> the running task, or nil */
+static int l_current_task (lua_State *L) {
+  luaio_Runtime *rt = luaio__G(L)->rt;
+  if (rt == NULL || rt->current == NULL) return 0;
+  luaio__push_task(L, rt, rt->current);
+  return 1;
+}
+
+/* aio.all_tasks() -> list of the running loop's pending tasks */
+static int l_all_tasks (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "all_tasks");
+  luaio_Task *t;
+  int i = 0;
+  lua_createtable(L, (int)rt->ntasks, 0);
+  for (t = rt->tasks; t != NULL; t = t->next) {
+    luaio__push_task(L, rt, t);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+/* aio.create_task(fn, ...) -> Task (the loop's task factory applies) */
+static int l_create_task (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "create_task");
+  luaL_checkany(L, 1);
+  if (rt->has_factory) {
+    int n = lua_gettop(L);
+    luaio__push_R(L, rt);
+    lua_getfield(L, -1, "factory");
+    lua_replace(L, -2);
+    lua_insert(L, 1);
+    luaio__push_loop(L, rt);
+    lua_insert(L, 2);                  /* factory, loop, fn, ... */
+    lua_call(L, n + 1, 1);
+    return 1;
+  }
+  return luaio__create_task(L, rt, 1, lua_gettop(L) - 1);
+}
+
+static const luaL_Reg task_methods[] = {
+  {"cancel", t_cancel},
+  {"cancelling", t_cancelling},
+  {"uncancel", t_uncancel},
+  {"get_name", t_get_name},
+  {"set_name", t_set_name},
+  {"get_coro", t_get_coro},
+  {"get_stack", t_get_stack},
+  {"set_result", t_set_result},
+  {"set_exception", t_set_exception},
+  {"_info", t_info},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"current_task", l_current_task},
+  {"all_tasks", l_all_tasks},
+  {"create_task", l_create_task},
+  {NULL, NULL}
+};
+
+void luaio__task_open (lua_State *L) {
+  if (luaL_newmetatable(L, LUAIO_TASK)) {
+    lua_newtable(L);
+    luaio__future_methods(L);
+    luaio__setfuncs(L, task_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "Task");
+    lua_setfield(L, -2, "__name");
+    lua_pushlightuserdata(L, luaio__state(L));
+    lua_pushcclosure(L, luaio__future_gc, 1);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKMT);
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "TaskMethods");
+  lua_pop(L, 1);
+  luaio__setfuncs(L, funcs);
+}
