@@ -1,0 +1,93 @@
+-- spec/helper.lua: what every spec file shares.
+--
+-- H.run(fn, opts): runs fn as the main task of a fresh loop (Runner opts),
+-- then checks that nothing is left behind -- no pending task, handle,
+-- timer or ready entry -- closes the loop and returns fn's results.
+-- H.cli(args, opts): runs the luaio CLI as a child process; returns
+-- {status =, stdout =, stderr =}.
+local aio = require "luaio"
+
+local H = {}
+
+H.LUAIO = os.getenv("LUAIO") or "build/luaio"
+H.ROOT = (H.LUAIO:match("^(.*)/build/[^/]*$")) or "."
+
+-- The stats that must be back to zero once a test has finished.
+local function leftovers(loop)
+  local s = loop:stats()
+  local bad = {}
+  for _, k in ipairs { "tasks", "handles", "timers", "ready", "requests" } do
+    if s[k] ~= 0 then bad[#bad + 1] = k .. "=" .. s[k] end
+  end
+  return #bad > 0 and table.concat(bad, " ") or nil
+end
+H.leftovers = leftovers
+
+local function finish(r, ok, ...)
+  local loop = r:get_loop()
+  local left = leftovers(loop)
+  r:close()
+  if not ok then error((...), 0) end
+  assert(left == nil, "left behind after the test: " .. tostring(left))
+  return ...
+end
+
+function H.run(fn, opts)
+  local r = aio.Runner(opts)
+  return finish(r, pcall(r.run, r, fn))
+end
+
+-- Runs fn and returns the list of exception contexts the loop reported.
+function H.reports(fn, opts)
+  local got = {}
+  local r = aio.Runner(opts)
+  r:get_loop():set_exception_handler(function(_, ctx) got[#got + 1] = ctx end)
+  local ok, err = pcall(r.run, r, fn)
+  r:close()
+  if not ok then error(err, 0) end
+  return got
+end
+
+local function readall(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+H.quote = quote
+
+-- Runs the CLI: args is a list; opts.stdin (string), opts.env (prefix
+-- like "LUA_INIT='x'"), opts.cwd.
+function H.cli(args, opts)
+  opts = opts or {}
+  local out, err, inp = os.tmpname(), os.tmpname(), os.tmpname()
+  local f = assert(io.open(inp, "wb"))
+  f:write(opts.stdin or "")
+  f:close()
+  local cmd = {}
+  if opts.cwd then cmd[#cmd + 1] = "cd " .. quote(opts.cwd) .. " &&" end
+  if opts.env then cmd[#cmd + 1] = opts.env end
+  cmd[#cmd + 1] = "timeout 20 " .. quote(H.LUAIO)
+  for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
+  cmd[#cmd + 1] = "<" .. quote(inp) .. " >" .. quote(out) .. " 2>" .. quote(err)
+  local _, _, code = os.execute(table.concat(cmd, " "))
+  local r = { status = code, stdout = readall(out), stderr = readall(err) }
+  os.remove(out); os.remove(err); os.remove(inp)
+  return r
+end
+
+-- Writes a temporary Lua file and returns its path.
+function H.script(src)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "wb"))
+  f:write(src)
+  f:close()
+  return path
+end
+
+return H
