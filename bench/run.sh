@@ -1,0 +1,66 @@
+#!/bin/sh
+# make bench: luaio's workloads beside asyncio and Node (when present), in
+# one run, interleaved, median of RUNS passes.  A benchmark, never a test.
+#   bench/run.sh CLI        RUNS=5 N1=1000000 bench/run.sh build/luaio
+set -u
+cli=${1:-build/luaio}
+here=$(cd "$(dirname "$0")" && pwd)
+RUNS=${RUNS:-3}
+N1=${N1:-100000}
+N3=${N3:-100000}
+tmp=$(mktemp -d)
+
+run() { # name peer cmd...
+  name=$1; peer=$2; shift 2
+  out=$(timeout 300 "$@" 2>/dev/null | grep '^RESULT' | head -n 1)
+  [ -n "$out" ] && echo "$name $peer ${out#RESULT }" >> "$tmp/results"
+}
+
+have_py=0; command -v python3 >/dev/null && have_py=1
+have_node=0; command -v node >/dev/null && have_node=1
+i=0
+while [ $i -lt "$RUNS" ]; do
+  run W1 luaio "$cli" "$here/w1_spawn.lua" "$N1"
+  [ $have_py = 1 ] && run W1 asyncio python3 "$here/w1_spawn.py" "$N1"
+  [ $have_node = 1 ] && run W1 node node "$here/w1_spawn.js" "$N1"
+  run W3mem luaio "$cli" "$here/w3mem.lua" "$N3"
+  [ $have_py = 1 ] && run W3mem asyncio python3 "$here/w3mem.py" "$N3"
+  [ $have_node = 1 ] && run W3mem node node --expose-gc "$here/w3mem.js" "$N3"
+  i=$((i + 1))
+done
+
+lua5.4 - "$tmp/results" "$N1" "$N3" <<'LUA'
+local rows, order = {}, {}
+for line in io.lines(arg[1]) do
+  local w, p, a, b = line:match("^(%S+) (%S+) (%S+) ?(%S*)")
+  local key = w .. " " .. p
+  if not rows[key] then rows[key] = { w = w, p = p, a = {}, b = {} }; order[#order + 1] = key end
+  table.insert(rows[key].a, tonumber(a))
+  if b ~= "" then table.insert(rows[key].b, tonumber(b)) end
+end
+local function median(t)
+  if #t == 0 then return nil end
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+local unit = { W1 = "tasks/s", W3mem = "bytes/task" }
+local best = {}
+for _, k in ipairs(order) do
+  local r = rows[k]
+  r.ma, r.mb = median(r.a), median(r.b)
+end
+print(("%-6s %-8s %14s %12s %10s"):format("work", "peer", "figure", "peak RSS", "luaio/peer"))
+for _, k in ipairs(order) do
+  local r = rows[k]
+  local l = rows[r.w .. " luaio"]
+  local ratio = ""
+  if l and r.p ~= "luaio" then
+    ratio = r.w == "W3mem" and ("%.2fx less"):format(r.ma / l.ma) or ("%.2fx"):format(l.ma / r.ma)
+  end
+  print(("%-6s %-8s %14s %12s %10s"):format(r.w, r.p,
+    ("%.0f %s"):format(r.ma, unit[r.w] or ""),
+    r.mb and ("%d KiB"):format(r.mb) or "", ratio))
+end
+print(("(W1 N=%s, W3mem N=%s; W1 waits for each task in turn: gather comes with the combinators)"):format(arg[2], arg[3]))
+LUA
+rm -rf "$tmp"

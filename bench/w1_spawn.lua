@@ -1,0 +1,22 @@
+-- W1: spawn N tasks that each sleep(0) once and return i; wait for all;
+-- check the sum.  Prints: RESULT <tasks/s> <peak RSS KiB>
+local aio = require "luaio"
+local n = tonumber(arg[1]) or 100000
+local function peak_kb()
+  local f = io.open("/proc/self/status")
+  local s = f and f:read("a") or ""
+  if f then f:close() end
+  return tonumber(s:match("VmHWM:%s+(%d+)")) or -1
+end
+local sum, dt = aio.run(function()
+  local t0 = aio.time()
+  local tasks = {}
+  for i = 1, n do
+    tasks[i] = aio.create_task(function() aio.sleep(0); return i end)
+  end
+  local s = 0
+  for i = 1, n do s = s + tasks[i]:await() end
+  return s, aio.time() - t0
+end)
+assert(sum == n * (n + 1) // 2)
+print(("RESULT %.0f %d"):format(n / dt, peak_kb()))
