@@ -370,7 +370,12 @@ static void on_sigint (uv_signal_t *h, int signum) {
   luaio__kick(rt);
 }
 
-/* Watches SIGINT while run() runs, unless the process ignores it. */
+/*
+** Watches SIGINT while run() runs, unless the process ignores it.  The
+** watch keeps the loop alive: a main task sleeping forever waits for
+** Ctrl-C, as in asyncio.  Only when nothing at all could wake the main
+** task does run() report a deadlock.
+*/
 static int watch_sigint (luaio_Runtime *rt) {
   struct sigaction cur;
   if (sigaction(SIGINT, NULL, &cur) != 0 || cur.sa_handler == SIG_IGN)
@@ -383,8 +388,7 @@ static int watch_sigint (luaio_Runtime *rt) {
   }
   rt->old_sigint = cur;
   uv_signal_start(&rt->sigint, on_sigint, SIGINT);
-  uv_unref((uv_handle_t *)&rt->sigint);
-  return 1;
+  return 1;          /* referenced: Ctrl-C can still wake the main task */
 }
 
 static void unwatch_sigint (luaio_Runtime *rt) {
