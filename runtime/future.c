@@ -54,6 +54,7 @@ static luaio_Runtime *rt_of (lua_State *L, luaio_Future *f) {
 
 /* Stores the n values on top of L as the result of the future at idx. */
 static void store_results (lua_State *L, luaio_Future *f, int idx, int n) {
+  f->hooked = 0;
   if (n == 1) f->nres = 1;
   else if (n == 0) { f->nres = 0; lua_pushnil(L); }
   else {
@@ -217,6 +218,7 @@ void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
   idx = lua_absindex(L, idx);
   if (st == FUT_DONE) store_results(L, f, idx, n);
   else lua_setiuservalue(L, idx, FUT_UV_RESULT);
+  f->hooked = 0;
   f->state = (unsigned char)st;
   if (st == FUT_FAILED) track_failure(L, rt, f, idx);
   luaio__future_complete(L, rt, idx);
@@ -226,6 +228,17 @@ int luaio__future_cancel (lua_State *L, int idx, int msgidx) {
   luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
   if (f->state != FUT_PENDING) return 0;
   idx = lua_absindex(L, idx);
+  if (f->hooked) {                     /* hook(fut, msg) decides */
+    int r;
+    lua_getiuservalue(L, idx, FUT_UV_RESULT);
+    lua_pushvalue(L, idx);
+    if (msgidx != 0) lua_pushvalue(L, msgidx);
+    else lua_pushnil(L);
+    lua_call(L, 2, 1);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+  }
   if (msgidx != 0) luaio__push_cancelled(L, msgidx);
   else {
     lua_pushnil(L);
@@ -449,6 +462,22 @@ int luaio__future_gc (lua_State *L) {
   return 0;
 }
 
+/*
+** core.future_on_cancel(fut, hook): cancel() of the pending future calls
+** hook(fut, msg) and returns its result instead of cancelling it (what
+** gather needs: cancelling it cancels the children).
+*/
+static int l_future_on_cancel (lua_State *L) {
+  luaio_Future *f = checkplain(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (f->state != FUT_PENDING)
+    return luaL_error(L, "future_on_cancel: the future is done");
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, FUT_UV_RESULT);
+  f->hooked = 1;
+  return 0;
+}
+
 static const luaL_Reg shared_methods[] = {
   {"result", f_result},
   {"exception", f_exception},
@@ -495,4 +524,6 @@ void luaio__future_open (lua_State *L) {
   lua_pushlightuserdata(L, luaio__state(L));
   lua_pushcclosure(L, l_future, 1);
   lua_setfield(L, -2, "Future");
+  lua_pushcfunction(L, l_future_on_cancel);
+  lua_setfield(L, -2, "future_on_cancel");
 }

@@ -37,6 +37,11 @@ typedef struct luaio_WaitList luaio_WaitList;
 #define LUAIO_DRAIN_BUDGET 4096
 #endif
 
+/* How deep eager task starts may nest before a task starts lazily. */
+#ifndef LUAIO_EAGER_MAX
+#define LUAIO_EAGER_MAX 16
+#endif
+
 /* How many finished coroutines are kept for reuse. */
 #ifndef LUAIO_POOL_MAX
 #define LUAIO_POOL_MAX 1024
@@ -80,6 +85,7 @@ struct luaio_Future {
   unsigned char is_task;
   unsigned char retrieved;     /* error looked at (or none to look at) */
   unsigned char tracked;       /* listed for the never-retrieved report */
+  unsigned char hooked;        /* pending, with a cancel hook in slot 1 */
   int nres;                    /* -1: packed table; else 0 or 1 */
   int anchor;                  /* slot in the anchors table, 0 = none */
   int ncb;                     /* callback entries still queued */
@@ -171,6 +177,7 @@ int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
                  luaio_Abort abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k);
 void luaio__resumed (lua_State *L);  /* raises a pending cancellation */
+int luaio__can_suspend (lua_State *L);
 void luaio__unpark (luaio_Task *t);
 void luaio__wake (luaio_Runtime *rt, luaio_Task *t);
 void luaio__waitlist_push (luaio_WaitList *wl, luaio_Task *t);
@@ -265,6 +272,7 @@ struct luaio_Runtime {
   int body_failed;             /* set by a task body's continuation */
   int report_head;             /* reports delivered so far */
   int stop;                    /* main task done: end the drain pass */
+  int eager_depth;             /* nested eager task starts */
   int has_handler, has_factory;
   int cli;                     /* the CLI's loop: may nest one aio.run */
   struct sigaction old_sigint; /* restored when run() returns */

@@ -203,6 +203,14 @@ int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
   return lua_yieldk(L, 1, ctx, k);
 }
 
+/* core.can_suspend() -> whether a suspension here would be allowed. */
+int luaio__can_suspend (lua_State *L) {
+  luaio_Runtime *rt = luaio__G(L)->rt;
+  lua_pushboolean(L, rt != NULL && rt->current != NULL &&
+                  lua_isyieldable(L) && L == rt->running);
+  return 1;
+}
+
 /* In a continuation: raises the task's pending cancellation, if any. */
 void luaio__resumed (lua_State *L) {
   luaio_Runtime *rt = luaio__G(L)->rt;

@@ -93,6 +93,10 @@ int luaio__task_main (lua_State *co) {
 
 /* ---------------------------------------------------------- creation */
 
+static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
+                        int eager);
+static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from);
+
 static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt) {
   if (rt->pool_n > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_pool);
@@ -119,6 +123,17 @@ static void check_callable (lua_State *L, int idx) {
 ** it; pushes the task.  It starts on a later pass of the ready queue.
 */
 int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n) {
+  return create_task(L, rt, fidx, n, 0);
+}
+
+/*
+** Eager start (asyncio 3.12): the new task's first step runs now, as a
+** nested resume from the running task; a task that finishes in it never
+** goes through the ready queue.  Nested more than LUAIO_EAGER_MAX deep,
+** the task starts lazily instead.
+*/
+static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
+                        int eager) {
   luaio_Task *t;
   lua_State *co;
   int tidx;
@@ -168,8 +183,13 @@ int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n) {
   rt->tasks = t;
   rt->ntasks++;
   t->tstate = T_NEW;
-  luaio__schedule(rt, E_TASK, t, 0);
   lua_settop(L, tidx);
+  if (eager && rt->eager_depth < LUAIO_EAGER_MAX) {
+    rt->eager_depth++;
+    step(rt, t, rt->running != NULL ? rt->running : L);
+    rt->eager_depth--;
+  }
+  else luaio__schedule(rt, E_TASK, t, 0);
   return 1;
 }
 
@@ -260,9 +280,14 @@ static void end_failed (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
            0, reuse);
 }
 
-/* One step: resumes t from the ready queue and handles how it stopped. */
-void luaio__step (luaio_Runtime *rt, luaio_Task *t) {
+/*
+** One step: resumes t and handles how it stopped.  Called from the drain,
+** or (eager start) from a running task, whose state is saved around it.
+*/
+static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
   lua_State *S = rt->S, *co = t->co;
+  luaio_Task *saved = rt->current;
+  lua_State *savedrun = rt->running;
   int nargs, nres = 0, status;
   if (t->tstate == T_NEW) {
     if (t->must_cancel) {              /* cancelled before it started */
@@ -279,9 +304,9 @@ void luaio__step (luaio_Runtime *rt, luaio_Task *t) {
   rt->current = t;
   rt->running = co;
   rt->body_failed = 0;
-  status = lua_resume(co, S, nargs, &nres);
-  rt->current = NULL;
-  rt->running = NULL;
+  status = lua_resume(co, from != NULL ? from : S, nargs, &nres);
+  rt->current = saved;
+  rt->running = savedrun;
   if (status == LUA_YIELD) {
     if (nres == 1 && luaio__is_sentinel(co, -1)) return;
     /* A plain coroutine.yield reached the scheduler: the task cannot go
@@ -297,6 +322,10 @@ void luaio__step (luaio_Runtime *rt, luaio_Task *t) {
     end_task(S, rt, t, FUT_DONE, nres, 1);
   else
     end_failed(S, rt, t, status == LUA_OK);
+}
+
+void luaio__step (luaio_Runtime *rt, luaio_Task *t) {
+  step(rt, t, NULL);
 }
 
 /* Closes a task that would not finish (shutdown): its <close> handlers
@@ -452,6 +481,13 @@ static int l_create_task (lua_State *L) {
   return luaio__create_task(L, rt, 1, lua_gettop(L) - 1);
 }
 
+/* core.create_eager_task(fn, ...) -> Task started eagerly (no factory) */
+static int l_create_eager_task (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "create_task");
+  luaL_checkany(L, 1);
+  return create_task(L, rt, 1, lua_gettop(L) - 1, 1);
+}
+
 static const luaL_Reg task_methods[] = {
   {"cancel", t_cancel},
   {"cancelling", t_cancelling},
@@ -470,6 +506,7 @@ static const luaL_Reg funcs[] = {
   {"current_task", l_current_task},
   {"all_tasks", l_all_tasks},
   {"create_task", l_create_task},
+  {"create_eager_task", l_create_eager_task},
   {NULL, NULL}
 };
 

@@ -222,6 +222,7 @@ static int l_advance (lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"sleep", l_sleep},
   {"advance", l_advance},
+  {"can_suspend", luaio__can_suspend},
   {NULL, NULL}
 };
 
