@@ -212,6 +212,27 @@ function M.run(fn, ...)
   return close_and_return(r, pcall(r.run, r, fn, ...))
 end
 
+------------------------------------------------------------------ combinators
+local combinators = require "luaio.combinators"
+local timeouts = require "luaio.timeouts"
+combinators._timeouts = timeouts
+for k, v in pairs(combinators) do
+  if k:sub(1, 1) ~= "_" then M[k] = v end
+end
+M.timeout = timeouts.timeout
+M.timeout_at = timeouts.timeout_at
+M.TaskGroup = require("luaio.taskgroup").TaskGroup
+local context = require "luaio.context"
+M.ContextVar = context.ContextVar
+M.copy_context = context.copy_context
+M.dump_tasks = require("luaio.introspect").dump_tasks
+
+--- aio.eager_task_factory: install with loop:set_task_factory(); tasks
+--- then run their first step inside create_task (asyncio 3.12).
+function M.eager_task_factory(loop, fn, ...)
+  return core.create_eager_task(fn, ...)
+end
+
 ------------------------------------------------------------------ coroutines
 -- luaio's resume/wrap/yield/close/status: Lua's, plus passing luaio's
 -- suspensions to the scheduler.  Installed into the global table.

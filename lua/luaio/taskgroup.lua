@@ -1,0 +1,239 @@
+-- luaio.taskgroup: aio.TaskGroup, asyncio 3.13's structured concurrency,
+-- and the methods of aio.ExceptionGroup.
+--
+--   local tg <close> = aio.TaskGroup()      -- the scope: `async with`
+--   tg:create_task(fn, ...)
+--   -- leaving the scope waits for every child
+--
+--   aio.TaskGroup(function(tg, ...) ... end, ...)  -- the function form:
+--   returns the body's results once every child has finished.
+--
+-- The first failure of a child or of the body (other than cancellation)
+-- cancels the body (the enclosing task) and the remaining children; once
+-- all have finished an ExceptionGroup of every failure is raised.  If the
+-- enclosing task is cancelled from outside, the children are cancelled and
+-- CancelledError propagates once they have finished.  Leaving the scope
+-- suspends (waiting for the children) even while an error unwinds: luaio
+-- runs task bodies under lua_pcallk so <close> handlers may suspend.
+-- Where Lua does not allow a yield (coroutine.close, an error escaping a
+-- user coroutine, lua_close) the scope cancels its children without
+-- waiting and raises an error saying so.
+local core = require "luaio.core"
+
+local M = {}
+
+------------------------------------------------------------------ ExceptionGroup
+local EG = core.ExceptionGroup
+
+local function new_group(message, excs)
+  if type(message) ~= "string" then
+    error(("bad argument #1 to 'ExceptionGroup' (string expected, got %s)")
+      :format(type(message)), 3)
+  end
+  if type(excs) ~= "table" or #excs == 0 then
+    error("bad argument #2 to 'ExceptionGroup' (non-empty list of errors expected)", 3)
+  end
+  local list = {}
+  for i = 1, #excs do list[i] = excs[i] end
+  return setmetatable({
+    message = message, exceptions = list,
+    traceback = debug.traceback(nil, 3),
+  }, EG)
+end
+
+-- aio.ExceptionGroup(message, errors)
+getmetatable(EG).__call = function(_, message, excs)
+  return new_group(message, excs)
+end
+
+-- A copy of this group holding errs (the class stays that of self).
+local function derive(self, errs)
+  local g = setmetatable({}, getmetatable(self))
+  for k, v in pairs(self) do g[k] = v end
+  g.exceptions = errs
+  return g
+end
+
+local function matcher(cond)
+  if type(cond) == "function" then return cond end
+  if type(cond) == "table" then
+    return function(e) return core.is(e, cond) end
+  end
+  error("split: a class or a predicate function expected", 3)
+end
+
+-- Splits self by match: the matching part and the rest (each nil if empty).
+local function split(self, match)
+  if match(self) then return self, nil end
+  local yes, no = {}, {}
+  for _, e in ipairs(self.exceptions) do
+    if core.is(e, EG) then
+      local m, r = split(e, match)
+      if m then yes[#yes + 1] = m end
+      if r then no[#no + 1] = r end
+    elseif match(e) then yes[#yes + 1] = e
+    else no[#no + 1] = e end
+  end
+  return #yes > 0 and derive(self, yes) or nil,
+         #no > 0 and derive(self, no) or nil
+end
+
+--- eg:split(class or predicate) -> match, rest
+function EG:split(cond)
+  return split(self, matcher(cond))
+end
+
+--- eg:subgroup(class or predicate) -> the matching part, or nil
+function EG:subgroup(cond)
+  return (split(self, matcher(cond)))
+end
+
+function EG:__tostring()
+  local n = #self.exceptions
+  return ("ExceptionGroup: %s (%d sub-exception%s)"):format(
+    tostring(self.message), n, n == 1 and "" or "s")
+end
+
+M.ExceptionGroup = EG
+
+------------------------------------------------------------------ TaskGroup
+local TaskGroup = {}
+TaskGroup.__index = TaskGroup
+TaskGroup.__name = "TaskGroup"
+
+local function abort(self)
+  self._aborting = true
+  for t in pairs(self._tasks) do
+    if not t:done() then t:cancel() end
+  end
+end
+
+local function on_task_done(self, task)
+  self._tasks[task] = nil
+  self._ntasks = self._ntasks - 1
+  local w = self._on_completed
+  if w ~= nil and self._ntasks == 0 and not w:done() then w:set_result(true) end
+  if task:cancelled() then return end
+  local err = task:exception()
+  if err == nil then return end
+  self._errors[#self._errors + 1] = err
+  local parent = self._parent
+  if parent:done() then
+    self._loop:call_exception_handler({
+      message = "Task has errored out but its parent task is already completed",
+      exception = err, task = task,
+    })
+    return
+  end
+  if not self._aborting and not self._parent_cancel_requested then
+    abort(self)
+    self._parent_cancel_requested = true
+    parent:cancel()
+  end
+end
+
+--- tg:create_task(fn, ...) -> Task
+function TaskGroup:create_task(fn, ...)
+  if self._exiting and self._ntasks == 0 then
+    error("TaskGroup:create_task: the task group has finished", 2)
+  end
+  if self._aborting then
+    error("TaskGroup:create_task: the task group is shutting down", 2)
+  end
+  local task = self._loop:create_task(fn, ...)
+  if task:done() then
+    self._ntasks = self._ntasks + 1
+    self._tasks[task] = true
+    on_task_done(self, task)
+  else
+    self._tasks[task] = true
+    self._ntasks = self._ntasks + 1
+    task:add_done_callback(self._cb)
+  end
+  return task
+end
+
+function TaskGroup:__tostring()
+  return ("TaskGroup(%d tasks%s)"):format(self._ntasks,
+    self._aborting and ", cancelling" or self._exiting and ", exiting" or "")
+end
+
+-- The scope's exit: asyncio's TaskGroup._aexit, with err the error value
+-- unwinding through the scope (nil on a normal exit).
+function TaskGroup:__close(err)
+  if self._closed then return end
+  self._closed = true
+  self._exiting = true
+  local propagate_cancel = nil
+  if err ~= nil and core.is(err, core.CancelledError) then propagate_cancel = err end
+  if err ~= nil and not self._aborting then abort(self) end
+  if self._ntasks > 0 and not core.can_suspend() then
+    abort(self)
+    error("TaskGroup: closed where Lua does not allow a yield (coroutine.close, "
+      .. "an error escaping a coroutine, or lua_close): its tasks were "
+      .. "cancelled without waiting for them", 0)
+  end
+  while self._ntasks > 0 do
+    if self._on_completed == nil then self._on_completed = core.Future() end
+    local ok, e = pcall(self._on_completed.await, self._on_completed)
+    if not ok then
+      if not core.is(e, core.CancelledError) then error(e, 0) end
+      if not self._aborting then
+        propagate_cancel = e
+        abort(self)
+      end
+    end
+    self._on_completed = nil
+  end
+  if self._parent_cancel_requested then
+    if self._parent:uncancel() == 0 then propagate_cancel = nil end
+  end
+  local errors = self._errors
+  if propagate_cancel ~= nil and #errors == 0 then error(propagate_cancel, 0) end
+  if err ~= nil and not core.is(err, core.CancelledError) then
+    errors[#errors + 1] = err
+  end
+  if #errors > 0 then
+    local parent = self._parent
+    if parent:cancelling() > 0 then
+      parent:uncancel()
+      parent:cancel()
+    end
+    error(new_group("unhandled errors in a TaskGroup", errors), 0)
+  end
+end
+
+local function enter()
+  local parent = core.current_task()
+  if parent == nil then
+    error("TaskGroup: needs a running task (called outside a task)", 3)
+  end
+  local self = setmetatable({
+    _loop = core.get_running_loop(), _parent = parent, _tasks = {},
+    _ntasks = 0, _errors = {}, _aborting = false, _exiting = false,
+    _parent_cancel_requested = false,
+  }, TaskGroup)
+  self._cb = function(t) on_task_done(self, t) end
+  return self
+end
+
+local function run_body(tg, body, ...)
+  local scope <close> = tg
+  return body(tg, ...)
+end
+
+--- aio.TaskGroup() -> group for a <close> variable;
+--- aio.TaskGroup(body, ...) -> body's results, once every child is done.
+function M.TaskGroup(body, ...)
+  if body ~= nil and type(body) ~= "function" then
+    error(("bad argument #1 to 'TaskGroup' (function expected, got %s)")
+      :format(type(body)), 2)
+  end
+  local tg = enter()
+  if body == nil then return tg end
+  return run_body(tg, body, ...)
+end
+
+M.TaskGroupClass = TaskGroup
+
+return M

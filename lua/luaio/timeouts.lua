@@ -1,0 +1,137 @@
+-- luaio.timeouts: aio.timeout(delay) and aio.timeout_at(when) -- asyncio's
+-- `async with timeout(...)` as a to-be-closed value:
+--
+--   local cm <close> = aio.timeout(2)
+--
+-- Making the scope enters it: it records the current task and its
+-- cancelling() count and arms a timer.  On expiry the task is cancelled
+-- (CancelledError at its suspension point).  When the scope closes, the
+-- timer is dropped; if this scope's own cancellation is what is unwinding
+-- (uncancel() brings the count back to where it was), the CancelledError
+-- becomes TimeoutError.  A cancellation from outside, or an inner scope's,
+-- passes through untouched, so scopes nest.  The function form
+-- aio.timeout(delay, fn, ...) runs fn(cm, ...) inside a scope.
+--
+-- cm:when(), cm:reschedule(when) (absolute, loop:time(); nil = never),
+-- cm:expired().  delay = nil means no deadline until rescheduled.
+local core = require "luaio.core"
+
+local M = {}
+
+local CREATED, ENTERED, EXPIRING, EXPIRED, EXITED =
+  "created", "entered", "expiring", "expired", "exited"
+
+local Timeout = {}
+Timeout.__index = Timeout
+Timeout.__name = "Timeout"
+
+function Timeout:when()
+  return self._when
+end
+
+function Timeout:expired()
+  return self._state == EXPIRING or self._state == EXPIRED
+end
+
+local function on_timeout(self)
+  if self._state ~= ENTERED then return end
+  self._task:cancel()
+  self._state = EXPIRING
+  self._handle = nil
+end
+
+function Timeout:reschedule(when)
+  if when ~= nil and (type(when) ~= "number" or when ~= when) then
+    error(("bad argument #1 to 'reschedule' (number or nil expected, got %s)")
+      :format(type(when)), 2)
+  end
+  if self._state ~= ENTERED then
+    error(("reschedule: the timeout is %s, not active"):format(self._state), 2)
+  end
+  self._when = when
+  if self._handle then self._handle:cancel() end
+  if when == nil then
+    self._handle = nil
+  else
+    local loop = self._loop
+    if when <= loop:time() then
+      self._handle = loop:call_soon(on_timeout, self)
+    else
+      self._handle = loop:call_at(when, on_timeout, self)
+    end
+  end
+end
+
+function Timeout:__close(err)
+  if self._state ~= ENTERED and self._state ~= EXPIRING then return end
+  if self._handle then
+    self._handle:cancel()
+    self._handle = nil
+  end
+  if self._state == EXPIRING then
+    self._state = EXPIRED
+    if self._task:uncancel() <= self._cancelling and err ~= nil
+        and core.is(err, core.CancelledError) then
+      error(core.TimeoutError(), 0)
+    end
+  else
+    self._state = EXITED
+  end
+end
+
+function Timeout:__tostring()
+  return ("Timeout(when=%s, %s)"):format(tostring(self._when), self._state)
+end
+
+local function enter(when, fname)
+  local task = core.current_task()
+  if task == nil then
+    error(fname .. ": needs a running task (called outside a task)", 3)
+  end
+  local self = setmetatable({
+    _state = CREATED, _when = when, _task = task,
+    _loop = core.get_running_loop(), _cancelling = task:cancelling(),
+  }, Timeout)
+  self._state = ENTERED
+  self:reschedule(when)
+  return self
+end
+
+local function run_in(cm, fn, ...)
+  local scope <close> = cm
+  return fn(cm, ...)
+end
+
+local function make(when, fname, fn, ...)
+  if fn ~= nil and type(fn) ~= "function" then
+    error(("bad argument #2 to '%s' (function expected, got %s)")
+      :format(fname, type(fn)), 3)
+  end
+  local cm = enter(when, fname)
+  if fn == nil then return cm end
+  return run_in(cm, fn, ...)
+end
+
+--- aio.timeout(delay [, fn, ...])
+function M.timeout(delay, fn, ...)
+  if delay ~= nil and (type(delay) ~= "number" or delay ~= delay) then
+    error(("bad argument #1 to 'timeout' (number or nil expected, got %s)")
+      :format(delay ~= delay and "NaN" or type(delay)), 2)
+  end
+  local when = nil
+  if delay ~= nil then when = core.get_running_loop():time() + delay end
+  return make(when, "timeout", fn, ...)
+end
+
+--- aio.timeout_at(when [, fn, ...])
+function M.timeout_at(when, fn, ...)
+  if when ~= nil and (type(when) ~= "number" or when ~= when) then
+    error(("bad argument #1 to 'timeout_at' (number or nil expected, got %s)")
+      :format(when ~= when and "NaN" or type(when)), 2)
+  end
+  return make(when, "timeout_at", fn, ...)
+end
+
+M.Timeout = Timeout
+
+return M
