@@ -210,7 +210,7 @@ void luaio__handle_open (lua_State *L);
 
 /* ---------------------------------------------------------- runtime */
 
-enum { E_TASK, E_CALL, E_FUTCB, E_REPORT };
+enum { E_TASK, E_CALL, E_FUTCB, E_REPORT, E_SIGNAL };
 
 typedef struct luaio_Entry {
   int kind;
@@ -275,6 +275,8 @@ struct luaio_Runtime {
   int eager_depth;             /* nested eager task starts */
   int has_handler, has_factory;
   int cli;                     /* the CLI's loop: may nest one aio.run */
+  int user_sigint;             /* a SIGINT handler replaces Ctrl-C's */
+  void *signals;               /* signal watches (signal.c) */
   struct sigaction old_sigint; /* restored when run() returns */
   double shutdown_timeout;
 };
@@ -317,6 +319,12 @@ int luaio__is_cancelled (lua_State *L, int idx);
 int luaio__is_error_object (lua_State *L, int idx);
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...);
 void luaio__errors_open (lua_State *L);
+
+/* signal.c */
+int luaio__checksignal (lua_State *L, int arg);
+void luaio__run_signal (lua_State *L, luaio_Runtime *rt, int signum);
+void luaio__close_signals (luaio_Runtime *rt);
+void luaio__signal_open (lua_State *L);
 
 /* coro.c */
 void luaio__coro_open (lua_State *L);

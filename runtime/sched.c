@@ -274,6 +274,9 @@ static void run_entry (lua_State *S, luaio_Runtime *rt, luaio_Entry *e) {
     case E_REPORT:
       deliver_report(S, rt);
       break;
+    case E_SIGNAL:
+      luaio__run_signal(S, rt, e->idx);
+      break;
   }
 }
 
@@ -386,6 +389,7 @@ static void on_sigint (uv_signal_t *h, int signum) {
 */
 static int watch_sigint (luaio_Runtime *rt) {
   struct sigaction cur;
+  if (rt->user_sigint) return 0;
   if (sigaction(SIGINT, NULL, &cur) != 0 || cur.sa_handler == SIG_IGN)
     return 0;
   if (!rt->sigint_on) {
@@ -546,6 +550,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   uv_close((uv_handle_t *)&rt->timer, on_close);
   uv_close((uv_handle_t *)&rt->guard, on_close);
   if (rt->sigint_on) uv_close((uv_handle_t *)&rt->sigint, on_close);
+  luaio__close_signals(rt);
   while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_DEFAULT);

@@ -46,7 +46,10 @@ end
 return function(actions, script, noenv, interactive, stdin)
   _G.require = require("luaio._require").new(aio)
   local runner = aio.Runner()
-  runner:get_loop():_set_cli()
+  local loop = runner:get_loop()
+  loop:_set_cli()
+  -- SIGUSR1 prints the tree of live tasks (aio.dump_tasks) to stderr.
+  loop:add_signal_handler("SIGUSR1", function() aio.dump_tasks() end)
   local main
   local ok, err = pcall(runner.run, runner, function()
     main = aio.current_task()

@@ -1,0 +1,176 @@
+/*
+** signal.c -- loop:add_signal_handler(sig, fn, ...) and
+** remove_signal_handler(sig).
+**
+** One uv_signal_t per watched signal and runtime.  The libuv callback only
+** schedules an entry; the drain calls fn(...) like a call_soon callback
+** (not a task: it may not suspend; its errors go to the exception
+** handler).  The functions live in R.signals[signum].  A watched signal
+** keeps the loop alive, so a main task waiting for it does not deadlock.
+** Setting a SIGINT handler replaces run()'s Ctrl-C handling.
+*/
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct Watch {
+  uv_signal_t h;
+  luaio_Runtime *rt;
+  struct Watch *next;
+  int signum;
+  int active;
+} Watch;
+
+static const struct { const char *name; int num; } names[] = {
+  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
+  {"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+  {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
+  {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+  {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+  {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+  {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+  {"SIGIO", SIGIO}, {"SIGSYS", SIGSYS}, {NULL, 0}
+};
+
+/* A signal number from a number or a name ("SIGTERM" or "TERM"). */
+int luaio__checksignal (lua_State *L, int arg) {
+  int i;
+  if (lua_type(L, arg) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, arg);
+    if (n <= 0 || n >= 65) luaL_argerror(L, arg, "invalid signal number");
+    return (int)n;
+  }
+  if (lua_type(L, arg) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, arg);
+    for (i = 0; names[i].name != NULL; i++)
+      if (strcmp(s, names[i].name) == 0 || strcmp(s, names[i].name + 3) == 0)
+        return names[i].num;
+    luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'", s));
+  }
+  luaL_typeerror(L, arg, "signal number or name");
+  return 0;
+}
+
+static Watch *find (luaio_Runtime *rt, int signum) {
+  Watch *w;
+  for (w = (Watch *)rt->signals; w != NULL; w = w->next)
+    if (w->signum == signum) return w;
+  return NULL;
+}
+
+static void on_signal (uv_signal_t *h, int signum) {
+  Watch *w = (Watch *)h->data;
+  luaio__schedule(w->rt, E_SIGNAL, NULL, signum);
+}
+
+/* Runs the handler of signum (from the drain). */
+void luaio__run_signal (lua_State *L, luaio_Runtime *rt, int signum) {
+  int n, i, top = lua_gettop(L);
+  luaio__push_R(L, rt);
+  lua_getfield(L, -1, "signals");
+  if (lua_rawgeti(L, -1, signum) != LUA_TTABLE) { lua_settop(L, top); return; }
+  n = (int)lua_rawlen(L, -1);
+  luaL_checkstack(L, n + 4, "too many arguments");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, top + 3, i);
+  luaio__call_reporting(L, rt, n - 1, "signal", top + 3);
+  lua_settop(L, top);
+}
+
+static void on_closed (uv_handle_t *h) {
+  Watch *w = (Watch *)h->data;
+  w->rt->open_handles--;
+  free(w);
+}
+
+/* loop:add_signal_handler(sig, fn, ...) */
+static int loop_add (lua_State *L) {
+  luaio_Runtime *rt = luaio__checkloop(L, 1);
+  int signum = luaio__checksignal(L, 2), n = lua_gettop(L), i;
+  Watch *w;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (signum == SIGKILL || signum == SIGSTOP)
+    return luaL_argerror(L, 2, "this signal cannot be caught");
+  luaio__push_R(L, rt);
+  if (lua_getfield(L, -1, "signals") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "signals");
+  }
+  lua_createtable(L, n - 2, 0);
+  for (i = 3; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, i - 2);
+  }
+  lua_rawseti(L, -2, signum);
+  w = find(rt, signum);
+  if (w == NULL) {
+    w = (Watch *)calloc(1, sizeof(Watch));
+    if (w == NULL) return luaL_error(L, "not enough memory");
+    if (uv_signal_init(rt->loop, &w->h) != 0) {
+      free(w);
+      return luaL_error(L, "add_signal_handler: cannot watch signals");
+    }
+    w->h.data = w;
+    w->rt = rt;
+    w->signum = signum;
+    w->next = (Watch *)rt->signals;
+    rt->signals = w;
+    rt->open_handles++;
+  }
+  if (!w->active) {
+    int r = uv_signal_start(&w->h, on_signal, signum);
+    if (r != 0)
+      return luaL_error(L, "add_signal_handler: %s", uv_strerror(r));
+    w->active = 1;
+  }
+  if (signum == SIGINT) rt->user_sigint = 1;
+  return 0;
+}
+
+/* loop:remove_signal_handler(sig) -> true if a handler was removed */
+static int loop_remove (lua_State *L) {
+  luaio_Runtime *rt = luaio__checkloop(L, 1);
+  int signum = luaio__checksignal(L, 2);
+  Watch *w = find(rt, signum);
+  if (w == NULL || !w->active) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  uv_signal_stop(&w->h);
+  w->active = 0;
+  if (signum == SIGINT) rt->user_sigint = 0;
+  luaio__push_R(L, rt);
+  lua_getfield(L, -1, "signals");
+  lua_pushnil(L);
+  lua_rawseti(L, -2, signum);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Closes every signal watch of rt (shutdown). */
+void luaio__close_signals (luaio_Runtime *rt) {
+  Watch *w = (Watch *)rt->signals, *next;
+  rt->signals = NULL;
+  for (; w != NULL; w = next) {
+    next = w->next;
+    uv_close((uv_handle_t *)&w->h, on_closed);
+  }
+}
+
+static const luaL_Reg loop_methods[] = {
+  {"add_signal_handler", loop_add},
+  {"remove_signal_handler", loop_remove},
+  {NULL, NULL}
+};
+
+void luaio__signal_open (lua_State *L) {
+  luaL_getmetatable(L, LUAIO_LOOP);
+  lua_getfield(L, -1, "methods");
+  luaio__setfuncs(L, loop_methods);
+  lua_pop(L, 2);
+}
