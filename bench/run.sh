@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 RUNS=${RUNS:-3}
 N1=${N1:-100000}
 N3=${N3:-100000}
+N5=${N5:-10000}
 tmp=$(mktemp -d)
 
 run() { # name peer cmd...
@@ -26,10 +27,16 @@ while [ $i -lt "$RUNS" ]; do
   run W3mem luaio "$cli" "$here/w3mem.lua" "$N3"
   [ $have_py = 1 ] && run W3mem asyncio python3 "$here/w3mem.py" "$N3"
   [ $have_node = 1 ] && run W3mem node node --expose-gc "$here/w3mem.js" "$N3"
+  run W3 luaio "$cli" "$here/w3_timers.lua" "$N3"
+  [ $have_py = 1 ] && run W3 asyncio python3 "$here/w3_timers.py" "$N3"
+  [ $have_node = 1 ] && run W3 node node "$here/w3_timers.js" "$N3"
+  run W5 luaio "$cli" "$here/w5_waitfor.lua" "$N5"
+  [ $have_py = 1 ] && run W5 asyncio python3 "$here/w5_waitfor.py" "$N5"
+  [ $have_node = 1 ] && run W5 node node "$here/w5_waitfor.js" "$N5"
   i=$((i + 1))
 done
 
-lua5.4 - "$tmp/results" "$N1" "$N3" <<'LUA'
+lua5.4 - "$tmp/results" "$N1" "$N3" "$N5" <<'LUA'
 local rows, order = {}, {}
 for line in io.lines(arg[1]) do
   local w, p, a, b = line:match("^(%S+) (%S+) (%S+) ?(%S*)")
@@ -43,24 +50,27 @@ local function median(t)
   table.sort(t)
   return t[(#t + 1) // 2]
 end
-local unit = { W1 = "tasks/s", W3mem = "bytes/task" }
+local unit = { W1 = "tasks/s", W3mem = "bytes/task", W3 = "s overhead", W5 = "s wall" }
+local lower_better = { W3mem = true, W3 = true, W5 = true }
 local best = {}
 for _, k in ipairs(order) do
   local r = rows[k]
   r.ma, r.mb = median(r.a), median(r.b)
 end
-print(("%-6s %-8s %14s %12s %10s"):format("work", "peer", "figure", "peak RSS", "luaio/peer"))
+print(("%-6s %-8s %16s %12s %10s"):format("work", "peer", "figure", "RSS/excess", "luaio/peer"))
 for _, k in ipairs(order) do
   local r = rows[k]
   local l = rows[r.w .. " luaio"]
   local ratio = ""
   if l and r.p ~= "luaio" then
-    ratio = r.w == "W3mem" and ("%.2fx less"):format(r.ma / l.ma) or ("%.2fx"):format(l.ma / r.ma)
+    ratio = lower_better[r.w] and ("%.2fx less"):format(r.ma / l.ma) or ("%.2fx"):format(l.ma / r.ma)
   end
-  print(("%-6s %-8s %14s %12s %10s"):format(r.w, r.p,
-    ("%.0f %s"):format(r.ma, unit[r.w] or ""),
-    r.mb and ("%d KiB"):format(r.mb) or "", ratio))
+  local fig = r.ma >= 100 and ("%.0f %s"):format(r.ma, unit[r.w] or "")
+    or ("%.3f %s"):format(r.ma, unit[r.w] or "")
+  local extra = ""
+  if r.mb then extra = r.w == "W5" and ("%d excess"):format(r.mb) or ("%d KiB"):format(r.mb) end
+  print(("%-6s %-8s %16s %12s %10s"):format(r.w, r.p, fig, extra, ratio))
 end
-print(("(W1 N=%s, W3mem N=%s; W1 waits for each task in turn: gather comes with the combinators)"):format(arg[2], arg[3]))
+print(("(W1 N=%s; W3, W3mem N=%s; W5 N=%s; W1 awaits each task in turn)"):format(arg[2], arg[3], arg[4]))
 LUA
 rm -rf "$tmp"

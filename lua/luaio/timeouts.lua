@@ -33,8 +33,19 @@ function Timeout:expired()
   return self._state == EXPIRING or self._state == EXPIRED
 end
 
-local function on_timeout(self)
+local function on_timeout(self, from_timer)
   if self._state ~= ENTERED then return end
+  -- A deadline reached by the timer while the task has already been woken
+  -- (what it awaited finished earlier, in the same pass of the loop): let
+  -- it run once first.  If it leaves the scope there was no timeout; if it
+  -- waits again it is cancelled then.  (asyncio cancels it at once, so a
+  -- burst of wait_for calls there times out nearly every wait.)
+  if from_timer and not self._deferred
+      and select(3, self._task:_info()) == "scheduled" then
+    self._deferred = true
+    self._handle = self._loop:call_soon(on_timeout, self)
+    return
+  end
   self._task:cancel()
   self._state = EXPIRING
   self._handle = nil
@@ -57,7 +68,7 @@ function Timeout:reschedule(when)
     if when <= loop:time() then
       self._handle = loop:call_soon(on_timeout, self)
     else
-      self._handle = loop:call_at(when, on_timeout, self)
+      self._handle = loop:call_at(when, on_timeout, self, true)
     end
   end
 end
