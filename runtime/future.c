@@ -262,13 +262,26 @@ static int l_future (lua_State *L) {
   luaio_Runtime *rt = luaio__G(L)->rt;
   memset(f, 0, sizeof(*f));
   f->retrieved = 1;
-  if (rt != NULL) f->loop_id = rt->id;
+  /* Made in a running loop, it belongs to it (asyncio); made with none,
+     it binds to the first loop that uses it.  The CLI's main task counts
+     as "no loop", so that scripts written for lua5.4, which make futures
+     before calling aio.run, run unchanged under the CLI. */
+  if (rt != NULL && !(rt->cli && rt->current == rt->main))
+    f->loop_id = rt->id;
   luaL_setmetatable(L, LUAIO_FUTURE);
   return 1;
 }
 
+/* Settling from a running loop binds the future to it (or must match). */
+static void bind_running (lua_State *L, luaio_Future *f, const char *fname) {
+  luaio_Runtime *rt = luaio__G(L)->rt;
+  if (rt != NULL && !(rt->cli && rt->current == rt->main && f->loop_id == 0))
+    luaio__future_bind(L, rt, f, fname);
+}
+
 static int f_set_result (lua_State *L) {
   luaio_Future *f = checkplain(L, 1);
+  bind_running(L, f, "set_result");
   if (f->state != FUT_PENDING)
     return luaio__error(L, "InvalidStateError", "invalid state: %s",
                         state_names[f->state]);
@@ -280,6 +293,7 @@ static int f_set_exception (lua_State *L) {
   luaio_Future *f = checkplain(L, 1);
   luaL_checkany(L, 2);
   if (lua_isnil(L, 2)) return luaL_typeerror(L, 2, "error value");
+  bind_running(L, f, "set_exception");
   if (f->state != FUT_PENDING)
     return luaio__error(L, "InvalidStateError", "invalid state: %s",
                         state_names[f->state]);
@@ -422,6 +436,17 @@ static int f_await (lua_State *L) {
                      f->is_task ? "task" : "future", f, 0, await_k);
 }
 
+/* loop:create_future() -> a Future bound to this loop */
+static int loop_create_future (lua_State *L) {
+  luaio_Runtime *rt = luaio__checkloop(L, 1);
+  luaio_Future *f = (luaio_Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
+  memset(f, 0, sizeof(*f));
+  f->retrieved = 1;
+  f->loop_id = rt->id;
+  luaL_setmetatable(L, LUAIO_FUTURE);
+  return 1;
+}
+
 static int f_get_loop (lua_State *L) {
   luaio_Future *f = luaio__checkfuture(L, 1);
   luaio_Runtime *rt = rt_of(L, f);
@@ -526,4 +551,9 @@ void luaio__future_open (lua_State *L) {
   lua_setfield(L, -2, "Future");
   lua_pushcfunction(L, l_future_on_cancel);
   lua_setfield(L, -2, "future_on_cancel");
+  luaL_getmetatable(L, LUAIO_LOOP);
+  lua_getfield(L, -1, "methods");
+  lua_pushcfunction(L, loop_create_future);
+  lua_setfield(L, -2, "create_future");
+  lua_pop(L, 2);
 }

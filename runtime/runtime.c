@@ -25,21 +25,24 @@ static const char DISPATCHKEY = 'D';  /* registry: Lua report dispatcher */
 
 /* ---------------------------------------------------------- per state */
 
+/*
+** The state is closing (lua_close, or os.exit(code, true) from a task):
+** stop what could call back into it.  A finaliser never runs or closes a
+** loop, so the runtime's memory is left to the process (or, for a borrowed
+** loop, to the host that closes it).
+*/
 static int state_gc (lua_State *L) {
   luaio_State *G = (luaio_State *)lua_touserdata(L, 1);
-  /* Runtimes still open when the state closes: free what C owns. */
-  while (G->open != NULL) {
-    luaio_Runtime *rt = G->open;
-    G->open = rt->next;
+  luaio_Runtime *rt;
+  for (rt = G->open; rt != NULL; rt = rt->next) {
     rt->closed = 1;
-    if (rt->owns_loop) {
-      uv_walk(rt->loop, NULL, NULL);
-    }
-    free(rt->q);
-    free(rt->heap);
-    free(rt->freeslots);
-    /* The loop may still hold our handles: leave it, the process ends. */
+    uv_idle_stop(&rt->idle);
+    uv_timer_stop(&rt->timer);
+    uv_timer_stop(&rt->guard);
+    if (rt->sigint_on) uv_signal_stop(&rt->sigint);
   }
+  G->open = NULL;
+  G->rt = NULL;
   return 0;
 }
 

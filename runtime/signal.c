@@ -152,6 +152,15 @@ static int loop_remove (lua_State *L) {
   return 1;
 }
 
+/* loop:_signal_unref(sig): the watch no longer keeps the loop alive (the
+   CLI's SIGUSR1 dump must not hide a deadlock). */
+static int loop_unref (lua_State *L) {
+  luaio_Runtime *rt = luaio__checkloop(L, 1);
+  Watch *w = find(rt, luaio__checksignal(L, 2));
+  if (w != NULL) uv_unref((uv_handle_t *)&w->h);
+  return 0;
+}
+
 /* Closes every signal watch of rt (shutdown). */
 void luaio__close_signals (luaio_Runtime *rt) {
   Watch *w = (Watch *)rt->signals, *next;
@@ -165,6 +174,7 @@ void luaio__close_signals (luaio_Runtime *rt) {
 static const luaL_Reg loop_methods[] = {
   {"add_signal_handler", loop_add},
   {"remove_signal_handler", loop_remove},
+  {"_signal_unref", loop_unref},
   {NULL, NULL}
 };
 

@@ -50,6 +50,7 @@ return function(actions, script, noenv, interactive, stdin)
   loop:_set_cli()
   -- SIGUSR1 prints the tree of live tasks (aio.dump_tasks) to stderr.
   loop:add_signal_handler("SIGUSR1", function() aio.dump_tasks() end)
+  loop:_signal_unref("SIGUSR1")
   local main
   local ok, err = pcall(runner.run, runner, function()
     main = aio.current_task()

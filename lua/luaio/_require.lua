@@ -24,7 +24,10 @@ function M.new(aio)
       if searcher == nil then
         error(("module '%s' not found:%s"):format(name, table.concat(msg)), 3)
       end
-      local loader, data = searcher(name)
+      -- called through pcall so that a searcher's own error has no
+      -- position of ours in it, exactly as under Lua's C require
+      local ok, loader, data = pcall(searcher, name)
+      if not ok then error(loader, 0) end
       if type(loader) == "function" then return loader, data end
       if type(loader) == "string" then msg[#msg + 1] = "\n\t" .. loader end
     end

@@ -111,10 +111,6 @@ end
 ------------------------------------------------------------------ loop
 local Loop = core.Loop
 
-function Loop:create_future()
-  return core.Future()
-end
-
 local function describe(ctx)
   local out = { tostring(ctx.message) }
   if ctx.task ~= nil then out[#out + 1] = "task: " .. tostring(ctx.task) end
