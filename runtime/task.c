@@ -288,7 +288,8 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
   lua_State *S = rt->S, *co = t->co;
   luaio_Task *saved = rt->current;
   lua_State *savedrun = rt->running;
-  int nargs, nres = 0, status;
+  int savedfailed = rt->body_failed;
+  int nargs, nres = 0, status, failed;
   if (t->tstate == T_NEW) {
     if (t->must_cancel) {              /* cancelled before it started */
       end_cancelled(S, rt, t, 0);
@@ -307,6 +308,8 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
   status = lua_resume(co, from != NULL ? from : S, nargs, &nres);
   rt->current = saved;
   rt->running = savedrun;
+  failed = rt->body_failed;
+  rt->body_failed = savedfailed;       /* an eager step nests in a body */
   if (status == LUA_YIELD) {
     if (nres == 1 && luaio__is_sentinel(co, -1)) return;
     /* A plain coroutine.yield reached the scheduler: the task cannot go
@@ -318,7 +321,7 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
                     "outside a coroutine (use aio.sleep(0))");
     end_failed(S, rt, t, 0);
   }
-  else if (status == LUA_OK && !rt->body_failed)
+  else if (status == LUA_OK && !failed)
     end_task(S, rt, t, FUT_DONE, nres, 1);
   else
     end_failed(S, rt, t, status == LUA_OK);
@@ -411,7 +414,8 @@ static int t_get_stack (lua_State *L) {
   return 0;
 }
 
-/* task:_info() -> id, parent id, state, what it waits on (dump_tasks). */
+/* task:_info() -> id, parent id, state, what it waits on, whether a
+   cancellation is about to be raised in it (dump_tasks, timeouts). */
 static int t_info (lua_State *L) {
   static const char *const names[] = {
     "new", "scheduled", "running", "waiting", "done"
@@ -422,7 +426,8 @@ static int t_info (lua_State *L) {
   lua_pushstring(L, names[t->tstate]);
   if (t->what) lua_pushstring(L, t->what);
   else lua_pushnil(L);
-  return 4;
+  lua_pushboolean(L, t->must_cancel);
+  return 5;
 }
 
 static int t_set_result (lua_State *L) {

@@ -35,8 +35,10 @@ local function isfuture(x)
   return mt == task_mt or mt == future_mt
 end
 
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+-- level: where the caller of the public function is (4 from a checker
+-- called by it, 3 when called by the public function itself).
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 4)
 end
 
 local function typename(x)
@@ -158,18 +160,18 @@ function M.wait(aws, opts)
   checktimeout(timeout, "wait")
   if return_when ~= M.FIRST_COMPLETED and return_when ~= M.FIRST_EXCEPTION
       and return_when ~= M.ALL_COMPLETED then
-    argerror(2, "wait", "invalid return_when value: " .. tostring(return_when))
+    argerror(2, "wait", "invalid return_when value: " .. tostring(return_when), 3)
   end
   local fs, seen = {}, {}
   for i = 1, n do
     local f = aws[i]
     if not isfuture(f) then
       argerror(1, "wait", "tasks or futures expected, got " .. typename(f)
-        .. " (wrap functions with aio.create_task)")
+        .. " (wrap functions with aio.create_task)", 3)
     end
     if not seen[f] then seen[f] = true; fs[#fs + 1] = f end
   end
-  if #fs == 0 then argerror(1, "wait", "the list of tasks is empty") end
+  if #fs == 0 then argerror(1, "wait", "the list of tasks is empty", 3) end
 
   local loop = core.get_running_loop()
   local waiter = core.Future()

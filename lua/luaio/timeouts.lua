@@ -40,8 +40,9 @@ local function on_timeout(self, from_timer)
   -- it run once first.  If it leaves the scope there was no timeout; if it
   -- waits again it is cancelled then.  (asyncio cancels it at once, so a
   -- burst of wait_for calls there times out nearly every wait.)
-  if from_timer and not self._deferred
-      and select(3, self._task:_info()) == "scheduled" then
+  local _, _, state, _, cancel_pending = self._task:_info()
+  if from_timer and not self._deferred and state == "scheduled"
+      and not cancel_pending then
     self._deferred = true
     self._handle = self._loop:call_soon(on_timeout, self)
     return
