@@ -13,28 +13,28 @@ function M.new(aio)
   local LOADED = debug.getregistry()._LOADED
   local loading = {}          -- name -> { task = t, done = Future }
 
+  -- Returns loader, data; or nil, message, level for the error.
   local function findloader(name)
     local searchers = package.searchers
     if type(searchers) ~= "table" then
-      error("'package.searchers' must be a table", 3)
+      return nil, "'package.searchers' must be a table", 2
     end
     local msg = {}
     for i = 1, math.huge do
       local searcher = searchers[i]
       if searcher == nil then
-        error(("module '%s' not found:%s"):format(name, table.concat(msg)), 3)
+        return nil, ("module '%s' not found:%s"):format(name, table.concat(msg)), 2
       end
       -- called through pcall so that a searcher's own error has no
       -- position of ours in it, exactly as under Lua's C require
       local ok, loader, data = pcall(searcher, name)
-      if not ok then error(loader, 0) end
+      if not ok then return nil, loader, 0 end
       if type(loader) == "function" then return loader, data end
       if type(loader) == "string" then msg[#msg + 1] = "\n\t" .. loader end
     end
   end
 
-  local function load_module(name)
-    local loader, data = findloader(name)
+  local function run_loader(name, loader, data)
     local res = loader(name, data)
     if res ~= nil then LOADED[name] = res end
     if LOADED[name] == nil then LOADED[name] = true end
@@ -65,10 +65,15 @@ function M.new(aio)
       -- another task is loading it: wait for the same result or error
       return entry.done:await()
     end
-    if me == nil then return load_module(name) end
+    local loader, data, level = findloader(name)
+    if loader == nil then
+      if level == 2 then error(data, 2) end
+      error(data, 0)
+    end
+    if me == nil then return run_loader(name, loader, data) end
     entry = { task = me, done = aio.Future() }
     loading[name] = entry
-    return finish(entry, name, pcall(load_module, name))
+    return finish(entry, name, pcall(run_loader, name, loader, data))
   end
 end
 
