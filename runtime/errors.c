@@ -151,6 +151,38 @@ void luaio__new_error (lua_State *L, const char *cls, const char *msg,
   lua_pop(L, 1);
 }
 
+/*
+** luaL_argerror, naming the function fname whatever the call site looks
+** like (lauxlib otherwise guesses a name from package.loaded, which gives
+** 'luaio.core.sleep' or one of two aliases).
+*/
+int luaio__argerror (lua_State *L, int arg, const char *fname,
+                     const char *extramsg) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar)) {
+    lua_getinfo(L, "n", &ar);
+    if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
+      arg--;
+      if (arg == 0)
+        return luaL_error(L, "calling '%s' on bad self (%s)", fname, extramsg);
+    }
+  }
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, extramsg);
+}
+
+int luaio__typeerror (lua_State *L, int arg, const char *fname,
+                      const char *tname) {
+  const char *got;
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
+    got = "light userdata";
+  else
+    got = luaL_typename(L, arg);
+  return luaio__argerror(L, arg, fname,
+                         lua_pushfstring(L, "%s expected, got %s", tname, got));
+}
+
 /* Raises a new error of class cls with a formatted message. */
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...) {
   va_list ap;
@@ -161,10 +193,12 @@ int luaio__error (lua_State *L, const char *cls, const char *fmt, ...) {
   return lua_error(L);
 }
 
+/* A CancelledError: no traceback (it is hot), except in debug mode. */
 void luaio__push_cancelled (lua_State *L, int msgidx) {
+  luaio_Runtime *rt = luaio__state(L)->rt;
   msgidx = lua_absindex(L, msgidx);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED);
-  instance(L, -1, msgidx, 0);
+  instance(L, -1, msgidx, rt != NULL && rt->debug);
   lua_remove(L, -2);
 }
 
@@ -214,7 +248,13 @@ static int l_is (lua_State *L) {
 static int l_new_class (lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  make_class(L, name, lua_isnoneornil(L, 2) ? 0 : 2);
+  if (lua_isnoneornil(L, 2)) {        /* default parent: aio.Error */
+    push_classes(L);
+    lua_getfield(L, -1, "Error");
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+  }
+  make_class(L, name, 2);
   return 1;
 }
 

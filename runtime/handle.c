@@ -82,10 +82,11 @@ void luaio__run_handle (lua_State *L, luaio_Runtime *rt, luaio_Handle *h) {
 
 /* Makes a handle for fn at idx with the n values after it. */
 static luaio_Handle *newhandle (lua_State *L, luaio_Runtime *rt, int idx,
-                                int n) {
+                                int n, const char *fname) {
   luaio_Handle *h;
   int i;
-  luaL_checktype(L, idx, LUA_TFUNCTION);
+  if (lua_type(L, idx) != LUA_TFUNCTION)
+    luaio__typeerror(L, idx, fname, "function");
   h = (luaio_Handle *)lua_newuserdatauv(L, sizeof(luaio_Handle), n + 1);
   h->state = H_PENDING;
   h->timer = 0;
@@ -111,14 +112,14 @@ static luaio_Runtime *looparg (lua_State *L) {
 /* loop:call_soon(fn, ...) -> handle */
 static int loop_call_soon (lua_State *L) {
   luaio_Runtime *rt = looparg(L);
-  luaio_Handle *h = newhandle(L, rt, 2, lua_gettop(L) - 2);
+  luaio_Handle *h = newhandle(L, rt, 2, lua_gettop(L) - 2, "call_soon");
   luaio__schedule(rt, E_CALL, h, 0);
   return 1;
 }
 
 static int call_timer (lua_State *L, luaio_Runtime *rt, uint64_t when,
-                       int forever) {
-  luaio_Handle *h = newhandle(L, rt, 3, lua_gettop(L) - 3);
+                       int forever, const char *fname) {
+  luaio_Handle *h = newhandle(L, rt, 3, lua_gettop(L) - 3, fname);
   h->timer = 1;
   h->when = when;
   if (forever) return 1;               /* never fires; cancel releases it */
@@ -132,20 +133,20 @@ static int call_timer (lua_State *L, luaio_Runtime *rt, uint64_t when,
 static int loop_call_later (lua_State *L) {
   luaio_Runtime *rt = looparg(L);
   uint64_t ns = 0;
-  int forever = luaio__delay_ns(L, 2, &ns);
+  int forever = luaio__delay_ns(L, 2, "call_later", &ns);
   return call_timer(L, rt, forever ? UINT64_MAX : luaio__now(rt) + ns,
-                    forever);
+                    forever, "call_later");
 }
 
 /* loop:call_at(when, fn, ...) -> timer handle; when is in loop:time(). */
 static int loop_call_at (lua_State *L) {
   luaio_Runtime *rt = looparg(L);
   double w;
-  if (lua_type(L, 2) != LUA_TNUMBER) luaL_typeerror(L, 2, "number");
+  if (lua_type(L, 2) != LUA_TNUMBER) luaio__typeerror(L, 2, "call_at", "number");
   w = lua_tonumber(L, 2);
-  if (w != w) return luaL_argerror(L, 2, "time is NaN");
-  if (w >= 4.6e9) return call_timer(L, rt, UINT64_MAX, 1);
-  return call_timer(L, rt, w > 0 ? (uint64_t)(w * 1e9) : 0, 0);
+  if (w != w) return luaio__argerror(L, 2, "call_at", "time is NaN");
+  if (w >= 4.6e9) return call_timer(L, rt, UINT64_MAX, 1, "call_at");
+  return call_timer(L, rt, w > 0 ? (uint64_t)(w * 1e9) : 0, 0, "call_at");
 }
 
 static int h_cancel (lua_State *L) {

@@ -304,7 +304,8 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt);
 
 /* timer.c */
 uint64_t luaio__now (luaio_Runtime *rt);
-int luaio__delay_ns (lua_State *L, int arg, uint64_t *ns);
+int luaio__delay_ns (lua_State *L, int arg, const char *fname,
+                    uint64_t *ns);
 int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p);
 void luaio__heap_remove (luaio_Runtime *rt, int pos);
 int luaio__move_due (luaio_Runtime *rt, uint64_t now);
@@ -318,6 +319,10 @@ void luaio__push_cancelled (lua_State *L, int msgidx);  /* pushes */
 int luaio__is_cancelled (lua_State *L, int idx);
 int luaio__is_error_object (lua_State *L, int idx);
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...);
+int luaio__argerror (lua_State *L, int arg, const char *fname,
+                     const char *extramsg);
+int luaio__typeerror (lua_State *L, int arg, const char *fname,
+                      const char *tname);
 void luaio__errors_open (lua_State *L);
 
 /* signal.c */

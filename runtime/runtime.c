@@ -411,7 +411,6 @@ static int loop_get_task_factory (lua_State *L) {
 /* loop:create_task(fn, ...) -> Task (through the task factory, if set). */
 static int loop_create_task (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
-  luaL_checkany(L, 2);
   if (rt->has_factory) {
     int n = lua_gettop(L);
     luaio__push_R(L, rt);
@@ -427,7 +426,6 @@ static int loop_create_task (lua_State *L) {
 /* loop:_create_task(fn, ...) -> Task, never through the factory. */
 static int loop_create_task_raw (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
-  luaL_checkany(L, 2);
   return luaio__create_task(L, rt, 2, lua_gettop(L) - 2);
 }
 

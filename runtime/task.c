@@ -115,7 +115,7 @@ static void check_callable (lua_State *L, int idx) {
     lua_pop(L, 1);
     return;
   }
-  luaL_typeerror(L, idx, "function");
+  luaio__typeerror(L, idx, "create_task", "function");
 }
 
 /*
@@ -471,7 +471,6 @@ static int l_all_tasks (lua_State *L) {
 /* aio.create_task(fn, ...) -> Task (the loop's task factory applies) */
 static int l_create_task (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "create_task");
-  luaL_checkany(L, 1);
   if (rt->has_factory) {
     int n = lua_gettop(L);
     luaio__push_R(L, rt);
@@ -489,7 +488,6 @@ static int l_create_task (lua_State *L) {
 /* core.create_eager_task(fn, ...) -> Task started eagerly (no factory) */
 static int l_create_eager_task (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "create_task");
-  luaL_checkany(L, 1);
   return create_task(L, rt, 1, lua_gettop(L) - 1, 1);
 }
 

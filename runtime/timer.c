@@ -33,11 +33,12 @@ uint64_t luaio__now (luaio_Runtime *rt) {
 ** Reads a delay in seconds at arg: sets *ns and returns 0, or returns 1
 ** for "forever".  Raises on NaN or a non-number.
 */
-int luaio__delay_ns (lua_State *L, int arg, uint64_t *ns) {
+int luaio__delay_ns (lua_State *L, int arg, const char *fname,
+                    uint64_t *ns) {
   double d;
-  if (lua_type(L, arg) != LUA_TNUMBER) luaL_typeerror(L, arg, "number");
+  if (lua_type(L, arg) != LUA_TNUMBER) luaio__typeerror(L, arg, fname, "number");
   d = lua_tonumber(L, arg);
-  if (d != d) luaL_argerror(L, arg, "delay is NaN");
+  if (d != d) luaio__argerror(L, arg, fname, "delay is NaN");
   if (d >= MAX_DELAY) return 1;
   *ns = d > 0 ? (uint64_t)(d * 1e9) : 0;
   return 0;
@@ -190,7 +191,7 @@ static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
 /* aio.sleep(delay, ...) -> ... */
 static int l_sleep (lua_State *L) {
   uint64_t ns = 0;
-  int forever = luaio__delay_ns(L, 1, &ns);
+  int forever = luaio__delay_ns(L, 1, "sleep", &ns);
   luaio_Task *t = luaio__check_suspend(L, "sleep");
   luaio_Runtime *rt = t->rt;
   if (forever)
@@ -212,8 +213,8 @@ static int l_advance (lua_State *L) {
   uint64_t ns = 0;
   if (!rt->virtual_clock)
     return luaL_error(L, "advance: the loop's clock is not virtual");
-  if (luaio__delay_ns(L, 1, &ns))
-    return luaL_argerror(L, 1, "delay must be finite");
+  if (luaio__delay_ns(L, 1, "advance", &ns))
+    return luaio__argerror(L, 1, "advance", "delay must be finite");
   rt->vnow += ns;
   luaio__kick(rt);
   return 0;
