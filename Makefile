@@ -87,10 +87,14 @@ test: deps
 	@echo "== conformance"
 	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
 
+# The specs through a CLI built with ASan and UBSan (child processes that
+# run stock lua5.4 load the plain build's module).
 check: deps
+	$(MAKE) all
 	$(MAKE) B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" all
 	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+	  LUA_CPATH="$(CURDIR)/$(B)/lib/?.so;;" \
 	  LUAIO="$(CURDIR)/build/asan/luaio" ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
