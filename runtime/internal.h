@@ -37,6 +37,11 @@ typedef struct luaio_WaitList luaio_WaitList;
 #define LUAIO_DRAIN_BUDGET 4096
 #endif
 
+/* Debug mode reports a task step longer than this (ns). */
+#ifndef LUAIO_SLOW_STEP
+#define LUAIO_SLOW_STEP 100000000
+#endif
+
 /* How deep eager task starts may nest before a task starts lazily. */
 #ifndef LUAIO_EAGER_MAX
 #define LUAIO_EAGER_MAX 16

@@ -280,6 +280,24 @@ static void end_failed (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
            0, reuse);
 }
 
+/* Debug mode: reports a step that ran over LUAIO_SLOW_STEP ns. */
+static void slow_step (luaio_Runtime *rt, luaio_Task *t, uint64_t ns) {
+  lua_State *S = rt->S;
+  int top = lua_gettop(S);
+  if (ns < LUAIO_SLOW_STEP || !lua_checkstack(S, 4)) return;
+  lua_createtable(S, 0, 2);
+  luaio__push_task(S, rt, t);
+  lua_setfield(S, -2, "task");
+  luaio__push_task(S, rt, t);
+  lua_pushfstring(S, "Executing %s took %f seconds (slow step: it ran "
+                  "without suspending)", luaL_tolstring(S, -1, NULL),
+                  (double)ns / 1e9);
+  lua_setfield(S, top + 1, "message");
+  lua_settop(S, top + 1);
+  luaio__queue_report(S, rt);
+  lua_settop(S, top);
+}
+
 /*
 ** One step: resumes t and handles how it stopped.  Called from the drain,
 ** or (eager start) from a running task, whose state is saved around it.
@@ -290,6 +308,7 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
   lua_State *savedrun = rt->running;
   int savedfailed = rt->body_failed;
   int nargs, nres = 0, status, failed;
+  uint64_t t0;
   if (t->tstate == T_NEW) {
     if (t->must_cancel) {              /* cancelled before it started */
       end_cancelled(S, rt, t, 0);
@@ -305,7 +324,9 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
   rt->current = t;
   rt->running = co;
   rt->body_failed = 0;
+  t0 = rt->debug ? uv_hrtime() : 0;
   status = lua_resume(co, from != NULL ? from : S, nargs, &nres);
+  if (rt->debug) slow_step(rt, t, uv_hrtime() - t0);
   rt->current = saved;
   rt->running = savedrun;
   failed = rt->body_failed;
