@@ -227,6 +227,9 @@ describe("require in the CLI", function()
   -- Each case runs under the CLI and under lua5.4; the texts must be equal.
   local cases = {
     { "module not found", [[show(require, "no_such_module_xyz")]], "module 'no_such_module_xyz' not found:" },
+    { "module not found, called from Lua code (position prefix)",
+      [[show(function() local m = require "no_such_module_xyz"; return m end)]],
+      "main_script.lua:2: module 'no_such_module_xyz' not found:" },
     { "syntax error in the module", [[show(require, "syntax")]], "error loading module 'syntax' from file '" },
     { "runtime error in the module", [[show(require, "rterror")]], "attempt to index a nil value" },
     { "no argument", [[show(require)]], "bad argument #1 to 'require' (string expected, got no value)" },
