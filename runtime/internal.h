@@ -144,6 +144,7 @@ struct luaio_Task {
   unsigned char must_cancel;   /* raise CancelledError at next resume */
   unsigned char has_extras;
   unsigned char is_main;
+  unsigned char aborted;       /* this resume comes from an abort hook */
   int cancelling;              /* cancel requests not yet uncancelled */
   int heap;                    /* index in the timer heap + 1, 0 = none */
   unsigned wseq;               /* registration order on a future */
@@ -182,6 +183,8 @@ int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
                  luaio_Abort abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k);
 void luaio__resumed (lua_State *L);  /* raises a pending cancellation */
+luaio_Task *luaio__resumed_task (lua_State *L);  /* checks, raises nothing */
+int luaio__raise_cancel (lua_State *L, luaio_Task *t);
 int luaio__can_suspend (lua_State *L);
 void luaio__unpark (luaio_Task *t);
 void luaio__wake (luaio_Runtime *rt, luaio_Task *t);
@@ -335,6 +338,10 @@ int luaio__checksignal (lua_State *L, int arg);
 void luaio__run_signal (lua_State *L, luaio_Runtime *rt, int signum);
 void luaio__close_signals (luaio_Runtime *rt);
 void luaio__signal_open (lua_State *L);
+
+/* waitlist.c, queue.c */
+void luaio__waitlist_open (lua_State *L);
+void luaio__queue_open (lua_State *L);
 
 /* coro.c */
 void luaio__coro_open (lua_State *L);

@@ -545,6 +545,8 @@ LUAIO_API int luaopen_luaio_core (lua_State *L) {
   luaio__timer_open(L);
   luaio__coro_open(L);
   luaio__signal_open(L);
+  luaio__waitlist_open(L);
+  luaio__queue_open(L);
   lua_pushliteral(L, LUAIO_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

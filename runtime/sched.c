@@ -104,6 +104,7 @@ static void cancel_parked (lua_State *L, luaio_Task *t) {
   if (t->abort != NULL && t->abort(L, t->rt, t))
     return;                   /* the hook arranged the wake-up */
   t->must_cancel = 1;
+  t->aborted = 1;
   luaio__wake(t->rt, t);
 }
 
@@ -193,6 +194,7 @@ int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
   t->abort = abort;
   t->what = what;
   t->wobj = obj;
+  t->aborted = 0;
   if (wl != NULL) luaio__waitlist_push(wl, t);
   t->tstate = T_PARKED;
   if (t->must_cancel) {       /* cancelled while it ran: deliver now */
@@ -211,14 +213,26 @@ int luaio__can_suspend (lua_State *L) {
   return 1;
 }
 
-/* In a continuation: raises the task's pending cancellation, if any. */
-void luaio__resumed (lua_State *L) {
+/*
+** In a continuation: checks that the scheduler resumed us and returns the
+** task, leaving a pending cancellation (t->must_cancel) to the caller.
+*/
+luaio_Task *luaio__resumed_task (lua_State *L) {
   luaio_Runtime *rt = luaio__G(L)->rt;
-  luaio_Task *t;
   if (rt == NULL || L != rt->running)
     luaL_error(L, "a suspended luaio call was resumed by something other "
                "than luaio's scheduler");
-  t = rt->current;
+  return rt->current;
+}
+
+/* In a continuation: raises the task's pending cancellation, if any. */
+void luaio__resumed (lua_State *L) {
+  luaio__raise_cancel(L, luaio__resumed_task(L));
+}
+
+/* Raises t's pending cancellation (with its message), if any. */
+int luaio__raise_cancel (lua_State *L, luaio_Task *t) {
+  luaio_Runtime *rt = t->rt;
   if (t->must_cancel) {
     int top = lua_gettop(L);
     t->must_cancel = 0;
@@ -231,8 +245,9 @@ void luaio__resumed (lua_State *L) {
     luaio__push_cancelled(L, lua_gettop(L));
     lua_replace(L, top + 1);
     lua_settop(L, top + 1);
-    lua_error(L);
+    return lua_error(L);
   }
+  return 0;
 }
 
 

@@ -223,6 +223,14 @@ M.ContextVar = context.ContextVar
 M.copy_context = context.copy_context
 M.dump_tasks = require("luaio.introspect").dump_tasks
 
+local sync = require "luaio.sync"
+for _, name in ipairs { "Lock", "Event", "Condition", "Semaphore",
+                        "BoundedSemaphore", "Barrier" } do
+  M[name] = sync[name]
+end
+local queues = require "luaio.queues"
+M.Queue, M.LifoQueue, M.PriorityQueue = queues.Queue, queues.LifoQueue, queues.PriorityQueue
+
 --- aio.eager_task_factory: install with loop:set_task_factory(); tasks
 --- then run their first step inside create_task (asyncio 3.12).
 function M.eager_task_factory(loop, fn, ...)

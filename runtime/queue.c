@@ -1,0 +1,442 @@
+/*
+** queue.c -- queue storage and waiting, in C: Queue (FIFO), LifoQueue,
+** PriorityQueue (asyncio 3.13 queues.py).
+**
+** A queue object is a Lua table {[1] = this userdata, maxsize = n} whose
+** metatable (lua/luaio/queues.lua) holds these C methods.  Items live in
+** the userdata's user value 1: a ring (FIFO), a stack (LIFO) or a binary
+** heap (priority; user value 2 is the `less` function, else `<`).
+** Getters, putters and joiners park on C wait lists.
+**
+** Cancellation (asyncio's rules): a getter or putter cancelled while it
+** waits just leaves its list; one cancelled after a wake-up reached it
+** passes that wake-up on to the next waiter when the queue can still
+** serve it, so no wake-up, item or slot is lost.  nil cannot be queued.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+#define LUAIO_QUEUE "luaio.Queue"
+
+enum { QFIFO, QLIFO, QPRIO };
+
+typedef struct Queue {
+  int kind;
+  int shutdown;
+  lua_Integer maxsize;         /* <= 0: unbounded */
+  lua_Integer n;               /* items */
+  lua_Integer head, cap;       /* the FIFO ring: 0-based start, capacity */
+  lua_Integer unfinished;      /* put and not yet task_done */
+  unsigned loop_id;
+  luaio_WaitList getters, putters, joiners;
+} Queue;
+
+#define ITEMS 1
+#define LESS 2
+
+
+/* ---------------------------------------------------------- access */
+
+/* The Queue of the object at arg 1 (a table holding it at [1]). */
+static Queue *checkq (lua_State *L) {
+  Queue *q = NULL;
+  if (lua_type(L, 1) == LUA_TTABLE && lua_rawgeti(L, 1, 1) == LUA_TUSERDATA)
+    q = (Queue *)luaL_testudata(L, -1, LUAIO_QUEUE);
+  if (q == NULL) {
+    lua_settop(L, 0);
+    luaL_error(L, "bad self: a queue expected");
+  }
+  lua_replace(L, 1);                   /* from here on, arg 1 is the udata */
+  return q;
+}
+
+static int full (Queue *q) {
+  return q->maxsize > 0 && q->n >= q->maxsize;
+}
+
+static void bind_loop (lua_State *L, Queue *q, luaio_Runtime *rt, const char *f) {
+  if (q->loop_id == 0) q->loop_id = rt->id;
+  else if (q->loop_id != rt->id)
+    luaL_error(L, "%s: the queue belongs to another event loop", f);
+}
+
+/* Wakes the first task of wl, if any. */
+static void wake_next (luaio_WaitList *wl) {
+  luaio_Task *t = wl->head;
+  if (t != NULL) luaio__wake(t->rt, t);
+}
+
+static void wake_all (luaio_WaitList *wl) {
+  while (wl->head != NULL) wake_next(wl);
+}
+
+
+/* ---------------------------------------------------------- storage */
+
+/* Is item a "less than" item b (the values at a, b)?  May raise. */
+static int less (lua_State *L, int a, int b) {
+  int r;
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_getiuservalue(L, 1, LESS) == LUA_TFUNCTION) {
+    lua_pushvalue(L, a);
+    lua_pushvalue(L, b);
+    lua_call(L, 2, 1);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+  }
+  lua_pop(L, 1);
+  return lua_compare(L, a, b, LUA_OPLT);
+}
+
+/* Heap in items[1..n]: the item at slot i moves up (items table at t). */
+static void heap_up (lua_State *L, int t, lua_Integer i) {
+  while (i > 1) {
+    lua_Integer p = i / 2;
+    int lt;
+    lua_rawgeti(L, t, i);
+    lua_rawgeti(L, t, p);
+    lt = less(L, -2, -1);
+    if (!lt) { lua_pop(L, 2); break; }
+    lua_rawseti(L, t, i);              /* swap: items[i] = parent */
+    lua_rawseti(L, t, p);
+    i = p;
+  }
+}
+
+static void heap_down (lua_State *L, int t, lua_Integer i, lua_Integer n) {
+  for (;;) {
+    lua_Integer c = 2 * i;
+    if (c > n) break;
+    if (c + 1 <= n) {
+      int lt;
+      lua_rawgeti(L, t, c + 1);
+      lua_rawgeti(L, t, c);
+      lt = less(L, -2, -1);
+      lua_pop(L, 2);
+      if (lt) c++;
+    }
+    {
+      int lt;
+      lua_rawgeti(L, t, c);
+      lua_rawgeti(L, t, i);
+      lt = less(L, -2, -1);
+      if (!lt) { lua_pop(L, 2); break; }
+      lua_rawseti(L, t, c);            /* swap */
+      lua_rawseti(L, t, i);
+      i = c;
+    }
+  }
+}
+
+/* Stores the value on top (popped). */
+static void store (lua_State *L, Queue *q) {
+  int t;
+  lua_getiuservalue(L, 1, ITEMS);
+  lua_insert(L, -2);                   /* items, value */
+  t = lua_gettop(L) - 1;
+  switch (q->kind) {
+    case QFIFO:
+      if (q->n == q->cap) {            /* grow the ring, keeping order */
+        lua_Integer cap = q->cap ? q->cap * 2 : 8, i;
+        for (i = q->cap - 1; i >= q->head; i--) {
+          lua_rawgeti(L, t, i + 1);
+          lua_rawseti(L, t, i + (cap - q->cap) + 1);
+          lua_pushnil(L);
+          lua_rawseti(L, t, i + 1);
+        }
+        if (q->n > 0) q->head += cap - q->cap;
+        q->cap = cap;
+      }
+      lua_rawseti(L, t, (q->head + q->n) % q->cap + 1);
+      break;
+    case QLIFO:
+      lua_rawseti(L, t, q->n + 1);
+      break;
+    default:
+      lua_rawseti(L, t, q->n + 1);
+      q->n++;                          /* counted before: heap_up may raise */
+      heap_up(L, t, q->n);
+      lua_settop(L, t - 1);
+      return;
+  }
+  q->n++;
+  lua_settop(L, t - 1);
+}
+
+/* Pushes the next item, removing it. */
+static void take (lua_State *L, Queue *q) {
+  int t;
+  lua_getiuservalue(L, 1, ITEMS);
+  t = lua_gettop(L);
+  switch (q->kind) {
+    case QFIFO:
+      lua_rawgeti(L, t, q->head + 1);
+      lua_pushnil(L);
+      lua_rawseti(L, t, q->head + 1);
+      q->head = (q->head + 1) % q->cap;
+      q->n--;
+      break;
+    case QLIFO:
+      lua_rawgeti(L, t, q->n);
+      lua_pushnil(L);
+      lua_rawseti(L, t, q->n);
+      q->n--;
+      break;
+    default:
+      lua_rawgeti(L, t, 1);
+      lua_rawgeti(L, t, q->n);
+      lua_rawseti(L, t, 1);
+      lua_pushnil(L);
+      lua_rawseti(L, t, q->n);
+      q->n--;
+      if (q->n > 1) heap_down(L, t, 1, q->n);
+      break;
+  }
+  lua_remove(L, t);
+}
+
+
+/* ---------------------------------------------------------- nowait */
+
+static int do_put (lua_State *L, Queue *q) {
+  if (q->shutdown)
+    return luaio__error(L, "QueueShutDown", "the queue is shut down");
+  if (full(q)) return luaio__error(L, "QueueFull", "the queue is full");
+  lua_pushvalue(L, 2);
+  store(L, q);
+  q->unfinished++;
+  wake_next(&q->getters);
+  return 0;
+}
+
+static int do_get (lua_State *L, Queue *q) {
+  if (q->n == 0) {
+    if (q->shutdown)
+      return luaio__error(L, "QueueShutDown", "the queue is shut down");
+    return luaio__error(L, "QueueEmpty", "the queue is empty");
+  }
+  take(L, q);
+  wake_next(&q->putters);
+  return 1;
+}
+
+static void checkitem (lua_State *L, const char *fname) {
+  if (lua_isnoneornil(L, 2))
+    luaL_error(L, "%s: nil cannot be queued", fname);
+}
+
+static int q_put_nowait (lua_State *L) {
+  Queue *q = checkq(L);
+  checkitem(L, "put_nowait");
+  lua_settop(L, 2);
+  return do_put(L, q);
+}
+
+static int q_get_nowait (lua_State *L) {
+  return do_get(L, checkq(L));
+}
+
+
+/* ---------------------------------------------------------- waiting */
+
+static int put_k (lua_State *L, int status, lua_KContext ctx);
+static int get_k (lua_State *L, int status, lua_KContext ctx);
+
+/* put(x): waits while the queue is full. */
+static int put_loop (lua_State *L, Queue *q) {
+  while (full(q)) {
+    luaio_Task *t;
+    if (q->shutdown)
+      return luaio__error(L, "QueueShutDown", "the queue is shut down");
+    t = luaio__check_suspend(L, "put");
+    bind_loop(L, q, t->rt, "put");
+    return luaio__park(L, t, &q->putters, NULL, "queue put", q, 0, put_k);
+  }
+  return do_put(L, q);
+}
+
+static int put_k (lua_State *L, int status, lua_KContext ctx) {
+  Queue *q = (Queue *)lua_touserdata(L, 1);
+  luaio_Task *t = luaio__resumed_task(L);
+  (void)status; (void)ctx;
+  if (t->must_cancel) {
+    if (!t->aborted && !full(q)) wake_next(&q->putters);  /* pass it on */
+    return luaio__raise_cancel(L, t);
+  }
+  return put_loop(L, q);
+}
+
+static int q_put (lua_State *L) {
+  Queue *q = checkq(L);
+  luaio_Runtime *rt = luaio__G(L)->rt;
+  checkitem(L, "put");
+  if (rt == NULL || rt->current == NULL)
+    return luaL_error(L, "put: needs a running task (called outside a task)");
+  lua_settop(L, 2);
+  return put_loop(L, q);
+}
+
+/* get(): waits while the queue is empty. */
+static int get_loop (lua_State *L, Queue *q) {
+  while (q->n == 0) {
+    luaio_Task *t;
+    if (q->shutdown)
+      return luaio__error(L, "QueueShutDown", "the queue is shut down");
+    t = luaio__check_suspend(L, "get");
+    bind_loop(L, q, t->rt, "get");
+    return luaio__park(L, t, &q->getters, NULL, "queue get", q, 0, get_k);
+  }
+  return do_get(L, q);
+}
+
+static int get_k (lua_State *L, int status, lua_KContext ctx) {
+  Queue *q = (Queue *)lua_touserdata(L, 1);
+  luaio_Task *t = luaio__resumed_task(L);
+  (void)status; (void)ctx;
+  if (t->must_cancel) {
+    if (!t->aborted && q->n > 0) wake_next(&q->getters);  /* pass it on */
+    return luaio__raise_cancel(L, t);
+  }
+  return get_loop(L, q);
+}
+
+static int q_get (lua_State *L) {
+  Queue *q = checkq(L);
+  luaio_Runtime *rt = luaio__G(L)->rt;
+  if (rt == NULL || rt->current == NULL)
+    return luaL_error(L, "get: needs a running task (called outside a task)");
+  lua_settop(L, 1);
+  return get_loop(L, q);
+}
+
+static int join_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return 0;
+}
+
+/* join(): waits until every item put has been marked task_done. */
+static int q_join (lua_State *L) {
+  Queue *q = checkq(L);
+  luaio_Task *t;
+  if (q->unfinished == 0) {
+    luaio_Runtime *rt = luaio__G(L)->rt;
+    if (rt == NULL || rt->current == NULL)
+      return luaL_error(L, "join: needs a running task (called outside a task)");
+    return 0;
+  }
+  t = luaio__check_suspend(L, "join");
+  bind_loop(L, q, t->rt, "join");
+  return luaio__park(L, t, &q->joiners, NULL, "queue join", q, 0, join_k);
+}
+
+static int q_task_done (lua_State *L) {
+  Queue *q = checkq(L);
+  if (q->unfinished <= 0)
+    return luaL_error(L, "task_done: called more times than items were put");
+  if (--q->unfinished == 0) wake_all(&q->joiners);
+  return 0;
+}
+
+/* shutdown([immediate]) (asyncio 3.13). */
+static int q_shutdown (lua_State *L) {
+  Queue *q = checkq(L);
+  q->shutdown = 1;
+  if (lua_toboolean(L, 2)) {
+    while (q->n > 0) {
+      take(L, q);
+      lua_pop(L, 1);
+      if (q->unfinished > 0) q->unfinished--;
+    }
+    if (q->unfinished == 0) wake_all(&q->joiners);
+  }
+  wake_all(&q->getters);
+  wake_all(&q->putters);
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- the rest */
+
+static int q_qsize (lua_State *L) {
+  lua_pushinteger(L, checkq(L)->n);
+  return 1;
+}
+
+static int q_empty (lua_State *L) {
+  lua_pushboolean(L, checkq(L)->n == 0);
+  return 1;
+}
+
+static int q_full (lua_State *L) {
+  lua_pushboolean(L, full(checkq(L)));
+  return 1;
+}
+
+static int q_is_shutdown (lua_State *L) {
+  lua_pushboolean(L, checkq(L)->shutdown);
+  return 1;
+}
+
+static int q_unfinished (lua_State *L) {
+  lua_pushinteger(L, checkq(L)->unfinished);
+  return 1;
+}
+
+/* core.new_queue(kind, maxsize [, less]) -> udata; kind "fifo"|"lifo"|"priority" */
+static int l_new_queue (lua_State *L) {
+  static const char *const kinds[] = {"fifo", "lifo", "priority", NULL};
+  int kind = luaL_checkoption(L, 1, NULL, kinds);
+  Queue *q;
+  lua_Integer maxsize = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    if (!lua_isinteger(L, 2))
+      return luaL_error(L, "bad argument #1 to 'Queue' (integer expected, "
+                        "got %s)", luaL_typename(L, 2));
+    maxsize = lua_tointeger(L, 2);
+  }
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TFUNCTION)
+    return luaL_error(L, "bad argument #2 to 'PriorityQueue' (function "
+                      "expected, got %s)", luaL_typename(L, 3));
+  q = (Queue *)lua_newuserdatauv(L, sizeof(Queue), 2);
+  memset(q, 0, sizeof(*q));
+  q->kind = kind;
+  q->maxsize = maxsize > 0 ? maxsize : 0;
+  luaL_setmetatable(L, LUAIO_QUEUE);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, ITEMS);
+  if (lua_type(L, 3) == LUA_TFUNCTION) {
+    lua_pushvalue(L, 3);
+    lua_setiuservalue(L, -2, LESS);
+  }
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"put", q_put},
+  {"get", q_get},
+  {"put_nowait", q_put_nowait},
+  {"get_nowait", q_get_nowait},
+  {"join", q_join},
+  {"task_done", q_task_done},
+  {"shutdown", q_shutdown},
+  {"qsize", q_qsize},
+  {"empty", q_empty},
+  {"full", q_full},
+  {"is_shutdown", q_is_shutdown},
+  {"_unfinished", q_unfinished},
+  {NULL, NULL}
+};
+
+void luaio__queue_open (lua_State *L) {
+  luaL_newmetatable(L, LUAIO_QUEUE);
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaio__setfuncs(L, methods);
+  lua_setfield(L, -2, "QueueMethods");
+  lua_pushcfunction(L, l_new_queue);
+  lua_setfield(L, -2, "new_queue");
+}
