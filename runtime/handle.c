@@ -118,10 +118,11 @@ static int loop_call_soon (lua_State *L) {
 }
 
 static int call_timer (lua_State *L, luaio_Runtime *rt, uint64_t when,
-                       int forever, const char *fname) {
+                       double at, int forever, const char *fname) {
   luaio_Handle *h = newhandle(L, rt, 3, lua_gettop(L) - 3, fname);
   h->timer = 1;
   h->when = when;
+  h->at = at;
   if (forever) return 1;               /* never fires; cancel releases it */
   if (!luaio__heap_push(rt, when, E_CALL, h))
     return luaL_error(L, "not enough memory");
@@ -134,7 +135,9 @@ static int loop_call_later (lua_State *L) {
   luaio_Runtime *rt = looparg(L);
   uint64_t ns = 0;
   int forever = luaio__delay_ns(L, 2, "call_later", &ns);
-  return call_timer(L, rt, forever ? UINT64_MAX : luaio__now(rt) + ns,
+  uint64_t now = luaio__now(rt);
+  return call_timer(L, rt, forever ? UINT64_MAX : now + ns,
+                    forever ? HUGE_VAL : (double)now / 1e9 + lua_tonumber(L, 2),
                     forever, "call_later");
 }
 
@@ -145,8 +148,8 @@ static int loop_call_at (lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) luaio__typeerror(L, 2, "call_at", "number");
   w = lua_tonumber(L, 2);
   if (w != w) return luaio__argerror(L, 2, "call_at", "time is NaN");
-  if (w >= 4.6e9) return call_timer(L, rt, UINT64_MAX, 1, "call_at");
-  return call_timer(L, rt, w > 0 ? (uint64_t)(w * 1e9) : 0, 0, "call_at");
+  if (w >= 4.6e9) return call_timer(L, rt, UINT64_MAX, w, 1, "call_at");
+  return call_timer(L, rt, w > 0 ? (uint64_t)(w * 1e9) : 0, w, 0, "call_at");
 }
 
 static int h_cancel (lua_State *L) {
@@ -171,8 +174,7 @@ static int h_cancelled (lua_State *L) {
 static int h_when (lua_State *L) {
   luaio_Handle *h = checkhandle(L, 1);
   if (!h->timer) return luaL_error(L, "when: not a timer handle");
-  if (h->when == UINT64_MAX) lua_pushnumber(L, HUGE_VAL);
-  else lua_pushnumber(L, (double)h->when / 1e9);
+  lua_pushnumber(L, h->at);
   return 1;
 }
 

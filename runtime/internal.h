@@ -207,6 +207,7 @@ struct luaio_Handle {
   int anchor;
   int heap;                    /* index in the timer heap + 1, 0 = none */
   uint64_t when;               /* deadline in clock ns (timers) */
+  double at;                   /* the deadline as given, in seconds */
   luaio_Runtime *rt;           /* valid while pending */
 };
 
