@@ -9,6 +9,7 @@ RUNS=${RUNS:-3}
 N1=${N1:-100000}
 N3=${N3:-100000}
 N5=${N5:-10000}
+N2=${N2:-1000000}
 tmp=$(mktemp -d)
 
 run() { # name peer cmd...
@@ -24,6 +25,9 @@ while [ $i -lt "$RUNS" ]; do
   run W1 luaio "$cli" "$here/w1_spawn.lua" "$N1"
   [ $have_py = 1 ] && run W1 asyncio python3 "$here/w1_spawn.py" "$N1"
   [ $have_node = 1 ] && run W1 node node "$here/w1_spawn.js" "$N1"
+  run W2 luaio "$cli" "$here/w2_pingpong.lua" "$N2"
+  [ $have_py = 1 ] && run W2 asyncio python3 "$here/w2_pingpong.py" "$N2"
+  [ $have_node = 1 ] && run W2 node node "$here/w2_pingpong.js" "$N2"
   run W3mem luaio "$cli" "$here/w3mem.lua" "$N3"
   [ $have_py = 1 ] && run W3mem asyncio python3 "$here/w3mem.py" "$N3"
   [ $have_node = 1 ] && run W3mem node node --expose-gc "$here/w3mem.js" "$N3"
@@ -36,7 +40,7 @@ while [ $i -lt "$RUNS" ]; do
   i=$((i + 1))
 done
 
-lua5.4 - "$tmp/results" "$N1" "$N3" "$N5" <<'LUA'
+lua5.4 - "$tmp/results" "$N1" "$N3" "$N5" "$N2" <<'LUA'
 local rows, order = {}, {}
 for line in io.lines(arg[1]) do
   local w, p, a, b = line:match("^(%S+) (%S+) (%S+) ?(%S*)")
@@ -50,7 +54,7 @@ local function median(t)
   table.sort(t)
   return t[(#t + 1) // 2]
 end
-local unit = { W1 = "tasks/s", W3mem = "bytes/task", W3 = "s overhead", W5 = "s wall" }
+local unit = { W1 = "tasks/s", W2 = "switches/s", W3mem = "bytes/task", W3 = "s overhead", W5 = "s wall" }
 local lower_better = { W3mem = true, W3 = true, W5 = true }
 local best = {}
 for _, k in ipairs(order) do
@@ -71,6 +75,6 @@ for _, k in ipairs(order) do
   if r.mb then extra = r.w == "W5" and ("%d excess"):format(r.mb) or ("%d KiB"):format(r.mb) end
   print(("%-6s %-8s %16s %12s %10s"):format(r.w, r.p, fig, extra, ratio))
 end
-print(("(W1 N=%s; W3, W3mem N=%s; W5 N=%s; W1 awaits each task in turn)"):format(arg[2], arg[3], arg[4]))
+print(("(W1 N=%s; W3, W3mem N=%s; W5 N=%s; W2 N=%s; W1 awaits each task in turn)"):format(arg[2], arg[3], arg[4], arg[5]))
 LUA
 rm -rf "$tmp"

@@ -21,9 +21,16 @@ static const char *const state_names[] = {
 /* ---------------------------------------------------------- access */
 
 luaio_Future *luaio__tofuture (lua_State *L, int idx) {
-  void *p = luaL_testudata(L, idx, LUAIO_FUTURE);
-  if (p == NULL) p = luaL_testudata(L, idx, LUAIO_TASK);
-  return (luaio_Future *)p;
+  luaio_State *G;
+  const void *mt;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    return NULL;
+  mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  G = luaio__state(L);
+  if (mt == G->mt_future || mt == G->mt_task)
+    return (luaio_Future *)lua_touserdata(L, idx);
+  return NULL;
 }
 
 luaio_Future *luaio__checkfuture (lua_State *L, int idx) {
@@ -543,6 +550,7 @@ void luaio__future_open (lua_State *L) {
     lua_pushcclosure(L, luaio__future_gc, 1);
     lua_setfield(L, -2, "__gc");
   }
+  luaio__state(L)->mt_future = lua_topointer(L, -1);
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "FutureMethods");
   lua_pop(L, 1);

@@ -64,7 +64,12 @@ struct luaio_State {
   luaio_Runtime *open;         /* list of open runtimes (by rt->next) */
   unsigned next_id;            /* runtime ids: futures bind to them */
   lua_CFunction msgh;          /* task body message handler */
+  const void *mt_future;       /* metatables, for type checks without */
+  const void *mt_task;         /* a registry lookup by name */
+  const void *mt_queue;
 };
+
+int luaio__hasmt (lua_State *L, int idx, const void *mt);
 
 #define luaio__G(L) ((luaio_State *)lua_touserdata(L, lua_upvalueindex(1)))
 

@@ -65,6 +65,15 @@ luaio_State *luaio__state (lua_State *L) {
   return G;
 }
 
+/* Is the value at idx a userdata with metatable mt (a cached pointer)? */
+int luaio__hasmt (lua_State *L, int idx, const void *mt) {
+  int r;
+  if (mt == NULL || !lua_getmetatable(L, idx)) return 0;
+  r = lua_topointer(L, -1) == mt;
+  lua_pop(L, 1);
+  return r;
+}
+
 void luaio__setfuncs (lua_State *L, const luaL_Reg *l) {
   luaio_State *G = luaio__state(L);
   lua_pushlightuserdata(L, G);

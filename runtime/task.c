@@ -25,11 +25,14 @@ static const char TASKMT = 'T';   /* registry: Task metatable (fast check) */
 /* ---------------------------------------------------------- access */
 
 luaio_Task *luaio__totask (lua_State *L, int idx) {
-  return (luaio_Task *)luaL_testudata(L, idx, LUAIO_TASK);
+  if (!luaio__hasmt(L, idx, luaio__state(L)->mt_task)) return NULL;
+  return (luaio_Task *)lua_touserdata(L, idx);
 }
 
 luaio_Task *luaio__checktask (lua_State *L, int idx) {
-  return (luaio_Task *)luaL_checkudata(L, idx, LUAIO_TASK);
+  luaio_Task *t = luaio__totask(L, idx);
+  if (t == NULL) luaL_typeerror(L, idx, "Task");
+  return t;
 }
 
 /* Pushes the extras table of task t (at idx), making it if needed. */
@@ -552,6 +555,7 @@ void luaio__task_open (lua_State *L) {
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKMT);
+  luaio__state(L)->mt_task = lua_topointer(L, -1);
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "TaskMethods");
   lua_pop(L, 1);
