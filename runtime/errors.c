@@ -183,6 +183,28 @@ int luaio__typeerror (lua_State *L, int arg, const char *fname,
                          lua_pushfstring(L, "%s expected, got %s", tname, got));
 }
 
+/*
+** Pushes an aio.OSError for libuv error uverr: message "what: strerror",
+** .errno (positive), .code (libuv's name, e.g. "ECONNREFUSED").
+*/
+void luaio__push_oserror (lua_State *L, int uverr, const char *what) {
+  if (what != NULL)
+    lua_pushfstring(L, "%s: %s", what, uv_strerror(uverr));
+  else
+    lua_pushstring(L, uv_strerror(uverr));
+  luaio__new_error(L, "OSError", lua_tostring(L, -1), 1);
+  lua_remove(L, -2);
+  lua_pushinteger(L, -uverr);
+  lua_setfield(L, -2, "errno");
+  lua_pushstring(L, uv_err_name(uverr));
+  lua_setfield(L, -2, "code");
+}
+
+int luaio__oserror (lua_State *L, int uverr, const char *what) {
+  luaio__push_oserror(L, uverr, what);
+  return lua_error(L);
+}
+
 /* Raises a new error of class cls with a formatted message. */
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...) {
   va_list ap;

@@ -224,7 +224,7 @@ void luaio__handle_open (lua_State *L);
 
 /* ---------------------------------------------------------- runtime */
 
-enum { E_TASK, E_CALL, E_FUTCB, E_REPORT, E_SIGNAL };
+enum { E_TASK, E_CALL, E_FUTCB, E_REPORT, E_SIGNAL, E_ACCEPT };
 
 typedef struct luaio_Entry {
   int kind;
@@ -291,6 +291,8 @@ struct luaio_Runtime {
   int cli;                     /* the CLI's loop: may nest one aio.run */
   int user_sigint;             /* a SIGINT handler replaces Ctrl-C's */
   void *signals;               /* signal watches (signal.c) */
+  void *streams;               /* open streams and servers (stream.c) */
+  void *udps;                  /* open UDP sockets (udp.c) */
   struct sigaction old_sigint; /* restored when run() returns */
   double shutdown_timeout;
 };
@@ -333,6 +335,8 @@ void luaio__push_cancelled (lua_State *L, int msgidx);  /* pushes */
 int luaio__is_cancelled (lua_State *L, int idx);
 int luaio__is_error_object (lua_State *L, int idx);
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...);
+int luaio__oserror (lua_State *L, int uverr, const char *what);
+void luaio__push_oserror (lua_State *L, int uverr, const char *what);
 int luaio__argerror (lua_State *L, int arg, const char *fname,
                      const char *extramsg);
 int luaio__typeerror (lua_State *L, int arg, const char *fname,
@@ -348,6 +352,16 @@ void luaio__signal_open (lua_State *L);
 /* waitlist.c, queue.c */
 void luaio__waitlist_open (lua_State *L);
 void luaio__queue_open (lua_State *L);
+
+/* stream.c, udp.c, dns.c */
+void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *server);
+void luaio__close_streams (luaio_Runtime *rt);
+void luaio__close_udps (luaio_Runtime *rt);
+void luaio__stream_open (lua_State *L);
+void luaio__udp_open (lua_State *L);
+void luaio__dns_open (lua_State *L);
+void luaio__request_done (luaio_Runtime *rt);
+int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
 /* coro.c */
 void luaio__coro_open (lua_State *L);

@@ -556,6 +556,9 @@ LUAIO_API int luaopen_luaio_core (lua_State *L) {
   luaio__signal_open(L);
   luaio__waitlist_open(L);
   luaio__queue_open(L);
+  luaio__stream_open(L);
+  luaio__udp_open(L);
+  luaio__dns_open(L);
   lua_pushliteral(L, LUAIO_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

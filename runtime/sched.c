@@ -292,6 +292,9 @@ static void run_entry (lua_State *S, luaio_Runtime *rt, luaio_Entry *e) {
     case E_SIGNAL:
       luaio__run_signal(S, rt, e->idx);
       break;
+    case E_ACCEPT:
+      luaio__run_accept(S, rt, e->p);
+      break;
   }
 }
 
@@ -356,6 +359,12 @@ void luaio__sched_init (luaio_Runtime *rt) {
   rt->guard.data = rt;
   uv_unref((uv_handle_t *)&rt->guard);
   rt->open_handles = 3;
+}
+
+/* A thread-pool request (DNS, files, threads) has completed. */
+void luaio__request_done (luaio_Runtime *rt) {
+  if (--rt->nrequests == 0 && rt->virtual_clock && rt->qlen == 0)
+    luaio__arm_timer(rt);
 }
 
 /* Makes sure the loop will drain the queue or wait for the next timer. */
@@ -566,6 +575,8 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   uv_close((uv_handle_t *)&rt->guard, on_close);
   if (rt->sigint_on) uv_close((uv_handle_t *)&rt->sigint, on_close);
   luaio__close_signals(rt);
+  luaio__close_streams(rt);
+  luaio__close_udps(rt);
   while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_DEFAULT);

@@ -171,6 +171,20 @@ void luaio__close_signals (luaio_Runtime *rt) {
   }
 }
 
+/*
+** core.ignore_sigpipe(): SIGPIPE at its default becomes ignored, so that
+** writing to a closed peer raises EPIPE instead of killing the process
+** (the CLI and stock lua5.4; an embedding host's dispositions are its own).
+*/
+static int l_ignore_sigpipe (lua_State *L) {
+  struct sigaction cur;
+  lua_getfield(L, LUA_REGISTRYINDEX, "luaio.embedded");
+  if (!lua_toboolean(L, -1) && sigaction(SIGPIPE, NULL, &cur) == 0 &&
+      cur.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
 static const luaL_Reg loop_methods[] = {
   {"add_signal_handler", loop_add},
   {"remove_signal_handler", loop_remove},
@@ -179,6 +193,8 @@ static const luaL_Reg loop_methods[] = {
 };
 
 void luaio__signal_open (lua_State *L) {
+  lua_pushcfunction(L, l_ignore_sigpipe);
+  lua_setfield(L, -2, "ignore_sigpipe");
   luaL_getmetatable(L, LUAIO_LOOP);
   lua_getfield(L, -1, "methods");
   luaio__setfuncs(L, loop_methods);

@@ -231,6 +231,13 @@ end
 local queues = require "luaio.queues"
 M.Queue, M.LifoQueue, M.PriorityQueue = queues.Queue, queues.LifoQueue, queues.PriorityQueue
 
+local streams = require "luaio.streams"
+for _, name in ipairs { "open_connection", "start_server", "open_unix_connection",
+                        "start_unix_server", "open_udp", "getaddrinfo" } do
+  M[name] = streams[name]
+end
+core.ignore_sigpipe()
+
 --- aio.eager_task_factory: install with loop:set_task_factory(); tasks
 --- then run their first step inside create_task (asyncio 3.12).
 function M.eager_task_factory(loop, fn, ...)

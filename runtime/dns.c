@@ -1,0 +1,148 @@
+/*
+** dns.c -- aio.getaddrinfo, resolved on libuv's thread pool.
+**
+**   core.getaddrinfo(host [, port [, family [, socktype]]]) -> list of
+**     {family = "inet"|"inet6", addr = "127.0.0.1", port = n,
+**      socktype = "stream"|"dgram"|"raw"}            (suspends)
+**
+** The request is counted in rt->nrequests (a virtual clock does not jump
+** while one is outstanding).  Cancelling the caller cancels the request
+** if it has not started, else abandons it: it frees itself when done.
+** Failure raises aio.OSError with libuv's code (e.g. "EAI_NONAME").
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct Lookup {
+  uv_getaddrinfo_t req;
+  luaio_Runtime *rt;
+  luaio_Task *t;               /* NULL once abandoned */
+  int status;
+  struct addrinfo *res;
+} Lookup;
+
+static void on_resolved (uv_getaddrinfo_t *req, int status,
+                         struct addrinfo *res) {
+  Lookup *q = (Lookup *)req->data;
+  luaio__request_done(q->rt);
+  if (q->t == NULL) {
+    if (res) uv_freeaddrinfo(res);
+    free(q);
+    return;
+  }
+  q->status = status;
+  q->res = res;
+  luaio__wake(q->rt, q->t);
+}
+
+static int lookup_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+  Lookup *q = (Lookup *)t->wobj;
+  (void)L; (void)rt;
+  q->t = NULL;                         /* it frees itself when it ends */
+  uv_cancel((uv_req_t *)&q->req);
+  return 0;
+}
+
+static const char *socktype_name (int st) {
+  switch (st) {
+    case SOCK_STREAM: return "stream";
+    case SOCK_DGRAM: return "dgram";
+    default: return "raw";
+  }
+}
+
+static int resolved_k (lua_State *L, int status, lua_KContext ctx) {
+  Lookup *q = (Lookup *)ctx;
+  luaio_Task *t = luaio__resumed_task(L);
+  struct addrinfo *ai;
+  int i = 0;
+  (void)status;
+  if (t->must_cancel) {
+    if (!t->aborted) {
+      if (q->res) uv_freeaddrinfo(q->res);
+      free(q);
+    }
+    return luaio__raise_cancel(L, t);
+  }
+  if (q->status != 0) {
+    int st = q->status;
+    if (q->res) uv_freeaddrinfo(q->res);
+    free(q);
+    return luaio__oserror(L, st, lua_pushfstring(L, "getaddrinfo '%s'",
+                                                 lua_tostring(L, 1)));
+  }
+  lua_newtable(L);
+  for (ai = q->res; ai != NULL; ai = ai->ai_next) {
+    struct sockaddr_storage a;
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    memset(&a, 0, sizeof a);
+    memcpy(&a, ai->ai_addr, ai->ai_addrlen);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, ai->ai_family == AF_INET ? "inet" : "inet6");
+    lua_setfield(L, -2, "family");
+    if (luaio__push_sockaddr(L, &a) == 2) {
+      lua_setfield(L, -3, "port");
+      lua_setfield(L, -2, "addr");
+    }
+    else lua_pop(L, 1);
+    lua_pushstring(L, socktype_name(ai->ai_socktype));
+    lua_setfield(L, -2, "socktype");
+    lua_rawseti(L, -2, ++i);
+  }
+  uv_freeaddrinfo(q->res);
+  free(q);
+  return 1;
+}
+
+static int l_getaddrinfo (lua_State *L) {
+  static const char *const families[] = {"any", "inet", "inet6", NULL};
+  static const char *const types[] = {"any", "stream", "dgram", NULL};
+  luaio_Runtime *rt = luaio__need_rt(L, "getaddrinfo");
+  const char *host = luaL_checkstring(L, 1);
+  const char *service = NULL;
+  struct addrinfo hints;
+  luaio_Task *t;
+  Lookup *q;
+  int fam, st, r;
+  if (lua_isinteger(L, 2)) {
+    lua_Integer p = lua_tointeger(L, 2);
+    if (p < 0 || p > 65535) return luaio__argerror(L, 2, "getaddrinfo", "port out of range");
+    lua_pushinteger(L, p);
+    lua_replace(L, 2);
+    service = lua_tostring(L, 2);
+  }
+  else if (lua_type(L, 2) == LUA_TSTRING) service = lua_tostring(L, 2);
+  else if (!lua_isnoneornil(L, 2))
+    return luaio__typeerror(L, 2, "getaddrinfo", "port (integer or string)");
+  fam = luaL_checkoption(L, 3, "any", families);
+  st = luaL_checkoption(L, 4, "any", types);
+  t = luaio__check_suspend(L, "getaddrinfo");
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = fam == 1 ? AF_INET : fam == 2 ? AF_INET6 : AF_UNSPEC;
+  hints.ai_socktype = st == 1 ? SOCK_STREAM : st == 2 ? SOCK_DGRAM : 0;
+  if (st == 0) hints.ai_socktype = SOCK_STREAM;  /* one entry per address */
+  q = (Lookup *)calloc(1, sizeof(Lookup));
+  if (q == NULL) return luaL_error(L, "not enough memory");
+  q->rt = rt;
+  q->t = t;
+  q->req.data = q;
+  r = uv_getaddrinfo(rt->loop, &q->req, on_resolved, host, service, &hints);
+  if (r != 0) {
+    free(q);
+    return luaio__oserror(L, r, "getaddrinfo");
+  }
+  rt->nrequests++;
+  return luaio__park(L, t, NULL, lookup_abort, "getaddrinfo", q,
+                     (lua_KContext)q, resolved_k);
+}
+
+static const luaL_Reg funcs[] = {
+  {"getaddrinfo", l_getaddrinfo},
+  {NULL, NULL}
+};
+
+void luaio__dns_open (lua_State *L) {
+  luaio__setfuncs(L, funcs);
+}

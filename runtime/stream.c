@@ -1,0 +1,1153 @@
+/*
+** stream.c -- TCP and unix-socket streams: StreamReader / StreamWriter on
+** one C buffer per stream, connecting, and servers.
+**
+** Reading: libuv reads into one growable buffer (no allocation per read);
+** a reader parks until the bytes it needs are there; separators are
+** searched in C.  Reading pauses while more than 2 * limit bytes wait
+** unread, as asyncio does.  One reader at a time: a second concurrent
+** read is an error.  At EOF, read(n) and readline() return nil, read()
+** the rest ("" when nothing is left).
+**
+** Writing: write() tries uv_try_write first and queues only what the
+** socket did not take (copied once into the write request).  drain()
+** parks while more than the high-water mark (64 KiB) is queued, until it
+** falls to the low-water mark (16 KiB).  A write error is kept and raised
+** by the next write or drain.  close() lets queued data go out first.
+**
+** Memory: the Stream struct holds the libuv handle and is freed in its
+** close callback once no Lua object (reader, writer) refers to it.  Every
+** open stream and server is on the runtime's list and closed at shutdown.
+** libuv callbacks only move data and wake tasks; new connections are
+** handed to Lua from the drain (E_ACCEPT).
+**
+** Cancellation: a cancelled read leaves the buffer intact (nothing is
+** consumed); a cancelled connect closes its socket; a cancelled drain
+** leaves the data queued.
+*/
+#define _GNU_SOURCE          /* memmem */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define LUAIO_READER "luaio.StreamReader"
+#define LUAIO_WRITER "luaio.StreamWriter"
+#define LUAIO_SERVER "luaio.Server"
+
+#define DEFAULT_LIMIT (64 * 1024)
+#define HIGH_WATER (64 * 1024)
+#define LOW_WATER (16 * 1024)
+#define READ_CHUNK (64 * 1024)
+
+typedef struct Server Server;
+
+/* Everything open in a runtime, closed at shutdown. */
+typedef struct Node {
+  struct Node *prev, *next;
+  int kind;                    /* 0 stream, 1 server */
+} Node;
+
+typedef struct Stream {
+  Node node;
+  union {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
+  luaio_Runtime *rt;
+  Server *server;              /* that accepted it, or NULL */
+  struct Stream *next_pending; /* accepted, not yet given to Lua */
+  int refs;                    /* Lua objects referring to it */
+  int open;                    /* the handle is not closed yet */
+  int closing;                 /* close() was called */
+  int is_pipe;
+  /* reading */
+  char *buf;
+  size_t off, len, cap, limit;
+  int reading, eof, rerr;
+  luaio_WaitList readers;
+  /* writing */
+  size_t wbuf, high, low;
+  int werr, eof_sent;
+  luaio_WaitList drainers, closers;
+} Stream;
+
+struct Server {
+  Node node;
+  union {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
+  luaio_Runtime *rt;
+  Stream *pending;             /* accepted connections for the drain */
+  int queued;                  /* an E_ACCEPT entry is in the ready queue */
+  int open, closing, is_pipe, refs;
+  int anchor;                  /* the Lua server, while it listens */
+  int nconns;                  /* its connections still open */
+  size_t limit;
+  luaio_WaitList closers, forever;
+};
+
+typedef struct Box { Stream *s; } Box;
+typedef struct SBox { Server *sv; } SBox;
+
+
+/* ---------------------------------------------------------- lists */
+
+static void link_node (luaio_Runtime *rt, Node *n) {
+  Node *head = (Node *)rt->streams;
+  n->prev = NULL;
+  n->next = head;
+  if (head) head->prev = n;
+  rt->streams = n;
+  rt->open_handles++;
+}
+
+static void unlink_node (luaio_Runtime *rt, Node *n) {
+  if (n->prev) n->prev->next = n->next;
+  else rt->streams = n->next;
+  if (n->next) n->next->prev = n->prev;
+  n->prev = n->next = NULL;
+  rt->open_handles--;
+}
+
+static void wake_all (luaio_WaitList *wl) {
+  while (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
+}
+
+static void wake_first (luaio_WaitList *wl) {
+  if (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
+}
+
+
+/* ---------------------------------------------------------- closing */
+
+static void server_conn_closed (Server *sv);
+
+static void stream_closed (uv_handle_t *h) {
+  Stream *s = (Stream *)h->data;
+  s->open = 0;
+  s->eof = 1;
+  unlink_node(s->rt, &s->node);
+  wake_all(&s->readers);
+  wake_all(&s->drainers);
+  wake_all(&s->closers);
+  if (s->server != NULL) server_conn_closed(s->server);
+  if (s->refs == 0) {
+    free(s->buf);
+    free(s);
+  }
+}
+
+/* Closes the handle now (pending writes are cancelled). */
+static void close_now (Stream *s) {
+  if (!s->open || uv_is_closing(&s->u.h)) return;
+  s->closing = 1;
+  if (s->reading) uv_read_stop(&s->u.s);
+  s->reading = 0;
+  uv_close(&s->u.h, stream_closed);
+}
+
+/* close(): once what is queued has been written. */
+static void close_soon (Stream *s) {
+  s->closing = 1;
+  s->eof = 1;
+  wake_all(&s->readers);
+  if (s->wbuf == 0 || s->werr != 0) close_now(s);
+}
+
+/* A reader or writer object is collected. */
+static int box_gc (lua_State *L) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  Stream *s = b->s;
+  if (s == NULL) return 0;
+  b->s = NULL;
+  if (--s->refs > 0) return 0;
+  if (s->open) close_now(s);           /* freed in its close callback */
+  else {
+    free(s->buf);
+    free(s);
+  }
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- reading */
+
+static void on_alloc (uv_handle_t *h, size_t hint, uv_buf_t *out) {
+  Stream *s = (Stream *)h->data;
+  (void)hint;
+  if (s->len == 0) s->off = 0;
+  if (s->cap - s->off - s->len < READ_CHUNK) {
+    if (s->off > 0) {                  /* compact first */
+      memmove(s->buf, s->buf + s->off, s->len);
+      s->off = 0;
+    }
+    if (s->cap - s->len < READ_CHUNK) {
+      size_t cap = s->cap ? s->cap * 2 : READ_CHUNK;
+      char *p;
+      while (cap - s->len < READ_CHUNK) cap *= 2;
+      p = (char *)realloc(s->buf, cap);
+      if (p == NULL) { out->base = NULL; out->len = 0; return; }
+      s->buf = p;
+      s->cap = cap;
+    }
+  }
+  out->base = s->buf + s->off + s->len;
+  out->len = s->cap - s->off - s->len;
+}
+
+static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
+  Stream *s = (Stream *)h->data;
+  (void)b;
+  if (n > 0) {
+    s->len += (size_t)n;
+    if (s->len > 2 * s->limit) {       /* nobody is reading: pause */
+      uv_read_stop(h);
+      s->reading = 0;
+    }
+  }
+  else if (n < 0) {
+    if (n != UV_EOF) s->rerr = (int)n;
+    s->eof = 1;
+    uv_read_stop(h);
+    s->reading = 0;
+  }
+  wake_first(&s->readers);
+}
+
+static void start_reading (Stream *s) {
+  if (!s->reading && !s->eof && s->open && !s->closing) {
+    if (uv_read_start(&s->u.s, on_alloc, on_read) == 0) s->reading = 1;
+  }
+}
+
+static Stream *checkreader (lua_State *L) {
+  Box *b = (Box *)luaL_checkudata(L, 1, LUAIO_READER);
+  if (b->s == NULL) luaL_error(L, "the stream is closed");
+  return b->s;
+}
+
+/* Takes n bytes from the buffer, pushing them. */
+static void consume (lua_State *L, Stream *s, size_t n) {
+  lua_pushlstring(L, s->buf + s->off, n);
+  s->off += n;
+  s->len -= n;
+  if (s->len == 0) s->off = 0;
+  if (!s->reading && s->len <= s->limit) start_reading(s);
+}
+
+/* Raises a read error kept from libuv, if any. */
+static void check_rerr (lua_State *L, Stream *s, const char *fname) {
+  if (s->rerr != 0 && s->len == 0) luaio__oserror(L, s->rerr, fname);
+}
+
+/* Parks the calling task until more data or EOF; k retries. */
+static int wait_data (lua_State *L, Stream *s, const char *fname,
+                      lua_KFunction k) {
+  luaio_Task *t;
+  if (s->readers.head != NULL)
+    return luaL_error(L, "%s: another task is already reading from this "
+                      "stream", fname);
+  t = luaio__check_suspend(L, fname);
+  start_reading(s);
+  return luaio__park(L, t, &s->readers, NULL, fname, s, 0, k);
+}
+
+static int read_k (lua_State *L, int status, lua_KContext ctx);
+
+/* read([n]) */
+static int do_read (lua_State *L) {
+  Stream *s = checkreader(L);
+  lua_Integer n = luaL_optinteger(L, 2, -1);
+  if (n < 0) {                         /* to EOF */
+    if (!s->eof) return wait_data(L, s, "read", read_k);
+    check_rerr(L, s, "read");
+    consume(L, s, s->len);
+    return 1;
+  }
+  if (n == 0) { lua_pushliteral(L, ""); return 1; }
+  if (s->len == 0) {
+    if (!s->eof) return wait_data(L, s, "read", read_k);
+    check_rerr(L, s, "read");
+    lua_pushnil(L);
+    return 1;
+  }
+  consume(L, s, (size_t)n < s->len ? (size_t)n : s->len);
+  return 1;
+}
+
+static int read_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return do_read(L);
+}
+
+/* Searches sep in the buffer: offset of its start, or -1. */
+static long find (Stream *s, const char *sep, size_t seplen) {
+  const char *p, *base = s->buf + s->off;
+  if (s->len < seplen) return -1;
+  if (seplen == 1) {
+    p = (const char *)memchr(base, sep[0], s->len);
+    return p ? (long)(p - base) : -1;
+  }
+  p = (const char *)memmem(base, s->len, sep, seplen);
+  return p ? (long)(p - base) : -1;
+}
+
+static int limit_error (lua_State *L, Stream *s, size_t consumed,
+                        const char *fname) {
+  lua_pushfstring(L, "%s: the separator was not found within the limit "
+                  "(%I bytes)", fname, (lua_Integer)s->limit);
+  luaio__new_error(L, "LimitOverrunError", lua_tostring(L, -1), 1);
+  lua_pushinteger(L, (lua_Integer)consumed);
+  lua_setfield(L, -2, "consumed");
+  return lua_error(L);
+}
+
+static int incomplete_error (lua_State *L, Stream *s, lua_Integer expected) {
+  size_t got = s->len;
+  if (expected >= 0)
+    lua_pushfstring(L, "%I bytes read on a total of %I expected bytes",
+                    (lua_Integer)got, expected);
+  else
+    lua_pushfstring(L, "%I bytes read before EOF, separator not found",
+                    (lua_Integer)got);
+  luaio__new_error(L, "IncompleteReadError", lua_tostring(L, -1), 1);
+  consume(L, s, got);
+  lua_setfield(L, -2, "partial");
+  if (expected >= 0) {
+    lua_pushinteger(L, expected);
+    lua_setfield(L, -2, "expected");
+  }
+  return lua_error(L);
+}
+
+static int readline_k (lua_State *L, int status, lua_KContext ctx);
+
+/* readline() -> line with its "\n", the last unterminated one, or nil */
+static int do_readline (lua_State *L) {
+  Stream *s = checkreader(L);
+  long i = find(s, "\n", 1);
+  if (i >= 0) {
+    if ((size_t)i + 1 > s->limit) {    /* too long: drop it, then raise */
+      s->off += (size_t)i + 1;
+      s->len -= (size_t)i + 1;
+      return limit_error(L, s, (size_t)i + 1, "readline");
+    }
+    consume(L, s, (size_t)i + 1);
+    return 1;
+  }
+  if (s->len > s->limit) {
+    size_t n = s->len;
+    s->off = s->len = 0;
+    start_reading(s);
+    return limit_error(L, s, n, "readline");
+  }
+  if (!s->eof) return wait_data(L, s, "readline", readline_k);
+  if (s->len == 0) {
+    check_rerr(L, s, "readline");
+    lua_pushnil(L);
+    return 1;
+  }
+  consume(L, s, s->len);
+  return 1;
+}
+
+static int readline_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return do_readline(L);
+}
+
+static int readuntil_k (lua_State *L, int status, lua_KContext ctx);
+
+/* readuntil([sep = "\n"]) -> data ending with sep */
+static int do_readuntil (lua_State *L) {
+  Stream *s = checkreader(L);
+  size_t seplen;
+  const char *sep = luaL_optlstring(L, 2, "\n", &seplen);
+  long i;
+  if (seplen == 0) return luaL_argerror(L, 2, "the separator is empty");
+  i = find(s, sep, seplen);
+  if (i >= 0) {
+    size_t end = (size_t)i + seplen;
+    if (end > s->limit) return limit_error(L, s, (size_t)i, "readuntil");
+    consume(L, s, end);
+    return 1;
+  }
+  if (s->len > s->limit) return limit_error(L, s, s->len, "readuntil");
+  if (!s->eof) return wait_data(L, s, "readuntil", readuntil_k);
+  check_rerr(L, s, "readuntil");
+  return incomplete_error(L, s, -1);
+}
+
+static int readuntil_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return do_readuntil(L);
+}
+
+static int readexactly_k (lua_State *L, int status, lua_KContext ctx);
+
+/* readexactly(n) -> exactly n bytes, or IncompleteReadError at EOF */
+static int do_readexactly (lua_State *L) {
+  Stream *s = checkreader(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  if (n < 0) return luaL_argerror(L, 2, "must be >= 0");
+  if ((lua_Integer)s->len >= n) {
+    consume(L, s, (size_t)n);
+    return 1;
+  }
+  if ((size_t)n > s->limit && s->len >= s->limit && !s->reading)
+    start_reading(s);                  /* a large read: keep reading */
+  if (!s->eof) {
+    if ((size_t)n > s->limit) s->limit = (size_t)n;
+    return wait_data(L, s, "readexactly", readexactly_k);
+  }
+  check_rerr(L, s, "readexactly");
+  return incomplete_error(L, s, n);
+}
+
+static int readexactly_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return do_readexactly(L);
+}
+
+static int r_at_eof (lua_State *L) {
+  Stream *s = checkreader(L);
+  lua_pushboolean(L, s->eof && s->len == 0);
+  return 1;
+}
+
+/* _set_limit(n): the buffer limit for readline/readuntil. */
+static int r_set_limit (lua_State *L) {
+  Stream *s = checkreader(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  if (n <= 0) return luaL_argerror(L, 2, "limit must be > 0");
+  s->limit = (size_t)n;
+  return 0;
+}
+
+static int r_buffered (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)checkreader(L)->len);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------- writing */
+
+typedef struct WriteReq {
+  uv_write_t req;
+  Stream *s;
+  size_t len;
+  char data[1];
+} WriteReq;
+
+static Stream *checkwriter (lua_State *L) {
+  Box *b = (Box *)luaL_checkudata(L, 1, LUAIO_WRITER);
+  if (b->s == NULL) luaL_error(L, "the stream is closed");
+  return b->s;
+}
+
+static void on_write (uv_write_t *req, int status) {
+  WriteReq *w = (WriteReq *)req;
+  Stream *s = w->s;
+  s->wbuf -= w->len;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && s->werr == 0) {
+    s->werr = status;
+    wake_all(&s->drainers);
+  }
+  if (s->wbuf <= s->low) wake_all(&s->drainers);
+  if (s->closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
+}
+
+/* Writes data; returns 0 or a libuv error. */
+static int write_bytes (Stream *s, const char *p, size_t len) {
+  uv_buf_t b;
+  WriteReq *w;
+  int r;
+  if (s->wbuf == 0) {
+    b = uv_buf_init((char *)p, (unsigned)len);
+    r = uv_try_write(&s->u.s, &b, 1);
+    if (r >= 0) {
+      p += r;
+      len -= (size_t)r;
+      if (len == 0) return 0;
+    }
+    else if (r != UV_EAGAIN && r != UV_ENOSYS) return r;
+  }
+  w = (WriteReq *)malloc(sizeof(WriteReq) + len);
+  if (w == NULL) return UV_ENOMEM;
+  w->s = s;
+  w->len = len;
+  memcpy(w->data, p, len);
+  b = uv_buf_init(w->data, (unsigned)len);
+  r = uv_write(&w->req, &s->u.s, &b, 1, on_write);
+  if (r != 0) { free(w); return r; }
+  s->wbuf += len;
+  return 0;
+}
+
+static void check_writable (lua_State *L, Stream *s, const char *fname) {
+  if (s->werr != 0) luaio__oserror(L, s->werr, fname);
+  if (s->closing || !s->open)
+    luaL_error(L, "%s: the writer is closed", fname);
+  if (s->eof_sent) luaL_error(L, "%s: write_eof() was called", fname);
+}
+
+/* write(data) */
+static int w_write (lua_State *L) {
+  Stream *s = checkwriter(L);
+  size_t len;
+  const char *p;
+  int r;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return luaio__typeerror(L, 2, "write", "string");
+  p = lua_tolstring(L, 2, &len);
+  check_writable(L, s, "write");
+  if (len == 0) return 0;
+  r = write_bytes(s, p, len);
+  if (r != 0) {
+    if (s->werr == 0) s->werr = r;
+    return luaio__oserror(L, r, "write");
+  }
+  return 0;
+}
+
+/* writelines(list) */
+static int w_writelines (lua_State *L) {
+  Stream *s = checkwriter(L);
+  luaL_Buffer b;
+  lua_Integer i, n;
+  int r;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  check_writable(L, s, "writelines");
+  n = luaL_len(L, 2);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
+      return luaL_error(L, "writelines: item %I is not a string", i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  if (lua_rawlen(L, -1) == 0) return 0;
+  r = write_bytes(s, lua_tostring(L, -1), lua_rawlen(L, -1));
+  if (r != 0) {
+    if (s->werr == 0) s->werr = r;
+    return luaio__oserror(L, r, "writelines");
+  }
+  return 0;
+}
+
+static int drain_k (lua_State *L, int status, lua_KContext ctx);
+
+/* drain(): waits while more than the high-water mark is queued. */
+static int w_drain (lua_State *L) {
+  Stream *s = checkwriter(L);
+  luaio_Task *t;
+  if (s->werr != 0) return luaio__oserror(L, s->werr, "drain");
+  if (!s->open && s->wbuf > 0)
+    return luaio__oserror(L, UV_EPIPE, "drain");
+  if (s->wbuf <= s->high) return 0;
+  t = luaio__check_suspend(L, "drain");
+  return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
+}
+
+static int drain_k (lua_State *L, int status, lua_KContext ctx) {
+  Stream *s = checkwriter(L);
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  if (s->werr != 0) return luaio__oserror(L, s->werr, "drain");
+  if (s->wbuf > s->low && s->open) {
+    luaio_Task *t = luaio__check_suspend(L, "drain");
+    return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
+  }
+  return 0;
+}
+
+static void on_shutdown (uv_shutdown_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+/* write_eof(): no more writes; the peer reads EOF once data is sent. */
+static int w_write_eof (lua_State *L) {
+  Stream *s = checkwriter(L);
+  uv_shutdown_t *req;
+  int r;
+  if (s->eof_sent || s->closing || !s->open) return 0;
+  req = (uv_shutdown_t *)malloc(sizeof(*req));
+  if (req == NULL) return luaL_error(L, "not enough memory");
+  r = uv_shutdown(req, &s->u.s, on_shutdown);
+  if (r != 0) { free(req); return luaio__oserror(L, r, "write_eof"); }
+  s->eof_sent = 1;
+  return 0;
+}
+
+static int w_can_write_eof (lua_State *L) {
+  checkwriter(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int w_close (lua_State *L) {
+  Stream *s = checkwriter(L);
+  if (!s->closing && s->open) close_soon(s);
+  return 0;
+}
+
+static int w_is_closing (lua_State *L) {
+  Stream *s = checkwriter(L);
+  lua_pushboolean(L, s->closing || !s->open);
+  return 1;
+}
+
+static int closed_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return 0;
+}
+
+/* wait_closed(): until the socket is closed. */
+static int w_wait_closed (lua_State *L) {
+  Stream *s = checkwriter(L);
+  luaio_Task *t;
+  if (!s->open) return 0;
+  t = luaio__check_suspend(L, "wait_closed");
+  return luaio__park(L, t, &s->closers, NULL, "wait_closed", s, 0, closed_k);
+}
+
+static int w_transport_buffered (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)checkwriter(L)->wbuf);
+  return 1;
+}
+
+/* set_write_buffer_limits([high [, low]]) */
+static int w_set_limits (lua_State *L) {
+  Stream *s = checkwriter(L);
+  lua_Integer high = luaL_optinteger(L, 2, HIGH_WATER);
+  lua_Integer low = luaL_optinteger(L, 3, high / 4);
+  if (high < 0 || low < 0 || low > high)
+    return luaL_error(L, "set_write_buffer_limits: need high >= low >= 0");
+  s->high = (size_t)high;
+  s->low = (size_t)low;
+  return 0;
+}
+
+/* Pushes host, port of a socket address (2 values), or nil. */
+static int push_addr (lua_State *L, const struct sockaddr_storage *a) {
+  char ip[64];
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+    uv_ip4_name(in, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, ntohs(in->sin_port));
+    return 2;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)a;
+    uv_ip6_name(in, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, ntohs(in->sin6_port));
+    return 2;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a) {
+  return push_addr(L, a);
+}
+
+/* get_extra_info(name) -> "peername"/"sockname": host, port (a path for
+   unix sockets); nil for anything else. */
+static int w_extra (lua_State *L) {
+  Stream *s = checkwriter(L);
+  const char *name = luaL_checkstring(L, 2);
+  int peer = strcmp(name, "peername") == 0;
+  if (!peer && strcmp(name, "sockname") != 0) return 0;
+  if (!s->open) return 0;
+  if (s->is_pipe) {
+    char path[1024];
+    size_t len = sizeof path;
+    int r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
+                 : uv_pipe_getsockname(&s->u.pipe, path, &len);
+    if (r != 0) return 0;
+    lua_pushlstring(L, path, len);
+    return 1;
+  }
+  {
+    struct sockaddr_storage a;
+    int alen = sizeof a;
+    int r = peer ? uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&a, &alen)
+                 : uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&a, &alen);
+    if (r != 0) return 0;
+    return push_addr(L, &a);
+  }
+}
+
+
+/* ---------------------------------------------------------- objects */
+
+static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
+  Stream *s = (Stream *)calloc(1, sizeof(Stream));
+  if (s == NULL) return NULL;
+  s->rt = rt;
+  s->is_pipe = is_pipe;
+  s->limit = DEFAULT_LIMIT;
+  s->high = HIGH_WATER;
+  s->low = LOW_WATER;
+  if (is_pipe) uv_pipe_init(rt->loop, &s->u.pipe, 0);
+  else uv_tcp_init(rt->loop, &s->u.tcp);
+  s->u.h.data = s;
+  s->open = 1;
+  link_node(rt, &s->node);
+  return s;
+}
+
+/* Pushes reader, writer for s (which starts reading). */
+static void push_pair (lua_State *L, Stream *s) {
+  Box *r, *w;
+  r = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  r->s = s;
+  s->refs++;
+  luaL_setmetatable(L, LUAIO_READER);
+  w = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  w->s = s;
+  s->refs++;
+  luaL_setmetatable(L, LUAIO_WRITER);
+  if (!s->is_pipe) uv_tcp_nodelay(&s->u.tcp, 1);
+  start_reading(s);
+}
+
+
+/* ---------------------------------------------------------- connecting */
+
+typedef struct Connect {
+  uv_connect_t req;
+  Stream *s;
+  luaio_Task *t;               /* NULL once the task gave up */
+  int status;
+  int done;
+} Connect;
+
+static void on_connect (uv_connect_t *req, int status) {
+  Connect *c = (Connect *)req->data;
+  c->status = status;
+  c->done = 1;
+  if (c->t == NULL) { free(c); return; }   /* abandoned: socket closed */
+  luaio__wake(c->t->rt, c->t);
+}
+
+/* Cancelled while connecting: close the socket; the request frees itself. */
+static int connect_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+  Connect *c = (Connect *)t->wobj;
+  (void)L; (void)rt;
+  c->t = NULL;
+  c->s->refs = 0;
+  close_now(c->s);
+  return 0;
+}
+
+static int connect_k (lua_State *L, int status, lua_KContext ctx) {
+  Connect *c = (Connect *)ctx;
+  luaio_Task *t = luaio__resumed_task(L);
+  Stream *s;
+  (void)status;
+  if (t->must_cancel && t->aborted) return luaio__raise_cancel(L, t);
+  s = c->s;
+  if (t->must_cancel) {
+    if (!t->aborted) {                 /* cancelled after it completed */
+      free(c);
+      s->refs = 0;
+      close_now(s);
+    }                                  /* else c frees itself in on_connect */
+    return luaio__raise_cancel(L, t);
+  }
+  status = c->status;
+  free(c);
+  if (status != 0) {
+    s->refs = 0;
+    close_now(s);
+    return luaio__oserror(L, status, "connect");
+  }
+  push_pair(L, s);
+  return 2;
+}
+
+static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
+                          const char *path) {
+  luaio_Task *t = luaio__check_suspend(L, "connect");
+  Connect *c = (Connect *)calloc(1, sizeof(Connect));
+  int r;
+  if (c == NULL) { close_now(s); return luaL_error(L, "not enough memory"); }
+  c->s = s;
+  c->t = t;
+  c->req.data = c;
+  if (path != NULL) {
+    uv_pipe_connect(&c->req, &s->u.pipe, path, on_connect);
+    r = 0;
+  }
+  else r = uv_tcp_connect(&c->req, &s->u.tcp, a, on_connect);
+  if (r != 0) {
+    free(c);
+    close_now(s);
+    return luaio__oserror(L, r, "connect");
+  }
+  return luaio__park(L, t, NULL, connect_abort, "connect", c,
+                     (lua_KContext)c, connect_k);
+}
+
+/* Parses a numeric address; returns 0 or a libuv error. */
+static int parse_addr (const char *ip, int port, struct sockaddr_storage *a) {
+  memset(a, 0, sizeof *a);
+  if (strchr(ip, ':') != NULL)
+    return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)a);
+  return uv_ip4_addr(ip, port, (struct sockaddr_in *)a);
+}
+
+static int checkport (lua_State *L, int arg, const char *fname) {
+  lua_Integer port;
+  if (!lua_isinteger(L, arg))
+    luaio__typeerror(L, arg, fname, "integer port");
+  port = lua_tointeger(L, arg);
+  if (port < 0 || port > 65535)
+    luaio__argerror(L, arg, fname, "port out of range");
+  return (int)port;
+}
+
+/* core.tcp_connect(ip, port) -> reader, writer (suspends) */
+static int l_tcp_connect (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "open_connection");
+  const char *ip = luaL_checkstring(L, 1);
+  int port = checkport(L, 2, "open_connection");
+  struct sockaddr_storage a;
+  Stream *s;
+  int r = parse_addr(ip, port, &a);
+  if (r != 0) return luaio__oserror(L, r, "open_connection");
+  luaio__check_suspend(L, "open_connection");
+  s = new_stream(rt, 0);
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  return start_connect(L, s, (struct sockaddr *)&a, NULL);
+}
+
+/* core.pipe_connect(path) -> reader, writer (suspends) */
+static int l_pipe_connect (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "open_unix_connection");
+  const char *path = luaL_checkstring(L, 1);
+  Stream *s;
+  luaio__check_suspend(L, "open_unix_connection");
+  s = new_stream(rt, 1);
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  return start_connect(L, s, NULL, path);
+}
+
+
+/* ---------------------------------------------------------- servers */
+
+static Server *checkserver (lua_State *L) {
+  SBox *b = (SBox *)luaL_checkudata(L, 1, LUAIO_SERVER);
+  if (b->sv == NULL) luaL_error(L, "the server is gone");
+  return b->sv;
+}
+
+static void server_closed (uv_handle_t *h) {
+  Server *sv = (Server *)h->data;
+  sv->open = 0;
+  unlink_node(sv->rt, &sv->node);
+  wake_all(&sv->forever);
+  if (sv->nconns == 0) wake_all(&sv->closers);
+  if (sv->refs == 0 && sv->nconns == 0) free(sv);
+}
+
+static void server_conn_closed (Server *sv) {
+  sv->nconns--;
+  if (!sv->open && sv->nconns == 0) {
+    wake_all(&sv->closers);
+    if (sv->refs == 0) free(sv);
+  }
+}
+
+static void on_connection (uv_stream_t *h, int status) {
+  Server *sv = (Server *)h->data;
+  Stream *s;
+  if (status < 0 || sv->closing) return;
+  s = new_stream(sv->rt, sv->is_pipe);
+  if (s == NULL) return;
+  if (uv_accept(h, &s->u.s) != 0) {
+    close_now(s);
+    return;
+  }
+  s->limit = sv->limit;
+  s->server = sv;
+  sv->nconns++;
+  s->next_pending = sv->pending;
+  sv->pending = s;
+  if (!sv->queued) {
+    sv->queued = 1;
+    luaio__schedule(sv->rt, E_ACCEPT, sv, 0);
+  }
+}
+
+/* From the drain: each new connection gets a task running the handler. */
+void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *p) {
+  Server *sv = (Server *)p;
+  Stream *list = NULL, *s;
+  int top = lua_gettop(L);
+  sv->queued = 0;
+  while (sv->pending != NULL) {        /* oldest first */
+    s = sv->pending;
+    sv->pending = s->next_pending;
+    s->next_pending = list;
+    list = s;
+  }
+  if (sv->anchor == 0) {               /* the server went away */
+    for (; list != NULL; list = s) { s = list->next_pending; close_now(list); }
+    return;
+  }
+  while (list != NULL) {
+    s = list;
+    list = s->next_pending;
+    s->next_pending = NULL;
+    luaio__push_anchor(L, rt, sv->anchor);   /* the server */
+    lua_getiuservalue(L, -1, 1);             /* handler */
+    push_pair(L, s);                         /* handler, reader, writer */
+    luaio__create_task(L, rt, top + 2, 2);
+    lua_settop(L, top);
+  }
+}
+
+static int server_close (Server *sv) {
+  if (sv->closing) return 0;
+  sv->closing = 1;
+  if (sv->open) uv_close(&sv->u.h, server_closed);
+  return 1;
+}
+
+/* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
+static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
+  Server *sv;
+  SBox *b;
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  lua_Integer limit = luaL_optinteger(L, 4, DEFAULT_LIMIT);
+  int r;
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  sv = (Server *)calloc(1, sizeof(Server));
+  if (sv == NULL) return luaL_error(L, "not enough memory");
+  sv->rt = rt;
+  sv->is_pipe = is_pipe;
+  sv->limit = limit > 0 ? (size_t)limit : DEFAULT_LIMIT;
+  if (is_pipe) uv_pipe_init(rt->loop, &sv->u.pipe, 0);
+  else uv_tcp_init(rt->loop, &sv->u.tcp);
+  sv->u.h.data = sv;
+  sv->open = 1;
+  link_node(rt, &sv->node);
+  sv->node.kind = 1;
+  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
+  else {
+    struct sockaddr_storage a;
+    r = parse_addr(luaL_checkstring(L, 1), checkport(L, 2, "start_server"), &a);
+    if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
+  }
+  if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);
+  if (r != 0) {
+    server_close(sv);
+    return luaio__oserror(L, r, is_pipe ? "start_unix_server" : "start_server");
+  }
+  b = (SBox *)lua_newuserdatauv(L, sizeof(SBox), 1);
+  b->sv = sv;
+  sv->refs = 1;
+  luaL_setmetatable(L, LUAIO_SERVER);
+  lua_pushvalue(L, 5);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  sv->anchor = luaio__anchor(L, rt);
+  return 1;
+}
+
+static int l_tcp_listen (lua_State *L) {
+  return listen_common(L, luaio__need_rt(L, "start_server"), 0);
+}
+
+static int l_pipe_listen (lua_State *L) {
+  return listen_common(L, luaio__need_rt(L, "start_unix_server"), 1);
+}
+
+static int sv_close (lua_State *L) {
+  Server *sv = checkserver(L);
+  if (server_close(sv) && sv->anchor) {
+    luaio__unanchor(L, sv->rt, sv->anchor);
+    sv->anchor = 0;
+  }
+  return 0;
+}
+
+static int sv_is_serving (lua_State *L) {
+  Server *sv = checkserver(L);
+  lua_pushboolean(L, sv->open && !sv->closing);
+  return 1;
+}
+
+static int sv_wait_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return 0;
+}
+
+/* wait_closed(): until it is closed and its connections are too. */
+static int sv_wait_closed (lua_State *L) {
+  Server *sv = checkserver(L);
+  luaio_Task *t;
+  if (!sv->closing || (!sv->open && sv->nconns == 0)) {
+    if (!sv->closing) {                /* asyncio 3.12: wait for close() */
+      t = luaio__check_suspend(L, "wait_closed");
+      return luaio__park(L, t, &sv->closers, NULL, "server wait_closed", sv,
+                         0, sv_wait_k);
+    }
+    return 0;
+  }
+  t = luaio__check_suspend(L, "wait_closed");
+  return luaio__park(L, t, &sv->closers, NULL, "server wait_closed", sv, 0,
+                     sv_wait_k);
+}
+
+/* Cancelling serve_forever closes the server (asyncio). */
+static int forever_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+  Server *sv = (Server *)t->wobj;
+  (void)rt;
+  if (server_close(sv) && sv->anchor) {
+    luaio__unanchor(L, sv->rt, sv->anchor);
+    sv->anchor = 0;
+  }
+  return 0;
+}
+
+/* serve_forever(): until the server is closed or the task cancelled. */
+static int sv_serve_forever (lua_State *L) {
+  Server *sv = checkserver(L);
+  luaio_Task *t;
+  if (!sv->open || sv->closing) return 0;
+  t = luaio__check_suspend(L, "serve_forever");
+  return luaio__park(L, t, &sv->forever, forever_abort, "serve_forever", sv,
+                     0, sv_wait_k);
+}
+
+static int sv_getsockname (lua_State *L) {
+  Server *sv = checkserver(L);
+  if (!sv->open) return 0;
+  if (sv->is_pipe) {
+    char path[1024];
+    size_t len = sizeof path;
+    if (uv_pipe_getsockname(&sv->u.pipe, path, &len) != 0) return 0;
+    lua_pushlstring(L, path, len);
+    return 1;
+  }
+  {
+    struct sockaddr_storage a;
+    int alen = sizeof a;
+    if (uv_tcp_getsockname(&sv->u.tcp, (struct sockaddr *)&a, &alen) != 0)
+      return 0;
+    return push_addr(L, &a);
+  }
+}
+
+static int sv_gc (lua_State *L) {
+  SBox *b = (SBox *)lua_touserdata(L, 1);
+  Server *sv = b->sv;
+  if (sv == NULL) return 0;
+  b->sv = NULL;
+  sv->refs = 0;
+  if (sv->open) server_close(sv);
+  else if (sv->nconns == 0) free(sv);
+  return 0;
+}
+
+/* Shutdown: close every stream and server of rt. */
+void luaio__close_streams (luaio_Runtime *rt) {
+  Node *n = (Node *)rt->streams;
+  while (n != NULL) {
+    Node *next = n->next;
+    if (n->kind == 0) close_now((Stream *)n);
+    else server_close((Server *)n);
+    n = next;
+  }
+}
+
+
+/* ---------------------------------------------------------- registration */
+
+static const luaL_Reg reader_methods[] = {
+  {"read", do_read},
+  {"readline", do_readline},
+  {"readuntil", do_readuntil},
+  {"readexactly", do_readexactly},
+  {"at_eof", r_at_eof},
+  {"_buffered", r_buffered},
+  {"_set_limit", r_set_limit},
+  {NULL, NULL}
+};
+
+static const luaL_Reg writer_methods[] = {
+  {"write", w_write},
+  {"writelines", w_writelines},
+  {"drain", w_drain},
+  {"write_eof", w_write_eof},
+  {"can_write_eof", w_can_write_eof},
+  {"close", w_close},
+  {"is_closing", w_is_closing},
+  {"wait_closed", w_wait_closed},
+  {"get_extra_info", w_extra},
+  {"transport_buffered", w_transport_buffered},
+  {"set_write_buffer_limits", w_set_limits},
+  {NULL, NULL}
+};
+
+static const luaL_Reg server_methods[] = {
+  {"close", sv_close},
+  {"is_serving", sv_is_serving},
+  {"wait_closed", sv_wait_closed},
+  {"serve_forever", sv_serve_forever},
+  {"getsockname", sv_getsockname},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"tcp_connect", l_tcp_connect},
+  {"pipe_connect", l_pipe_connect},
+  {"tcp_listen", l_tcp_listen},
+  {"pipe_listen", l_pipe_listen},
+  {NULL, NULL}
+};
+
+static void newclass (lua_State *L, const char *tname, const char *name,
+                      const luaL_Reg *methods, lua_CFunction gc,
+                      const char *field) {
+  luaL_newmetatable(L, tname);
+  lua_newtable(L);
+  luaio__setfuncs(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_setfield(L, -3, field);        /* core.<field> = methods */
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
+void luaio__stream_open (lua_State *L) {
+  newclass(L, LUAIO_READER, "StreamReader", reader_methods, box_gc,
+           "ReaderMethods");
+  newclass(L, LUAIO_WRITER, "StreamWriter", writer_methods, box_gc,
+           "WriterMethods");
+  newclass(L, LUAIO_SERVER, "Server", server_methods, sv_gc,
+           "ServerMethods");
+  luaio__setfuncs(L, funcs);
+}
