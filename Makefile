@@ -101,7 +101,15 @@ check: deps
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
 
-bench: all
+BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
+
+$(B)/bench/%: bench/%.c | $(B)/bench
+	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ $< $(UV_LIBS)
+
+$(B)/bench:
+	mkdir -p $@
+
+bench: all $(BENCH_BIN)
 	sh bench/run.sh $(CURDIR)/$(B)/luaio
 
 install: all

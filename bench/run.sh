@@ -19,6 +19,7 @@ run() { # name peer cmd...
 }
 
 have_py=0; command -v python3 >/dev/null && have_py=1
+w4=""; [ -x "$here/../build/bench/loadgen" ] && w4=1   # built by make bench
 have_node=0; command -v node >/dev/null && have_node=1
 i=0
 while [ $i -lt "$RUNS" ]; do
@@ -34,6 +35,12 @@ while [ $i -lt "$RUNS" ]; do
   run W3 luaio "$cli" "$here/w3_timers.lua" "$N3"
   [ $have_py = 1 ] && run W3 asyncio python3 "$here/w3_timers.py" "$N3"
   [ $have_node = 1 ] && run W3 node node "$here/w3_timers.js" "$N3"
+  if [ -n "$w4" ]; then
+    run W4 c-libuv sh "$here/w4.sh" c 9301 "$here/../build/bench/echo_uv"
+    run W4 luaio sh "$here/w4.sh" luaio 9302 "$cli" "$here/w4_echo.lua"
+    [ $have_py = 1 ] && run W4 asyncio sh "$here/w4.sh" asyncio 9303 python3 "$here/w4_echo.py"
+    [ $have_node = 1 ] && run W4 node sh "$here/w4.sh" node 9304 node "$here/w4_echo.js"
+  fi
   run W5 luaio "$cli" "$here/w5_waitfor.lua" "$N5"
   [ $have_py = 1 ] && run W5 asyncio python3 "$here/w5_waitfor.py" "$N5"
   [ $have_node = 1 ] && run W5 node node "$here/w5_waitfor.js" "$N5"
@@ -54,7 +61,7 @@ local function median(t)
   table.sort(t)
   return t[(#t + 1) // 2]
 end
-local unit = { W1 = "tasks/s", W2 = "switches/s", W3mem = "bytes/task", W3 = "s overhead", W5 = "s wall" }
+local unit = { W1 = "tasks/s", W2 = "switches/s", W4 = "round trips/s", W3mem = "bytes/task", W3 = "s overhead", W5 = "s wall" }
 local lower_better = { W3mem = true, W3 = true, W5 = true }
 local best = {}
 for _, k in ipairs(order) do
@@ -72,7 +79,10 @@ for _, k in ipairs(order) do
   local fig = r.ma >= 100 and ("%.0f %s"):format(r.ma, unit[r.w] or "")
     or ("%.3f %s"):format(r.ma, unit[r.w] or "")
   local extra = ""
-  if r.mb then extra = r.w == "W5" and ("%d excess"):format(r.mb) or ("%d KiB"):format(r.mb) end
+  if r.mb then
+    extra = r.w == "W5" and ("%d excess"):format(r.mb)
+      or r.w == "W4" and ("p50 %.0fus"):format(r.mb) or ("%d KiB"):format(r.mb)
+  end
   print(("%-6s %-8s %16s %12s %10s"):format(r.w, r.p, fig, extra, ratio))
 end
 print(("(W1 N=%s; W3, W3mem N=%s; W5 N=%s; W2 N=%s; W1 awaits each task in turn)"):format(arg[2], arg[3], arg[4], arg[5]))
