@@ -360,6 +360,7 @@ void luaio__close_udps (luaio_Runtime *rt);
 void luaio__stream_open (lua_State *L);
 void luaio__udp_open (lua_State *L);
 void luaio__dns_open (lua_State *L);
+void luaio__fs_open (lua_State *L);
 void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 

@@ -237,6 +237,7 @@ for _, name in ipairs { "open_connection", "start_server", "open_unix_connection
   M[name] = streams[name]
 end
 core.ignore_sigpipe()
+M.fs = require "luaio.fs"
 
 --- aio.eager_task_factory: install with loop:set_task_factory(); tasks
 --- then run their first step inside create_task (asyncio 3.12).
