@@ -293,6 +293,7 @@ struct luaio_Runtime {
   void *signals;               /* signal watches (signal.c) */
   void *streams;               /* open streams and servers (stream.c) */
   void *udps;                  /* open UDP sockets (udp.c) */
+  void *procs;                 /* child processes (process.c) */
   struct sigaction old_sigint; /* restored when run() returns */
   double shutdown_timeout;
 };
@@ -361,6 +362,12 @@ void luaio__stream_open (lua_State *L);
 void luaio__udp_open (lua_State *L);
 void luaio__dns_open (lua_State *L);
 void luaio__fs_open (lua_State *L);
+void *luaio__stream_pipe (luaio_Runtime *rt);
+uv_stream_t *luaio__stream_handle (void *s);
+void luaio__push_stream_end (lua_State *L, void *s, int reader);
+void luaio__stream_discard (void *s);
+void luaio__process_open (lua_State *L);
+void luaio__close_processes (luaio_Runtime *rt);
 void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 

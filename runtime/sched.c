@@ -577,6 +577,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   luaio__close_signals(rt);
   luaio__close_streams(rt);
   luaio__close_udps(rt);
+  luaio__close_processes(rt);
   while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_DEFAULT);

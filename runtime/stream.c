@@ -728,6 +728,32 @@ static void push_pair (lua_State *L, Stream *s) {
 }
 
 
+/* For subprocess pipes (process.c). */
+void *luaio__stream_pipe (luaio_Runtime *rt) {
+  return new_stream(rt, 1);
+}
+
+uv_stream_t *luaio__stream_handle (void *s) {
+  return &((Stream *)s)->u.s;
+}
+
+/* Pushes a reader (reader != 0, starts reading) or a writer for s. */
+void luaio__push_stream_end (lua_State *L, void *p, int reader) {
+  Stream *s = (Stream *)p;
+  Box *b = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  b->s = s;
+  s->refs++;
+  luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
+  if (reader) start_reading(s);
+}
+
+/* A pipe nobody will use (the spawn failed): close and free it. */
+void luaio__stream_discard (void *p) {
+  Stream *s = (Stream *)p;
+  s->refs = 0;
+  close_now(s);
+}
+
 /* ---------------------------------------------------------- connecting */
 
 typedef struct Connect {

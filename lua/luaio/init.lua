@@ -238,6 +238,11 @@ for _, name in ipairs { "open_connection", "start_server", "open_unix_connection
 end
 core.ignore_sigpipe()
 M.fs = require "luaio.fs"
+local process = require "luaio.process"
+process._aio = M
+M.PIPE, M.DEVNULL, M.STDOUT = process.PIPE, process.DEVNULL, process.STDOUT
+M.create_subprocess_exec = process.create_subprocess_exec
+M.create_subprocess_shell = process.create_subprocess_shell
 
 --- aio.eager_task_factory: install with loop:set_task_factory(); tasks
 --- then run their first step inside create_task (asyncio 3.12).

@@ -1,0 +1,155 @@
+-- luaio.process: aio.create_subprocess_exec / _shell (asyncio's
+-- subprocess API) on core.spawn (runtime/process.c).
+--
+--   aio.create_subprocess_exec(program, args [, opts]) -> process
+--   aio.create_subprocess_shell(cmd [, opts]) -> process   (/bin/sh -c)
+--   opts.stdin/stdout/stderr = aio.PIPE | aio.DEVNULL | aio.STDOUT (stderr
+--   only) | nil (inherit); opts.env (name -> value, replaces the
+--   environment); opts.cwd; opts.limit (pipe readers' limit).
+--   process.pid, .stdin (writer), .stdout/.stderr (readers), .returncode
+--   process:wait() -> code; process:communicate([input]) -> stdout, stderr
+--   process:send_signal(sig), :terminate(), :kill()
+--
+-- Suspension points: wait (a cancelled wait leaves no zombie: the child
+-- is reaped when it exits), communicate (cancelling it cancels its reads
+-- and writes; the child keeps running).
+local core = require "luaio.core"
+
+local M = {}
+
+M.PIPE = "pipe"
+M.DEVNULL = "devnull"
+M.STDOUT = "stdout"
+
+local Process = {}
+Process.__name = "Process"
+Process.__index = function(self, k)
+  if k == "returncode" then return rawget(self, "_p"):returncode() end
+  return Process[k]
+end
+
+function Process:__tostring()
+  return ("Process(pid=%d, returncode=%s)"):format(self.pid, tostring(self.returncode))
+end
+
+--- process:wait() -> exit code (minus the signal number if killed by one)
+function Process:wait()
+  return self._p:wait()
+end
+
+function Process:send_signal(sig)
+  self._p:kill(sig)
+end
+
+function Process:terminate() self._p:kill("SIGTERM") end
+function Process:kill() self._p:kill("SIGKILL") end
+
+--- process:communicate([input]) -> stdout, stderr ("" for an empty
+--- pipe, nil for one not piped), once the process has exited.
+function Process:communicate(input)
+  if input ~= nil and type(input) ~= "string" then
+    error(("bad argument #1 to 'communicate' (string expected, got %s)"):format(type(input)), 2)
+  end
+  if input ~= nil and not self.stdin then
+    error("communicate: input given but stdin is not a pipe", 2)
+  end
+  local jobs, slots = {}, {}
+  if self.stdin then
+    jobs[#jobs + 1] = function()
+      if input ~= nil and #input > 0 then
+        local ok, err = pcall(function()
+          self.stdin:write(input)
+          self.stdin:drain()
+        end)
+        -- a child that does not read its input (EPIPE) is not an error here
+        if not ok and not core.is(err, core.OSError) then error(err, 0) end
+      end
+      self.stdin:close()
+    end
+    slots[#jobs] = false
+  end
+  if self.stdout then
+    jobs[#jobs + 1] = function() return self.stdout:read() end
+    slots[#jobs] = "out"
+  end
+  if self.stderr then
+    jobs[#jobs + 1] = function() return self.stderr:read() end
+    slots[#jobs] = "err"
+  end
+  local out, err
+  if #jobs > 0 then
+    local res = M._aio.gather(jobs)
+    for i = 1, #jobs do
+      if slots[i] == "out" then out = res[i] elseif slots[i] == "err" then err = res[i] end
+    end
+  end
+  self:wait()
+  return out, err
+end
+
+local function checkopts(opts, fname, n)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (options table expected, got %s)"):format(n, fname, type(opts)), 3)
+  end
+  opts = opts or {}
+  local o = { cwd = opts.cwd }
+  for _, k in ipairs { "stdin", "stdout", "stderr" } do
+    local v = opts[k]
+    if v ~= nil and v ~= M.PIPE and v ~= M.DEVNULL and v ~= M.STDOUT then
+      error(("%s: option '%s' must be aio.PIPE, aio.DEVNULL%s or nil"):format(
+        fname, k, k == "stderr" and ", aio.STDOUT" or ""), 3)
+    end
+    o[k] = v
+  end
+  if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
+    error(fname .. ": option 'cwd' must be a string", 3)
+  end
+  if opts.env ~= nil then
+    if type(opts.env) ~= "table" then error(fname .. ": option 'env' must be a table", 3) end
+    local env = {}
+    for k, v in pairs(opts.env) do
+      if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+        error(fname .. ": option 'env' maps names to string values", 3)
+      end
+      env[#env + 1] = k .. "=" .. tostring(v)
+    end
+    table.sort(env)
+    o.env = env
+  end
+  return o, opts.limit
+end
+
+local function spawn(fname, program, args, opts, limit)
+  local p, stdin, stdout, stderr = core.spawn(program, args, opts)
+  if limit then
+    if stdout then stdout:_set_limit(limit) end
+    if stderr then stderr:_set_limit(limit) end
+  end
+  return setmetatable({ _p = p, pid = p:pid(), stdin = stdin, stdout = stdout,
+    stderr = stderr }, Process)
+end
+
+--- aio.create_subprocess_exec(program, args [, opts])
+function M.create_subprocess_exec(program, args, opts)
+  if type(program) ~= "string" then
+    error(("bad argument #1 to 'create_subprocess_exec' (string expected, got %s)"):format(type(program)), 2)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error(("bad argument #2 to 'create_subprocess_exec' (table expected, got %s)"):format(type(args)), 2)
+  end
+  local o, limit = checkopts(opts, "create_subprocess_exec", 3)
+  return spawn("create_subprocess_exec", program, args or {}, o, limit)
+end
+
+--- aio.create_subprocess_shell(cmd [, opts])
+function M.create_subprocess_shell(cmd, opts)
+  if type(cmd) ~= "string" then
+    error(("bad argument #1 to 'create_subprocess_shell' (string expected, got %s)"):format(type(cmd)), 2)
+  end
+  local o, limit = checkopts(opts, "create_subprocess_shell", 2)
+  return spawn("create_subprocess_shell", "/bin/sh", { "-c", cmd }, o, limit)
+end
+
+M.Process = Process
+
+return M

@@ -1,0 +1,280 @@
+/*
+** process.c -- child processes: core.spawn, and the Process handle
+** (lua/luaio/process.lua makes aio.create_subprocess_exec/_shell on it).
+**
+**   core.spawn(file, args, opts) -> proc, stdin writer, stdout reader,
+**                                   stderr reader (nil when not piped)
+**   opts: cwd, env (list of "NAME=value"), stdin/stdout/stderr =
+**         "pipe" | "devnull" | "inherit" | "stdout" (stderr only)
+**   proc:pid(), proc:returncode() (nil while running; minus the signal
+**   number when a signal killed it), proc:wait() (suspends),
+**   proc:kill(signal)
+**
+** The handle stays open until the child exits, so libuv always reaps it:
+** a cancelled wait() leaves no zombie.  A running child counts as an
+** outstanding request (a virtual clock does not jump past it).  Children
+** get every signal disposition back to its default (libuv resets them),
+** SIGPIPE included.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define LUAIO_PROCESS "luaio.Process"
+
+typedef struct Proc {
+  uv_process_t h;
+  luaio_Runtime *rt;
+  struct Proc *prev, *next;
+  int exited, open, refs;
+  int64_t status;
+  int signal;
+  luaio_WaitList waiters;
+} Proc;
+
+typedef struct PBox { Proc *p; } PBox;
+
+static void on_closed (uv_handle_t *h) {
+  Proc *p = (Proc *)h->data;
+  luaio_Runtime *rt = p->rt;
+  if (p->prev) p->prev->next = p->next;
+  else rt->procs = p->next;
+  if (p->next) p->next->prev = p->prev;
+  rt->open_handles--;
+  p->open = 0;
+  if (p->refs == 0) free(p);
+}
+
+static void on_failed (uv_handle_t *h) {
+  Proc *p = (Proc *)h->data;
+  p->rt->open_handles--;
+  free(p);
+}
+
+static void on_child_exit (uv_process_t *h, int64_t status, int signal) {
+  Proc *p = (Proc *)h->data;
+  p->exited = 1;
+  p->status = status;
+  p->signal = signal;
+  luaio__request_done(p->rt);
+  while (p->waiters.head != NULL)
+    luaio__wake(p->waiters.head->rt, p->waiters.head);
+  uv_close((uv_handle_t *)h, on_closed);
+}
+
+/* Shutdown: stop tracking children still running (they keep running). */
+void luaio__close_processes (luaio_Runtime *rt) {
+  Proc *p = (Proc *)rt->procs;
+  while (p != NULL) {
+    Proc *next = p->next;
+    if (!p->exited && !uv_is_closing((uv_handle_t *)&p->h)) {
+      p->exited = 1;
+      p->status = -1;
+      luaio__request_done(rt);
+      uv_close((uv_handle_t *)&p->h, on_closed);
+    }
+    p = next;
+  }
+}
+
+static Proc *checkproc (lua_State *L) {
+  PBox *b = (PBox *)luaL_checkudata(L, 1, LUAIO_PROCESS);
+  return b->p;
+}
+
+static int push_code (lua_State *L, Proc *p) {
+  if (!p->exited) lua_pushnil(L);
+  else if (p->signal != 0) lua_pushinteger(L, -p->signal);
+  else lua_pushinteger(L, (lua_Integer)p->status);
+  return 1;
+}
+
+static int p_pid (lua_State *L) {
+  lua_pushinteger(L, checkproc(L)->h.pid);
+  return 1;
+}
+
+static int p_returncode (lua_State *L) {
+  return push_code(L, checkproc(L));
+}
+
+static int wait_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return push_code(L, checkproc(L));
+}
+
+/* wait() -> exit code (minus the signal number if a signal killed it) */
+static int p_wait (lua_State *L) {
+  Proc *p = checkproc(L);
+  luaio_Task *t;
+  if (p->exited) return push_code(L, p);
+  t = luaio__check_suspend(L, "wait");
+  return luaio__park(L, t, &p->waiters, NULL, "process wait", p, 0, wait_k);
+}
+
+/* kill(signal): signal a running child; ESRCH once it has exited. */
+static int p_kill (lua_State *L) {
+  Proc *p = checkproc(L);
+  int sig = luaio__checksignal(L, 2);
+  int r;
+  if (p->exited) return luaio__oserror(L, UV_ESRCH, "send_signal");
+  r = uv_process_kill(&p->h, sig);
+  if (r != 0) return luaio__oserror(L, r, "send_signal");
+  return 0;
+}
+
+static int p_gc (lua_State *L) {
+  PBox *b = (PBox *)lua_touserdata(L, 1);
+  Proc *p = b->p;
+  if (p == NULL) return 0;
+  b->p = NULL;
+  p->refs = 0;
+  if (!p->open) free(p);               /* else freed when closed */
+  return 0;
+}
+
+static int stdio_mode (lua_State *L, int opts, const char *name) {
+  static const char *const modes[] = {"inherit", "pipe", "devnull", "stdout", NULL};
+  int m;
+  lua_getfield(L, opts, name);
+  m = luaL_checkoption(L, -1, "inherit", modes);
+  lua_pop(L, 1);
+  if (m == 3 && strcmp(name, "stderr") != 0)
+    luaL_error(L, "create_subprocess: STDOUT is only for stderr");
+  return m;
+}
+
+/* core.spawn(file, args, opts) */
+static int l_spawn (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "create_subprocess");
+  const char *file = luaL_checkstring(L, 1);
+  uv_process_options_t o;
+  uv_stdio_container_t io[3];
+  void *pipes[3] = {NULL, NULL, NULL};
+  char **args, **env = NULL;
+  int nargs, nenv = 0, i, r, mode[3], merged[2] = {-1, -1};
+  Proc *p;
+  PBox *b;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  mode[0] = stdio_mode(L, 3, "stdin");
+  mode[1] = stdio_mode(L, 3, "stdout");
+  mode[2] = stdio_mode(L, 3, "stderr");
+  nargs = (int)luaL_len(L, 2);
+  args = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nargs + 2), 0);
+  args[0] = (char *)file;
+  luaL_checkstack(L, nargs + 8, "too many arguments");
+  for (i = 1; i <= nargs; i++) {       /* the strings stay on the stack */
+    lua_rawgeti(L, 2, i);
+    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+      return luaL_error(L, "create_subprocess: argument %d is not a string", i);
+    args[i] = (char *)lua_tostring(L, -1);
+  }
+  args[nargs + 1] = NULL;
+  if (lua_getfield(L, 3, "env") == LUA_TTABLE) {
+    nenv = (int)luaL_len(L, -1);
+    env = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nenv + 1), 0);
+    for (i = 1; i <= nenv; i++) {
+      lua_rawgeti(L, -2, i);
+      env[i - 1] = (char *)luaL_checkstring(L, -1);
+      lua_pop(L, 1);
+    }
+    env[nenv] = NULL;
+  }
+  memset(&o, 0, sizeof o);
+  o.file = file;
+  o.args = args;
+  o.env = env;
+  o.exit_cb = on_child_exit;
+  if (lua_getfield(L, 3, "cwd") == LUA_TSTRING) o.cwd = lua_tostring(L, -1);
+  for (i = 0; i < 3; i++) {
+    switch (mode[i]) {
+      case 0: io[i].flags = UV_INHERIT_FD; io[i].data.fd = i; break;
+      case 2: io[i].flags = UV_IGNORE; break;
+      case 1:
+        pipes[i] = luaio__stream_pipe(rt);
+        if (pipes[i] == NULL) return luaL_error(L, "not enough memory");
+        io[i].flags = (uv_stdio_flags)(UV_CREATE_PIPE |
+                      (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
+        io[i].data.stream = luaio__stream_handle(pipes[i]);
+        break;
+      default:                         /* stderr = STDOUT */
+        io[2] = io[1];
+        if (mode[1] == 1) {
+          /* Both into one pipe: make it here (UV_CREATE_PIPE cannot be
+             shared), give the child its write end twice. */
+          uv_file fds[2];
+          if ((r = uv_pipe(fds, 0, 0)) != 0) {
+            luaio__stream_discard(pipes[1]);
+            return luaio__oserror(L, r, "create_subprocess");
+          }
+          uv_pipe_open((uv_pipe_t *)luaio__stream_handle(pipes[1]), fds[0]);
+          merged[1] = fds[1];
+          io[1].flags = UV_INHERIT_FD;
+          io[1].data.fd = fds[1];
+          io[2] = io[1];
+        }
+        break;
+    }
+  }
+  o.stdio = io;
+  o.stdio_count = 3;
+  p = (Proc *)calloc(1, sizeof(Proc));
+  if (p == NULL) return luaL_error(L, "not enough memory");
+  p->rt = rt;
+  p->h.data = p;
+  r = uv_spawn(rt->loop, &p->h, &o);
+  if (merged[1] >= 0) {                /* the child has its copy now */
+    uv_fs_t c;
+    uv_fs_close(NULL, &c, merged[1], NULL);
+    uv_fs_req_cleanup(&c);
+  }
+  if (r != 0) {
+    /* libuv initialised the handle: it must still be closed */
+    uv_close((uv_handle_t *)&p->h, on_failed);
+    rt->open_handles++;
+    for (i = 0; i < 3; i++) if (pipes[i]) luaio__stream_discard(pipes[i]);
+    return luaio__oserror(L, r, lua_pushfstring(L, "create_subprocess '%s'", file));
+  }
+  p->open = 1;
+  p->next = (Proc *)rt->procs;
+  if (p->next) p->next->prev = p;
+  rt->procs = p;
+  rt->open_handles++;
+  rt->nrequests++;
+  b = (PBox *)lua_newuserdatauv(L, sizeof(PBox), 0);
+  b->p = p;
+  p->refs = 1;
+  luaL_setmetatable(L, LUAIO_PROCESS);
+  for (i = 0; i < 3; i++) {
+    if (pipes[i]) luaio__push_stream_end(L, pipes[i], i != 0);
+    else lua_pushnil(L);
+  }
+  return 4;
+}
+
+static const luaL_Reg methods[] = {
+  {"pid", p_pid},
+  {"returncode", p_returncode},
+  {"wait", p_wait},
+  {"kill", p_kill},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"spawn", l_spawn},
+  {NULL, NULL}
+};
+
+void luaio__process_open (lua_State *L) {
+  luaL_newmetatable(L, LUAIO_PROCESS);
+  lua_newtable(L);
+  luaio__setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, p_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaio__setfuncs(L, funcs);
+}
