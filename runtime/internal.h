@@ -367,6 +367,7 @@ uv_stream_t *luaio__stream_handle (void *s);
 void luaio__push_stream_end (lua_State *L, void *s, int reader);
 void luaio__stream_discard (void *s);
 void luaio__process_open (lua_State *L);
+void luaio__thread_open (lua_State *L);
 void luaio__close_processes (luaio_Runtime *rt);
 void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);

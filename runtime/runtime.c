@@ -561,6 +561,7 @@ LUAIO_API int luaopen_luaio_core (lua_State *L) {
   luaio__dns_open(L);
   luaio__fs_open(L);
   luaio__process_open(L);
+  luaio__thread_open(L);
   lua_pushliteral(L, LUAIO_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

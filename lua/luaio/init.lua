@@ -244,6 +244,14 @@ M.PIPE, M.DEVNULL, M.STDOUT = process.PIPE, process.DEVNULL, process.STDOUT
 M.create_subprocess_exec = process.create_subprocess_exec
 M.create_subprocess_shell = process.create_subprocess_shell
 
+--- aio.to_thread(fn, ...) -> fn(...)'s results, run on a worker thread
+M.to_thread = core.to_thread
+
+--- loop:run_in_executor(fn, ...) is aio.to_thread(fn, ...)
+function Loop:run_in_executor(fn, ...)
+  return core.to_thread(fn, ...)
+end
+
 --- aio.eager_task_factory: install with loop:set_task_factory(); tasks
 --- then run their first step inside create_task (asyncio 3.12).
 function M.eager_task_factory(loop, fn, ...)

@@ -1,0 +1,418 @@
+/*
+** thread.c -- aio.to_thread(fn, ...): fn runs on libuv's thread pool in
+** a pooled Lua state of its own (standard libraries only).
+**
+** fn must be a Lua function whose only upvalue, if any, is _ENV: it is
+** dumped as bytecode and loaded in the worker with a fresh global table
+** whose reads fall back to the worker's libraries, so nothing leaks
+** between calls or from the caller.  Arguments and results are copied:
+** nil, booleans, numbers, strings and plain tables (nested; a cycle, or
+** any other type, is a clear error).  An error in fn is raised in the
+** caller (a table error gets the worker's traceback as .traceback).
+** os.exit in a worker raises an error.  Worker threads never touch the
+** caller's state: everything crosses as bytes.
+**
+** Cancelling the caller cancels the work if it has not started; if it
+** runs, it finishes and its result is dropped.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "lualib.h"
+
+#include "internal.h"
+
+/* ---------------------------------------------------------- buffers */
+
+typedef struct Buf {
+  char *p;
+  size_t len, cap;
+} Buf;
+
+static int put (Buf *b, const void *data, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    char *p;
+    while (cap < b->len + n) cap *= 2;
+    p = (char *)realloc(b->p, cap);
+    if (p == NULL) return 0;
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+  return 1;
+}
+
+static int putc_ (Buf *b, char c) { return put(b, &c, 1); }
+
+
+/* ---------------------------------------------------------- copying */
+
+/*
+** Serialises the value at idx into b.  visiting (a table on the stack at
+** vidx) holds the tables being copied, to refuse cycles.  Returns NULL or
+** a static description of what cannot be copied.
+*/
+static const char *ser (lua_State *L, int idx, Buf *b, int vidx, int depth) {
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: return putc_(b, 'n') ? NULL : "memory";
+    case LUA_TBOOLEAN:
+      return putc_(b, lua_toboolean(L, idx) ? 't' : 'f') ? NULL : "memory";
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        return putc_(b, 'i') && put(b, &i, sizeof i) ? NULL : "memory";
+      }
+      else {
+        lua_Number d = lua_tonumber(L, idx);
+        return putc_(b, 'd') && put(b, &d, sizeof d) ? NULL : "memory";
+      }
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      return putc_(b, 's') && put(b, &n, sizeof n) && put(b, s, n) ? NULL
+                                                                   : "memory";
+    }
+    case LUA_TTABLE: {
+      const char *err = NULL;
+      if (depth > 200) return "a table nested too deep";
+      if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return "a table with a metatable";
+      }
+      lua_pushvalue(L, idx);
+      if (lua_rawget(L, vidx) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return "a table with a cycle";
+      }
+      lua_pop(L, 1);
+      lua_pushvalue(L, idx);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, vidx);
+      if (!putc_(b, 'T')) return "memory";
+      luaL_checkstack(L, 4, "to_thread");
+      lua_pushnil(L);
+      while (err == NULL && lua_next(L, idx) != 0) {
+        err = ser(L, -2, b, vidx, depth + 1);
+        if (err == NULL) err = ser(L, -1, b, vidx, depth + 1);
+        lua_pop(L, 1);
+      }
+      if (err != NULL) { lua_pop(L, 1); return err; }
+      lua_pushvalue(L, idx);
+      lua_pushnil(L);
+      lua_rawset(L, vidx);
+      return putc_(b, 'e') ? NULL : "memory";
+    }
+    case LUA_TFUNCTION: return "a function";
+    case LUA_TTHREAD: return "a coroutine";
+    default: return "a userdata";
+  }
+}
+
+/* Serialises the n values from first; NULL or what failed (value i). */
+static const char *ser_values (lua_State *L, int first, int n, Buf *b,
+                               int *which) {
+  int i, vidx;
+  const char *err = NULL;
+  lua_newtable(L);
+  vidx = lua_gettop(L);
+  put(b, &n, sizeof n);
+  for (i = 0; i < n && err == NULL; i++) {
+    err = ser(L, first + i, b, vidx, 0);
+    *which = i + 1;
+  }
+  lua_remove(L, vidx);
+  return err;
+}
+
+/* Pushes one value decoded from *pp (trusted input: made by ser). */
+static void deser (lua_State *L, const char **pp) {
+  const char *p = *pp;
+  char tag = *p++;
+  luaL_checkstack(L, 3, "to_thread");
+  switch (tag) {
+    case 'n': lua_pushnil(L); break;
+    case 't': lua_pushboolean(L, 1); break;
+    case 'f': lua_pushboolean(L, 0); break;
+    case 'i': {
+      lua_Integer i;
+      memcpy(&i, p, sizeof i);
+      p += sizeof i;
+      lua_pushinteger(L, i);
+      break;
+    }
+    case 'd': {
+      lua_Number d;
+      memcpy(&d, p, sizeof d);
+      p += sizeof d;
+      lua_pushnumber(L, d);
+      break;
+    }
+    case 's': {
+      size_t n;
+      memcpy(&n, p, sizeof n);
+      p += sizeof n;
+      lua_pushlstring(L, p, n);
+      p += n;
+      break;
+    }
+    default:                           /* 'T' */
+      lua_newtable(L);
+      while (*p != 'e') {
+        deser(L, &p);
+        deser(L, &p);
+        lua_rawset(L, -3);
+      }
+      p++;
+      break;
+  }
+  *pp = p;
+}
+
+static int deser_values (lua_State *L, const char *p) {
+  int n, i;
+  memcpy(&n, p, sizeof n);
+  p += sizeof n;
+  luaL_checkstack(L, n + 2, "to_thread: too many values");
+  for (i = 0; i < n; i++) deser(L, &p);
+  return n;
+}
+
+
+/* ---------------------------------------------------------- worker states */
+
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t pool_lock;
+static lua_State *pool[64];
+static int npool;
+
+static void init_pool (void) { uv_mutex_init(&pool_lock); }
+
+static int no_exit (lua_State *L) {
+  return luaL_error(L, "os.exit cannot be used in a to_thread worker");
+}
+
+static lua_State *get_state (void) {
+  lua_State *W = NULL;
+  uv_mutex_lock(&pool_lock);
+  if (npool > 0) W = pool[--npool];
+  uv_mutex_unlock(&pool_lock);
+  if (W != NULL) return W;
+  W = luaL_newstate();
+  if (W == NULL) return NULL;
+  luaL_openlibs(W);
+  lua_getglobal(W, "os");
+  lua_pushcfunction(W, no_exit);
+  lua_setfield(W, -2, "exit");
+  lua_pop(W, 1);
+  return W;
+}
+
+static void put_state (lua_State *W) {
+  lua_settop(W, 0);
+  lua_gc(W, LUA_GCSTEP, 0);
+  uv_mutex_lock(&pool_lock);
+  if (npool < (int)(sizeof pool / sizeof pool[0])) { pool[npool++] = W; W = NULL; }
+  uv_mutex_unlock(&pool_lock);
+  if (W != NULL) lua_close(W);
+}
+
+
+/* ---------------------------------------------------------- the work */
+
+typedef struct Work {
+  uv_work_t req;
+  luaio_Runtime *rt;
+  luaio_Task *t;               /* NULL once abandoned */
+  Buf fn, args, res;
+  int ok;                      /* res holds results (1) or the error (0) */
+  int cancelled;
+} Work;
+
+static void free_work (Work *w) {
+  free(w->fn.p);
+  free(w->args.p);
+  free(w->res.p);
+  free(w);
+}
+
+/* Keeps the traceback aside (a handler returns one value: the error). */
+static int worker_msgh (lua_State *W) {
+  luaL_traceback(W, W, NULL, 1);
+  lua_setfield(W, LUA_REGISTRYINDEX, "luaio.worker_traceback");
+  return 1;
+}
+
+/* Error results: {value, traceback}, serialised; strings for copy errors. */
+static void fail (lua_State *W, Work *w, const char *msg) {
+  int which;
+  w->res.len = 0;
+  w->ok = 0;
+  lua_settop(W, 0);
+  lua_pushstring(W, msg);
+  lua_pushnil(W);
+  ser_values(W, 1, 2, &w->res, &which);
+}
+
+static int call_in_worker (lua_State *W) {
+  Work *w = (Work *)lua_touserdata(W, 1);
+  int n, base, which;
+  const char *err;
+  lua_settop(W, 0);
+  lua_pushcfunction(W, worker_msgh);     /* 1: handler */
+  if (luaL_loadbufferx(W, w->fn.p, w->fn.len, "=to_thread", "b") != LUA_OK)
+    return lua_error(W);
+  if (lua_getupvalue(W, 2, 1) != NULL) { /* a fresh _ENV per call */
+    lua_pop(W, 1);
+    lua_newtable(W);
+    lua_createtable(W, 0, 1);
+    lua_pushglobaltable(W);
+    lua_setfield(W, -2, "__index");
+    lua_setmetatable(W, -2);
+    lua_setupvalue(W, 2, 1);
+  }
+  n = deser_values(W, w->args.p);
+  base = 2;
+  if (lua_pcall(W, n, LUA_MULTRET, 1) != LUA_OK) {
+    lua_getfield(W, LUA_REGISTRYINDEX, "luaio.worker_traceback");
+    /* stack: handler, error, traceback */
+    w->ok = 0;
+    w->res.len = 0;
+    err = ser_values(W, 2, 2, &w->res, &which);
+    if (err != NULL) {                 /* an error value we cannot copy */
+      luaL_tolstring(W, 2, NULL);
+      lua_replace(W, 2);
+      w->res.len = 0;
+      ser_values(W, 2, 2, &w->res, &which);
+    }
+    return 0;
+  }
+  n = lua_gettop(W) - 1;
+  w->ok = 1;
+  err = ser_values(W, base, n, &w->res, &which);
+  if (err != NULL) {
+    lua_pushfstring(W, "to_thread: cannot copy %s (result #%d)", err, which);
+    fail(W, w, lua_tostring(W, -1));
+  }
+  return 0;
+}
+
+static void work_cb (uv_work_t *req) {
+  Work *w = (Work *)req->data;
+  lua_State *W = get_state();
+  if (W == NULL) { w->ok = 0; return; }
+  lua_pushcfunction(W, call_in_worker);
+  lua_pushlightuserdata(W, w);
+  if (lua_pcall(W, 1, 0, 0) != LUA_OK)
+    fail(W, w, lua_isstring(W, -1) ? lua_tostring(W, -1) : "to_thread failed");
+  put_state(W);
+}
+
+static void after_cb (uv_work_t *req, int status) {
+  Work *w = (Work *)req->data;
+  luaio__request_done(w->rt);
+  if (w->t == NULL) { free_work(w); return; }
+  w->cancelled = status == UV_ECANCELED;
+  luaio__wake(w->rt, w->t);
+}
+
+static int work_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+  Work *w = (Work *)t->wobj;
+  (void)L; (void)rt;
+  w->t = NULL;                         /* after_cb frees it */
+  uv_cancel((uv_req_t *)&w->req);
+  return 0;
+}
+
+static int work_k (lua_State *L, int status, lua_KContext ctx) {
+  Work *w = (Work *)ctx;
+  luaio_Task *t = luaio__resumed_task(L);
+  int n;
+  (void)status;
+  if (t->must_cancel) {
+    if (!t->aborted) free_work(w);
+    return luaio__raise_cancel(L, t);
+  }
+  if (w->res.len == 0) {
+    free_work(w);
+    return luaL_error(L, "to_thread: the worker could not run the function");
+  }
+  lua_settop(L, 0);
+  n = deser_values(L, w->res.p);
+  if (w->ok) { free_work(w); return n; }
+  free_work(w);
+  /* the error value (1) and the worker's traceback (2) */
+  if (lua_istable(L, 1) && !lua_isnil(L, 2)) {
+    lua_getfield(L, 1, "traceback");
+    if (lua_isnil(L, -1)) {
+      lua_pushvalue(L, 2);
+      lua_setfield(L, 1, "traceback");
+    }
+  }
+  lua_settop(L, 1);
+  return lua_error(L);
+}
+
+static int writer (lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  return put((Buf *)ud, p, n) ? 0 : 1;
+}
+
+/* core.to_thread(fn, ...) -> fn's results (suspends) */
+static int l_to_thread (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "to_thread");
+  int n = lua_gettop(L) - 1, i, which;
+  const char *name, *err;
+  luaio_Task *t;
+  Work *w;
+  if (lua_iscfunction(L, 1))
+    return luaio__argerror(L, 1, "to_thread", "Lua function expected, got "
+                           "a C function (it cannot be copied to a worker)");
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return luaio__typeerror(L, 1, "to_thread", "Lua function");
+  for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
+    lua_pop(L, 1);
+    if (strcmp(name, "_ENV") != 0)
+      return luaL_error(L, "to_thread: the function uses the local '%s' of an "
+                        "enclosing function (an upvalue); it runs in another "
+                        "Lua state, so it may only use its arguments and "
+                        "globals", name);
+  }
+  t = luaio__check_suspend(L, "to_thread");
+  uv_once(&once, init_pool);
+  w = (Work *)calloc(1, sizeof(Work));
+  if (w == NULL) return luaL_error(L, "not enough memory");
+  lua_pushvalue(L, 1);
+  if (lua_dump(L, writer, &w->fn, 0) != 0) {
+    free_work(w);
+    return luaL_error(L, "to_thread: cannot dump the function");
+  }
+  lua_pop(L, 1);
+  err = ser_values(L, 2, n, &w->args, &which);
+  if (err != NULL) {
+    free_work(w);
+    return luaL_error(L, "to_thread: cannot copy %s (argument #%d)", err,
+                      which + 1);
+  }
+  w->rt = rt;
+  w->t = t;
+  w->req.data = w;
+  if ((i = uv_queue_work(rt->loop, &w->req, work_cb, after_cb)) != 0) {
+    free_work(w);
+    return luaio__oserror(L, i, "to_thread");
+  }
+  rt->nrequests++;
+  return luaio__park(L, t, NULL, work_abort, "to_thread", w, (lua_KContext)w,
+                     work_k);
+}
+
+static const luaL_Reg funcs[] = {
+  {"to_thread", l_to_thread},
+  {NULL, NULL}
+};
+
+void luaio__thread_open (lua_State *L) {
+  luaio__setfuncs(L, funcs);
+}
