@@ -444,7 +444,9 @@ static int loop_stats (lua_State *L) {
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, rt->ntasks);
   lua_setfield(L, -2, "tasks");
-  lua_pushinteger(L, rt->nhandles);
+  /* callbacks waiting to run, and open I/O handles (streams, servers,
+     UDP sockets, processes, signal watches): not the loop's own three */
+  lua_pushinteger(L, rt->nhandles + rt->open_handles - 3 - rt->sigint_on);
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, rt->nrequests);
   lua_setfield(L, -2, "requests");

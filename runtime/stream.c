@@ -68,10 +68,14 @@ typedef struct Stream {
   size_t off, len, cap, limit;
   int reading, eof, rerr;
   luaio_WaitList readers;
+  size_t want;                 /* bytes a waiting readexactly needs */
   /* writing */
   size_t wbuf, high, low;
   int werr, eof_sent;
   luaio_WaitList drainers, closers;
+  /* peername and sockname, kept from the start (asyncio caches them) */
+  struct sockaddr_storage peer, sock;
+  int has_names;
 } Stream;
 
 struct Server {
@@ -206,7 +210,7 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   (void)b;
   if (n > 0) {
     s->len += (size_t)n;
-    if (s->len > 2 * s->limit) {       /* nobody is reading: pause */
+    if (s->len > 2 * s->limit && s->len >= s->want) {   /* pause */
       uv_read_stop(h);
       s->reading = 0;
     }
@@ -239,6 +243,18 @@ static void consume (lua_State *L, Stream *s, size_t n) {
   s->len -= n;
   if (s->len == 0) s->off = 0;
   if (!s->reading && s->len <= s->limit) start_reading(s);
+}
+
+/* Remembers the socket's names (asyncio keeps them after close). */
+static void keep_names (Stream *s) {
+  int n = sizeof s->peer;
+  if (s->is_pipe || s->has_names) return;
+  if (uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&s->peer, &n) != 0)
+    s->peer.ss_family = AF_UNSPEC;
+  n = sizeof s->sock;
+  if (uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&s->sock, &n) != 0)
+    s->sock.ss_family = AF_UNSPEC;
+  s->has_names = 1;
 }
 
 /* Raises a read error kept from libuv, if any. */
@@ -400,13 +416,12 @@ static int do_readexactly (lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 2);
   if (n < 0) return luaL_argerror(L, 2, "must be >= 0");
   if ((lua_Integer)s->len >= n) {
+    s->want = 0;
     consume(L, s, (size_t)n);
     return 1;
   }
-  if ((size_t)n > s->limit && s->len >= s->limit && !s->reading)
-    start_reading(s);                  /* a large read: keep reading */
   if (!s->eof) {
-    if ((size_t)n > s->limit) s->limit = (size_t)n;
+    s->want = (size_t)n;               /* reading may go past 2 * limit */
     return wait_data(L, s, "readexactly", readexactly_k);
   }
   check_rerr(L, s, "readexactly");
@@ -673,8 +688,8 @@ static int w_extra (lua_State *L) {
   const char *name = luaL_checkstring(L, 2);
   int peer = strcmp(name, "peername") == 0;
   if (!peer && strcmp(name, "sockname") != 0) return 0;
-  if (!s->open) return 0;
   if (s->is_pipe) {
+    if (!s->open) return 0;
     char path[1024];
     size_t len = sizeof path;
     int r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
@@ -683,14 +698,8 @@ static int w_extra (lua_State *L) {
     lua_pushlstring(L, path, len);
     return 1;
   }
-  {
-    struct sockaddr_storage a;
-    int alen = sizeof a;
-    int r = peer ? uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&a, &alen)
-                 : uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&a, &alen);
-    if (r != 0) return 0;
-    return push_addr(L, &a);
-  }
+  keep_names(s);
+  return push_addr(L, peer ? &s->peer : &s->sock);
 }
 
 
@@ -723,7 +732,10 @@ static void push_pair (lua_State *L, Stream *s) {
   w->s = s;
   s->refs++;
   luaL_setmetatable(L, LUAIO_WRITER);
-  if (!s->is_pipe) uv_tcp_nodelay(&s->u.tcp, 1);
+  if (!s->is_pipe) {
+    uv_tcp_nodelay(&s->u.tcp, 1);
+    keep_names(s);
+  }
   start_reading(s);
 }
 

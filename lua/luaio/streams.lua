@@ -16,8 +16,10 @@ local M = {}
 local reg = debug.getregistry()
 
 ------------------------------------------------------------------ helpers
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+-- level 4: raised by a checker called from a public function (the
+-- public function's caller is blamed); 3 when raised by it directly.
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 4)
 end
 
 local function checkhost(host, fname, n, optional)
@@ -34,7 +36,9 @@ local function checkport(port, fname, n)
     return port
   end
   if type(port) == "string" and port:match("^%d+$") then
-    return checkport(math.tointeger(tonumber(port)), fname, n)
+    port = math.tointeger(tonumber(port))
+    if port < 0 or port > 65535 then argerror(n, fname, "port out of range") end
+    return port
   end
   argerror(n, fname, "port number expected, got " .. (math.type(port) or type(port)))
 end
@@ -45,10 +49,10 @@ local function checkopts(opts, fname, n)
   end
   opts = opts or {}
   if opts.ssl then
-    error(fname .. ": TLS is not available in this build (built without TLS)", 3)
+    error(fname .. ": TLS is not available in this build (built without TLS)", 4)
   end
   if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit <= 0) then
-    error(fname .. ": option 'limit' must be a positive integer", 3)
+    error(fname .. ": option 'limit' must be a positive integer", 4)
   end
   return opts
 end
@@ -69,7 +73,7 @@ function M.getaddrinfo(host, port, opts)
   checkhost(host, "getaddrinfo", 1)
   if port ~= nil then port = checkport(port, "getaddrinfo", 2) end
   if opts ~= nil and type(opts) ~= "table" then
-    argerror(3, "getaddrinfo", "options table expected, got " .. type(opts))
+    argerror(3, "getaddrinfo", "options table expected, got " .. type(opts), 3)
   end
   opts = opts or {}
   return core.getaddrinfo(host, port, opts.family or "any", opts.type or "any")
@@ -100,7 +104,7 @@ end
 --- opts: backlog, limit.
 function M.start_server(handler, host, port, opts)
   if type(handler) ~= "function" then
-    argerror(1, "start_server", "function expected, got " .. type(handler))
+    argerror(1, "start_server", "function expected, got " .. type(handler), 3)
   end
   checkhost(host, "start_server", 2, true)
   port = checkport(port, "start_server", 3)
@@ -117,7 +121,7 @@ end
 --- aio.open_unix_connection(path [, opts]) -> reader, writer
 function M.open_unix_connection(path, opts)
   if type(path) ~= "string" then
-    argerror(1, "open_unix_connection", "path expected, got " .. type(path))
+    argerror(1, "open_unix_connection", "path expected, got " .. type(path), 3)
   end
   opts = checkopts(opts, "open_unix_connection", 2)
   local r, w = core.pipe_connect(path)
@@ -128,10 +132,10 @@ end
 --- aio.start_unix_server(handler, path [, opts]) -> server
 function M.start_unix_server(handler, path, opts)
   if type(handler) ~= "function" then
-    argerror(1, "start_unix_server", "function expected, got " .. type(handler))
+    argerror(1, "start_unix_server", "function expected, got " .. type(handler), 3)
   end
   if type(path) ~= "string" then
-    argerror(2, "start_unix_server", "path expected, got " .. type(path))
+    argerror(2, "start_unix_server", "path expected, got " .. type(path), 3)
   end
   opts = checkopts(opts, "start_unix_server", 3)
   return core.pipe_listen(path, nil, opts.backlog, opts.limit, handler)
@@ -141,7 +145,7 @@ end
 --- aio.open_udp([{host =, port =}]) -> socket (bound when host/port given)
 function M.open_udp(opts)
   if opts ~= nil and type(opts) ~= "table" then
-    argerror(1, "open_udp", "options table expected, got " .. type(opts))
+    argerror(1, "open_udp", "options table expected, got " .. type(opts), 3)
   end
   opts = opts or {}
   local host, port = opts.host, opts.port
