@@ -15,7 +15,7 @@ local function job(i)
     { stdout = aio.PIPE, stderr = aio.PIPE })
   local out = p:communicate()
   running = running - 1
-  return ("job %d: %s (exit %d)"):format(i, out:gsub("%s+$", ""), p.returncode)
+  return ("job %d: %s (exit %d)"):format(i, (out:gsub("%s+$", "")), p.returncode)
 end
 
 local jobs = {}
