@@ -136,7 +136,9 @@ static int l_udp_open (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "open_udp");
   Udp *u;
   UBox *b;
-  int r = 0;
+  int r = 0, bind = !lua_isnoneornil(L, 1);
+  const char *ip = bind ? luaL_checkstring(L, 1) : NULL;
+  int port = bind && !lua_isnoneornil(L, 2) ? getport(L, 2, "open_udp") : 0;
   u = (Udp *)calloc(1, sizeof(Udp));
   if (u == NULL) return luaL_error(L, "not enough memory");
   u->rt = rt;
@@ -151,10 +153,9 @@ static int l_udp_open (lua_State *L) {
   b->u = u;
   u->refs = 1;
   luaL_setmetatable(L, LUAIO_UDP);
-  if (!lua_isnoneornil(L, 1)) {
+  if (bind) {
     struct sockaddr_storage a;
-    r = parse(luaL_checkstring(L, 1),
-              lua_isnoneornil(L, 2) ? 0 : getport(L, 2, "open_udp"), &a);
+    r = parse(ip, port, &a);
     if (r == 0) r = uv_udp_bind(&u->h, (struct sockaddr *)&a, 0);
   }
   if (r != 0) {
