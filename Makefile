@@ -31,7 +31,7 @@ CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/future.c runtime/task.c runtime/errors.c runtime/coro.c runtime/signal.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
   runtime/dns.c runtime/fs.c \
-  runtime/process.c runtime/thread.c
+  runtime/process.c runtime/thread.c runtime/embed.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)
@@ -41,11 +41,11 @@ all: $(B)/luaio $(B)/libluaio.a $(B)/lib/luaio/core.so
 $(B)/obj/%.o: runtime/%.c $(DEPS) | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/libluaio.a: $(CORE_OBJ)
+$(B)/libluaio.a: $(CORE_OBJ) $(B)/obj/stdlib.o
 	rm -f $@
 	ar rcs $@ $^
 
-$(B)/lib/luaio/core.so: $(CORE_OBJ) | $(B)/lib/luaio
+$(B)/lib/luaio/core.so: $(CORE_OBJ) $(B)/obj/stdlib.o | $(B)/lib/luaio
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS)
 
 $(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
@@ -54,8 +54,8 @@ $(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
 $(B)/obj/stdlib.o: $(B)/gen/stdlib.c runtime/cli.h | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/luaio: $(B)/obj/cli.o $(B)/obj/stdlib.o $(B)/libluaio.a
-	$(CC) -o $@ $(B)/obj/cli.o $(B)/obj/stdlib.o $(B)/libluaio.a \
+$(B)/luaio: $(B)/obj/cli.o $(B)/libluaio.a
+	$(CC) -o $@ $(B)/obj/cli.o $(B)/libluaio.a \
 	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -ldl -rdynamic
 
 $(B)/obj $(B)/gen $(B)/lib/luaio:
@@ -87,6 +87,8 @@ test: deps
 	$(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec
 	@echo "== specs through stock $(LUA)"
 	$(SPEC_ENV) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
+	@echo "== embedding API (C hosts in examples/embed)"
+	B=$(CURDIR)/$(B) sh examples/embed/run.sh
 	@echo "== conformance"
 	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
 
@@ -101,6 +103,8 @@ check: deps
 	  LUAIO="$(CURDIR)/build/asan/luaio" ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
+	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
+	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
 
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
 
@@ -126,4 +130,7 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all deps run test check bench install clean
+embed-test: all
+	B=$(CURDIR)/$(B) sh examples/embed/run.sh
+
+.PHONY: all deps run test check bench install clean embed-test

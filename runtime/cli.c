@@ -22,7 +22,6 @@
 #include "lualib.h"
 
 #include "luaio.h"
-#include "cli.h"
 
 static const char *progname = "luaio";
 
@@ -66,32 +65,6 @@ static void report (lua_State *L) {
   lua_pop(L, 1);
 }
 
-static int load_embedded (lua_State *L) {
-  const luaio_Embedded *m = (const luaio_Embedded *)lua_touserdata(
-    L, lua_upvalueindex(1));
-  const char *name = lua_tostring(L, 1);
-  lua_pushfstring(L, "=[luaio] %s", name);
-  if (luaL_loadbufferx(L, m->src, m->len, lua_tostring(L, -1), "t") != LUA_OK)
-    return lua_error(L);
-  lua_pushvalue(L, 1);
-  lua_pushliteral(L, ":embedded:");
-  lua_call(L, 2, 1);
-  return 1;
-}
-
-static void preload (lua_State *L) {
-  const luaio_Embedded *m;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_luaio_core);
-  lua_setfield(L, -2, "luaio.core");
-  for (m = luaio_embedded; m->name != NULL; m++) {
-    lua_pushlightuserdata(L, (void *)m);
-    lua_pushcclosure(L, load_embedded, 1);
-    lua_setfield(L, -2, m->name);
-  }
-  lua_pop(L, 1);
-}
-
 /* main's body, under lua_pcall: argv as a light userdata pair. */
 static int pmain (lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
@@ -130,7 +103,7 @@ static int pmain (lua_State *L) {
   }
   luaL_openlibs(L);
   if (warn) lua_warning(L, "@on", 0);
-  preload(L);
+  luaio_preload(L);
   /* arg: script at 0, interpreter and options below */
   {
     int base = script > 0 ? script : argc;

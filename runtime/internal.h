@@ -224,7 +224,7 @@ void luaio__handle_open (lua_State *L);
 
 /* ---------------------------------------------------------- runtime */
 
-enum { E_TASK, E_CALL, E_FUTCB, E_REPORT, E_SIGNAL, E_ACCEPT };
+enum { E_TASK, E_CALL, E_FUTCB, E_REPORT, E_SIGNAL, E_ACCEPT, E_CCALL };
 
 typedef struct luaio_Entry {
   int kind;
@@ -294,6 +294,9 @@ struct luaio_Runtime {
   void *streams;               /* open streams and servers (stream.c) */
   void *udps;                  /* open UDP sockets (udp.c) */
   void *procs;                 /* child processes (process.c) */
+  void *embed;                 /* embedding state (embed.c), or NULL */
+  luaio_ReportFn report;       /* a host's report function, or NULL */
+  void *report_ud;
   struct sigaction old_sigint; /* restored when run() returns */
   double shutdown_timeout;
 };
@@ -303,6 +306,8 @@ luaio_Runtime *luaio__rt (lua_State *L);          /* running one or NULL */
 luaio_Runtime *luaio__need_rt (lua_State *L, const char *fname);
 luaio_Runtime *luaio__find_rt (luaio_State *G, unsigned id);
 luaio_Runtime *luaio__checkloop (lua_State *L, int idx);
+luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);
+void luaio__free_runtime (lua_State *L, luaio_Runtime *rt);
 void luaio__push_R (lua_State *L, luaio_Runtime *rt);
 int luaio__anchor (lua_State *L, luaio_Runtime *rt);  /* pops the value */
 void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot);
@@ -371,6 +376,10 @@ void luaio__thread_open (lua_State *L);
 void luaio__close_processes (luaio_Runtime *rt);
 void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
+
+/* embed.c */
+void luaio__run_ccall (lua_State *L, luaio_Runtime *rt, void *call);
+void luaio__close_embed (luaio_Runtime *rt);
 
 /* coro.c */
 void luaio__coro_open (lua_State *L);

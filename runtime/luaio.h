@@ -1,12 +1,18 @@
 /*
-** luaio.h -- public C interface of luaio: asyncio for Lua on libuv.
+** luaio.h -- the public C interface of luaio: asyncio for Lua on libuv.
 **
-** This header is all a host needs.  The runtime is opaque.  Every entry
-** point is protected: none lets a Lua error longjmp through the caller.
-** See docs/embedding.md.
+** This is the only header a host needs.  The runtime is opaque.  Every
+** entry point is protected: no Lua error ever longjmps through the host's
+** frames; failures return LUAIO_ERROR and luaio_error() says why.
+** Threads: everything here must be called on the loop's thread, except
+** the functions marked "any thread".  See docs/embedding.md.
 */
 #ifndef luaio_h
 #define luaio_h
+
+#include <stddef.h>
+
+#include <uv.h>
 
 #include "lua.h"
 
@@ -18,9 +24,158 @@
 #define LUAIO_API __attribute__((visibility("default")))
 #endif
 
-typedef struct luaio_Runtime luaio_Runtime;
+#define LUAIO_OK 0
+#define LUAIO_ERROR 1
 
-/* The core module: require "luaio.core". */
+typedef struct luaio_Runtime luaio_Runtime;
+typedef struct luaio_Pending luaio_Pending;
+
+/*
+** A callback that runs on the loop thread with a Lua thread L to work on.
+** For luaio_resolve: it pushes the results of the awaited operation and
+** returns how many (it may raise: the error is raised in the task).  For
+** luaio_call_threadsafe: whatever it returns is ignored; an error goes to
+** the exception handler.
+*/
+typedef int (*luaio_Callback) (lua_State *L, void *ud);
+
+/* Receives every exception report (default: written to stderr). */
+typedef void (*luaio_ReportFn) (luaio_Runtime *rt, const char *message,
+                                void *ud);
+
+/* The core module: require "luaio.core" (what `luaio.core.so` exports). */
 LUAIO_API int luaopen_luaio_core (lua_State *L);
+
+/*
+** [-0, +0] Makes `require "luaio"` (and its parts, and luaio.core) work in
+** L with no LUA_PATH: the Lua library is compiled into libluaio.
+** luaio_open does this itself.
+*/
+LUAIO_API void luaio_preload (lua_State *L);
+
+
+/* ---------------------------------------------------------- lifetime */
+
+/*
+** Opens a runtime.  L: an existing state (luaio's library is loaded into
+** it: scripts use `local aio = require "luaio"`, found without LUA_PATH),
+** or NULL for a new state with the standard libraries (closed by
+** luaio_close).
+** loop: the host's loop, or NULL for a private one.  On failure returns
+** NULL and writes a message into err (errlen bytes, may be 0).
+** One runtime per lua_State at a time.  Signal dispositions are never
+** changed.
+*/
+LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
+                                     char *err, size_t errlen);
+
+/*
+** Closes the runtime: cancels every task and lets it unwind (running the
+** loop, at most shutdown_timeout = 5 s), closes luaio's handles, frees
+** everything; closes the state if luaio made it, and the loop if it is
+** private.  Called from inside a task or callback: LUAIO_ERROR, nothing
+** done.  With a borrowed loop, the host's own callbacks may run meanwhile.
+*/
+LUAIO_API int luaio_close (luaio_Runtime *rt);
+
+LUAIO_API lua_State *luaio_state (luaio_Runtime *rt);
+LUAIO_API uv_loop_t *luaio_loop (luaio_Runtime *rt);
+
+/* The message of the last failure of an entry point (valid until the next). */
+LUAIO_API const char *luaio_error (luaio_Runtime *rt);
+
+/* Replaces the default exception report (stderr); NULL restores it. */
+LUAIO_API void luaio_set_report (luaio_Runtime *rt, luaio_ReportFn fn,
+                                 void *ud);
+
+
+/* ---------------------------------------------------------- running code */
+
+/*
+** Loads a chunk (code, or the file at path) and starts it as a task.
+** Errors while loading are returned; errors while it runs are the task's
+** (reported through the exception handler if nobody awaits it).
+*/
+LUAIO_API int luaio_dostring (luaio_Runtime *rt, const char *code,
+                              const char *chunkname);
+LUAIO_API int luaio_dofile (luaio_Runtime *rt, const char *path);
+
+/*
+** [-(nargs+1), +0] Starts a task running the function below the nargs
+** arguments on top of luaio_state(rt).
+*/
+LUAIO_API int luaio_spawn (luaio_Runtime *rt, int nargs);
+
+/* The number of tasks not yet finished. */
+LUAIO_API int luaio_pending_tasks (luaio_Runtime *rt);
+
+
+/* ---------------------------------------------------------- the loop */
+
+/*
+** Runs the loop (uv_run with mode).  UV_RUN_DEFAULT returns when nothing
+** is left to do (no task waits on a timer or I/O and the host has no
+** active handle).  Returns LUAIO_OK, or LUAIO_ERROR if the scheduler
+** failed (out of memory) or it is called from inside the loop.
+*/
+LUAIO_API int luaio_run (luaio_Runtime *rt, uv_run_mode mode);
+
+/*
+** A foreign event loop (GLib, Qt, epoll, poll): wait until
+** luaio_backend_fd(rt) is readable or luaio_backend_timeout(rt)
+** milliseconds passed (-1: no timeout, 0: work is ready now), then call
+** luaio_step(rt), which never blocks.
+*/
+LUAIO_API int luaio_backend_fd (luaio_Runtime *rt);
+LUAIO_API int luaio_backend_timeout (luaio_Runtime *rt);
+LUAIO_API int luaio_step (luaio_Runtime *rt);
+
+
+/* ---------------------------------------------------------- async C */
+
+/*
+** An async C function, called from Lua in a task:
+**
+**   static int l_compute (lua_State *L) {
+**     luaio_Pending *p = luaio_pending(L);   raises if it cannot suspend
+**     ... start work; later, from its completion: luaio_resolve(p, push, ud)
+**     return luaio_await(L, p);               suspends the task
+**   }
+**
+** luaio_pending raises a Lua error (it is called from Lua) when the caller
+** is not a task that may suspend.  After luaio_await, the task resumes
+** once luaio_resolve is called: push(L, ud) then runs on the task's thread
+** and its results are the function's.  If the task is cancelled first,
+** luaio_await raises CancelledError in it, the on_cancel hook (if set)
+** runs, and the later luaio_resolve just frees the pending (push is not
+** called).  luaio_resolve must be called exactly once per pending.
+*/
+LUAIO_API luaio_Pending *luaio_pending (lua_State *L);
+LUAIO_API int luaio_await (lua_State *L, luaio_Pending *p);
+LUAIO_API void luaio_pending_on_cancel (luaio_Pending *p,
+                                        void (*fn) (void *ud), void *ud);
+LUAIO_API int luaio_pending_cancelled (luaio_Pending *p);
+LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
+                              void *ud);
+
+/* Any thread: luaio_resolve, done on the loop thread. */
+LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
+                                        luaio_Callback push, void *ud);
+
+/*
+** Any thread: fn(L, ud) runs soon on the loop thread, like a call_soon
+** callback (not a task: it cannot suspend), e.g. to set a Future's result.
+*/
+LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
+                                     void *ud);
+
+/*
+** Loop thread: while a hold is taken, the loop stays alive (luaio_run with
+** UV_RUN_DEFAULT does not return) even if nothing of its own is pending --
+** e.g. while a host thread will still call luaio_call_threadsafe.  Holds
+** count; luaio_release gives one back.
+*/
+LUAIO_API void luaio_hold (luaio_Runtime *rt);
+LUAIO_API void luaio_release (luaio_Runtime *rt);
 
 #endif

@@ -157,8 +157,44 @@ void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot) {
 ** handler through the Lua dispatcher.  Called only from the drain or from
 ** shutdown, never from a finaliser; errors are contained.
 */
+/* A host's report function gets the context as one text. */
+static void report_to_host (lua_State *L, luaio_Runtime *rt, int ctx) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_getfield(L, ctx, "message");
+  luaL_addvalue(&b);
+  if (lua_getfield(L, ctx, "exception") != LUA_TNIL) {
+    luaL_addchar(&b, '\n');
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  }
+  else lua_pop(L, 1);
+  if (lua_getfield(L, ctx, "traceback") == LUA_TSTRING) {
+    luaL_addchar(&b, '\n');
+    luaL_addvalue(&b);
+  }
+  else lua_pop(L, 1);
+  luaL_pushresult(&b);
+  rt->report(rt, lua_tostring(L, -1), rt->report_ud);
+}
+
+static int protected_report (lua_State *L) {
+  luaio_Runtime *rt = (luaio_Runtime *)lua_touserdata(L, 2);
+  report_to_host(L, rt, 1);
+  return 0;
+}
+
 void luaio__report (lua_State *L, luaio_Runtime *rt) {
   int ctx = lua_gettop(L);
+  if (rt->report != NULL && !rt->has_handler) {   /* replaces the default */
+    lua_pushcfunction(L, protected_report);
+    lua_pushvalue(L, ctx);
+    lua_pushlightuserdata(L, rt);
+    lua_pcall(L, 2, 0, 0);
+    lua_settop(L, ctx - 1);
+    return;
+  }
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DISPATCHKEY) == LUA_TFUNCTION) {
     luaio__push_loop(L, rt);
     lua_pushvalue(L, ctx);
@@ -239,9 +275,6 @@ static double optfield (lua_State *L, int t, const char *k, double d) {
 ** clock ("real" | "virtual"), shutdown_timeout (seconds).
 */
 static int core_new_loop (lua_State *L) {
-  luaio_State *G = luaio__G(L);
-  luaio_Runtime *rt;
-  LoopBox *box;
   int virt = 0, debug = 0;
   double st = 5.0;
   if (!lua_isnoneornil(L, 1)) {
@@ -258,22 +291,37 @@ static int core_new_loop (lua_State *L) {
     st = optfield(L, 1, "shutdown_timeout", 5.0);
     if (!(st >= 0)) luaL_error(L, "option 'shutdown_timeout' must be >= 0");
   }
+  luaio__new_runtime(L, NULL)->virtual_clock = virt;
+  luaio__checkloop(L, -1)->debug = debug;
+  luaio__checkloop(L, -1)->shutdown_timeout = st;
+  return 1;
+}
+
+/*
+** Makes a runtime on loop (NULL: a private one) and pushes its Loop
+** object.  Raises on failure.
+*/
+luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop) {
+  luaio_State *G = luaio__state(L);
+  luaio_Runtime *rt;
+  LoopBox *box;
   box = (LoopBox *)lua_newuserdatauv(L, sizeof(LoopBox), 1);
   box->rt = NULL;
   luaL_setmetatable(L, LUAIO_LOOP);
   rt = (luaio_Runtime *)calloc(1, sizeof(luaio_Runtime));
-  if (rt == NULL) return luaL_error(L, "not enough memory");
+  if (rt == NULL) luaL_error(L, "not enough memory");
   rt->G = G;
   rt->id = G->next_id++;
-  rt->virtual_clock = virt;
-  rt->debug = debug;
-  rt->shutdown_timeout = st;
-  if (uv_loop_init(&rt->own_loop) != 0) {
-    free(rt);
-    return luaL_error(L, "cannot create an event loop");
+  rt->shutdown_timeout = 5.0;
+  if (loop != NULL) rt->loop = loop;
+  else {
+    if (uv_loop_init(&rt->own_loop) != 0) {
+      free(rt);
+      luaL_error(L, "cannot create an event loop");
+    }
+    rt->loop = &rt->own_loop;
+    rt->owns_loop = 1;
   }
-  rt->loop = &rt->own_loop;
-  rt->owns_loop = 1;
   /* R */
   lua_createtable(L, 0, 8);
   rt->S = lua_newthread(L);
@@ -301,7 +349,17 @@ static int core_new_loop (lua_State *L) {
   rt->next = G->open;
   G->open = rt;
   box->rt = rt;
-  return 1;
+  return rt;
+}
+
+/* Closes and frees a runtime whose Loop object is on top (embedding). */
+void luaio__free_runtime (lua_State *L, luaio_Runtime *rt) {
+  LoopBox *b;
+  luaio__push_loop(L, rt);
+  b = (LoopBox *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  b->rt = NULL;
+  free_rt(L, rt);
 }
 
 /*

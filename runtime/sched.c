@@ -295,6 +295,9 @@ static void run_entry (lua_State *S, luaio_Runtime *rt, luaio_Entry *e) {
     case E_ACCEPT:
       luaio__run_accept(S, rt, e->p);
       break;
+    case E_CCALL:
+      luaio__run_ccall(S, rt, e->p);
+      break;
   }
 }
 
@@ -578,6 +581,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   luaio__close_streams(rt);
   luaio__close_udps(rt);
   luaio__close_processes(rt);
+  luaio__close_embed(rt);
   while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
   if (rt->owns_loop) {
     uv_run(rt->loop, UV_RUN_DEFAULT);

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Builds the embedding examples against build/libluaio.a (or, with
+# PKGCONFIG=1, against an installed luaio found by pkg-config) and
+# compares their output with the .expected files.  Prints
+# "N passed, M failed".
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+B=${B:-$top/build}
+CC=${CC:-cc}
+EXTRA=${EMBED_CFLAGS:-}
+if [ "${PKGCONFIG:-0}" = 1 ]; then
+  flags="$(pkg-config --cflags --libs luaio)"
+else
+  flags="-I$top/runtime $(pkg-config --cflags lua5.4 libuv) $B/libluaio.a $(pkg-config --libs lua5.4 libuv) -lm -ldl"
+fi
+out=$(mktemp -d)
+pass=0; fail=0
+for src in "$here"/*.c; do
+  name=$(basename "$src" .c)
+  if ! $CC -Wall -Wextra -Werror $EXTRA -o "$out/$name" "$src" $flags 2>"$out/$name.cc"; then
+    echo "FAIL $name: does not build"; cat "$out/$name.cc"; fail=$((fail + 1)); continue
+  fi
+  if ! timeout 20 "$out/$name" > "$out/$name.out" 2> "$out/$name.err"; then
+    echo "FAIL $name: exit status $?"; cat "$out/$name.err"; fail=$((fail + 1)); continue
+  fi
+  if ! cmp -s "$out/$name.out" "$here/$name.expected"; then
+    echo "FAIL $name: output differs"; diff "$here/$name.expected" "$out/$name.out"; fail=$((fail + 1)); continue
+  fi
+  pass=$((pass + 1))
+done
+rm -rf "$out"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
