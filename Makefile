@@ -12,7 +12,14 @@ LUA ?= lua5.4
 PKG_CONFIG ?= pkg-config
 BUSTED ?= busted
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+PCDIR ?= $(LIBDIR)/pkgconfig
+LUADIR ?= $(PREFIX)/share/lua/5.4
+CMODDIR ?= $(PREFIX)/lib/lua/5.4
 LUA_PC ?= lua5.4
+VERSION = 0.1.0
 
 LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
@@ -36,7 +43,7 @@ CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)
 
-all: $(B)/luaio $(B)/libluaio.a $(B)/lib/luaio/core.so
+all: $(B)/luaio $(B)/libluaio.a $(B)/libluaio.so $(B)/lib/luaio/core.so
 
 $(B)/obj/%.o: runtime/%.c $(DEPS) | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -44,6 +51,9 @@ $(B)/obj/%.o: runtime/%.c $(DEPS) | $(B)/obj
 $(B)/libluaio.a: $(CORE_OBJ) $(B)/obj/stdlib.o
 	rm -f $@
 	ar rcs $@ $^
+
+$(B)/libluaio.so: $(CORE_OBJ) $(B)/obj/stdlib.o
+	$(CC) -shared -Wl,-soname,libluaio.so.0 -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS)
 
 $(B)/lib/luaio/core.so: $(CORE_OBJ) $(B)/obj/stdlib.o | $(B)/lib/luaio
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS)
@@ -62,7 +72,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 	mkdir -p $@
 
 # ---------------------------------------------------------------- deps
-DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make
+DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -117,15 +127,31 @@ $(B)/bench:
 bench: all $(BENCH_BIN)
 	sh bench/run.sh $(CURDIR)/$(B)/luaio
 
+# ROCK=1 (luarocks make): only the module, the Lua files and the CLI.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/lua/5.4/luaio \
-	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/luaio
-	install -m 755 $(B)/luaio $(DESTDIR)$(PREFIX)/bin/luaio
-	install -m 644 $(B)/libluaio.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 runtime/luaio.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(B)/lib/luaio/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/luaio/
-	install -m 644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.4/luaio/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/luaio $(DESTDIR)$(CMODDIR)/luaio
+	install -m 755 $(B)/luaio $(DESTDIR)$(BINDIR)/luaio
+	install -m 644 $(LUA_SRC) $(DESTDIR)$(LUADIR)/luaio/
+	install -m 755 $(B)/lib/luaio/core.so $(DESTDIR)$(CMODDIR)/luaio/core.so
+	if [ -z "$(ROCK)" ]; then \
+	  install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) && \
+	  install -m 644 $(B)/libluaio.a $(DESTDIR)$(LIBDIR)/libluaio.a && \
+	  install -m 755 $(B)/libluaio.so $(DESTDIR)$(LIBDIR)/libluaio.so.$(VERSION) && \
+	  ln -sf libluaio.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libluaio.so.0 && \
+	  ln -sf libluaio.so.0 $(DESTDIR)$(LIBDIR)/libluaio.so && \
+	  install -m 644 runtime/luaio.h $(DESTDIR)$(INCDIR)/luaio.h && \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LUA_PC@|$(LUA_PC)|g' luaio.pc.in > $(DESTDIR)$(PCDIR)/luaio.pc; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/luaio $(DESTDIR)$(LIBDIR)/libluaio.a \
+	  $(DESTDIR)$(LIBDIR)/libluaio.so $(DESTDIR)$(LIBDIR)/libluaio.so.0 \
+	  $(DESTDIR)$(LIBDIR)/libluaio.so.$(VERSION) $(DESTDIR)$(INCDIR)/luaio.h \
+	  $(DESTDIR)$(PCDIR)/luaio.pc $(DESTDIR)$(CMODDIR)/luaio/core.so
+	rm -f $(addprefix $(DESTDIR)$(LUADIR)/luaio/,$(notdir $(LUA_SRC)))
+	-rmdir $(DESTDIR)$(LUADIR)/luaio $(DESTDIR)$(CMODDIR)/luaio 2>/dev/null
 
 clean:
 	rm -rf build
@@ -133,4 +159,4 @@ clean:
 embed-test: all
 	B=$(CURDIR)/$(B) sh examples/embed/run.sh
 
-.PHONY: all deps run test check bench install clean embed-test
+.PHONY: all deps run test check bench install uninstall clean embed-test

@@ -8,7 +8,7 @@ description = {
   detailed = [[
 luaio runs Lua 5.4 coroutines as tasks on a C scheduler built on libuv,
 with Python asyncio's semantics: tasks, futures, cancellation, timeouts,
-task groups, queues, streams, subprocesses.
+task groups, queues, streams, subprocesses, files, worker threads.
 ]],
   license = "MIT",
 }
@@ -16,7 +16,7 @@ dependencies = {
   "lua >= 5.4, < 5.5",
 }
 external_dependencies = {
-  LIBUV = { header = "uv.h", library = "uv" },
+  LIBUV = { header = "uv.h" },
 }
 build = {
   type = "make",
@@ -24,22 +24,12 @@ build = {
     CFLAGS = "$(CFLAGS)",
     LUA_CFLAGS = "-I$(LUA_INCDIR)",
     UV_CFLAGS = "-I$(LIBUV_INCDIR)",
-    UV_LIBS = "-L$(LIBUV_LIBDIR) -luv",
   },
   install_variables = {
     PREFIX = "$(PREFIX)",
-  },
-  install = {
-    lua = {
-      ["luaio.init"] = "lua/luaio/init.lua",
-      ["luaio._require"] = "lua/luaio/_require.lua",
-      ["luaio._cli"] = "lua/luaio/_cli.lua",
-    },
-    lib = {
-      ["luaio.core"] = "build/lib/luaio/core.so",
-    },
-    bin = {
-      luaio = "build/luaio",
-    },
+    BINDIR = "$(BINDIR)",
+    LUADIR = "$(LUADIR)",
+    CMODDIR = "$(LIBDIR)",
+    ROCK = "1",
   },
 }

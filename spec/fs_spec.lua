@@ -461,6 +461,22 @@ describe("aio.fs", function()
       end)
     end)
 
+    it("iterates every line of a large file", function()
+      local want = {}
+      for i = 1, 20000 do want[i] = "line " .. i end
+      put("f", table.concat(want, "\n") .. "\n")
+      H.run(function()
+        local f <close> = fs.open(path("f"))
+        local n, bad = 0, nil
+        for l in f:lines() do
+          n = n + 1
+          if l ~= want[n] and not bad then bad = ("line %d: %q"):format(n, l:sub(1, 40)) end
+        end
+        assert.is_nil(bad)
+        assert.equal(20000, n)
+      end)
+    end)
+
     it("with formats, like io", function()
       put("f", "abcdefg")
       H.run(function()

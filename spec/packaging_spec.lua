@@ -1,0 +1,109 @@
+-- Packaging: `make install` into a temporary prefix, a host built with
+-- nothing but `pkg-config --cflags --libs luaio`, and `luarocks make`.
+local H = require "helper"
+
+local function sh(cmd)
+  local f = io.popen(cmd .. " 2>&1; echo \"status=$?\"")
+  local out = f:read("a")
+  f:close()
+  local status = tonumber(out:match("status=(%d+)%s*$"))
+  return status, out:gsub("status=%d+%s*$", "")
+end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. H.quote(d)))
+  return d
+end
+
+describe("make install", function()
+  local prefix
+
+  setup(function()
+    prefix = tmpdir()
+    local status, out = sh(("make -s -C %s install PREFIX=%s"):format(H.quote(H.ROOT), H.quote(prefix)))
+    assert(status == 0, out)
+  end)
+
+  teardown(function()
+    if prefix then
+      sh(("make -s -C %s uninstall PREFIX=%s"):format(H.quote(H.ROOT), H.quote(prefix)))
+      os.execute("rm -rf " .. H.quote(prefix))
+    end
+  end)
+
+  it("installs the CLI, the libraries, the header, luaio.pc, the Lua files and luaio.core", function()
+    for _, f in ipairs { "bin/luaio", "lib/libluaio.a", "lib/libluaio.so", "include/luaio.h",
+                         "lib/pkgconfig/luaio.pc", "share/lua/5.4/luaio/init.lua",
+                         "lib/lua/5.4/luaio/core.so" } do
+      local fh = io.open(prefix .. "/" .. f)
+      assert(fh, "not installed: " .. f)
+      fh:close()
+    end
+  end)
+
+  it("lets a host build with only pkg-config and run a script", function()
+    local dir = tmpdir()
+    local src = dir .. "/host.c"
+    local f = assert(io.open(src, "w"))
+    f:write([[
+#include <stdio.h>
+#include "luaio.h"
+int main (void) {
+  char err[200];
+  luaio_Runtime *rt = luaio_open(NULL, NULL, err, sizeof err);
+  if (!rt) { puts(err); return 1; }
+  luaio_dostring(rt, "local aio = require 'luaio' aio.sleep(0.01) print('installed ok')", "=t");
+  luaio_run(rt, UV_RUN_DEFAULT);
+  return luaio_close(rt);
+}
+]])
+    f:close()
+    local env = "PKG_CONFIG_PATH=" .. H.quote(prefix .. "/lib/pkgconfig")
+    local status, out = sh(("%s cc -Wall -Werror -o %s/host %s $(%s pkg-config --cflags --libs luaio) -Wl,-rpath,%s/lib")
+      :format(env, dir, src, env, prefix))
+    assert.equal(0, status, out)
+    status, out = sh(dir .. "/host")
+    os.execute("rm -rf " .. H.quote(dir))
+    assert.equal(0, status, out)
+    assert.equal("installed ok\n", out)
+  end)
+
+  it("installs a CLI that runs from any directory", function()
+    local status, out = sh(("cd / && %s/bin/luaio -e 'local aio = require \"luaio\" aio.sleep(0) print(\"cli ok\")'")
+      :format(prefix))
+    assert.equal(0, status, out)
+    assert.equal("cli ok\n", out)
+  end)
+
+  it("uninstalls what it installed", function()
+    local status, out = sh(("make -s -C %s uninstall PREFIX=%s"):format(H.quote(H.ROOT), H.quote(prefix)))
+    assert.equal(0, status, out)
+    assert.is_nil(io.open(prefix .. "/bin/luaio"))
+    assert.is_nil(io.open(prefix .. "/lib/libluaio.a"))
+    assert.is_nil(io.open(prefix .. "/share/lua/5.4/luaio/init.lua"))
+  end)
+end)
+
+describe("luarocks make", function()
+  local have = os.execute("command -v luarocks >/dev/null 2>&1")
+
+  it("installs the module into a tree, usable from stock lua5.4", function()
+    if not have then
+      pending("luarocks is not installed")
+      return
+    end
+    local tree = tmpdir()
+    local status, out = sh(("cd %s && luarocks --lua-version=5.4 make --tree %s luaio-0.1.0-1.rockspec")
+      :format(H.quote(H.ROOT), H.quote(tree)))
+    assert.equal(0, status, out)
+    status, out = sh(("cd / && LUA_PATH=%s LUA_CPATH=%s lua5.4 -e %s"):format(
+      H.quote(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua"),
+      H.quote(tree .. "/lib/lua/5.4/?.so"),
+      H.quote([[print(require "luaio".run(function() require "luaio".sleep(0.01) return "rock ok" end))]])))
+    os.execute("rm -rf " .. H.quote(tree))
+    assert.equal(0, status, out)
+    assert.equal("rock ok\n", out)
+  end)
+end)
