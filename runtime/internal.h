@@ -350,7 +350,8 @@ int luaio__typeerror (lua_State *L, int arg, const char *fname,
 void luaio__errors_open (lua_State *L);
 
 /* signal.c */
-int luaio__checksignal (lua_State *L, int arg);
+int luaio__checksignal (lua_State *L, int arg, const char *fname);
+void luaio__rewatch_sigint (luaio_Runtime *rt);
 void luaio__run_signal (lua_State *L, luaio_Runtime *rt, int signum);
 void luaio__close_signals (luaio_Runtime *rt);
 void luaio__signal_open (lua_State *L);

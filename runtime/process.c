@@ -117,7 +117,7 @@ static int p_wait (lua_State *L) {
 /* kill(signal): signal a running child; ESRCH once it has exited. */
 static int p_kill (lua_State *L) {
   Proc *p = checkproc(L);
-  int sig = luaio__checksignal(L, 2);
+  int sig = luaio__checksignal(L, 2, "send_signal");
   int r;
   if (p->exited) return luaio__oserror(L, UV_ESRCH, "send_signal");
   r = uv_process_kill(&p->h, sig);

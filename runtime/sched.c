@@ -430,6 +430,13 @@ static int watch_sigint (luaio_Runtime *rt) {
   return 1;          /* referenced: Ctrl-C can still wake the main task */
 }
 
+/* A user's SIGINT handler was removed while run() runs: watch again. */
+void luaio__rewatch_sigint (luaio_Runtime *rt) {
+  if (rt->sigint_on && rt->running_depth > 0 && rt->main != NULL &&
+      !uv_is_active((uv_handle_t *)&rt->sigint))
+    uv_signal_start(&rt->sigint, on_sigint, SIGINT);
+}
+
 static void unwatch_sigint (luaio_Runtime *rt) {
   uv_signal_stop(&rt->sigint);
   sigaction(SIGINT, &rt->old_sigint, NULL);

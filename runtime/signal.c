@@ -37,11 +37,15 @@ static const struct { const char *name; int num; } names[] = {
 };
 
 /* A signal number from a number or a name ("SIGTERM" or "TERM"). */
-int luaio__checksignal (lua_State *L, int arg) {
+int luaio__checksignal (lua_State *L, int arg, const char *fname) {
   int i;
   if (lua_type(L, arg) == LUA_TNUMBER) {
-    lua_Integer n = luaL_checkinteger(L, arg);
-    if (n <= 0 || n >= 65) luaL_argerror(L, arg, "invalid signal number");
+    lua_Integer n;
+    if (!lua_isinteger(L, arg))
+      luaio__argerror(L, arg, fname, "invalid signal number");
+    n = lua_tointeger(L, arg);
+    if (n <= 0 || n >= 65)
+      luaio__argerror(L, arg, fname, "invalid signal number");
     return (int)n;
   }
   if (lua_type(L, arg) == LUA_TSTRING) {
@@ -49,9 +53,9 @@ int luaio__checksignal (lua_State *L, int arg) {
     for (i = 0; names[i].name != NULL; i++)
       if (strcmp(s, names[i].name) == 0 || strcmp(s, names[i].name + 3) == 0)
         return names[i].num;
-    luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'", s));
+    luaio__argerror(L, arg, fname, lua_pushfstring(L, "unknown signal '%s'", s));
   }
-  luaL_typeerror(L, arg, "signal number or name");
+  luaio__typeerror(L, arg, fname, "signal number or name");
   return 0;
 }
 
@@ -73,7 +77,9 @@ void luaio__run_signal (lua_State *L, luaio_Runtime *rt, int signum) {
   luaio__push_R(L, rt);
   lua_getfield(L, -1, "signals");
   if (lua_rawgeti(L, -1, signum) != LUA_TTABLE) { lua_settop(L, top); return; }
-  n = (int)lua_rawlen(L, -1);
+  lua_getfield(L, -1, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
   luaL_checkstack(L, n + 4, "too many arguments");
   for (i = 1; i <= n; i++) lua_rawgeti(L, top + 3, i);
   luaio__call_reporting(L, rt, n - 1, "signal", top + 3);
@@ -89,11 +95,14 @@ static void on_closed (uv_handle_t *h) {
 /* loop:add_signal_handler(sig, fn, ...) */
 static int loop_add (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
-  int signum = luaio__checksignal(L, 2), n = lua_gettop(L), i;
+  int signum = luaio__checksignal(L, 2, "add_signal_handler");
+  int n = lua_gettop(L), i;
   Watch *w;
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (lua_type(L, 3) != LUA_TFUNCTION)
+    return luaio__typeerror(L, 3, "add_signal_handler", "function");
   if (signum == SIGKILL || signum == SIGSTOP)
-    return luaL_argerror(L, 2, "this signal cannot be caught");
+    return luaio__argerror(L, 2, "add_signal_handler",
+                           "this signal cannot be caught");
   luaio__push_R(L, rt);
   if (lua_getfield(L, -1, "signals") != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -101,11 +110,13 @@ static int loop_add (lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "signals");
   }
-  lua_createtable(L, n - 2, 0);
+  lua_createtable(L, n - 2, 1);        /* fn, args..., n (nils kept) */
   for (i = 3; i <= n; i++) {
     lua_pushvalue(L, i);
     lua_rawseti(L, -2, i - 2);
   }
+  lua_pushinteger(L, n - 2);
+  lua_setfield(L, -2, "n");
   lua_rawseti(L, -2, signum);
   w = find(rt, signum);
   if (w == NULL) {
@@ -128,22 +139,35 @@ static int loop_add (lua_State *L) {
       return luaL_error(L, "add_signal_handler: %s", uv_strerror(r));
     w->active = 1;
   }
-  if (signum == SIGINT) rt->user_sigint = 1;
+  if (signum == SIGINT) {               /* replaces run()'s Ctrl-C */
+    rt->user_sigint = 1;
+    if (rt->sigint_on) uv_signal_stop(&rt->sigint);
+  }
   return 0;
+}
+
+static void unlink_watch (luaio_Runtime *rt, Watch *w) {
+  Watch **pp;
+  for (pp = (Watch **)&rt->signals; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == w) { *pp = w->next; break; }
 }
 
 /* loop:remove_signal_handler(sig) -> true if a handler was removed */
 static int loop_remove (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
-  int signum = luaio__checksignal(L, 2);
+  int signum = luaio__checksignal(L, 2, "remove_signal_handler");
   Watch *w = find(rt, signum);
   if (w == NULL || !w->active) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  uv_signal_stop(&w->h);
   w->active = 0;
-  if (signum == SIGINT) rt->user_sigint = 0;
+  unlink_watch(rt, w);
+  uv_close((uv_handle_t *)&w->h, on_closed);   /* stops it too */
+  if (signum == SIGINT) {
+    rt->user_sigint = 0;
+    luaio__rewatch_sigint(rt);         /* run()'s Ctrl-C again, if it runs */
+  }
   luaio__push_R(L, rt);
   lua_getfield(L, -1, "signals");
   lua_pushnil(L);
@@ -156,7 +180,7 @@ static int loop_remove (lua_State *L) {
    CLI's SIGUSR1 dump must not hide a deadlock). */
 static int loop_unref (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
-  Watch *w = find(rt, luaio__checksignal(L, 2));
+  Watch *w = find(rt, luaio__checksignal(L, 2, "_signal_unref"));
   if (w != NULL) uv_unref((uv_handle_t *)&w->h);
   return 0;
 }

@@ -63,6 +63,7 @@ typedef struct Stream {
   int open;                    /* the handle is not closed yet */
   int closing;                 /* close() was called */
   int is_pipe;
+  int autoclose;               /* a child's output pipe: close at EOF */
   /* reading */
   char *buf;
   size_t off, len, cap, limit;
@@ -220,6 +221,11 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     s->eof = 1;
     uv_read_stop(h);
     s->reading = 0;
+    if (s->autoclose) {                /* nothing more can come: release it */
+      wake_first(&s->readers);
+      close_now(s);
+      return;
+    }
   }
   wake_first(&s->readers);
 }
@@ -756,7 +762,10 @@ void luaio__push_stream_end (lua_State *L, void *p, int reader) {
   b->s = s;
   s->refs++;
   luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
-  if (reader) start_reading(s);
+  if (reader) {
+    s->autoclose = 1;
+    start_reading(s);
+  }
 }
 
 /* A pipe nobody will use (the spawn failed): close and free it. */

@@ -194,6 +194,36 @@ static int no_exit (lua_State *L) {
   return luaL_error(L, "os.exit cannot be used in a to_thread worker");
 }
 
+/*
+** Makes a fresh global table for one call: reads fall back to the
+** worker's libraries; _G, load, loadfile and dofile refer to it, so that
+** nothing a call defines is seen by the next.
+*/
+static const char make_env[] =
+  "local G, load, loadfile, setmetatable, select = _G, load, loadfile, "
+  "  setmetatable, select\n"
+  "local mt = { __index = G }\n"
+  "return function()\n"
+  "  local env = setmetatable({}, mt)\n"
+  "  env._G = env\n"
+  "  env.load = function(...)\n"
+  "    local chunk, name, mode, e = ...\n"
+  "    if select('#', ...) < 4 then e = env end\n"
+  "    return load(chunk, name, mode, e)\n"
+  "  end\n"
+  "  env.loadfile = function(...)\n"
+  "    local file, mode, e = ...\n"
+  "    if select('#', ...) < 3 then e = env end\n"
+  "    return loadfile(file, mode, e)\n"
+  "  end\n"
+  "  env.dofile = function(file)\n"
+  "    local f, err = loadfile(file, 'bt', env)\n"
+  "    if not f then error(err, 2) end\n"
+  "    return f()\n"
+  "  end\n"
+  "  return env\n"
+  "end\n";
+
 static lua_State *get_state (void) {
   lua_State *W = NULL;
   uv_mutex_lock(&pool_lock);
@@ -207,6 +237,11 @@ static lua_State *get_state (void) {
   lua_pushcfunction(W, no_exit);
   lua_setfield(W, -2, "exit");
   lua_pop(W, 1);
+  if (luaL_loadstring(W, make_env) != LUA_OK || lua_pcall(W, 0, 1, 0) != LUA_OK) {
+    lua_close(W);
+    return NULL;
+  }
+  lua_setfield(W, LUA_REGISTRYINDEX, "luaio.make_env");
   return W;
 }
 
@@ -266,11 +301,8 @@ static int call_in_worker (lua_State *W) {
     return lua_error(W);
   if (lua_getupvalue(W, 2, 1) != NULL) { /* a fresh _ENV per call */
     lua_pop(W, 1);
-    lua_newtable(W);
-    lua_createtable(W, 0, 1);
-    lua_pushglobaltable(W);
-    lua_setfield(W, -2, "__index");
-    lua_setmetatable(W, -2);
+    lua_getfield(W, LUA_REGISTRYINDEX, "luaio.make_env");
+    lua_call(W, 0, 1);
     lua_setupvalue(W, 2, 1);
   }
   n = deser_values(W, w->args.p);

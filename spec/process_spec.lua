@@ -19,20 +19,6 @@ local function fails(f, ...)
   return err
 end
 
--- Runs fn like H.run, then lets fn's dead pipe readers be collected before
--- H.run checks for leftovers. A pipe read to EOF should already be closed
--- (asyncio closes read pipes at EOF): the test "releases its pipes" below
--- checks that without this help; here it would only hide other checks.
-local function run(fn)
-  return H.run(function()
-    fn()
-    for _ = 1, 2 do
-      collectgarbage()
-      for _ = 1, 3 do aio.sleep(0) end
-    end
-  end)
-end
-
 local function tmpdir()
   local d = os.tmpname()
   os.remove(d)
@@ -44,7 +30,7 @@ local function rmrf(d) os.execute("rm -rf " .. H.quote(d)) end
 
 describe("subprocesses", function()
   it("exec with a piped stdout: communicate gives its output and the code", function()
-    run(function()
+    H.run(function()
       local p = exec("echo", { "hello", "world" }, { stdout = PIPE })
       assert.is_true(math.type(p.pid) == "integer" and p.pid > 0)
       assert.is_nil(p.stdin)
@@ -58,7 +44,7 @@ describe("subprocesses", function()
   end)
 
   it("args may be omitted; arguments are not split or interpreted by a shell", function()
-    run(function()
+    H.run(function()
       local p = exec("printf", { "%s|", "a b", "$HOME", "'q'" }, { stdout = PIPE })
       assert.equal("a b|$HOME|'q'|", (p:communicate()))
       p = exec("true")
@@ -67,7 +53,7 @@ describe("subprocesses", function()
   end)
 
   it("shell runs through /bin/sh -c", function()
-    run(function()
+    H.run(function()
       local p = shell("echo $((6*7)) | tr 4 x; exit 5", { stdout = PIPE })
       local out = p:communicate()
       assert.equal("x2\n", out)
@@ -76,7 +62,7 @@ describe("subprocesses", function()
   end)
 
   it("communicate returns \"\" for an empty pipe and nil for one not piped", function()
-    run(function()
+    H.run(function()
       local p = exec("true", {}, { stdout = PIPE, stderr = PIPE })
       local out, err = p:communicate()
       assert.equal("", out)
@@ -89,7 +75,7 @@ describe("subprocesses", function()
   end)
 
   it("communicate reads 1 MiB from stdout and stderr at once without deadlock", function()
-    run(function()
+    H.run(function()
       -- interleaved writes: a reader that drains one pipe first deadlocks
       local prog = "for i = 1, 1024 do io.stdout:write(('o'):rep(1024)) io.stdout:flush() "
         .. "io.stderr:write(('e'):rep(1024)) end"
@@ -104,7 +90,7 @@ describe("subprocesses", function()
   end)
 
   it("communicate feeds input while reading the output (no deadlock on big data)", function()
-    run(function()
+    H.run(function()
       local chunk = {}
       for i = 0, 255 do chunk[#chunk + 1] = string.char(i) end
       local input = table.concat(chunk):rep(4096)   -- 1 MiB, binary
@@ -125,7 +111,7 @@ describe("subprocesses", function()
   end)
 
   it("communicate ignores a child that exits without reading its input", function()
-    run(function()
+    H.run(function()
       local p = exec("true", {}, { stdin = PIPE, stdout = PIPE })
       local out = p:communicate(("x"):rep(4 * 1024 * 1024))
       assert.equal("", out)
@@ -134,7 +120,7 @@ describe("subprocesses", function()
   end)
 
   it("communicate with input but no stdin pipe, or a non-string input, is an error", function()
-    run(function()
+    H.run(function()
       local p = exec("true", {}, { stdout = PIPE })
       local err = fails(p.communicate, p, "data")
       assert.matches("stdin", tostring(err))
@@ -148,7 +134,7 @@ describe("subprocesses", function()
   end)
 
   it("stdin/stdout streams can be used directly", function()
-    run(function()
+    H.run(function()
       local p = exec("cat", {}, { stdin = PIPE, stdout = PIPE })
       p.stdin:write("line 1\nline 2\n")
       p.stdin:drain()
@@ -166,13 +152,13 @@ describe("subprocesses", function()
       local p = exec("sh", { "-c", "cat; echo err >&2" }, { stdin = PIPE, stdout = PIPE, stderr = PIPE })
       local out, err = p:communicate("in")
       assert.same({ "in", "err\n" }, { out, err })
-      for _ = 1, 3 do aio.sleep(0) end
+      aio.sleep(0.01)      -- closing a handle takes a turn of the loop
       assert.equal(0, loop:stats().handles, "pipes still open after communicate")
 
       local p2 = exec("echo", { "x" }, { stdout = PIPE })
       assert.equal("x\n", p2.stdout:read())
       assert.equal(0, p2:wait())
-      for _ = 1, 3 do aio.sleep(0) end
+      aio.sleep(0.01)
       assert.equal(0, loop:stats().handles, "stdout pipe still open after EOF")
       -- keep the objects alive so that collection cannot close the pipes
       assert.is_table(p)
@@ -181,7 +167,7 @@ describe("subprocesses", function()
   end)
 
   it("exit codes", function()
-    run(function()
+    H.run(function()
       for _, code in ipairs { 0, 1, 2, 42, 255 } do
         local p = exec("sh", { "-c", "exit " .. code })
         assert.equal(code, p:wait())
@@ -191,7 +177,7 @@ describe("subprocesses", function()
   end)
 
   it("returncode is nil while the child runs", function()
-    run(function()
+    H.run(function()
       local p = exec("sleep", { "0.1" })
       assert.is_nil(p.returncode)
       aio.sleep(0.01)
@@ -203,7 +189,7 @@ describe("subprocesses", function()
   end)
 
   it("terminate gives -15, kill gives -9, send_signal by name or number", function()
-    run(function()
+    H.run(function()
       local p = exec("sleep", { "10" })
       p:terminate()
       assert.equal(-15, p:wait())
@@ -228,7 +214,7 @@ describe("subprocesses", function()
   end)
 
   it("a signal the child handles is not a signal death", function()
-    run(function()
+    H.run(function()
       local p = shell("trap 'exit 7' TERM; while :; do sleep 0.01; done",
         { stdout = PIPE })
       aio.sleep(0.1)                  -- let the shell install its trap
@@ -238,7 +224,7 @@ describe("subprocesses", function()
   end)
 
   it("send_signal with a bad signal is an error", function()
-    run(function()
+    H.run(function()
       local p = exec("sleep", { "10" })
       local err = fails(p.send_signal, p, "SIGNOPE")
       assert.matches("SIGNOPE", tostring(err))
@@ -249,7 +235,7 @@ describe("subprocesses", function()
   end)
 
   it("send_signal, terminate and kill after the child exited raise OSError ESRCH", function()
-    run(function()
+    H.run(function()
       local p = exec("true")
       p:wait()
       for _, f in ipairs {
@@ -265,7 +251,7 @@ describe("subprocesses", function()
   end)
 
   it("env replaces the environment", function()
-    run(function()
+    H.run(function()
       local p = exec("/usr/bin/env", {}, { env = { FOO = "bar baz", N = 5 }, stdout = PIPE })
       local out = p:communicate()
       local lines = {}
@@ -284,7 +270,7 @@ describe("subprocesses", function()
   end)
 
   it("bad env and options are errors at the call", function()
-    run(function()
+    H.run(function()
       assert.matches("env", tostring(fails(exec, "true", {}, { env = "FOO=1" })))
       assert.matches("env", tostring(fails(exec, "true", {}, { env = { FOO = {} } })))
       assert.matches("stdin", tostring(fails(exec, "true", {}, { stdin = "bogus" })))
@@ -297,7 +283,7 @@ describe("subprocesses", function()
 
   it("cwd sets the child's working directory", function()
     local d = tmpdir()
-    local ok, err = pcall(run, function()
+    local ok, err = pcall(H.run, function()
       local real = io.popen("cd " .. H.quote(d) .. " && pwd -P"):read("l")
       local p = exec("pwd", { "-P" }, { cwd = d, stdout = PIPE })
       assert.equal(real .. "\n", (p:communicate()))
@@ -310,7 +296,7 @@ describe("subprocesses", function()
   end)
 
   it("a missing cwd raises OSError", function()
-    run(function()
+    H.run(function()
       local err = fails(exec, "true", {}, { cwd = "/nonexistent/luaio/dir" })
       assert.is_true(aio.is(err, aio.OSError), tostring(err))
       assert.equal("ENOENT", err.code)
@@ -318,7 +304,7 @@ describe("subprocesses", function()
   end)
 
   it("a missing program raises OSError ENOENT and leaves nothing open", function()
-    run(function()
+    H.run(function()
       local err = fails(exec, "/nonexistent/luaio-no-such-program", {}, { stdout = PIPE, stderr = PIPE })
       assert.is_true(aio.is(err, aio.OSError), tostring(err))
       assert.is_true(aio.is(err, aio.Error))
@@ -336,7 +322,7 @@ describe("subprocesses", function()
   end)
 
   it("stderr = STDOUT merges both streams into stdout", function()
-    run(function()
+    H.run(function()
       local p = shell("echo out; echo err >&2; echo out2", { stdout = PIPE, stderr = STDOUT })
       assert.is_nil(p.stderr)
       local out, err = p:communicate()
@@ -348,7 +334,7 @@ describe("subprocesses", function()
 
   it("stderr = STDOUT with stdout = DEVNULL sends both to /dev/null", function()
     local f = os.tmpname()
-    local ok, err = pcall(run, function()
+    local ok, err = pcall(H.run, function()
       local p = shell("(readlink /proc/$$/fd/1 /proc/$$/fd/2 > " .. H.quote(f) .. "); :",
         { stdout = DEVNULL, stderr = STDOUT })
       assert.is_nil(p.stdout)
@@ -362,7 +348,7 @@ describe("subprocesses", function()
   end)
 
   it("DEVNULL connects a stream to /dev/null", function()
-    run(function()
+    H.run(function()
       local p = shell("(readlink /proc/$$/fd/0 /proc/$$/fd/1 >&2); :", { stdin = DEVNULL, stdout = DEVNULL, stderr = PIPE })
       local out, err = p:communicate()
       assert.is_nil(out)
@@ -377,7 +363,7 @@ describe("subprocesses", function()
   end)
 
   it("runs 100 subprocesses concurrently", function()
-    run(function()
+    H.run(function()
       local t0 = aio.time()
       local jobs = {}
       for i = 1, 100 do
@@ -395,7 +381,7 @@ describe("subprocesses", function()
   end)
 
   it("a cancelled wait() leaves no zombie and a later wait() gets the code", function()
-    run(function()
+    H.run(function()
       local p = shell("sleep 0.1; exit 3")
       local t = aio.spawn(p.wait, p)
       aio.sleep(0.01)
@@ -411,7 +397,7 @@ describe("subprocesses", function()
   end)
 
   it("a child whose wait was cancelled is reaped when it exits, even if nobody waits again", function()
-    run(function()
+    H.run(function()
       local p = exec("sleep", { "0.05" })
       local t = aio.spawn(p.wait, p)
       aio.sleep(0)
@@ -425,7 +411,7 @@ describe("subprocesses", function()
   end)
 
   it("several tasks may wait for the same process", function()
-    run(function()
+    H.run(function()
       local p = shell("sleep 0.05; exit 9")
       local res = aio.gather { function() return p:wait() end, function() return p:wait() end }
       assert.same({ 9, 9 }, { res[1], res[2] })
@@ -433,7 +419,7 @@ describe("subprocesses", function()
   end)
 
   it("cancelling communicate leaves the child running and usable", function()
-    run(function()
+    H.run(function()
       local p = exec("sleep", { "10" }, { stdout = PIPE, stderr = PIPE })
       local ok, err = pcall(aio.wait_for, aio.spawn(p.communicate, p), 0.05)
       assert.is_false(ok)

@@ -33,8 +33,11 @@ local function checkfile(f, fname)
   return f
 end
 
+local check_task = core.check_task
+
 --- aio.fs.open(path [, mode]) -> file
 function M.open(path, mode)
+  check_task("open")
   if type(path) ~= "string" then
     error(("bad argument #1 to 'open' (string expected, got %s)"):format(type(path)), 2)
   end
@@ -47,13 +50,18 @@ function M.open(path, mode)
     _path = path }, File)
 end
 
+-- Reads one more chunk into the buffer; false at EOF.
+local function more(f, want)
+  local data = fs("read", f._fd, math.max(want or 0, CHUNK), f._pos + #f._rbuf)
+  if data == "" then return false end
+  f._rbuf = f._rbuf .. data
+  return true
+end
+
 -- Makes sure the read buffer holds n bytes (or the rest, at EOF).
 local function fill(f, n)
   while #f._rbuf < n do
-    local want = math.max(n - #f._rbuf, CHUNK)
-    local data = fs("read", f._fd, want, f._pos + #f._rbuf)
-    if data == "" then return false end
-    f._rbuf = f._rbuf .. data
+    if not more(f, n - #f._rbuf) then return false end
   end
   return true
 end
@@ -74,11 +82,33 @@ local function read_line(f, keep)
       return keep and line or line:sub(1, -2)
     end
     start = #f._rbuf + 1
-    if not fill(f, #f._rbuf + CHUNK) then
+    if not more(f) then
       if #f._rbuf == 0 then return nil end
       return take(f, #f._rbuf)
     end
   end
+end
+
+-- "n": skips whitespace, then takes the longest numeral, as io.read does
+-- (at most 200 characters); nil (and nothing consumed past the
+-- whitespace) when there is none.
+local function read_number(f)
+  while true do
+    local ws = f._rbuf:match("^%s*")
+    if #ws < #f._rbuf then take(f, #ws); break end
+    take(f, #ws)
+    if not more(f) then return nil end
+  end
+  fill(f, 200)
+  local b = f._rbuf
+  local s = b:match("^[%+%-]?0[xX][%x]*%.?[%x]*[pP][%+%-]?%d+")
+    or b:match("^[%+%-]?0[xX][%x]*%.?[%x]*")
+    or b:match("^[%+%-]?%d*%.?%d*[eE][%+%-]?%d+")
+    or b:match("^[%+%-]?%d*%.?%d*")
+  local n = s and tonumber(s)
+  if n == nil then return nil end
+  take(f, #s)
+  return n
 end
 
 local function read_one(f, fmt)
@@ -95,13 +125,12 @@ local function read_one(f, fmt)
     fmt = fmt:gsub("^%*", "")
     local c = fmt:sub(1, 1)
     if c == "a" then
-      while fill(f, #f._rbuf + CHUNK) do end
+      while more(f) do end
       return take(f, #f._rbuf)
     elseif c == "l" then return read_line(f, false)
     elseif c == "L" then return read_line(f, true)
     elseif c == "n" then
-      local line = read_line(f, true)
-      return line and tonumber(line:match("^%s*(%S+)"))
+      return read_number(f)
     end
   end
   error(("bad argument to 'read' (invalid format '%s')"):format(tostring(fmt)), 3)
@@ -196,6 +225,7 @@ end
 
 --- aio.fs.read_file(path) -> data
 function M.read_file(path)
+  check_task("read_file")
   if type(path) ~= "string" then
     error(("bad argument #1 to 'read_file' (string expected, got %s)"):format(type(path)), 2)
   end
@@ -205,6 +235,7 @@ end
 
 --- aio.fs.write_file(path, data)
 function M.write_file(path, data)
+  check_task("write_file")
   if type(path) ~= "string" then
     error(("bad argument #1 to 'write_file' (string expected, got %s)"):format(type(path)), 2)
   end
@@ -217,6 +248,7 @@ end
 
 local function pathop(op)
   return function(path, ...)
+    check_task(op)
     if type(path) ~= "string" then
       error(("bad argument #1 to '%s' (string expected, got %s)"):format(op, type(path)), 2)
     end
@@ -231,6 +263,7 @@ M.unlink = pathop("unlink")
 M.scandir = pathop("scandir")
 
 function M.rename(from, to)
+  check_task("rename")
   if type(from) ~= "string" or type(to) ~= "string" then
     error("bad argument to 'rename' (two paths expected)", 2)
   end
