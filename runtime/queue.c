@@ -41,8 +41,9 @@ typedef struct Queue {
 /* The Queue of the object at arg 1 (a table holding it at [1]). */
 static Queue *checkq (lua_State *L) {
   Queue *q = NULL;
-  if (lua_type(L, 1) == LUA_TTABLE && lua_rawgeti(L, 1, 1) == LUA_TUSERDATA)
-    q = (Queue *)luaL_testudata(L, -1, LUAIO_QUEUE);
+  if (lua_type(L, 1) == LUA_TTABLE && lua_rawgeti(L, 1, 1) == LUA_TUSERDATA &&
+      luaio__hasmt(L, -1, luaio__G(L)->mt_queue))
+    q = (Queue *)lua_touserdata(L, -1);
   if (q == NULL) {
     lua_settop(L, 0);
     luaL_error(L, "bad self: a queue expected");
@@ -433,6 +434,7 @@ static const luaL_Reg methods[] = {
 
 void luaio__queue_open (lua_State *L) {
   luaL_newmetatable(L, LUAIO_QUEUE);
+  luaio__state(L)->mt_queue = lua_topointer(L, -1);
   lua_pop(L, 1);
   lua_newtable(L);
   luaio__setfuncs(L, methods);
