@@ -55,6 +55,7 @@ typedef struct Stream {
     uv_stream_t s;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
+    uv_tty_t tty;
   } u;
   luaio_Runtime *rt;
   Server *server;              /* that accepted it, or NULL */
@@ -746,6 +747,40 @@ static void push_pair (lua_State *L, Stream *s) {
 }
 
 
+/*
+** core.stdin_reader() -> a StreamReader on file descriptor 0 when it is a
+** terminal or a pipe (the REPL reads through the loop), else nil.
+*/
+static int l_stdin_reader (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "stdin_reader");
+  uv_handle_type type = uv_guess_handle(0);
+  Stream *s;
+  int r;
+  if (type != UV_TTY && type != UV_NAMED_PIPE) return 0;
+  s = (Stream *)calloc(1, sizeof(Stream));
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  s->rt = rt;
+  s->is_pipe = 1;
+  s->limit = DEFAULT_LIMIT;
+  s->high = HIGH_WATER;
+  s->low = LOW_WATER;
+  if (type == UV_TTY) r = uv_tty_init(rt->loop, &s->u.tty, 0, 1);
+  else {
+    r = uv_pipe_init(rt->loop, &s->u.pipe, 0);
+    if (r == 0) r = uv_pipe_open(&s->u.pipe, 0);
+  }
+  if (r != 0) {
+    free(s);
+    return luaio__oserror(L, r, "stdin");
+  }
+  s->u.h.data = s;
+  s->open = 1;
+  link_node(rt, &s->node);
+  luaio__push_stream_end(L, s, 1);
+  s->autoclose = 0;
+  return 1;
+}
+
 /* For subprocess pipes (process.c). */
 void *luaio__stream_pipe (luaio_Runtime *rt) {
   return new_stream(rt, 1);
@@ -1170,6 +1205,7 @@ static const luaL_Reg funcs[] = {
   {"pipe_connect", l_pipe_connect},
   {"tcp_listen", l_tcp_listen},
   {"pipe_listen", l_pipe_listen},
+  {"stdin_reader", l_stdin_reader},
   {NULL, NULL}
 };
 

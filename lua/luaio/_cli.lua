@@ -70,11 +70,14 @@ return function(actions, script, noenv, interactive, stdin)
       for i = 1, #arg do args[i] = arg[i] end
       local chunk, err = loadfile(path)
       if not chunk then error(err, 0) end
-      return chunk(table.unpack(args, 1, #arg))
+      if not interactive then return chunk(table.unpack(args, 1, #arg)) end
+      chunk(table.unpack(args, 1, #arg))
     end
     if interactive then
-      io.stderr:write(progname, ": the interactive prompt is not built yet; ",
-        "run a script instead\n")
+      if not script then
+        io.stdout:write(aio._VERSION, " (", _VERSION, ") -- every line runs as a task\n")
+      end
+      require("luaio._repl")(progname)
     end
   end)
   local status = 0
