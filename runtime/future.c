@@ -83,6 +83,39 @@ static int raise_cancelled (lua_State *L, int idx) {
 }
 
 /*
+** The running task is about to re-raise the error of the failed task at
+** idx (error value on top): remember where that task failed, so that the
+** running task's traceback shows the chain of awaits (task.c, task_msgh).
+*/
+static void record_cause (lua_State *L, int idx, luaio_Task *failed) {
+  luaio_Runtime *rt = luaio__state(L)->rt;
+  luaio_Task *cur = rt != NULL ? rt->current : NULL;
+  int err = lua_gettop(L);
+  if (cur == NULL || cur == failed || !failed->has_extras) return;
+  if (!lua_checkstack(L, 6)) return;
+  luaio__extras(L, failed, idx);
+  if (lua_getfield(L, -1, "traceback") != LUA_TSTRING) {
+    lua_settop(L, err);
+    return;
+  }
+  if (lua_getfield(L, -2, "name") == LUA_TSTRING)
+    lua_pushfstring(L, "\n(the error came from task '%s', awaited here; it "
+                    "was raised at:)\n", lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "\n(the error came from task 'Task-%I', awaited here; "
+                    "it was raised at:)\n", failed->id);
+  lua_pushvalue(L, -3);
+  lua_concat(L, 2);                    /* the cause text */
+  luaio__push_task(L, rt, cur);
+  luaio__extras(L, cur, -1);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "cause");
+  lua_pushvalue(L, err);
+  lua_setfield(L, -2, "cause_for");
+  lua_settop(L, err);
+}
+
+/*
 ** Pushes the results of the done future at idx, or raises its error
 ** (marking it retrieved) or its CancelledError.
 */
@@ -106,6 +139,7 @@ int luaio__future_results (lua_State *L, int idx) {
     case FUT_FAILED:
       f->retrieved = 1;
       lua_getiuservalue(L, idx, FUT_UV_RESULT);
+      if (f->is_task) record_cause(L, idx, (luaio_Task *)f);
       return lua_error(L);
     case FUT_CANCELLED:
       return raise_cancelled(L, idx);

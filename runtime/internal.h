@@ -363,6 +363,7 @@ void luaio__queue_open (lua_State *L);
 /* stream.c, udp.c, dns.c */
 void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *server);
 void luaio__close_streams (luaio_Runtime *rt);
+int luaio__count_streams (luaio_Runtime *rt);
 void luaio__close_udps (luaio_Runtime *rt);
 void luaio__stream_open (lua_State *L);
 void luaio__udp_open (lua_State *L);

@@ -575,6 +575,13 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
     rt->stop = 0;
     uv_run(rt->loop, UV_RUN_NOWAIT);
   }
+  if (rt->debug && luaio__count_streams(rt) > 0) {
+    lua_createtable(L, 0, 1);
+    lua_pushfstring(L, "%d stream(s) or server(s) left open at loop close "
+                    "(closed now)", luaio__count_streams(rt));
+    lua_setfield(L, -2, "message");
+    luaio__report(L, rt);
+  }
   rt->running_depth--;
   G->rt = saved;
   rt->closed = 1;

@@ -1151,6 +1151,14 @@ static int sv_gc (lua_State *L) {
   return 0;
 }
 
+/* How many streams and servers are still open (debug report at close). */
+int luaio__count_streams (luaio_Runtime *rt) {
+  Node *n;
+  int c = 0;
+  for (n = (Node *)rt->streams; n != NULL; n = n->next) c++;
+  return c;
+}
+
 /* Shutdown: close every stream and server of rt. */
 void luaio__close_streams (luaio_Runtime *rt) {
   Node *n = (Node *)rt->streams;

@@ -55,6 +55,7 @@ void luaio__extras (lua_State *L, luaio_Task *t, int idx) {
 static int task_msgh (lua_State *co) {
   luaio_State *G = luaio__state(co);
   luaio_Runtime *rt = G->rt;
+  int match;
   if (luaio__is_cancelled(co, 1) || rt == NULL || rt->current == NULL)
     return 1;
   luaL_traceback(co, co, NULL, 1);
@@ -68,7 +69,20 @@ static int task_msgh (lua_State *co) {
   }
   luaio__push_task(co, rt, rt->current);
   luaio__extras(co, rt->current, -1);
-  lua_pushvalue(co, -3);
+  /* re-raised from an awaited task: add where it came from */
+  lua_getfield(co, -1, "cause_for");
+  match = lua_rawequal(co, -1, 1);
+  lua_pop(co, 1);
+  if (match) {
+    if (lua_getfield(co, -1, "cause") == LUA_TSTRING) {
+      lua_pushvalue(co, 2);
+      lua_insert(co, -2);
+      lua_concat(co, 2);
+      lua_replace(co, 2);              /* the traceback, with its cause */
+    }
+    else lua_pop(co, 1);
+  }
+  lua_pushvalue(co, 2);
   lua_setfield(co, -2, "traceback");
   lua_settop(co, 1);
   return 1;
