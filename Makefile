@@ -26,6 +26,14 @@ LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
 UV_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null)
 UV_LIBS ?= $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
 
+# GNU readline for the REPL's line editing and history, when installed
+# (READLINE=0 to build without it).
+READLINE ?= $(shell [ -f /usr/include/readline/readline.h ] && echo 1 || echo 0)
+ifeq ($(READLINE),1)
+CLI_CFLAGS = -DLUAIO_READLINE
+CLI_LIBS = -lreadline
+endif
+
 OPT ?= -O2 -g
 WARN ?= -Wall -Wextra -Werror
 CFLAGS ?= $(OPT)
@@ -64,15 +72,19 @@ $(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
 $(B)/obj/stdlib.o: $(B)/gen/stdlib.c runtime/cli.h | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+$(B)/obj/cli.o: runtime/cli.c $(DEPS) Makefile | $(B)/obj
+	$(CC) $(ALL_CFLAGS) $(CLI_CFLAGS) -c -o $@ $<
+
 $(B)/luaio: $(B)/obj/cli.o $(B)/libluaio.a
 	$(CC) -o $@ $(B)/obj/cli.o $(B)/libluaio.a \
-	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -ldl -rdynamic
+	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
 
 $(B)/obj $(B)/gen $(B)/lib/luaio:
 	mkdir -p $@
 
 # ---------------------------------------------------------------- deps
-DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks
+DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks \
+  libreadline-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

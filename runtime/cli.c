@@ -25,6 +25,121 @@
 
 static const char *progname = "luaio";
 
+
+/* ---------------------------------------------------------- readline */
+
+/*
+** luaio._readline (only in the CLI, when built with GNU readline):
+** readline(prompt) -> line or nil at EOF, read through the loop with
+** readline's callback interface on a uv_poll of stdin, so that tasks keep
+** running while the prompt waits.  The task waits with the embedding API
+** (luaio_pending / luaio_resolve).
+*/
+#ifdef LUAIO_READLINE
+#include <readline/readline.h>
+#include <readline/history.h>
+
+static uv_poll_t rl_poll;
+static int rl_polling, rl_inited;
+static luaio_Pending *rl_waiting;
+static char *rl_line;
+static int rl_eof;
+
+static int push_line (lua_State *L, void *ud) {
+  (void)ud;
+  if (rl_eof) { rl_eof = 0; lua_pushnil(L); return 1; }
+  lua_pushstring(L, rl_line);
+  free(rl_line);
+  rl_line = NULL;
+  return 1;
+}
+
+static void stop_polling (void) {
+  if (rl_polling) { uv_poll_stop(&rl_poll); rl_polling = 0; }
+}
+
+static void on_rl_line (char *line) {
+  if (line == NULL) rl_eof = 1;
+  else {
+    if (*line) add_history(line);
+    rl_line = line;
+  }
+  rl_callback_handler_remove();
+  stop_polling();
+  if (rl_waiting != NULL) {
+    luaio_Pending *p = rl_waiting;
+    rl_waiting = NULL;
+    luaio_resolve(p, push_line, NULL);
+  }
+}
+
+static void on_rl_poll (uv_poll_t *h, int status, int events) {
+  (void)h; (void)status; (void)events;
+  rl_callback_read_char();
+}
+
+static void on_rl_cancel (void *ud) {   /* the waiting task was cancelled */
+  (void)ud;
+  rl_waiting = NULL;
+  rl_callback_handler_remove();
+  stop_polling();
+}
+
+static int l_readline (lua_State *L) {
+  const char *prompt = luaL_optstring(L, 1, "> ");
+  luaio_Runtime *rt = luaio_running(L);
+  luaio_Pending *p;
+  if (rt == NULL) return luaL_error(L, "readline: no running loop");
+  if (!rl_inited) {
+    uv_poll_init(luaio_loop(rt), &rl_poll, 0);
+    uv_unref((uv_handle_t *)&rl_poll);
+    rl_catch_signals = 0;               /* luaio handles SIGINT */
+    rl_inited = 1;
+  }
+  p = luaio_pending(L);
+  rl_waiting = p;
+  luaio_pending_on_cancel(p, on_rl_cancel, NULL);
+  rl_callback_handler_install(prompt, on_rl_line);
+  uv_poll_start(&rl_poll, UV_READABLE, on_rl_poll);
+  rl_polling = 1;
+  return luaio_await(L, p);
+}
+
+/* interrupt(): Ctrl-C at the prompt: drop what was typed, prompt again. */
+static int l_rl_interrupt (lua_State *L) {
+  (void)L;
+  rl_free_line_state();
+  rl_replace_line("", 0);
+  rl_crlf();
+  rl_on_new_line();
+  rl_redisplay();
+  return 0;
+}
+
+/* close(): before exit (the poll handle belongs to the closing loop). */
+static int l_rl_close (lua_State *L) {
+  (void)L;
+  if (rl_inited) {
+    rl_callback_handler_remove();
+    stop_polling();
+    uv_close((uv_handle_t *)&rl_poll, NULL);
+    rl_inited = 0;
+  }
+  return 0;
+}
+
+static int open_readline (lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_readline);
+  lua_setfield(L, -2, "readline");
+  lua_pushcfunction(L, l_rl_interrupt);
+  lua_setfield(L, -2, "interrupt");
+  lua_pushcfunction(L, l_rl_close);
+  lua_setfield(L, -2, "close");
+  return 1;
+}
+#endif
+
 static void print_usage (const char *badoption) {
   if (badoption != NULL) {
     if (badoption[1] == 'e' || badoption[1] == 'l')
@@ -104,6 +219,12 @@ static int pmain (lua_State *L) {
   luaL_openlibs(L);
   if (warn) lua_warning(L, "@on", 0);
   luaio_preload(L);
+#ifdef LUAIO_READLINE
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open_readline);
+  lua_setfield(L, -2, "luaio._readline");
+  lua_pop(L, 1);
+#endif
   /* arg: script at 0, interpreter and options below */
   {
     int base = script > 0 ? script : argc;

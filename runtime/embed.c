@@ -397,6 +397,10 @@ LUAIO_API void luaio_release (luaio_Runtime *rt) {
   if (e->holds > 0 && --e->holds == 0) uv_unref((uv_handle_t *)&e->async);
 }
 
+LUAIO_API luaio_Runtime *luaio_running (lua_State *L) {
+  return luaio__state(L)->rt;
+}
+
 LUAIO_API lua_State *luaio_state (luaio_Runtime *rt) {
   lua_State *L = rt->S, *main;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);

@@ -79,6 +79,9 @@ LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
 LUAIO_API int luaio_close (luaio_Runtime *rt);
 
 LUAIO_API lua_State *luaio_state (luaio_Runtime *rt);
+
+/* The runtime running in L (embedded, the CLI's, or aio.run's), or NULL. */
+LUAIO_API luaio_Runtime *luaio_running (lua_State *L);
 LUAIO_API uv_loop_t *luaio_loop (luaio_Runtime *rt);
 
 /* The message of the last failure of an entry point (valid until the next). */

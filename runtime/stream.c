@@ -1173,6 +1173,12 @@ void luaio__close_streams (luaio_Runtime *rt) {
 
 /* ---------------------------------------------------------- registration */
 
+/* core.stdin_is_tty() */
+static int l_stdin_is_tty (lua_State *L) {
+  lua_pushboolean(L, uv_guess_handle(0) == UV_TTY);
+  return 1;
+}
+
 static const luaL_Reg reader_methods[] = {
   {"read", do_read},
   {"readline", do_readline},
@@ -1214,6 +1220,7 @@ static const luaL_Reg funcs[] = {
   {"tcp_listen", l_tcp_listen},
   {"pipe_listen", l_pipe_listen},
   {"stdin_reader", l_stdin_reader},
+  {"stdin_is_tty", l_stdin_is_tty},
   {NULL, NULL}
 };
 

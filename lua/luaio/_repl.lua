@@ -12,8 +12,16 @@ local aio = require "luaio"
 local core = require "luaio.core"
 
 return function(progname)
-  local reader = core.stdin_reader()
+  -- A terminal with GNU readline (line editing, history), else a stream
+  -- on stdin, else (a regular file) plain reads.
+  local ok, rl = pcall(require, "luaio._readline")
+  local tty = ok and core.stdin_is_tty and core.stdin_is_tty()
+  local reader = not tty and core.stdin_reader() or nil
+  local current_prompt = "> "
   local function readline()
+    if tty then return rl.readline(current_prompt) end
+    io.stdout:write(current_prompt)
+    io.stdout:flush()
     if reader then return reader:readline() end
     return io.stdin:read("L")          -- a regular file: nothing to wait for
   end
@@ -23,16 +31,17 @@ return function(progname)
   loop:add_signal_handler("SIGINT", function()
     if running and not running:done() then
       running:cancel("interrupted")
+    elseif tty then
+      rl.interrupt()
     else
-      io.stdout:write("\n", tostring(rawget(_G, "_PROMPT") or "> "))
+      io.stdout:write("\n", current_prompt)
       io.stdout:flush()
     end
   end)
 
   local function prompt(first)
     local p = rawget(_G, first and "_PROMPT" or "_PROMPT2")
-    io.stdout:write(tostring(p or (first and "> " or ">> ")))
-    io.stdout:flush()
+    current_prompt = tostring(p or (first and "> " or ">> "))
   end
 
   local function report(err)
@@ -95,5 +104,6 @@ return function(progname)
     end
   end
   io.stdout:write("\n")
+  if tty then rl.close() end
   loop:remove_signal_handler("SIGINT")
 end
