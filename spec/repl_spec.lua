@@ -63,6 +63,7 @@ describe("the REPL", function()
     local p = io.popen("timeout 20 python3 " .. H.quote(script) .. " " .. H.quote(H.LUAIO) .. " 2>&1")
     local out = p:read("a")
     p:close()
+    out = out:gsub("\27%[[%?%d;]*%a", "")   -- readline's terminal escapes
     assert.matches("tick from background", out, 1, true)
     assert.matches("interrupted", out, 1, true)
     assert.matches("> 1%+2\r?\n3", out)
