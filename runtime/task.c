@@ -311,6 +311,10 @@ static void slow_step (luaio_Runtime *rt, luaio_Task *t, uint64_t ns) {
                   (double)ns / 1e9);
   lua_setfield(S, top + 1, "message");
   lua_settop(S, top + 1);
+  if (t->co != NULL && lua_status(t->co) == LUA_YIELD) {   /* where it is */
+    luaL_traceback(S, t->co, "the task stopped at:", 0);
+    lua_setfield(S, -2, "traceback");
+  }
   luaio__queue_report(S, rt);
   lua_settop(S, top);
 }
