@@ -544,6 +544,18 @@ static int l_future_on_cancel (lua_State *L) {
   return 0;
 }
 
+/*
+** core.note_cause(task, err): the running task is about to re-raise err,
+** which came from the failed task (gather re-raises a child's error).
+*/
+static int l_note_cause (lua_State *L) {
+  luaio_Task *t = luaio__checktask(L, 1);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  record_cause(L, 1, t);
+  return 0;
+}
+
 static const luaL_Reg shared_methods[] = {
   {"result", f_result},
   {"exception", f_exception},
@@ -593,6 +605,8 @@ void luaio__future_open (lua_State *L) {
   lua_setfield(L, -2, "Future");
   lua_pushcfunction(L, l_future_on_cancel);
   lua_setfield(L, -2, "future_on_cancel");
+  lua_pushcfunction(L, l_note_cause);
+  lua_setfield(L, -2, "note_cause");
   luaL_getmetatable(L, LUAIO_LOOP);
   lua_getfield(L, -1, "methods");
   lua_pushcfunction(L, loop_create_future);

@@ -90,6 +90,14 @@ return function(actions, script, noenv, interactive, stdin)
       if tb == nil and type(err) == "table" then tb = rawget(err, "traceback") end
       io.stderr:write(progname, ": ", message(err), "\n")
       if tb then io.stderr:write(tb, "\n") end
+      if aio.is(err, aio.ExceptionGroup) then   -- each failure, and where
+        for i, e in ipairs(err.exceptions) do
+          io.stderr:write(("[%d] %s\n"):format(i, message(e)))
+          local etb = err.tracebacks and err.tracebacks[i]
+          if not etb and type(e) == "table" then etb = rawget(e, "traceback") end
+          if etb then io.stderr:write(etb, "\n") end
+        end
+      end
       status = 1
     end
     io.stderr:flush()

@@ -88,6 +88,7 @@ function M.gather(aws, opts)
   local nfuts, nfinished = 0, 0
   local outer = core.Future()
   local cancel_requested = false
+  local failed                         -- the child whose error is raised
 
   local function on_done(fut)
     nfinished = nfinished + 1
@@ -104,6 +105,7 @@ function M.gather(aws, opts)
       end
       local err = fut:exception()
       if err ~= nil then
+        failed = fut
         outer:set_exception(err)
         return
       end
@@ -149,7 +151,11 @@ function M.gather(aws, opts)
     if ret then cancel_requested = true end
     return ret
   end)
-  return outer:await()
+  local ok, res = pcall(outer.await, outer)
+  if ok then return res end
+  -- the traceback of whoever dies of it shows where the child raised it
+  if failed and getmetatable(failed) == task_mt then core.note_cause(failed, res) end
+  error(res, 0)
 end
 
 ------------------------------------------------------------------ wait

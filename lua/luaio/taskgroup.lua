@@ -117,6 +117,7 @@ local function on_task_done(self, task)
   local err = task:exception()
   if err == nil then return end
   self._errors[#self._errors + 1] = err
+  self._tracebacks[#self._errors] = task:get_stack() or false
   local parent = self._parent
   if parent:done() then
     self._loop:call_exception_handler({
@@ -199,7 +200,11 @@ function TaskGroup:__close(err)
       parent:uncancel()
       parent:cancel()
     end
-    error(new_group("unhandled errors in a TaskGroup", errors), 0)
+    local eg = new_group("unhandled errors in a TaskGroup", errors)
+    -- where each child failed (false for the body's own error)
+    eg.tracebacks = {}
+    for i = 1, #errors do eg.tracebacks[i] = self._tracebacks[i] or false end
+    error(eg, 0)
   end
 end
 
@@ -210,7 +215,7 @@ local function enter()
   end
   local self = setmetatable({
     _loop = core.get_running_loop(), _parent = parent, _tasks = {},
-    _ntasks = 0, _errors = {}, _aborting = false, _exiting = false,
+    _ntasks = 0, _errors = {}, _tracebacks = {}, _aborting = false, _exiting = false,
     _parent_cancel_requested = false,
   }, TaskGroup)
   self._cb = function(t) on_task_done(self, t) end
