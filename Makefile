@@ -46,7 +46,8 @@ CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/future.c runtime/task.c runtime/errors.c runtime/coro.c runtime/signal.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
   runtime/dns.c runtime/fs.c \
-  runtime/process.c runtime/thread.c runtime/embed.c
+  runtime/process.c runtime/thread.c runtime/embed.c \
+  runtime/alloc.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)

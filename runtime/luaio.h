@@ -43,6 +43,20 @@ typedef int (*luaio_Callback) (lua_State *L, void *ud);
 typedef void (*luaio_ReportFn) (luaio_Runtime *rt, const char *message,
                                 void *ud);
 
+/*
+** A lua_Alloc for many small objects (the CLI's; a host may use it too):
+**   luaio_Allocator *a = luaio_allocator_new();
+**   lua_State *L = lua_newstate(luaio_alloc, a);
+**   ... lua_close(L); luaio_allocator_free(a);
+** Blocks up to 512 bytes come from per-size free lists (no malloc header,
+** no fragmentation; kept for reuse); larger ones from malloc.  One
+** allocator per lua_State; not thread-safe.
+*/
+typedef struct luaio_Allocator luaio_Allocator;
+LUAIO_API luaio_Allocator *luaio_allocator_new (void);
+LUAIO_API void luaio_allocator_free (luaio_Allocator *a);
+LUAIO_API void *luaio_alloc (void *ud, void *ptr, size_t osize, size_t nsize);
+
 /* The core module: require "luaio.core" (what `luaio.core.so` exports). */
 LUAIO_API int luaopen_luaio_core (lua_State *L);
 
