@@ -278,6 +278,25 @@ static void set_gc (lua_State *L) {
                progname, s);
 }
 
+/* Warnings as lauxlib's default: off until "@on"; "Lua warning: " lines. */
+static int warn_on, warn_cont;
+
+static void warnf (void *ud, const char *msg, int tocont) {
+  (void)ud;
+  if (!warn_cont && *msg == '@') {     /* a control message */
+    if (strcmp(msg, "@off") == 0) warn_on = 0;
+    else if (strcmp(msg, "@on") == 0) warn_on = 1;
+    return;
+  }
+  if (warn_on) {
+    if (!warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputs("\n", stderr);
+    fflush(stderr);
+  }
+  warn_cont = tocont;
+}
+
 /* The allocator: luaio's small-object one unless LUAIO_ALLOC=malloc. */
 static lua_State *new_state (luaio_Allocator **a) {
   const char *s = getenv("LUAIO_ALLOC");
@@ -287,7 +306,10 @@ static lua_State *new_state (luaio_Allocator **a) {
   *a = luaio_allocator_new();
   if (*a == NULL) return NULL;
   L = lua_newstate(luaio_alloc, *a);
-  if (L != NULL) lua_atpanic(L, panic);
+  if (L != NULL) {
+    lua_atpanic(L, panic);
+    lua_setwarnf(L, warnf, NULL);
+  }
   return L;
 }
 
