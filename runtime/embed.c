@@ -52,7 +52,7 @@ static int load_embedded (lua_State *L) {
   const luaio_Embedded *m = (const luaio_Embedded *)lua_touserdata(
     L, lua_upvalueindex(1));
   lua_pushfstring(L, "=[luaio] %s", m->name);
-  if (luaL_loadbufferx(L, m->src, m->len, lua_tostring(L, -1), "t") != LUA_OK)
+  if (luaL_loadbufferx(L, m->src, m->len, lua_tostring(L, -1), "b") != LUA_OK)
     return lua_error(L);
   lua_pushvalue(L, 1);
   lua_pushliteral(L, ":embedded:");

@@ -542,10 +542,15 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   uv_timer_stop(&rt->guard);
   while (rt->tasks != NULL) abandon(L, rt, rt->tasks);
   /* Never-retrieved errors: collect what is garbage (its finaliser
-     queues a report), then report what is still referenced. */
-  lua_gc(L, LUA_GCCOLLECT);
+     queues a report), then report what is still referenced.  No failure
+     ever tracked: no collection needed (start-up/exit of small scripts). */
   luaio__push_R(L, rt);
   lua_getfield(L, -1, "unretrieved");
+  lua_pushnil(L);
+  if (lua_next(L, -2) != 0) {
+    lua_pop(L, 2);
+    lua_gc(L, LUA_GCCOLLECT);
+  }
   lua_pushnil(L);
   while (lua_next(L, -2) != 0) {
     luaio_Future *f = luaio__tofuture(L, -2);

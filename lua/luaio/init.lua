@@ -208,41 +208,99 @@ function M.run(fn, ...)
   return close_and_return(r, pcall(r.run, r, fn, ...))
 end
 
------------------------------------------------------------------- combinators
-local combinators = require "luaio.combinators"
-local timeouts = require "luaio.timeouts"
-combinators._timeouts = timeouts
-for k, v in pairs(combinators) do
-  if k:sub(1, 1) ~= "_" then M[k] = v end
-end
-M.timeout = timeouts.timeout
-M.timeout_at = timeouts.timeout_at
-M.TaskGroup = require("luaio.taskgroup").TaskGroup
-local context = require "luaio.context"
-M.ContextVar = context.ContextVar
-M.copy_context = context.copy_context
-M.dump_tasks = require("luaio.introspect").dump_tasks
+------------------------------------------------------------------ the rest
+-- The other parts load on first use (aio.gather loads the combinators,
+-- aio.Queue the queues, ...): start-up stays close to plain Lua's.
+local parts = {}
 
-local sync = require "luaio.sync"
-for _, name in ipairs { "Lock", "Event", "Condition", "Semaphore",
-                        "BoundedSemaphore", "Barrier" } do
-  M[name] = sync[name]
+local function part_combinators()
+  local combinators = require "luaio.combinators"
+  local timeouts = require "luaio.timeouts"
+  combinators._timeouts = timeouts
+  for k, v in pairs(combinators) do
+    if k:sub(1, 1) ~= "_" then rawset(M, k, v) end
+  end
+  rawset(M, "timeout", timeouts.timeout)
+  rawset(M, "timeout_at", timeouts.timeout_at)
 end
-local queues = require "luaio.queues"
-M.Queue, M.LifoQueue, M.PriorityQueue = queues.Queue, queues.LifoQueue, queues.PriorityQueue
+for _, k in ipairs { "gather", "wait", "wait_for", "as_completed", "shield",
+                     "timeout", "timeout_at", "FIRST_COMPLETED",
+                     "FIRST_EXCEPTION", "ALL_COMPLETED" } do
+  parts[k] = part_combinators
+end
 
-local streams = require "luaio.streams"
-for _, name in ipairs { "open_connection", "start_server", "open_unix_connection",
-                        "start_unix_server", "open_udp", "getaddrinfo" } do
-  M[name] = streams[name]
+parts.TaskGroup = function()
+  rawset(M, "TaskGroup", require("luaio.taskgroup").TaskGroup)
 end
+
+local function part_context()
+  local context = require "luaio.context"
+  rawset(M, "ContextVar", context.ContextVar)
+  rawset(M, "copy_context", context.copy_context)
+end
+parts.ContextVar, parts.copy_context = part_context, part_context
+
+parts.dump_tasks = function()
+  rawset(M, "dump_tasks", require("luaio.introspect").dump_tasks)
+end
+
+local function part_sync()
+  local sync = require "luaio.sync"
+  for _, name in ipairs { "Lock", "Event", "Condition", "Semaphore",
+                          "BoundedSemaphore", "Barrier" } do
+    rawset(M, name, sync[name])
+  end
+end
+for _, k in ipairs { "Lock", "Event", "Condition", "Semaphore",
+                     "BoundedSemaphore", "Barrier" } do
+  parts[k] = part_sync
+end
+
+local function part_queues()
+  local queues = require "luaio.queues"
+  rawset(M, "Queue", queues.Queue)
+  rawset(M, "LifoQueue", queues.LifoQueue)
+  rawset(M, "PriorityQueue", queues.PriorityQueue)
+end
+parts.Queue, parts.LifoQueue, parts.PriorityQueue = part_queues, part_queues, part_queues
+
+local function part_streams()
+  local streams = require "luaio.streams"
+  for _, name in ipairs { "open_connection", "start_server", "open_unix_connection",
+                          "start_unix_server", "open_udp", "getaddrinfo" } do
+    rawset(M, name, streams[name])
+  end
+end
+for _, k in ipairs { "open_connection", "start_server", "open_unix_connection",
+                     "start_unix_server", "open_udp", "getaddrinfo" } do
+  parts[k] = part_streams
+end
+
+parts.fs = function() rawset(M, "fs", require "luaio.fs") end
+
+local function part_process()
+  local process = require "luaio.process"
+  process._aio = M
+  rawset(M, "PIPE", process.PIPE)
+  rawset(M, "DEVNULL", process.DEVNULL)
+  rawset(M, "STDOUT", process.STDOUT)
+  rawset(M, "create_subprocess_exec", process.create_subprocess_exec)
+  rawset(M, "create_subprocess_shell", process.create_subprocess_shell)
+end
+for _, k in ipairs { "PIPE", "DEVNULL", "STDOUT", "create_subprocess_exec",
+                     "create_subprocess_shell" } do
+  parts[k] = part_process
+end
+
+setmetatable(M, { __index = function(_, k)
+  local load_part = parts[k]
+  if load_part then
+    load_part()
+    return rawget(M, k)
+  end
+end })
+
 core.ignore_sigpipe()
-M.fs = require "luaio.fs"
-local process = require "luaio.process"
-process._aio = M
-M.PIPE, M.DEVNULL, M.STDOUT = process.PIPE, process.DEVNULL, process.STDOUT
-M.create_subprocess_exec = process.create_subprocess_exec
-M.create_subprocess_shell = process.create_subprocess_shell
 
 --- aio.to_thread(fn, ...) -> fn(...)'s results, run on a worker thread
 M.to_thread = core.to_thread

@@ -1,0 +1,77 @@
+-- table.lua RESULTS NOTE: the medians of bench/run.sh's results as a table.
+-- Each line of RESULTS: "<workload> <peer> <figure> [<second figure>]".
+local rows, order = {}, {}
+for line in io.lines(arg[1]) do
+  local w, p, a, b = line:match("^(%S+) (%S+) (%S+) ?(%S*)")
+  if w then
+    local key = w .. " " .. p
+    if not rows[key] then
+      rows[key] = { w = w, p = p, a = {}, b = {} }
+      order[#order + 1] = key
+    end
+    table.insert(rows[key].a, tonumber(a))
+    if b ~= "" then table.insert(rows[key].b, tonumber(b)) end
+  end
+end
+
+local function median(t)
+  if #t == 0 then return nil end
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+local unit = {
+  ["W1"] = "tasks/s", ["W1-1M"] = "tasks/s", W1wave = "tasks/s",
+  W2 = "switches/s", W3 = "s overhead", W3mem = "B/task", W4 = "round trips/s",
+  W5 = "s wall", ["start-up"] = "ms",
+}
+local lower = { W3 = true, W3mem = true, W5 = true, ["start-up"] = true }
+local second = { ["W1"] = "peak RSS KiB", ["W1-1M"] = "peak RSS KiB", W3 = "peak RSS KiB",
+  W4 = "p50 us", W5 = "excess timeouts" }
+
+for _, k in ipairs(order) do
+  local r = rows[k]
+  r.ma, r.mb = median(r.a), median(r.b)
+end
+
+-- the best peer other than luaio, per workload
+local best = {}
+for _, k in ipairs(order) do
+  local r = rows[k]
+  if r.p ~= "luaio" and r.ma then
+    local b = best[r.w]
+    if not b or (lower[r.w] and r.ma < b.ma) or (not lower[r.w] and r.ma > b.ma) then
+      best[r.w] = r
+    end
+  end
+end
+
+local function fmt(v)
+  if v == nil then return "" end
+  if v >= 1e6 then return ("%.2fM"):format(v / 1e6) end
+  if v >= 1e4 then return ("%.0fk"):format(v / 1e3) end
+  if v >= 100 then return ("%.0f"):format(v) end
+  return ("%.3f"):format(v)
+end
+
+print(("| %-9s | %-8s | %-22s | %-20s | %-24s |"):format(
+  "workload", "peer", "median", "second figure", "luaio vs best peer"))
+print("|" .. ("-"):rep(11) .. "|" .. ("-"):rep(10) .. "|" .. ("-"):rep(24) .. "|"
+  .. ("-"):rep(22) .. "|" .. ("-"):rep(26) .. "|")
+for _, k in ipairs(order) do
+  local r = rows[k]
+  local ratio = ""
+  if r.p == "luaio" and best[r.w] then
+    local b = best[r.w]
+    if lower[r.w] then
+      ratio = ("%.2fx of %s (lower is better)"):format(r.ma / b.ma, b.p)
+    else
+      ratio = ("%.2fx %s"):format(r.ma / b.ma, b.p)
+    end
+  end
+  print(("| %-9s | %-8s | %-22s | %-20s | %-24s |"):format(r.w, r.p,
+    fmt(r.ma) .. " " .. (unit[r.w] or ""),
+    r.mb and (fmt(r.mb) .. " " .. (second[r.w] or "")) or "", ratio))
+end
+print()
+print(arg[2])
