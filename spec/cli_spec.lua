@@ -3,13 +3,7 @@
 -- does not depend on whether busted runs under the CLI or lua5.4.
 local H = require "helper"
 
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readall = H.readall
 
 -- Runs a script through the CLI: cli(src, {args...}, opts) -> result, path.
 local function cli(src, args, opts)

@@ -37,6 +37,51 @@ function H.run(fn, opts)
   return finish(r, pcall(r.run, r, fn))
 end
 
+-- H.run with a watchdog: a test stuck on a lost wake-up fails instead of
+-- hanging the whole run (limit: 2 s of real time, 100 s virtual).
+function H.guarded(fn, opts)
+  return H.run(function()
+    local limit = (opts and opts.clock == "virtual") and 100 or 2
+    local ok, err = pcall(aio.wait_for, fn, limit)
+    if not ok and aio.is(err, aio.TimeoutError) then
+      error("watchdog: the test was stuck (lost wake-up?)", 0)
+    end
+    if not ok then error(err, 0) end
+  end, opts)
+end
+
+-- n passes of the scheduler.
+function H.spin(n)
+  for _ = 1, (n or 5) do aio.sleep(0) end
+end
+
+-- Waits for every task in ts to finish (never raises).
+function H.settle(ts)
+  if #ts > 0 then aio.wait(ts) end
+end
+
+-- Runs f(...) in a loop callback (not a task); returns pcall's results.
+function H.in_callback(f, ...)
+  local args = table.pack(...)
+  local res
+  aio.get_running_loop():call_soon(function()
+    res = table.pack(pcall(f, table.unpack(args, 1, args.n)))
+  end)
+  H.spin(2)
+  return res
+end
+
+-- This process's open file descriptors (leak checks for sockets).
+function H.open_fds()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  local p = assert(io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l"))
+  local n = tonumber(p:read("a"))
+  p:close()
+  return n
+end
+
 -- Runs fn and returns the list of exception contexts the loop reported.
 function H.reports(fn, opts)
   local got = {}
@@ -55,6 +100,7 @@ local function readall(path)
   f:close()
   return s
 end
+H.readall = readall
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

@@ -6,31 +6,16 @@ local H = require "helper"
 
 local V = { clock = "virtual" }
 
--- H.run with a watchdog: a lost wake-up fails the test instead of hanging
--- the run (virtual clock: the watchdog fires as soon as all are stuck).
-local function run(fn, opts)
-  return H.run(function()
-    local limit = (opts and opts.clock == "virtual") and 100 or 2
-    local ok, err = pcall(aio.wait_for, fn, limit)
-    if not ok and aio.is(err, aio.TimeoutError) then
-      error("watchdog: the test was stuck (lost wake-up?)", 0)
-    end
-    if not ok then error(err, 0) end
-  end, opts)
-end
+local run = H.guarded
 
 local function is_cancelled(err) return aio.is(err, aio.CancelledError) end
 local function is_shutdown(err) return aio.is(err, aio.QueueShutDown) end
 
-local function spin(n)
-  for _ = 1, (n or 5) do aio.sleep(0) end
-end
+local spin = H.spin
 
 local function spawn(f, ...) return aio.create_task(f, ...) end
 
-local function settle(ts)
-  if #ts > 0 then aio.wait(ts) end
-end
+local settle = H.settle
 
 local function drain(q)
   local out = {}
@@ -38,15 +23,7 @@ local function drain(q)
   return out
 end
 
-local function in_callback(f, ...)
-  local args = table.pack(...)
-  local res
-  aio.get_running_loop():call_soon(function()
-    res = table.pack(pcall(f, table.unpack(args, 1, args.n)))
-  end)
-  spin(2)
-  return res
-end
+local in_callback = H.in_callback
 
 local function needs_task(name, f, ...)
   local res = in_callback(f, ...)

@@ -6,13 +6,7 @@
 -- on whether busted itself runs under the CLI or lua5.4.
 local H = require "helper"
 
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readall = H.readall
 
 local function write(path, src)
   local f = assert(io.open(path, "wb"))

@@ -12,13 +12,7 @@ local function closer(fn)
   return setmetatable({}, { __close = fn })
 end
 
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readall = H.readall
 
 -- Runs a shell command line; returns {status, stdout, stderr}.
 local function sh(cmd, stdin)

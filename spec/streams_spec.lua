@@ -9,20 +9,8 @@ local H = require "helper"
 local HOST = "127.0.0.1"
 
 ------------------------------------------------------------------ helpers
--- Open file descriptors of this process: loop:stats() is not required to
--- count sockets, so leaks are checked here too.
-local PID do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("n")
-  f:close()
-end
-
-local function open_fds()
-  local p = assert(io.popen("ls /proc/" .. PID .. "/fd 2>/dev/null | wc -l"))
-  local n = tonumber(p:read("a"))
-  p:close()
-  return n
-end
+-- Open file descriptors: leaks are checked besides loop:stats().
+local open_fds = H.open_fds
 
 -- H.run with a watchdog (a lost wake-up fails instead of hanging) and a
 -- check that every socket the test opened is closed again.

@@ -7,19 +7,8 @@ local H = require "helper"
 local HOST = "127.0.0.1"
 
 ------------------------------------------------------------------ helpers
-local PID do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("n")
-  f:close()
-end
-
 -- Open file descriptors of this process (stats() need not count sockets).
-local function open_fds()
-  local p = assert(io.popen("ls /proc/" .. PID .. "/fd 2>/dev/null | wc -l"))
-  local n = tonumber(p:read("a"))
-  p:close()
-  return n
-end
+local open_fds = H.open_fds
 
 -- H.run with a watchdog and a check that every socket was closed.
 local function run(fn, limit)
