@@ -11,6 +11,10 @@ end
 --- aio.dump_tasks([file]) (default io.stderr)
 function M.dump_tasks(file)
   file = file or io.stderr
+  local ok, write = pcall(function() return file.write end)
+  if not ok or type(write) ~= "function" and not (getmetatable(write) or {}).__call then
+    error(("bad argument #1 to 'dump_tasks' (file expected, got %s)"):format(type(file)), 2)
+  end
   local tasks = core.all_tasks()
   local byid, children, roots = {}, {}, {}
   for _, t in ipairs(tasks) do
