@@ -110,8 +110,12 @@ test: deps
 	$(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec
 	@echo "== specs through stock $(LUA)"
 	$(SPEC_ENV) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
-	@echo "== embedding API (C hosts in examples/embed)"
+	@echo "== embedding API (C hosts in examples/embed), then again under ASan/UBSan"
 	B=$(CURDIR)/$(B) sh examples/embed/run.sh
+	$(MAKE) -s B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a
+	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/embed/run.sh
 	@echo "== conformance"
 	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
 
