@@ -132,6 +132,13 @@ check: deps
 	  $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
 	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
+	@echo "== stress (bounded, loopback only)"
+	$(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress
+	@echo "== the specs under valgrind (memcheck, the plain build)"
+	$(SPEC_ENV) LUAIO_BIN=$(CURDIR)/$(B)/luaio $(BUSTED) --lua=$(CURDIR)/tools/valgrind-luaio \
+	  -o utfTerminal spec/tasks_spec.lua spec/futures_spec.lua spec/timers_spec.lua \
+	  spec/sync_spec.lua spec/queues_spec.lua spec/combinators_spec.lua \
+	  spec/taskgroup_spec.lua spec/coroutine_spec.lua spec/streams_spec.lua
 
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
 

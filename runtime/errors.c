@@ -280,8 +280,27 @@ static int l_new_class (lua_State *L) {
   return 1;
 }
 
+/*
+** core.bad_self(self, "Lock", "acquire"): the error for a method of a Lua
+** class called on something else -- almost always `x.m()` for `x:m()`.
+** Called only once the caller's own metatable check failed.
+*/
+static int l_bad_self (lua_State *L) {
+  const char *cls = luaL_checkstring(L, 2);
+  const char *m = luaL_checkstring(L, 3);
+  const char *got = luaL_typename(L, 1);
+  if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  luaL_where(L, 2);
+  lua_pushfstring(L, "calling '%s:%s' on bad self (%s expected, got %s);"
+                  " call it with ':'", cls, m, cls, got);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 static const luaL_Reg funcs[] = {
   {"is", l_is},
+  {"bad_self", l_bad_self},
   {"new_error_class", l_new_class},
   {NULL, NULL}
 };

@@ -345,9 +345,9 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
   rt->current = t;
   rt->running = co;
   rt->body_failed = 0;
-  t0 = rt->debug ? uv_hrtime() : 0;
+  t0 = rt->debug ? uv_hrtime() : 0;  /* 0: not timed (debug may change) */
   status = lua_resume(co, from != NULL ? from : S, nargs, &nres);
-  if (rt->debug) slow_step(rt, t, uv_hrtime() - t0);
+  if (t0 != 0 && rt->debug) slow_step(rt, t, uv_hrtime() - t0);
   rt->current = saved;
   rt->running = savedrun;
   failed = rt->body_failed;

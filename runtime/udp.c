@@ -36,6 +36,7 @@ typedef struct Udp {
   struct Udp *prev, *next;
   Packet *head, *tail;
   int npackets, receiving, open, refs, rerr;
+  int closed;                   /* close callback has run */
   char buf[65536];
   luaio_WaitList readers;
 } Udp;
@@ -66,6 +67,8 @@ static void on_closed (uv_handle_t *h) {
   if (u->next) u->next->prev = u->prev;
   rt->open_handles--;
   free_packets(u);
+  u->closed = 1;
+  u->rt = NULL;
   if (u->refs == 0) free(u);
 }
 
@@ -258,7 +261,7 @@ static int u_gc (lua_State *L) {
   b->u = NULL;
   u->refs = 0;
   if (u->open) udp_close(u);           /* freed in its close callback */
-  else if (u->prev == NULL && u->next == NULL && u->rt->udps != u) free(u);
+  else if (u->closed) free(u);        /* else its close callback frees it */
   return 0;
 }
 

@@ -24,6 +24,7 @@ end
 --- var:get([default]) -> value, else default, else the var's default;
 --- raises when there is none of these.
 function ContextVar:get(...)
+  if getmetatable(self) ~= ContextVar then core.bad_self(self, "ContextVar", "get") end
   local ctx = current()
   local v = ctx and ctx[self]
   if v ~= nil then
@@ -47,6 +48,7 @@ end
 
 --- var:set(value) -> token for reset()
 function ContextVar:set(value)
+  if getmetatable(self) ~= ContextVar then core.bad_self(self, "ContextVar", "set") end
   if core.running_loop() == nil then
     error("ContextVar:set: no running event loop", 2)
   end
@@ -57,6 +59,7 @@ end
 
 --- var:reset(token): the value before the set() that made the token.
 function ContextVar:reset(token)
+  if getmetatable(self) ~= ContextVar then core.bad_self(self, "ContextVar", "reset") end
   if type(token) ~= "table" or token.var ~= self then
     error("bad argument #1 to 'reset' (a token of this ContextVar expected)", 2)
   end

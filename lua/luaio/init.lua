@@ -70,7 +70,11 @@ function M.isfuture(x)
 end
 
 function Task:print_stack(file)
+  if getmetatable(self) ~= task_mt then core.bad_self(self, "Task", "print_stack") end
   file = file or io.stderr
+  if io.type(file) ~= "file" then
+    error(("bad argument #1 to 'print_stack' (file expected, got %s)"):format(type(file)), 2)
+  end
   local s = self:get_stack()
   file:write(("Stack for %s:\n%s\n"):format(tostring(self),
     s or "(no stack: the task is not suspended)"))
@@ -129,14 +133,25 @@ local function describe(ctx)
   return table.concat(out, "\n")
 end
 
+local loop_mt = debug.getregistry()["luaio.Loop"]
+
+local function check_handler_args(self, ctx, name)
+  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", name) end
+  if type(ctx) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(name, type(ctx)), 3)
+  end
+end
+
 --- loop:default_exception_handler(ctx): writes the context to stderr.
 function Loop:default_exception_handler(ctx)
+  check_handler_args(self, ctx, "default_exception_handler")
   io.stderr:write(describe(ctx), "\n")
   io.stderr:flush()
 end
 
 --- loop:call_exception_handler(ctx): the handler set, or the default.
 function Loop:call_exception_handler(ctx)
+  check_handler_args(self, ctx, "call_exception_handler")
   local h = self:get_exception_handler()
   if h == nil then return self:default_exception_handler(ctx) end
   local ok, err = pcall(h, self, ctx)

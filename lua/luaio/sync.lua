@@ -22,6 +22,7 @@ local WaitList = core.WaitList
 local check_task = core.check_task
 local raise_cancel = core.raise_cancel
 local CancelledError = core.CancelledError
+local bad_self = core.bad_self
 
 local function class(name)
   local c = {}
@@ -47,6 +48,7 @@ function Lock:_state()
 end
 
 function Lock:locked()
+  if getmetatable(self) ~= Lock then bad_self(self, "Lock", "locked") end
   return self._locked
 end
 
@@ -58,6 +60,7 @@ end
 
 --- lock:acquire() -> lock (a guard for <close>)
 function Lock:acquire()
+  if getmetatable(self) ~= Lock then bad_self(self, "Lock", "acquire") end
   check_task("acquire")
   if not self._locked and #self._wl == 0 and self._woken == 0 then
     self._locked = true
@@ -74,6 +77,7 @@ function Lock:acquire()
 end
 
 function Lock:release()
+  if getmetatable(self) ~= Lock then bad_self(self, "Lock", "release") end
   if not self._locked then error("release: the Lock is not acquired", 2) end
   self._locked = false
   lock_wake_first(self)
@@ -93,19 +97,27 @@ function Event:_state()
   return (self._value and "set" or "unset") .. ", waiters " .. #self._wl
 end
 
-function Event:is_set() return self._value end
+function Event:is_set()
+  if getmetatable(self) ~= Event then bad_self(self, "Event", "is_set") end
+  return self._value
+end
 
 function Event:set()
+  if getmetatable(self) ~= Event then bad_self(self, "Event", "set") end
   if not self._value then
     self._value = true
     self._wl:wake_all()
   end
 end
 
-function Event:clear() self._value = false end
+function Event:clear()
+  if getmetatable(self) ~= Event then bad_self(self, "Event", "clear") end
+  self._value = false
+end
 
 --- event:wait() -> true once the event is set
 function Event:wait()
+  if getmetatable(self) ~= Event then bad_self(self, "Event", "wait") end
   check_task("wait")
   if self._value then return true end
   if not self._wl:wait("Event.wait") then raise_cancel() end
@@ -129,9 +141,19 @@ function Condition:_state()
   return self._lock:_state() .. ", waiting " .. #self._wl
 end
 
-function Condition:acquire() self._lock:acquire(); return self end
-function Condition:release() self._lock:release() end
-function Condition:locked() return self._lock:locked() end
+function Condition:acquire()
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "acquire") end
+  self._lock:acquire()
+  return self
+end
+function Condition:release()
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "release") end
+  self._lock:release()
+end
+function Condition:locked()
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "locked") end
+  return self._lock:locked()
+end
 
 local function notify(self, n)
   for _ = 1, n do
@@ -142,6 +164,7 @@ end
 --- cond:wait() -> true; releases the lock while waiting, holds it again
 --- when it returns (or raises).
 function Condition:wait()
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "wait") end
   check_task("wait")
   if not self._lock:locked() then
     error("wait: cannot wait on an un-acquired lock", 2)
@@ -164,6 +187,7 @@ end
 
 --- cond:wait_for(predicate) -> the predicate's first true value
 function Condition:wait_for(predicate)
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "wait_for") end
   if type(predicate) ~= "function" then
     error(("bad argument #1 to 'wait_for' (function expected, got %s)"):format(type(predicate)), 2)
   end
@@ -176,6 +200,7 @@ function Condition:wait_for(predicate)
 end
 
 function Condition:notify(n)
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "notify") end
   if not self._lock:locked() then
     error("notify: cannot notify on an un-acquired lock", 2)
   end
@@ -186,6 +211,7 @@ function Condition:notify(n)
 end
 
 function Condition:notify_all()
+  if getmetatable(self) ~= Condition then bad_self(self, "Condition", "notify_all") end
   if not self._lock:locked() then
     error("notify_all: cannot notify on an un-acquired lock", 2)
   end
@@ -194,6 +220,7 @@ end
 
 ------------------------------------------------------------------ Semaphore
 local Semaphore = class("Semaphore")
+local SEMAPHORES = { [Semaphore] = true }   -- and BoundedSemaphore, below
 Semaphore.__close = release_on_close
 
 local function new_semaphore(cls, fname, value)
@@ -215,6 +242,7 @@ function Semaphore:_state()
 end
 
 function Semaphore:locked()
+  if not SEMAPHORES[getmetatable(self)] then bad_self(self, "Semaphore", "locked") end
   return self._value == 0 or #self._wl > 0 or self._woken > 0
 end
 
@@ -228,6 +256,7 @@ end
 
 --- sem:acquire() -> sem (a guard for <close>)
 function Semaphore:acquire()
+  if not SEMAPHORES[getmetatable(self)] then bad_self(self, "Semaphore", "acquire") end
   check_task("acquire")
   if not self:locked() then
     self._value = self._value - 1
@@ -245,6 +274,7 @@ function Semaphore:acquire()
 end
 
 function Semaphore:release()
+  if not SEMAPHORES[getmetatable(self)] then bad_self(self, "Semaphore", "release") end
   self._value = self._value + 1
   sem_wake_next(self)
 end
@@ -256,6 +286,7 @@ for k, v in pairs(Semaphore) do
   if k ~= "__index" and k ~= "__name" and k ~= "__tostring" then BoundedSemaphore[k] = v end
 end
 BoundedSemaphore.__close = release_on_close
+SEMAPHORES[BoundedSemaphore] = true
 
 --- aio.BoundedSemaphore([value = 1]): releasing above value is an error.
 function M.BoundedSemaphore(value)
@@ -263,6 +294,7 @@ function M.BoundedSemaphore(value)
 end
 
 function BoundedSemaphore:release()
+  if getmetatable(self) ~= BoundedSemaphore then bad_self(self, "BoundedSemaphore", "release") end
   if self._value >= self._bound then
     error("release: BoundedSemaphore released too many times", 2)
   end
@@ -332,6 +364,7 @@ end
 
 --- barrier:wait() -> index in 0..parties-1
 function Barrier:wait()
+  if getmetatable(self) ~= Barrier then bad_self(self, "Barrier", "wait") end
   check_task("wait")
   local _ <close> = self._cond:acquire()
   return barrier_body(self)
@@ -339,6 +372,7 @@ end
 
 --- barrier:reset(): back to empty; waiting tasks get BrokenBarrierError.
 function Barrier:reset()
+  if getmetatable(self) ~= Barrier then bad_self(self, "Barrier", "reset") end
   check_task("reset")
   local _ <close> = self._cond:acquire()
   if self._count > 0 then
@@ -352,6 +386,7 @@ end
 
 --- barrier:abort(): broken; waiting and future callers get BrokenBarrierError.
 function Barrier:abort()
+  if getmetatable(self) ~= Barrier then bad_self(self, "Barrier", "abort") end
   check_task("abort")
   local _ <close> = self._cond:acquire()
   self._state = BROKEN
