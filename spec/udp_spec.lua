@@ -169,6 +169,25 @@ describe("UDP", function()
       errof(keep.sendto, keep, "x", HOST, 9)
     end)
   end)
+
+  it("outlives its loop: a socket collected after the loop closed is safe", function()
+    -- (a use-after-free that ASan found in `make check`)
+    local kept = {}
+    for _ = 1, 3 do
+      local r = aio.Runner()
+      r:run(function() kept[#kept + 1] = aio.open_udp { host = HOST, port = 0 } end)
+      r:close()
+    end
+    errof(kept[1].sendto, kept[1], "x", HOST, 9)
+    kept = nil
+    collectgarbage()
+    collectgarbage()
+    run(function()
+      local s = aio.open_udp { host = HOST, port = 0 }
+      assert.is_number(select(2, s:getsockname()))
+      s:close()
+    end)
+  end)
 end)
 
 ------------------------------------------------------------------ waiting

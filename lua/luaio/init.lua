@@ -72,8 +72,8 @@ end
 function Task:print_stack(file)
   if getmetatable(self) ~= task_mt then core.bad_self(self, "Task", "print_stack") end
   file = file or io.stderr
-  if io.type(file) ~= "file" then
-    error(("bad argument #1 to 'print_stack' (file expected, got %s)"):format(type(file)), 2)
+  if io.type(file) ~= "file" and not (type(file) == "table" and type(file.write) == "function") then
+    error(("bad argument #1 to 'print_stack' (file or object with write expected, got %s)"):format(type(file)), 2)
   end
   local s = self:get_stack()
   file:write(("Stack for %s:\n%s\n"):format(tostring(self),
