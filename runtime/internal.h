@@ -67,6 +67,9 @@ struct luaio_State {
   const void *mt_future;       /* metatables, for type checks without */
   const void *mt_task;         /* a registry lookup by name */
   const void *mt_queue;
+  const void *mt_reader;
+  const void *mt_writer;
+  const void *mt_waitlist;
 };
 
 int luaio__hasmt (lua_State *L, int idx, const void *mt);

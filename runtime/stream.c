@@ -237,8 +237,10 @@ static void start_reading (Stream *s) {
   }
 }
 
+/* (the cached-metatable test first: luaL_checkudata looks the name up) */
 static Stream *checkreader (lua_State *L) {
-  Box *b = (Box *)luaL_checkudata(L, 1, LUAIO_READER);
+  Box *b = luaio__hasmt(L, 1, luaio__G(L)->mt_reader)
+    ? (Box *)lua_touserdata(L, 1) : (Box *)luaL_checkudata(L, 1, LUAIO_READER);
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }
@@ -472,7 +474,8 @@ typedef struct WriteReq {
 } WriteReq;
 
 static Stream *checkwriter (lua_State *L) {
-  Box *b = (Box *)luaL_checkudata(L, 1, LUAIO_WRITER);
+  Box *b = luaio__hasmt(L, 1, luaio__G(L)->mt_writer)
+    ? (Box *)lua_touserdata(L, 1) : (Box *)luaL_checkudata(L, 1, LUAIO_WRITER);
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }
@@ -1245,6 +1248,11 @@ void luaio__stream_open (lua_State *L) {
            "ReaderMethods");
   newclass(L, LUAIO_WRITER, "StreamWriter", writer_methods, box_gc,
            "WriterMethods");
+  luaL_getmetatable(L, LUAIO_READER);
+  luaio__state(L)->mt_reader = lua_topointer(L, -1);
+  luaL_getmetatable(L, LUAIO_WRITER);
+  luaio__state(L)->mt_writer = lua_topointer(L, -1);
+  lua_pop(L, 2);
   newclass(L, LUAIO_SERVER, "Server", server_methods, sv_gc,
            "ServerMethods");
   luaio__setfuncs(L, funcs);

@@ -22,6 +22,8 @@ typedef struct WL {
 } WL;
 
 static WL *checkwl (lua_State *L) {
+  if (luaio__hasmt(L, 1, luaio__G(L)->mt_waitlist))
+    return (WL *)lua_touserdata(L, 1);
   return (WL *)luaL_checkudata(L, 1, LUAIO_WAITLIST);
 }
 
@@ -132,9 +134,11 @@ void luaio__waitlist_open (lua_State *L) {
     lua_newtable(L);
     luaio__setfuncs(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_len);
+    lua_pushlightuserdata(L, luaio__state(L));
+    lua_pushcclosure(L, l_len, 1);     /* G upvalue, as every core function */
     lua_setfield(L, -2, "__len");
   }
+  luaio__state(L)->mt_waitlist = lua_topointer(L, -1);
   lua_pop(L, 1);
   luaio__setfuncs(L, funcs);
 }
