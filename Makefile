@@ -3,7 +3,8 @@
 #   make            CLI (build/luaio), libluaio.a, the luaio.core module
 #   make run        run an example (installs missing Debian packages as root)
 #   make test       every spec, through the CLI and through stock lua5.4
-#   make check      the specs under ASan/UBSan
+#   make check      the specs under ASan/UBSan, stress specs, valgrind
+#   make fuzz       libFuzzer targets, FUZZ_TIME seconds each (clang)
 #   make bench      benchmarks (never part of the tests)
 #   make install    PREFIX=/usr/local
 
@@ -140,6 +141,34 @@ check: deps
 	  spec/sync_spec.lua spec/queues_spec.lua spec/combinators_spec.lua \
 	  spec/taskgroup_spec.lua spec/coroutine_spec.lua spec/streams_spec.lua
 
+# libFuzzer targets (clang): spec/fuzz/<target>.lua run by spec/fuzz/fuzz_main.c
+# against a libluaio built with ASan/UBSan.  FUZZ_TIME seconds per target;
+# new inputs go to build/fuzz/corpus/<target>, the committed corpus
+# (spec/fuzz/corpus/<target>) is read as seeds.
+FUZZ_TARGETS = stream_reader marshal
+FUZZ_TIME ?= 60
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+fuzz:
+	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) clang"
+	rm -f build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-*
+	$(MAKE) B=build/fuzz CC=clang OPT="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  READLINE=0 build/fuzz/libluaio.a
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS) \
+	    -DFUZZ_SCRIPT='"$(CURDIR)/spec/fuzz/'$$t'.lua"' spec/fuzz/fuzz_main.c \
+	    build/fuzz/libluaio.a $(LUA_LIBS) $(UV_LIBS) -lpthread -ldl -lm \
+	    -o build/fuzz/fuzz_$$t || exit 1; \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_TIME) s"; \
+	  ASAN_OPTIONS=detect_leaks=0 build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) \
+	    -max_len=2048 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus/$$t spec/fuzz/corpus/$$t 2>&1 | \
+	    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==|fuzz:|SUMMARY|INFO: seed)" ; \
+	  [ -z "$$(ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* 2>/dev/null)" ] || \
+	    { echo "fuzz $$t: a finding is in build/fuzz/"; exit 1; }; \
+	done
+
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
 
 $(B)/bench/%: bench/%.c | $(B)/bench
@@ -183,4 +212,4 @@ clean:
 embed-test: all
 	B=$(CURDIR)/$(B) sh examples/embed/run.sh
 
-.PHONY: all deps run test check bench install uninstall clean embed-test
+.PHONY: all deps run test check fuzz bench install uninstall clean embed-test

@@ -166,14 +166,19 @@ static void close_soon (Stream *s) {
   if (s->wbuf == 0 || s->werr != 0) close_now(s);
 }
 
-/* A reader or writer object is collected. */
+/*
+** A reader or writer object is collected.  When the last goes, the stream
+** is closed the way close() does it: what is queued is still written (a
+** handler may well return, and its writer be collected, before its last
+** writes are out; closing at once would lose them).
+*/
 static int box_gc (lua_State *L) {
   Box *b = (Box *)lua_touserdata(L, 1);
   Stream *s = b->s;
   if (s == NULL) return 0;
   b->s = NULL;
   if (--s->refs > 0) return 0;
-  if (s->open) close_now(s);           /* freed in its close callback */
+  if (s->open) close_soon(s);          /* freed in its close callback */
   else {
     free(s->buf);
     free(s);
@@ -247,7 +252,8 @@ static Stream *checkreader (lua_State *L) {
 
 /* Takes n bytes from the buffer, pushing them. */
 static void consume (lua_State *L, Stream *s, size_t n) {
-  lua_pushlstring(L, s->buf + s->off, n);
+  if (n == 0) lua_pushliteral(L, "");     /* (buf may still be NULL) */
+  else lua_pushlstring(L, s->buf + s->off, n);
   s->off += n;
   s->len -= n;
   if (s->len == 0) s->off = 0;
@@ -314,8 +320,9 @@ static int read_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* Searches sep in the buffer: offset of its start, or -1. */
 static long find (Stream *s, const char *sep, size_t seplen) {
-  const char *p, *base = s->buf + s->off;
-  if (s->len < seplen) return -1;
+  const char *p, *base;
+  if (s->len < seplen || s->buf == NULL) return -1;   /* (buf: none yet) */
+  base = s->buf + s->off;
   if (seplen == 1) {
     p = (const char *)memchr(base, sep[0], s->len);
     return p ? (long)(p - base) : -1;

@@ -199,6 +199,32 @@ describe("TCP echo", function()
 end)
 
 ------------------------------------------------------------------ lines
+describe("a handler that returns with writes still queued", function()
+  it("loses nothing when its reader and writer are collected", function()
+    -- (found by the stream_reader fuzz target: collecting the last
+    -- reference closed the socket at once, dropping queued writes)
+    run(function()
+      local big = ("0123456789abcdef"):rep(1 << 18)        -- 4 MiB
+      local path = os.tmpname()
+      os.remove(path)
+      local srv = aio.start_unix_server(function(_, w)      -- (small socket
+        w:write(big)                                      -- buffers: most of
+        w:close()                                         -- it is queued)
+      end, path)
+      local r, w = aio.open_unix_connection(path)
+      aio.sleep(0.05)                                     -- the handler returns
+      collectgarbage(); collectgarbage()                  -- and its objects go
+      local got = r:read()
+      assert.equal(#big, #got)
+      assert.is_true(got == big)
+      close(w)
+      srv:close()
+      srv:wait_closed()
+      os.remove(path)
+    end)
+  end)
+end)
+
 describe("line protocols", function()
   local function pieces(list)
     return function(_, w)
