@@ -122,7 +122,8 @@ test: deps
 
 # The specs through a CLI built with ASan and UBSan (child processes that
 # run stock lua5.4 load the plain build's module).
-check: deps
+check:
+	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) valgrind"
 	$(MAKE) all
 	$(MAKE) B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" all
@@ -134,7 +135,8 @@ check: deps
 	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
 	@echo "== stress (bounded, loopback only)"
-	$(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress
+	ulimit -n 20500 2>/dev/null; \
+	  $(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress
 	@echo "== the specs under valgrind (memcheck, the plain build)"
 	$(SPEC_ENV) LUAIO_BIN=$(CURDIR)/$(B)/luaio $(BUSTED) --lua=$(CURDIR)/tools/valgrind-luaio \
 	  -o utfTerminal spec/tasks_spec.lua spec/futures_spec.lua spec/timers_spec.lua \
