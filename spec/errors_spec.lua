@@ -81,6 +81,20 @@ describe("aio.is", function()
     assert.equal("plain", g.exceptions[2])
   end)
 
+  it("builds an ExceptionGroup with its errors in a fresh state too", function()
+    -- (its constructor lives in a lazily loaded module: the first call
+    -- must load it, not fall back to the plain error constructor)
+    local path = H.script([[
+      local aio = require "luaio"
+      local g = aio.ExceptionGroup("several", { aio.TimeoutError("t"), "plain" })
+      print(#g.exceptions, g.exceptions[2], tostring(g))
+    ]])
+    local r = H.cli({ path })
+    os.remove(path)
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("2\tplain\tExceptionGroup: several (2 sub-exceptions)\n", r.stdout)
+  end)
+
   it("walks the hierarchy: SSLError is an OSError, not the other way round", function()
     assert.is_true(aio.is(aio.SSLError("x"), aio.OSError))
     assert.is_true(aio.is(aio.SSLError("x"), aio.Error))

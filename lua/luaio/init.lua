@@ -25,6 +25,14 @@ local error_names = {
   "SSLError",
 }
 for _, name in ipairs(error_names) do M[name] = core[name] end
+-- ExceptionGroup's constructor and methods live in luaio.taskgroup, which
+-- is loaded lazily: the first call loads it (it replaces this __call).
+if not package.loaded["luaio.taskgroup"] then
+  getmetatable(core.ExceptionGroup).__call = function(...)
+    require "luaio.taskgroup"
+    return getmetatable(core.ExceptionGroup).__call(...)
+  end
+end
 M.is = core.is
 M.new_error_class = core.new_error_class
 
