@@ -139,9 +139,7 @@ check:
 	  $(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress
 	@echo "== the specs under valgrind (memcheck, the plain build)"
 	$(SPEC_ENV) LUAIO_BIN=$(CURDIR)/$(B)/luaio $(BUSTED) --lua=$(CURDIR)/tools/valgrind-luaio \
-	  -o utfTerminal spec/tasks_spec.lua spec/futures_spec.lua spec/timers_spec.lua \
-	  spec/sync_spec.lua spec/queues_spec.lua spec/combinators_spec.lua \
-	  spec/taskgroup_spec.lua spec/coroutine_spec.lua spec/streams_spec.lua
+	  --exclude-tags=timing -o utfTerminal $(VALGRIND_SPECS)
 
 # libFuzzer targets (clang): spec/fuzz/<target>.lua run by spec/fuzz/fuzz_main.c
 # against a libluaio built with ASan/UBSan.  FUZZ_TIME seconds per target;
@@ -170,6 +168,13 @@ fuzz:
 	  [ -z "$$(ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* 2>/dev/null)" ] || \
 	    { echo "fuzz $$t: a finding is in build/fuzz/"; exit 1; }; \
 	done
+
+# Under valgrind: every spec file but those that mostly start other
+# processes (the CLI, REPL, examples, docs, packaging: those run the plain
+# build, unwatched, and slowly); #timing specs need real parallelism,
+# which valgrind's one-thread-at-a-time scheduling takes away.
+VALGRIND_SPECS = $(filter-out spec/cli_spec.lua spec/repl_spec.lua spec/examples_spec.lua \
+  spec/docs_spec.lua spec/packaging_spec.lua, $(wildcard spec/*_spec.lua))
 
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
 

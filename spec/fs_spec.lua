@@ -148,7 +148,7 @@ describe("aio.fs", function()
       end)
     end)
 
-    it("does not block the loop: other tasks run while files are read", function()
+    it("does not block the loop: other tasks run while files are read #timing", function()
       put("big", ("x"):rep(4 * 1024 * 1024))
       H.run(function()
         local ticks = 0

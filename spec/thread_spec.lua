@@ -95,7 +95,7 @@ describe("aio.to_thread", function()
     end)
   end)
 
-  it("runs CPU-bound work without blocking the loop", function()
+  it("runs CPU-bound work without blocking the loop #timing", function()
     H.run(function()
       local ticks = 0
       local ticker = aio.spawn(function()
