@@ -9,17 +9,23 @@ local aio = require "luaio"
 local BAD = { n = 12, nil, true, 42, -1, 0 / 0, math.huge, -2 ^ 62, "str", {},
   function() end, coroutine.create(function() end), ("x"):rep(5000) }
 
-local FUNCTIONS = {
-  "sleep", "create_task", "spawn", "async", "await", "gather", "wait", "wait_for",
-  "as_completed", "shield", "timeout", "timeout_at", "TaskGroup", "ContextVar",
-  "Future", "Lock", "Event", "Condition", "Semaphore", "BoundedSemaphore",
-  "Barrier", "Queue", "LifoQueue", "PriorityQueue", "open_connection",
-  "start_server", "open_unix_connection", "start_unix_server", "open_udp",
-  "getaddrinfo", "to_thread",
-  -- (not create_subprocess_*: a string argument there is a program to run)
-  "is", "pcall", "xpcall", "Runner", "new_error_class",
-  "current_task", "all_tasks", "get_running_loop", "time",
+-- Every public callable of aio, from the API itself (pairs(aio) loads the
+-- lazy parts), so a new function is covered without editing this file.
+-- Left out, with the reason:
+local SKIP = {
+  create_subprocess_exec = "a string argument is a program it runs",
+  create_subprocess_shell = "a string argument is a command it runs",
 }
+local FUNCTIONS = {}
+for name, v in pairs(aio) do
+  local mt = getmetatable(v)
+  local callable = type(v) == "function"
+    or (type(v) == "table" and type(mt) == "table" and rawget(mt, "__call") ~= nil)
+  if callable and name:sub(1, 1) ~= "_" and not SKIP[name] then
+    FUNCTIONS[#FUNCTIONS + 1] = name
+  end
+end
+table.sort(FUNCTIONS)
 
 -- A raw internal error: a Lua runtime error raised inside luaio's files.
 local function raw_internal(err)
@@ -110,7 +116,6 @@ describe("bad input", function()
     sandbox(function()
       for _, name in ipairs(FUNCTIONS) do
         local f = aio[name]
-        assert(type(f) == "function", name)
         for i = 1, BAD.n do
           for j = 1, BAD.n, 3 do
             local err = try(f, BAD[i], BAD[j])
@@ -124,6 +129,7 @@ describe("bad input", function()
       aio.sleep(0.01)
     end)
     assert.same({}, raw)
+    assert.is_true(#FUNCTIONS > 50, "the API list looks short: " .. #FUNCTIONS)
   end)
 
   it("methods give clear errors for bad arguments and a wrong self", function()

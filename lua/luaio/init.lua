@@ -315,13 +315,22 @@ for _, k in ipairs { "PIPE", "DEVNULL", "STDOUT", "create_subprocess_exec",
   parts[k] = part_process
 end
 
-setmetatable(M, { __index = function(_, k)
-  local load_part = parts[k]
-  if load_part then
-    load_part()
-    return rawget(M, k)
-  end
-end })
+setmetatable(M, {
+  __index = function(_, k)
+    local load_part = parts[k]
+    if load_part then
+      load_part()
+      return rawget(M, k)
+    end
+  end,
+  -- pairs(aio) lists the whole API, the lazily loaded parts included
+  __pairs = function(t)
+    for k, load_part in pairs(parts) do
+      if rawget(t, k) == nil then load_part() end
+    end
+    return next, t, nil
+  end,
+})
 
 core.ignore_sigpipe()
 
