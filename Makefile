@@ -105,12 +105,16 @@ run: deps
 SPEC_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
   LUA_CPATH="$(CURDIR)/$(B)/lib/?.so;;" LUAIO="$(CURDIR)/$(B)/luaio"
 
+# GUARD: a spec run that hangs fails after 10 minutes instead of eating
+# the CI budget (a spec's own watchdog normally fails it much sooner).
+GUARD ?= timeout -k 10 600
+
 test: deps
 	$(MAKE) all
 	@echo "== specs through the luaio CLI"
-	$(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec
+	$(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec
 	@echo "== specs through stock $(LUA)"
-	$(SPEC_ENV) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
+	$(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
 	@echo "== embedding API (C hosts in examples/embed), then again under ASan/UBSan"
 	B=$(CURDIR)/$(B) sh examples/embed/run.sh
 	$(MAKE) -s B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
@@ -131,14 +135,14 @@ check:
 	  LUA_CPATH="$(CURDIR)/$(B)/lib/?.so;;" \
 	  LUAIO="$(CURDIR)/build/asan/luaio" ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
+	  $(GUARD) $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
 	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
 	@echo "== stress (bounded, loopback only)"
 	ulimit -n 20500 2>/dev/null; \
-	  $(SPEC_ENV) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress
+	  $(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress
 	@echo "== the specs under valgrind (memcheck, the plain build)"
-	$(SPEC_ENV) LUAIO_BIN=$(CURDIR)/$(B)/luaio $(BUSTED) --lua=$(CURDIR)/tools/valgrind-luaio \
+	$(SPEC_ENV) LUAIO_BIN=$(CURDIR)/$(B)/luaio $(GUARD) $(BUSTED) --lua=$(CURDIR)/tools/valgrind-luaio \
 	  --exclude-tags=timing -o utfTerminal $(VALGRIND_SPECS)
 
 # libFuzzer targets (clang): spec/fuzz/<target>.lua run by spec/fuzz/fuzz_main.c
