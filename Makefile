@@ -2,7 +2,9 @@
 #
 #   make            CLI (build/luaio), libluaio.a, the luaio.core module
 #   make run        run an example (installs missing Debian packages as root)
-#   make test       every spec, through the CLI and through stock lua5.4
+#   make test       every spec, through the CLI and through stock lua5.4;
+#                   as root it also installs (PREFIX) and runs the conformance
+#                   cases against the installed module
 #   make check      the specs under ASan/UBSan, stress specs, valgrind
 #   make fuzz       libFuzzer targets, FUZZ_TIME seconds each (clang)
 #   make bench      benchmarks (never part of the tests)
@@ -123,6 +125,10 @@ test: deps
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/embed/run.sh
 	@echo "== conformance"
 	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
+	@echo "== conformance again, with no LUA_PATH: stock lua5.4 finds the installed module"
+	@if [ "$$(id -u)" = 0 ]; then \
+	  $(MAKE) -s install >/dev/null && sh spec/conformance.sh $(CURDIR)/$(B)/luaio; \
+	else echo "not root: skipped (as root, make test runs make install first)"; fi
 
 # The specs through a CLI built with ASan and UBSan (child processes that
 # run stock lua5.4 load the plain build's module).
