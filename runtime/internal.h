@@ -73,6 +73,8 @@ struct luaio_State {
 };
 
 int luaio__hasmt (lua_State *L, int idx, const void *mt);
+void *luaio__checkudata (lua_State *L, int idx, const void *mt,
+                         const char *tname);
 
 #define luaio__G(L) ((luaio_State *)lua_touserdata(L, lua_upvalueindex(1)))
 

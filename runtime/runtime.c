@@ -74,6 +74,14 @@ int luaio__hasmt (lua_State *L, int idx, const void *mt) {
   return r;
 }
 
+/* luaL_checkudata by the cached metatable mt: the lookup by name (and
+   lauxlib's message) only when that check fails. */
+void *luaio__checkudata (lua_State *L, int idx, const void *mt,
+                         const char *tname) {
+  if (luaio__hasmt(L, idx, mt)) return lua_touserdata(L, idx);
+  return luaL_checkudata(L, idx, tname);
+}
+
 void luaio__setfuncs (lua_State *L, const luaL_Reg *l) {
   luaio_State *G = luaio__state(L);
   lua_pushlightuserdata(L, G);

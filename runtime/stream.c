@@ -242,10 +242,8 @@ static void start_reading (Stream *s) {
   }
 }
 
-/* (the cached-metatable test first: luaL_checkudata looks the name up) */
 static Stream *checkreader (lua_State *L) {
-  Box *b = luaio__hasmt(L, 1, luaio__G(L)->mt_reader)
-    ? (Box *)lua_touserdata(L, 1) : (Box *)luaL_checkudata(L, 1, LUAIO_READER);
+  Box *b = (Box *)luaio__checkudata(L, 1, luaio__G(L)->mt_reader, LUAIO_READER);
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }
@@ -481,8 +479,7 @@ typedef struct WriteReq {
 } WriteReq;
 
 static Stream *checkwriter (lua_State *L) {
-  Box *b = luaio__hasmt(L, 1, luaio__G(L)->mt_writer)
-    ? (Box *)lua_touserdata(L, 1) : (Box *)luaL_checkudata(L, 1, LUAIO_WRITER);
+  Box *b = (Box *)luaio__checkudata(L, 1, luaio__G(L)->mt_writer, LUAIO_WRITER);
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }

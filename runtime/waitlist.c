@@ -22,9 +22,7 @@ typedef struct WL {
 } WL;
 
 static WL *checkwl (lua_State *L) {
-  if (luaio__hasmt(L, 1, luaio__G(L)->mt_waitlist))
-    return (WL *)lua_touserdata(L, 1);
-  return (WL *)luaL_checkudata(L, 1, LUAIO_WAITLIST);
+  return (WL *)luaio__checkudata(L, 1, luaio__G(L)->mt_waitlist, LUAIO_WAITLIST);
 }
 
 static int l_new (lua_State *L) {

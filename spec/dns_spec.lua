@@ -5,22 +5,10 @@ local aio = require "luaio"
 local H = require "helper"
 
 local function run(fn, opts)
-  return H.run(function()
-    local ok, err = pcall(aio.wait_for, fn, 3)
-    if not ok then
-      if aio.is(err, aio.TimeoutError) then
-        error("watchdog: the test was stuck (lost wake-up?)", 0)
-      end
-      error(err, 0)
-    end
-  end, opts)
+  return H.guarded(fn, opts, 3)
 end
 
-local function errof(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local errof = H.errof
 
 local function check_entry(e)
   assert.is_table(e)

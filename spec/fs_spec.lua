@@ -5,11 +5,7 @@ local H = require "helper"
 
 local fs = aio.fs
 
-local function fails(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local fails = H.errof
 
 local function oserror(code, f, ...)
   local err = fails(f, ...)

@@ -37,17 +37,47 @@ function H.run(fn, opts)
   return finish(r, pcall(r.run, r, fn))
 end
 
--- H.run with a watchdog: a test stuck on a lost wake-up fails instead of
--- hanging the whole run (limit: 2 s of real time, 100 s virtual).
-function H.guarded(fn, opts)
+-- Runs fn in the running task with a watchdog: stuck longer than limit
+-- seconds (a lost wake-up), it fails instead of hanging the whole run.
+local function watched(fn, limit)
+  local ok, err = pcall(aio.wait_for, fn, limit)
+  if not ok and aio.is(err, aio.TimeoutError) then
+    error("watchdog: the test was stuck (lost wake-up?)", 0)
+  end
+  if not ok then error(err, 0) end
+end
+
+-- H.run with a watchdog (limit: 2 s of real time, 100 s virtual, unless
+-- given).
+function H.guarded(fn, opts, limit)
   return H.run(function()
-    local limit = (opts and opts.clock == "virtual") and 100 or 2
-    local ok, err = pcall(aio.wait_for, fn, limit)
-    if not ok and aio.is(err, aio.TimeoutError) then
-      error("watchdog: the test was stuck (lost wake-up?)", 0)
-    end
-    if not ok then error(err, 0) end
+    watched(fn, limit or ((opts and opts.clock == "virtual") and 100 or 2))
   end, opts)
+end
+
+-- H.run with a watchdog (limit, default 3 s) and a check that every
+-- descriptor the test opened is closed again.  before() runs first,
+-- outside the count (e.g. what opens a descriptor once per loop).
+function H.closes_fds(fn, limit, before)
+  return H.run(function()
+    if before then before() end
+    local fds = H.open_fds()
+    watched(fn, limit or 3)
+    local n
+    for _ = 1, 100 do
+      n = H.open_fds()
+      if n <= fds then break end
+      aio.sleep(0.01)
+    end
+    assert(n <= fds, ("sockets left open: %d fds before, %d after"):format(fds, n))
+  end)
+end
+
+-- The error f(...) raises (fails when it raises none).
+function H.errof(f, ...)
+  local ok, err = pcall(f, ...)
+  assert(not ok, "expected an error")
+  return err
 end
 
 -- n passes of the scheduler.

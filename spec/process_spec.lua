@@ -12,12 +12,7 @@ local function exists(path)
   return false
 end
 
--- pcall that must fail; returns the error value
-local function fails(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local fails = H.errof
 
 local function tmpdir()
   local d = os.tmpname()

@@ -12,11 +12,7 @@ local function kill_self(sig)
   assert(os.execute("kill -" .. sig .. " " .. PID))
 end
 
-local function fails(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local fails = H.errof
 
 -- Method-call wrappers (lauxlib names the function in errors then).
 local function add(loop, ...) return loop:add_signal_handler(...) end

@@ -12,30 +12,16 @@ local HOST = "127.0.0.1"
 -- Open file descriptors: leaks are checked besides loop:stats().
 local open_fds = H.open_fds
 
--- H.run with a watchdog (a lost wake-up fails instead of hanging) and a
--- check that every socket the test opened is closed again.
+-- H.closes_fds: a watchdog and no socket left open.  libuv keeps one
+-- spare fd per loop from its first listen on: open it before counting.
+local function warm_up()
+  local s = aio.start_server(function() end, HOST, 0)
+  s:close()
+  s:wait_closed()
+end
+
 local function run(fn, limit)
-  return H.run(function()
-    -- libuv keeps one spare fd per loop from its first listen on
-    local s = aio.start_server(function() end, HOST, 0)
-    s:close()
-    s:wait_closed()
-    local fds = open_fds()
-    local ok, err = pcall(aio.wait_for, fn, limit or 3)
-    if not ok then
-      if aio.is(err, aio.TimeoutError) then
-        error("watchdog: the test was stuck (lost wake-up?)", 0)
-      end
-      error(err, 0)
-    end
-    local n
-    for _ = 1, 100 do
-      n = open_fds()
-      if n <= fds then break end
-      aio.sleep(0.01)
-    end
-    assert(n <= fds, ("sockets left open: %d fds before, %d after"):format(fds, n))
-  end)
+  return H.closes_fds(fn, limit, warm_up)
 end
 
 -- A TCP server on 127.0.0.1:<free port>. handler(r, w) runs per
@@ -79,11 +65,7 @@ local function echo(r, w)
   end
 end
 
-local function errof(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local errof = H.errof
 
 local function first_diff(a, b)
   for i = 1, math.max(#a, #b) do

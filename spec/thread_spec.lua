@@ -4,11 +4,7 @@
 local aio = require "luaio"
 local H = require "helper"
 
-local function fails(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local fails = H.errof
 
 -- Waits (in a task) until no request is outstanding: a cancelled to_thread
 -- call keeps running on its worker until it finishes.

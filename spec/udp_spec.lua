@@ -7,35 +7,10 @@ local H = require "helper"
 local HOST = "127.0.0.1"
 
 ------------------------------------------------------------------ helpers
--- Open file descriptors of this process (stats() need not count sockets).
-local open_fds = H.open_fds
-
 -- H.run with a watchdog and a check that every socket was closed.
-local function run(fn, limit)
-  return H.run(function()
-    local fds = open_fds()
-    local ok, err = pcall(aio.wait_for, fn, limit or 3)
-    if not ok then
-      if aio.is(err, aio.TimeoutError) then
-        error("watchdog: the test was stuck (lost wake-up?)", 0)
-      end
-      error(err, 0)
-    end
-    local n
-    for _ = 1, 100 do
-      n = open_fds()
-      if n <= fds then break end
-      aio.sleep(0.01)
-    end
-    assert(n <= fds, ("sockets left open: %d fds before, %d after"):format(fds, n))
-  end)
-end
+local run = H.closes_fds
 
-local function errof(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local errof = H.errof
 
 local function bound()
   local s = aio.open_udp { host = HOST, port = 0 }
