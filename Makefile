@@ -37,11 +37,23 @@ CLI_CFLAGS = -DLUAIO_READLINE
 CLI_LIBS = -lreadline
 endif
 
+# TLS with OpenSSL (libssl-dev) when installed; TLS=0 builds without it
+# (TLS calls then raise "built without TLS").
+TLS ?= $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && echo 1 || echo 0)
+ifeq ($(TLS),1)
+TLS_SRC = runtime/tls.c
+TLS_CFLAGS = $(shell $(PKG_CONFIG) --cflags openssl)
+TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl)
+TLS_PC = openssl
+else
+TLS_SRC = runtime/tls_none.c
+endif
+
 OPT ?= -O2 -g
 WARN ?= -Wall -Wextra -Werror
 CFLAGS ?= $(OPT)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu99 -fPIC -fvisibility=hidden \
-  -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS)
+  -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS) $(TLS_CFLAGS)
 LDFLAGS ?=
 
 B ?= build
@@ -50,7 +62,7 @@ CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
   runtime/dns.c runtime/fs.c \
   runtime/process.c runtime/thread.c runtime/embed.c \
-  runtime/alloc.c
+  runtime/alloc.c $(TLS_SRC)
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)
@@ -65,10 +77,10 @@ $(B)/libluaio.a: $(CORE_OBJ) $(B)/obj/stdlib.o
 	ar rcs $@ $^
 
 $(B)/libluaio.so: $(CORE_OBJ) $(B)/obj/stdlib.o
-	$(CC) -shared -Wl,-soname,libluaio.so.0 -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS)
+	$(CC) -shared -Wl,-soname,libluaio.so.0 -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(TLS_LIBS)
 
 $(B)/lib/luaio/core.so: $(CORE_OBJ) $(B)/obj/stdlib.o | $(B)/lib/luaio
-	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS) $(TLS_LIBS)
 
 $(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
 	$(LUA) tools/embed.lua $@ $(LUA_SRC)
@@ -81,14 +93,14 @@ $(B)/obj/cli.o: runtime/cli.c $(DEPS) Makefile | $(B)/obj
 
 $(B)/luaio: $(B)/obj/cli.o $(B)/libluaio.a
 	$(CC) -o $@ $(B)/obj/cli.o $(B)/libluaio.a \
-	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
+	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(TLS_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
 
 $(B)/obj $(B)/gen $(B)/lib/luaio:
 	mkdir -p $@
 
 # ---------------------------------------------------------------- deps
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks \
-  libreadline-dev
+  libreadline-dev libssl-dev openssl
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -118,10 +130,10 @@ test: deps
 	@echo "== specs through stock $(LUA)"
 	$(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
 	@echo "== embedding API (C hosts in examples/embed), then again under ASan/UBSan"
-	B=$(CURDIR)/$(B) sh examples/embed/run.sh
+	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	$(MAKE) -s B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a
-	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
+	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/embed/run.sh
 	@echo "== conformance"
 	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
@@ -142,7 +154,7 @@ check:
 	  LUAIO="$(CURDIR)/build/asan/luaio" ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(GUARD) $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
-	B=$(CURDIR)/build/asan EMBED_CFLAGS="-fsanitize=address,undefined -g" \
+	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
 	@echo "== stress (bounded, loopback only)"
 	ulimit -n 20500 2>/dev/null; \
@@ -167,7 +179,7 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS) \
 	    -DFUZZ_SCRIPT='"$(CURDIR)/spec/fuzz/'$$t'.lua"' spec/fuzz/fuzz_main.c \
-	    build/fuzz/libluaio.a $(LUA_LIBS) $(UV_LIBS) -lpthread -ldl -lm \
+	    build/fuzz/libluaio.a $(LUA_LIBS) $(UV_LIBS) $(TLS_LIBS) -lpthread -ldl -lm \
 	    -o build/fuzz/fuzz_$$t || exit 1; \
 	  mkdir -p build/fuzz/corpus/$$t; \
 	  echo "== fuzz $$t for $(FUZZ_TIME) s"; \
@@ -212,7 +224,7 @@ install: all
 	  install -m 644 runtime/luaio.h $(DESTDIR)$(INCDIR)/luaio.h && \
 	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@LUA_PC@|$(LUA_PC)|g' luaio.pc.in > $(DESTDIR)$(PCDIR)/luaio.pc; \
+	    -e 's|@LUA_PC@|$(LUA_PC)|g' -e 's|@TLS_PC@|$(TLS_PC)|g' luaio.pc.in > $(DESTDIR)$(PCDIR)/luaio.pc; \
 	fi
 
 uninstall:
@@ -227,6 +239,6 @@ clean:
 	rm -rf build
 
 embed-test: all
-	B=$(CURDIR)/$(B) sh examples/embed/run.sh
+	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 
 .PHONY: all deps run test check fuzz bench install uninstall clean embed-test

@@ -384,6 +384,27 @@ void luaio__close_processes (luaio_Runtime *rt);
 void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
+/* tls.c (OpenSSL), or tls_none.c in a build without TLS */
+typedef struct luaio_Tls luaio_Tls;
+#define LUAIO_TLS_CLOSED (-1)   /* luaio__tls_read: the peer's close_notify */
+#define LUAIO_TLS_FAILED (-2)   /* luaio__tls_read: the session failed */
+#define LUAIO_ETLS (-100000)    /* a stream error whose reason is in its Tls */
+luaio_Tls *luaio__tls_new (lua_State *L, int ctx, int server,
+                           const char *hostname, void *stream,
+                           const char *fname);
+void luaio__tls_free (luaio_Tls *t);
+int luaio__tls_feed (luaio_Tls *t, const char *p, size_t n);
+int luaio__tls_handshake (luaio_Tls *t);
+int luaio__tls_done (luaio_Tls *t);
+long luaio__tls_read (luaio_Tls *t, char *out, size_t cap);
+int luaio__tls_write (luaio_Tls *t, const char *p, size_t n);
+void luaio__tls_shutdown (luaio_Tls *t);
+int luaio__tls_eof (luaio_Tls *t);
+int luaio__tls_error (lua_State *L, luaio_Tls *t, const char *fname);
+int luaio__tls_info (lua_State *L, luaio_Tls *t, const char *what);
+void luaio__tls_open (lua_State *L);
+void luaio__stream_tls_out (void *stream, const char *p, size_t n);
+
 /* embed.c */
 void luaio__run_ccall (lua_State *L, luaio_Runtime *rt, void *call);
 void luaio__close_embed (luaio_Runtime *rt);

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE          /* memmem */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 
@@ -78,6 +79,9 @@ typedef struct Stream {
   /* peername and sockname, kept from the start (asyncio caches them) */
   struct sockaddr_storage peer, sock;
   int has_names;
+  /* TLS (tls.c): the buffer holds plaintext; NULL for plain streams */
+  luaio_Tls *tls;
+  luaio_WaitList handshakers;
 } Stream;
 
 struct Server {
@@ -134,6 +138,12 @@ static void wake_first (luaio_WaitList *wl) {
 
 static void server_conn_closed (Server *sv);
 
+static void stream_free (Stream *s) {
+  luaio__tls_free(s->tls);
+  free(s->buf);
+  free(s);
+}
+
 static void stream_closed (uv_handle_t *h) {
   Stream *s = (Stream *)h->data;
   s->open = 0;
@@ -142,24 +152,39 @@ static void stream_closed (uv_handle_t *h) {
   wake_all(&s->readers);
   wake_all(&s->drainers);
   wake_all(&s->closers);
+  wake_all(&s->handshakers);
   if (s->server != NULL) server_conn_closed(s->server);
-  if (s->refs == 0) {
-    free(s->buf);
-    free(s);
-  }
+  if (s->refs == 0) stream_free(s);
+}
+
+/*
+** A TLS peer's unsolicited records (session tickets) left unread in the
+** socket would make close() send a reset instead of a FIN, and a reset
+** can destroy data the peer has not read yet: read and drop them first.
+*/
+static void discard_input (Stream *s) {
+  uv_os_fd_t fd;
+  char tmp[4096];
+  int i;
+  if (uv_fileno(&s->u.h, &fd) != 0) return;
+  for (i = 0; i < 64; i++)
+    if (recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) <= 0) break;
 }
 
 /* Closes the handle now (pending writes are cancelled). */
 static void close_now (Stream *s) {
   if (!s->open || uv_is_closing(&s->u.h)) return;
+  if (s->tls != NULL) discard_input(s);
   s->closing = 1;
   if (s->reading) uv_read_stop(&s->u.s);
   s->reading = 0;
   uv_close(&s->u.h, stream_closed);
 }
 
-/* close(): once what is queued has been written. */
+/* close(): once what is queued (and TLS's close_notify) is written. */
 static void close_soon (Stream *s) {
+  if (s->tls != NULL && s->open && !s->closing && s->werr == 0)
+    luaio__tls_shutdown(s->tls);
   s->closing = 1;
   s->eof = 1;
   wake_all(&s->readers);
@@ -179,52 +204,110 @@ static int box_gc (lua_State *L) {
   b->s = NULL;
   if (--s->refs > 0) return 0;
   if (s->open) close_soon(s);          /* freed in its close callback */
-  else {
-    free(s->buf);
-    free(s);
-  }
+  else stream_free(s);
   return 0;
 }
 
 
 /* ---------------------------------------------------------- reading */
 
-static void on_alloc (uv_handle_t *h, size_t hint, uv_buf_t *out) {
-  Stream *s = (Stream *)h->data;
-  (void)hint;
+/* Makes room for want more bytes after the buffered ones: 0 or -1. */
+static int reserve (Stream *s, size_t want) {
   if (s->len == 0) s->off = 0;
-  if (s->cap - s->off - s->len < READ_CHUNK) {
+  if (s->cap - s->off - s->len < want) {
     if (s->off > 0) {                  /* compact first */
       memmove(s->buf, s->buf + s->off, s->len);
       s->off = 0;
     }
-    if (s->cap - s->len < READ_CHUNK) {
+    if (s->cap - s->len < want) {
       size_t cap = s->cap ? s->cap * 2 : READ_CHUNK;
       char *p;
-      while (cap - s->len < READ_CHUNK) cap *= 2;
+      while (cap - s->len < want) cap *= 2;
       p = (char *)realloc(s->buf, cap);
-      if (p == NULL) { out->base = NULL; out->len = 0; return; }
+      if (p == NULL) return -1;
       s->buf = p;
       s->cap = cap;
     }
   }
+  return 0;
+}
+
+static void on_alloc (uv_handle_t *h, size_t hint, uv_buf_t *out) {
+  Stream *s = (Stream *)h->data;
+  (void)hint;
+  if (reserve(s, READ_CHUNK) != 0) { out->base = NULL; out->len = 0; return; }
   out->base = s->buf + s->off + s->len;
   out->len = s->cap - s->off - s->len;
 }
 
+static void stop_reading (Stream *s) {
+  if (s->reading) uv_read_stop(&s->u.s);
+  s->reading = 0;
+}
+
+/* The TLS session failed: reads and writes raise its SSLError. */
+static void tls_failed (Stream *s) {
+  if (s->rerr == 0) s->rerr = LUAIO_ETLS;
+  if (s->werr == 0) s->werr = LUAIO_ETLS;
+  s->eof = 1;
+  stop_reading(s);
+  wake_all(&s->handshakers);
+  wake_first(&s->readers);
+  wake_all(&s->drainers);
+}
+
+/*
+** Runs the TLS engine over the ciphertext it has: the handshake first
+** (waking who waits for it), then decrypts everything into the buffer.
+*/
+static void tls_pump (Stream *s) {
+  int r = luaio__tls_handshake(s->tls);
+  if (r == 0) return;
+  if (r < 0) { tls_failed(s); return; }
+  wake_all(&s->handshakers);
+  for (;;) {
+    long n;
+    if (reserve(s, 16 * 1024) != 0) {
+      if (s->rerr == 0) s->rerr = UV_ENOMEM;
+      s->eof = 1;
+      stop_reading(s);
+      return;
+    }
+    n = luaio__tls_read(s->tls, s->buf + s->off + s->len,
+                        s->cap - s->off - s->len);
+    if (n > 0) s->len += (size_t)n;
+    else if (n == 0) return;           /* needs more ciphertext */
+    else if (n == LUAIO_TLS_CLOSED) {  /* close_notify: EOF */
+      s->eof = 1;
+      stop_reading(s);
+      return;
+    }
+    else { tls_failed(s); return; }
+  }
+}
+
+/* Ciphertext just read into the buffer's free tail: decrypt it. */
+static void tls_input (Stream *s, const char *p, size_t n) {
+  if (luaio__tls_feed(s->tls, p, n) != 0) { tls_failed(s); return; }
+  tls_pump(s);
+}
+
 static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   Stream *s = (Stream *)h->data;
-  (void)b;
   if (n > 0) {
-    s->len += (size_t)n;
-    if (s->len > 2 * s->limit && s->len >= s->want) {   /* pause */
+    if (s->tls != NULL) tls_input(s, b->base, (size_t)n);
+    else s->len += (size_t)n;
+    if (s->reading && s->len > 2 * s->limit && s->len >= s->want) {   /* pause */
       uv_read_stop(h);
       s->reading = 0;
     }
   }
   else if (n < 0) {
     if (n != UV_EOF) s->rerr = (int)n;
+    else if (s->tls != NULL && luaio__tls_eof(s->tls) != 0 && s->rerr == 0)
+      s->rerr = LUAIO_ETLS;
     s->eof = 1;
+    wake_all(&s->handshakers);
     uv_read_stop(h);
     s->reading = 0;
     if (s->autoclose) {                /* nothing more can come: release it */
@@ -270,9 +353,16 @@ static void keep_names (Stream *s) {
   s->has_names = 1;
 }
 
+/* Raises a kept error: OSError from libuv, SSLError from the TLS engine. */
+static int stream_error (lua_State *L, Stream *s, int err, const char *fname) {
+  if (err == LUAIO_ETLS && s->tls != NULL)
+    return luaio__tls_error(L, s->tls, fname);
+  return luaio__oserror(L, err, fname);
+}
+
 /* Raises a read error kept from libuv, if any. */
 static void check_rerr (lua_State *L, Stream *s, const char *fname) {
-  if (s->rerr != 0 && s->len == 0) luaio__oserror(L, s->rerr, fname);
+  if (s->rerr != 0 && s->len == 0) stream_error(L, s, s->rerr, fname);
 }
 
 /* Parks the calling task until more data or EOF; k retries. */
@@ -497,8 +587,8 @@ static void on_write (uv_write_t *req, int status) {
   if (s->closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
 }
 
-/* Writes data; returns 0 or a libuv error. */
-static int write_bytes (Stream *s, const char *p, size_t len) {
+/* Writes bytes to the socket; returns 0 or a libuv error. */
+static int raw_write (Stream *s, const char *p, size_t len) {
   uv_buf_t b;
   WriteReq *w;
   int r;
@@ -524,8 +614,30 @@ static int write_bytes (Stream *s, const char *p, size_t len) {
   return 0;
 }
 
+/* Ciphertext from the TLS engine (tls.c's output BIO). */
+void luaio__stream_tls_out (void *p, const char *data, size_t len) {
+  Stream *s = (Stream *)p;
+  int r;
+  if (s->werr != 0 || !s->open || uv_is_closing(&s->u.h)) return;
+  r = raw_write(s, data, len);
+  if (r != 0) {
+    s->werr = r;
+    wake_all(&s->drainers);
+  }
+}
+
+/* Writes data (through TLS when the stream uses it); 0 or an error. */
+static int write_bytes (Stream *s, const char *p, size_t len) {
+  if (s->tls == NULL) return raw_write(s, p, len);
+  if (luaio__tls_write(s->tls, p, len) != 0) {
+    tls_failed(s);
+    return LUAIO_ETLS;
+  }
+  return s->werr;
+}
+
 static void check_writable (lua_State *L, Stream *s, const char *fname) {
-  if (s->werr != 0) luaio__oserror(L, s->werr, fname);
+  if (s->werr != 0) stream_error(L, s, s->werr, fname);
   if (s->closing || !s->open)
     luaL_error(L, "%s: the writer is closed", fname);
   if (s->eof_sent) luaL_error(L, "%s: write_eof() was called", fname);
@@ -545,7 +657,7 @@ static int w_write (lua_State *L) {
   r = write_bytes(s, p, len);
   if (r != 0) {
     if (s->werr == 0) s->werr = r;
-    return luaio__oserror(L, r, "write");
+    return stream_error(L, s, r, "write");
   }
   return 0;
 }
@@ -570,7 +682,7 @@ static int w_writelines (lua_State *L) {
   r = write_bytes(s, lua_tostring(L, -1), lua_rawlen(L, -1));
   if (r != 0) {
     if (s->werr == 0) s->werr = r;
-    return luaio__oserror(L, r, "writelines");
+    return stream_error(L, s, r, "writelines");
   }
   return 0;
 }
@@ -581,7 +693,7 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx);
 static int w_drain (lua_State *L) {
   Stream *s = checkwriter(L);
   luaio_Task *t;
-  if (s->werr != 0) return luaio__oserror(L, s->werr, "drain");
+  if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
   if (!s->open && s->wbuf > 0)
     return luaio__oserror(L, UV_EPIPE, "drain");
   if (s->wbuf <= s->high) return 0;
@@ -593,7 +705,7 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx) {
   Stream *s = checkwriter(L);
   (void)status; (void)ctx;
   luaio__resumed(L);
-  if (s->werr != 0) return luaio__oserror(L, s->werr, "drain");
+  if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
   if (s->wbuf > s->low && s->open) {
     luaio_Task *t = luaio__check_suspend(L, "drain");
     return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
@@ -611,6 +723,9 @@ static int w_write_eof (lua_State *L) {
   Stream *s = checkwriter(L);
   uv_shutdown_t *req;
   int r;
+  if (s->tls != NULL)
+    return luaL_error(L, "write_eof: a TLS stream cannot half-close "
+                      "(can_write_eof() is false); close() it instead");
   if (s->eof_sent || s->closing || !s->open) return 0;
   req = (uv_shutdown_t *)malloc(sizeof(*req));
   if (req == NULL) return luaL_error(L, "not enough memory");
@@ -621,8 +736,7 @@ static int w_write_eof (lua_State *L) {
 }
 
 static int w_can_write_eof (lua_State *L) {
-  checkwriter(L);
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, checkwriter(L)->tls == NULL);
   return 1;
 }
 
@@ -695,25 +809,117 @@ int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a) {
   return push_addr(L, a);
 }
 
-/* get_extra_info(name) -> "peername"/"sockname": host, port (a path for
-   unix sockets); nil for anything else. */
-static int w_extra (lua_State *L) {
-  Stream *s = checkwriter(L);
-  const char *name = luaL_checkstring(L, 2);
-  int peer = strcmp(name, "peername") == 0;
-  if (!peer && strcmp(name, "sockname") != 0) return 0;
+/* Pushes the names of a socket (1 or 2 values), or nothing (0). */
+static int push_names (lua_State *L, Stream *s, int peer) {
   if (s->is_pipe) {
-    if (!s->open) return 0;
     char path[1024];
     size_t len = sizeof path;
-    int r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
-                 : uv_pipe_getsockname(&s->u.pipe, path, &len);
+    int r;
+    if (!s->open) return 0;
+    r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
+             : uv_pipe_getsockname(&s->u.pipe, path, &len);
     if (r != 0) return 0;
     lua_pushlstring(L, path, len);
     return 1;
   }
   keep_names(s);
   return push_addr(L, peer ? &s->peer : &s->sock);
+}
+
+/*
+** get_extra_info(name [, default]) -> "peername"/"sockname": host, port
+** (a path for unix sockets); on TLS streams "peercert" and "cipher" too
+** ("ssl_object", "sslcontext": streams.lua); default for anything else.
+*/
+static int w_extra (lua_State *L) {
+  Stream *s = checkwriter(L);
+  const char *name = luaL_checkstring(L, 2);
+  int n = 0;
+  lua_settop(L, 3);
+  if (strcmp(name, "peername") == 0) n = push_names(L, s, 1);
+  else if (strcmp(name, "sockname") == 0) n = push_names(L, s, 0);
+  else if (s->tls != NULL && (strcmp(name, "peercert") == 0 ||
+                              strcmp(name, "cipher") == 0))
+    n = luaio__tls_info(L, s->tls, name);
+  if (n == 0 || (n == 1 && lua_isnil(L, -1))) {
+    lua_pushvalue(L, 3);
+    return 1;
+  }
+  return n;
+}
+
+
+/* ---------------------------------------------------------- TLS */
+
+/*
+** _tls_wrap(ctx, server_hostname, fname): the stream speaks TLS from now
+** on, on the context's side.  Bytes already read start the handshake.
+*/
+static int w_tls_wrap (lua_State *L) {
+  Stream *s = checkwriter(L);
+  const char *host = luaL_optstring(L, 3, NULL);
+  const char *fname = luaL_optstring(L, 4, "start_tls");
+  int server = -1;
+  if (s->tls != NULL)
+    return luaL_error(L, "%s: the stream already uses TLS", fname);
+  check_writable(L, s, fname);
+  s->tls = luaio__tls_new(L, 2, server, host, s, fname);
+  if (s->len > 0) {
+    if (luaio__tls_feed(s->tls, s->buf + s->off, s->len) != 0) tls_failed(s);
+    s->off = s->len = 0;
+  }
+  return 0;
+}
+
+static int handshake_k (lua_State *L, int status, lua_KContext ctx);
+
+/* Raises if the handshake failed, parks until it ends, or returns. */
+static int handshake_wait (lua_State *L, Stream *s, const char *fname) {
+  luaio_Task *t;
+  if (luaio__tls_done(s->tls)) return 0;
+  if (s->rerr != 0) return stream_error(L, s, s->rerr, fname);
+  if (s->closing || !s->open)
+    return luaL_error(L, "%s: the stream was closed during the TLS "
+                      "handshake", fname);
+  if (s->eof) {                        /* the peer closed before we began */
+    luaio__tls_eof(s->tls);
+    return luaio__tls_error(L, s->tls, fname);
+  }
+  start_reading(s);
+  t = luaio__check_suspend(L, fname);
+  return luaio__park(L, t, &s->handshakers, NULL, fname, s, 0, handshake_k);
+}
+
+static int handshake_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return handshake_wait(L, checkwriter(L), luaL_optstring(L, 2, "start_tls"));
+}
+
+/* _tls_handshake(fname): waits until the handshake is done (suspends). */
+static int w_tls_handshake (lua_State *L) {
+  Stream *s = checkwriter(L);
+  const char *fname = luaL_optstring(L, 2, "start_tls");
+  if (s->tls == NULL) return luaL_error(L, "%s: the stream does not use TLS", fname);
+  if (!s->eof && s->open && !s->closing) tls_pump(s);   /* the first flight */
+  return handshake_wait(L, s, fname);
+}
+
+/* _tls_info(what): a fact about the session (tls.c), nil if not TLS. */
+static int w_tls_info (lua_State *L) {
+  Stream *s = checkwriter(L);
+  const char *what = luaL_checkstring(L, 2);
+  if (s->tls == NULL) return 0;
+  return luaio__tls_info(L, s->tls, what);
+}
+
+/* _abort(): closes at once, dropping what is queued (a failed handshake). */
+static int w_abort (lua_State *L) {
+  Stream *s = checkwriter(L);
+  s->eof = 1;
+  wake_all(&s->readers);
+  close_now(s);
+  return 0;
 }
 
 
@@ -1209,6 +1415,10 @@ static const luaL_Reg writer_methods[] = {
   {"get_extra_info", w_extra},
   {"transport_buffered", w_transport_buffered},
   {"set_write_buffer_limits", w_set_limits},
+  {"_tls_wrap", w_tls_wrap},
+  {"_tls_handshake", w_tls_handshake},
+  {"_tls_info", w_tls_info},
+  {"_abort", w_abort},
   {NULL, NULL}
 };
 

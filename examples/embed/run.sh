@@ -12,7 +12,7 @@ EXTRA=${EMBED_CFLAGS:-}
 if [ "${PKGCONFIG:-0}" = 1 ]; then
   flags="$(pkg-config --cflags --libs luaio)"
 else
-  flags="-I$top/runtime $(pkg-config --cflags lua5.4 libuv) $B/libluaio.a $(pkg-config --libs lua5.4 libuv) -lm -ldl"
+  flags="-I$top/runtime $(pkg-config --cflags lua5.4 libuv) $B/libluaio.a $(pkg-config --libs lua5.4 libuv) ${EMBED_LIBS:-} -lm -ldl"
 fi
 out=$(mktemp -d)
 pass=0; fail=0

@@ -299,6 +299,10 @@ for _, k in ipairs { "open_connection", "start_server", "open_unix_connection",
   parts[k] = part_streams
 end
 
+parts.ssl = function()
+  rawset(M, "ssl", require "luaio.ssl")
+end
+
 parts.fs = function() rawset(M, "fs", require "luaio.fs") end
 
 local function part_process()

@@ -8,7 +8,12 @@
 -- Suspension points: open_connection/open_unix_connection (resolving,
 -- connecting: a cancelled connect closes its socket), every read, drain,
 -- wait_closed, serve_forever (cancelling it closes the server), recvfrom,
--- getaddrinfo.  A cancelled read consumes nothing.
+-- getaddrinfo, the TLS handshake (open_connection with ssl, start_tls: a
+-- cancelled or failed handshake closes the socket).  A cancelled read
+-- consumes nothing.
+--
+-- TLS (opts.ssl, writer:start_tls): the same stream and buffers, with
+-- OpenSSL in between (runtime/tls.c); contexts come from luaio.ssl.
 local core = require "luaio.core"
 
 local M = {}
@@ -48,8 +53,23 @@ local function checkopts(opts, fname, n)
     argerror(n, fname, "options table expected, got " .. type(opts))
   end
   opts = opts or {}
-  if opts.ssl then
+  if opts.ssl and not core.has_tls then
     error(fname .. ": TLS is not available in this build (built without TLS)", 4)
+  end
+  if opts.ssl == nil or opts.ssl == false then
+    if opts.server_hostname ~= nil then
+      error(fname .. ": option 'server_hostname' is only meaningful with ssl", 4)
+    end
+    if opts.ssl_handshake_timeout ~= nil then
+      error(fname .. ": option 'ssl_handshake_timeout' is only meaningful with ssl", 4)
+    end
+  end
+  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
+    error(fname .. ": option 'server_hostname' must be a string", 4)
+  end
+  local t = opts.ssl_handshake_timeout
+  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
+    error(fname .. ": option 'ssl_handshake_timeout' must be a positive number", 4)
   end
   if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit <= 0) then
     error(fname .. ": option 'limit' must be a positive integer", 4)
@@ -65,6 +85,62 @@ end
 local function addresses(host, port, socktype)
   if is_numeric(host) then return { { addr = host, port = port } } end
   return core.getaddrinfo(host, port, "any", socktype)
+end
+
+------------------------------------------------------------------ TLS
+local HANDSHAKE_TIMEOUT = 60     -- seconds, as asyncio's ssl_handshake_timeout
+local default_context            -- ssl = true: made on first use
+
+local function client_context(ssl, fname)
+  if ssl == true then
+    default_context = default_context or require("luaio.ssl").create_default_context()
+    return default_context
+  end
+  if core.is_ssl_context(ssl) then return ssl end
+  error(("%s: option 'ssl' must be true or an SSLContext, got %s"):format(
+    fname, type(ssl)), 3)
+end
+
+local function handshake(w, fname, timeout)
+  local cm <close> = require("luaio.timeouts").timeout(timeout)
+  w:_tls_handshake(fname)
+end
+
+local contexts = setmetatable({}, { __mode = "k" })   -- writer -> its SSLContext
+
+-- Switches w to TLS on ctx and waits for the handshake; on failure
+-- (SSLError, TimeoutError, cancellation) the socket is closed at once.
+local function upgrade(w, ctx, hostname, timeout, fname)
+  w:_tls_wrap(ctx, hostname, fname)
+  local ok, err = pcall(handshake, w, fname, timeout or HANDSHAKE_TIMEOUT)
+  if not ok then
+    w:_abort()
+    error(err, 0)
+  end
+  contexts[w] = ctx
+end
+
+-- The handler of a TLS server: the handshake first; a connection whose
+-- handshake fails is closed and the handler never sees it (asyncio
+-- logs such failures only in debug mode; so do we).
+local function tls_handler(handler, ctx, timeout, fname)
+  if not core.is_ssl_context(ctx) or not ctx.server_side then
+    error(("%s: option 'ssl' must be a server-side SSLContext (create_default_context(\"client_auth\") and load_cert_chain), got %s")
+      :format(fname, core.is_ssl_context(ctx) and "a client-side one" or type(ctx)), 3)
+  end
+  return function(r, w)
+    local ok, err = pcall(upgrade, w, ctx, nil, timeout, fname)
+    if not ok then
+      if core.is(err, core.CancelledError) then error(err, 0) end
+      local loop = core.get_running_loop()
+      if loop:get_debug() then
+        io.stderr:write(("%s: TLS handshake with a client failed: %s\n"):format(
+          fname, tostring(err)))
+      end
+      return
+    end
+    return handler(r, w)
+  end
 end
 
 ------------------------------------------------------------------ DNS
@@ -85,11 +161,17 @@ function M.open_connection(host, port, opts)
   checkhost(host, "open_connection", 1)
   port = checkport(port, "open_connection", 2)
   opts = checkopts(opts, "open_connection", 3)
+  local ctx = opts.ssl and client_context(opts.ssl, "open_connection")
   local last
   for _, a in ipairs(addresses(host, port, "stream")) do
     local ok, r, w = pcall(core.tcp_connect, a.addr, port)
     if ok then
       if opts.limit then r:_set_limit(opts.limit) end
+      if ctx then
+        local hostname = opts.server_hostname
+        if hostname == nil then hostname = host end
+        upgrade(w, ctx, hostname, opts.ssl_handshake_timeout, "open_connection")
+      end
       return r, w
     end
     if not core.is(r, core.OSError) then error(r, 0) end
@@ -109,6 +191,9 @@ function M.start_server(handler, host, port, opts)
   checkhost(host, "start_server", 2, true)
   port = checkport(port, "start_server", 3)
   opts = checkopts(opts, "start_server", 4)
+  if opts.ssl then
+    handler = tls_handler(handler, opts.ssl, opts.ssl_handshake_timeout, "start_server")
+  end
   local ip = host or "0.0.0.0"
   if not is_numeric(ip) then
     local list = core.getaddrinfo(ip, port, "any", "stream")
@@ -124,8 +209,13 @@ function M.open_unix_connection(path, opts)
     argerror(1, "open_unix_connection", "path expected, got " .. type(path), 3)
   end
   opts = checkopts(opts, "open_unix_connection", 2)
+  local ctx = opts.ssl and client_context(opts.ssl, "open_unix_connection")
   local r, w = core.pipe_connect(path)
   if opts.limit then r:_set_limit(opts.limit) end
+  if ctx then
+    upgrade(w, ctx, opts.server_hostname, opts.ssl_handshake_timeout,
+            "open_unix_connection")
+  end
   return r, w
 end
 
@@ -138,6 +228,9 @@ function M.start_unix_server(handler, path, opts)
     argerror(2, "start_unix_server", "path expected, got " .. type(path), 3)
   end
   opts = checkopts(opts, "start_unix_server", 3)
+  if opts.ssl then
+    handler = tls_handler(handler, opts.ssl, opts.ssl_handshake_timeout, "start_unix_server")
+  end
   return core.pipe_listen(path, nil, opts.backlog, opts.limit, handler)
 end
 
@@ -169,6 +262,74 @@ function Reader:lines()
     if line:sub(-1) == "\n" then return line:sub(1, -2) end
     return line
   end
+end
+
+local Writer = core.WriterMethods
+local writer_mt = reg["luaio.StreamWriter"]
+
+--- writer:start_tls(ctx [, {server_hostname =, ssl_handshake_timeout =}])
+--- upgrades the connection to TLS in place (asyncio 3.11): the side is
+--- the context's (a server-side context answers a client's handshake).
+--- Suspends until the handshake is done; the reader and writer then
+--- carry plaintext over TLS.
+function Writer:start_tls(ctx, opts)
+  if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "start_tls") end
+  if not core.has_tls then
+    error("start_tls: TLS is not available in this build (built without TLS)", 2)
+  end
+  if not core.is_ssl_context(ctx) then
+    argerror(1, "start_tls", "SSLContext expected, got " .. type(ctx), 3)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(2, "start_tls", "options table expected, got " .. type(opts), 3)
+  end
+  opts = opts or {}
+  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
+    error("start_tls: option 'server_hostname' must be a string", 2)
+  end
+  local t = opts.ssl_handshake_timeout
+  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
+    error("start_tls: option 'ssl_handshake_timeout' must be a positive number", 2)
+  end
+  upgrade(self, ctx, opts.server_hostname, t, "start_tls")
+end
+
+-- The SSLObject of get_extra_info("ssl_object"), as Python's.
+local SSLObject = {}
+SSLObject.__index = SSLObject
+SSLObject.__name = "SSLObject"
+function SSLObject:version() return self._w:_tls_info("version") end
+function SSLObject:cipher() return self._w:_tls_info("cipher") end
+function SSLObject:selected_alpn_protocol() return self._w:_tls_info("alpn") end
+--- ssl_object:getpeercert([binary]) -> table (binary: DER bytes), nil if none
+function SSLObject:getpeercert(binary)
+  return self._w:_tls_info(binary and "peercert_der" or "peercert")
+end
+function SSLObject:__tostring()
+  return ("SSLObject (%s side, %s)"):format(self.server_side and "server" or "client",
+    self:version() or "handshaking")
+end
+
+local ssl_objects = setmetatable({}, { __mode = "k" })
+local c_extra = Writer.get_extra_info
+
+--- writer:get_extra_info(name [, default]): "peername", "sockname",
+--- and on TLS streams "peercert", "cipher", "ssl_object", "sslcontext".
+function Writer:get_extra_info(name, default)
+  if name == "ssl_object" or name == "sslcontext" then
+    if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "get_extra_info") end
+    local side = self:_tls_info("server_side")
+    if side == nil then return default end
+    if name == "sslcontext" then return contexts[self] end
+    local o = ssl_objects[self]
+    if not o then
+      o = setmetatable({ _w = self, server_side = side,
+                         server_hostname = self:_tls_info("server_hostname") }, SSLObject)
+      ssl_objects[self] = o
+    end
+    return o
+  end
+  return c_extra(self, name, default)
 end
 
 local Server = core.ServerMethods

@@ -1,0 +1,65 @@
+-- luaio.ssl (aio.ssl): TLS contexts, as Python's ssl module makes them.
+--
+--   local ctx = aio.ssl.create_default_context()     -- a client's: verifies
+--   local r, w = aio.open_connection("example.org", 443, { ssl = ctx })
+--
+--   local sctx = aio.ssl.create_default_context("client_auth")  -- a server's
+--   sctx:load_cert_chain("cert.pem", "key.pem")
+--   aio.start_server(handler, "0.0.0.0", 8443, { ssl = sctx })
+--
+-- A context (runtime/tls.c) has the fields verify (check the peer's
+-- certificate), check_hostname (clients: and that it names the host),
+-- minimum_version / maximum_version ("TLSv1.2", "TLSv1.3"), server_side
+-- (read-only), and the methods load_cert_chain(cert [, key [, password]]),
+-- load_verify_locations([cafile [, capath]]), load_default_certs(),
+-- set_alpn_protocols(list), set_ciphers(openssl_list).
+local core = require "luaio.core"
+
+local M = {}
+
+--- aio.ssl.HAS_TLS: false in a build without OpenSSL.
+M.HAS_TLS = core.has_tls
+--- aio.ssl.OPENSSL_VERSION: "OpenSSL 3.0.x ..." (nil without TLS).
+M.OPENSSL_VERSION = core.ssl_version
+
+M.Purpose = { SERVER_AUTH = "server_auth", CLIENT_AUTH = "client_auth" }
+M.TLSVersion = { TLSv1_2 = "TLSv1.2", TLSv1_3 = "TLSv1.3" }
+
+--- aio.ssl.SSLContext([side]) -> context; side "client" (the default:
+--- verify and check_hostname on, no CA loaded) or "server" (verify off).
+function M.SSLContext(side)
+  if side ~= nil and side ~= "client" and side ~= "server" then
+    error(("bad argument #1 to 'SSLContext' (\"client\" or \"server\" expected, got %s)")
+      :format(type(side) == "string" and ("%q"):format(side) or type(side)), 2)
+  end
+  return core.ssl_context(side == "server")
+end
+
+--- aio.ssl.create_default_context([purpose [, {cafile =, capath =}]]) ->
+--- context.  purpose "server_auth" (the default: a client's context that
+--- verifies servers against cafile/capath, or the system's trust store,
+--- and checks host names) or "client_auth" (a server's context: load its
+--- certificate with load_cert_chain; clients are not asked for one).
+function M.create_default_context(purpose, opts)
+  if purpose ~= nil and purpose ~= "server_auth" and purpose ~= "client_auth" then
+    error(("bad argument #1 to 'create_default_context' (\"server_auth\" or \"client_auth\" expected, got %s)")
+      :format(type(purpose) == "string" and ("%q"):format(purpose) or type(purpose)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'create_default_context' (table expected, got %s)")
+      :format(type(opts)), 2)
+  end
+  opts = opts or {}
+  local ctx = core.ssl_context(purpose == "client_auth")
+  if opts.cafile or opts.capath then
+    ctx:load_verify_locations(opts.cafile, opts.capath)
+  elseif purpose ~= "client_auth" then
+    ctx:load_default_certs()
+  end
+  return ctx
+end
+
+--- aio.ssl.is_context(v) -> true for an SSLContext
+M.is_context = core.is_ssl_context
+
+return M
