@@ -135,6 +135,9 @@ test: deps
 	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/embed/run.sh
+	@echo "== a build without OpenSSL (TLS=0): TLS calls raise 'built without TLS'"
+	$(MAKE) -s B=build/notls TLS=0 build/notls/luaio
+	$(SPEC_ENV) build/notls/luaio spec/notls_check.lua
 	@echo "== conformance"
 	$(SPEC_ENV) sh spec/conformance.sh $(CURDIR)/$(B)/luaio
 	@echo "== conformance again, with no LUA_PATH: stock lua5.4 finds the installed module"
