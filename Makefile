@@ -202,6 +202,12 @@ VALGRIND_SPECS = $(filter-out spec/cli_spec.lua spec/repl_spec.lua spec/examples
   spec/docs_spec.lua spec/packaging_spec.lua, $(wildcard spec/*_spec.lua))
 
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
+ifeq ($(TLS),1)
+BENCH_BIN += $(B)/bench/loadgen_tls
+endif
+
+$(B)/bench/loadgen_tls: bench/loadgen_tls.c | $(B)/bench
+	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) $(TLS_CFLAGS) -o $@ $< $(UV_LIBS) $(TLS_LIBS)
 
 $(B)/bench/%: bench/%.c | $(B)/bench
 	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ $< $(UV_LIBS)

@@ -38,6 +38,14 @@ startup() { # peer cmd...
 have_py=0; command -v python3 >/dev/null && have_py=1
 have_node=0; command -v node >/dev/null && have_node=1
 w4=""; [ -x "$here/../build/bench/loadgen" ] && w4=1
+# W4 over TLS: a throwaway certificate (EC P-256) for every server
+w4tls=""
+if [ -x "$here/../build/bench/loadgen_tls" ] && command -v openssl >/dev/null &&
+   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj /CN=localhost >/dev/null 2>&1; then
+  w4tls=1
+  export W4_CERT="$tmp/cert.pem" W4_KEY="$tmp/key.pem"
+fi
 pass=0
 while [ $pass -lt "$RUNS" ]; do
   run W1 luaio "$cli" "$here/w1_spawn.lua" "$N1"
@@ -64,6 +72,13 @@ while [ $pass -lt "$RUNS" ]; do
     [ $have_py = 1 ] && run W4 asyncio sh "$here/w4.sh" asyncio 9303 python3 "$peers/w4_echo.py"
     [ $have_node = 1 ] && run W4 node sh "$here/w4.sh" node 9304 node "$peers/w4_echo.js"
   fi
+  if [ -n "$w4tls" ]; then
+    export LOADGEN="$here/../build/bench/loadgen_tls"
+    run W4tls luaio sh "$here/w4.sh" luaio 9312 "$cli" "$here/w4_tls_echo.lua"
+    [ $have_py = 1 ] && run W4tls asyncio sh "$here/w4.sh" asyncio 9313 python3 "$peers/w4_tls_echo.py"
+    [ $have_node = 1 ] && run W4tls node sh "$here/w4.sh" node 9314 node "$peers/w4_tls_echo.js"
+    unset LOADGEN
+  fi
   run W5 luaio "$cli" "$here/w5_waitfor.lua" "$N5"
   [ $have_py = 1 ] && run W5 asyncio python3 "$peers/w5_waitfor.py" "$N5"
   [ $have_node = 1 ] && run W5 node node "$peers/w5_waitfor.js" "$N5"
@@ -75,4 +90,4 @@ while [ $pass -lt "$RUNS" ]; do
 done
 
 lua5.4 "$here/table.lua" "$tmp/results" \
-  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4 100 connections x ${W4_D}s; $RUNS pass(es)"
+  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s; $RUNS pass(es)"
