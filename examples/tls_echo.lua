@@ -9,7 +9,7 @@
 -- expect: verified localhost, issued by tls_echo demo CA
 -- expect: TLSv1.3 with TLS_
 -- expect: client got: hello over TLS
--- expect: a client that trusts the system store: certificate verify failed
+-- expect: a client that trusts the system store: CERTIFICATE_VERIFY_FAILED
 local aio = require "luaio"
 
 -- Runs the openssl CLI as a subprocess (never blocks the loop).

@@ -12,10 +12,13 @@
 ** Errors keep OpenSSL's reason ("certificate verify failed", "tlsv1 alert
 ** unknown ca", ...) and, for verification, the X509 message ("hostname
 ** mismatch", "certificate has expired", ...); they become aio.SSLError
-** when a task asks for data.  OpenSSL's per-thread error queue is cleared
+** when a task asks for data, shaped as Python's: .reason is the reason's
+** mnemonic ("CERTIFICATE_VERIFY_FAILED"), .library "SSL", and the message
+** "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ...".  OpenSSL's per-thread error queue is cleared
 ** around every call so one stream's failure never shows up on another.
 */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +45,8 @@ struct luaio_Tls {
   int server, done, failed, shut;
   int sslerr;                  /* SSL_get_error() of the failure */
   long verify_code;            /* X509_V_OK unless verification failed */
-  char reason[160];
+  char text[160];              /* OpenSSL's reason, as it words it */
+  const char *lib;             /* "SSL", "X509", ... */
   char *hostname;              /* server_hostname (clients), or NULL */
 };
 
@@ -88,31 +92,67 @@ static void init_once (void) {
 
 /* ---------------------------------------------------------- errors */
 
-/* Raises SSLError "fname: reason[: detail]" with .reason (and .errno). */
-static int ssl_error (lua_State *L, const char *fname, const char *reason,
-                      const char *detail, int sslerr) {
-  if (detail != NULL)
-    lua_pushfstring(L, "%s: %s: %s", fname, reason, detail);
-  else
-    lua_pushfstring(L, "%s: %s", fname, reason);
+/* The library an OpenSSL error comes from, named as Python names it. */
+static const char *libname (unsigned long e) {
+  switch (ERR_GET_LIB(e)) {
+    case ERR_LIB_X509: case ERR_LIB_X509V3: return "X509";
+    case ERR_LIB_PEM: return "PEM";
+    case ERR_LIB_EVP: return "EVP";
+    case ERR_LIB_SYS: return "SYS";
+    default: return "SSL";
+  }
+}
+
+/*
+** Raises SSLError from fname: "fname: [LIB: MNEMONIC] text[: detail]",
+** with .reason = MNEMONIC (the text up to any " (", upper case, '_' for
+** what is not a letter or digit: "certificate verify failed" gives
+** CERTIFICATE_VERIFY_FAILED, as Python shows it), .library, .errno (the
+** SSL_get_error code), .code = "SSL", and verify_message / verify_code
+** when verify_code is not X509_V_OK.
+*/
+static int raise_ssl (lua_State *L, const char *fname, const char *lib,
+                      const char *text, const char *detail, int sslerr,
+                      long verify_code) {
+  char mnemonic[160];
+  size_t i;
+  for (i = 0; text[i] != '\0' && i < sizeof mnemonic - 1; i++) {
+    unsigned char ch = (unsigned char)text[i];
+    if (ch == ' ' && text[i + 1] == '(') break;
+    mnemonic[i] = (char)(isalnum(ch) ? toupper(ch) : '_');
+  }
+  mnemonic[i] = '\0';
+  if (verify_code != X509_V_OK && detail == NULL)
+    detail = X509_verify_cert_error_string(verify_code);
+  lua_pushfstring(L, "%s: [%s: %s] %s%s%s", fname, lib, mnemonic, text,
+                  detail ? ": " : "", detail ? detail : "");
   luaio__new_error(L, "SSLError", lua_tostring(L, -1), 1);
-  lua_pushstring(L, reason);
+  lua_pushstring(L, mnemonic);
   lua_setfield(L, -2, "reason");
+  lua_pushstring(L, lib);
+  lua_setfield(L, -2, "library");
   lua_pushinteger(L, sslerr);
   lua_setfield(L, -2, "errno");
   lua_pushliteral(L, "SSL");
   lua_setfield(L, -2, "code");
+  if (verify_code != X509_V_OK) {
+    lua_pushstring(L, detail);
+    lua_setfield(L, -2, "verify_message");
+    lua_pushinteger(L, verify_code);
+    lua_setfield(L, -2, "verify_code");
+  }
   return lua_error(L);
 }
 
-/* Raises OpenSSL's latest error (a context call failed). */
+/* Raises OpenSSL's latest error (a context call failed); what: the file. */
 static int ctx_error (lua_State *L, const char *fname, const char *what) {
   unsigned long e = ERR_peek_last_error();
   const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
-  char reason[160];
-  snprintf(reason, sizeof reason, "%s", r != NULL ? r : "unknown error");
+  const char *lib = libname(e);
+  char text[160];
+  snprintf(text, sizeof text, "%s", r != NULL ? r : "unknown error");
   ERR_clear_error();
-  return ssl_error(L, fname, reason, what, SSL_ERROR_SSL);
+  return raise_ssl(L, fname, lib, text, what, SSL_ERROR_SSL, X509_V_OK);
 }
 
 /* Keeps the reason of a failure (an SSL call returned sslerr). */
@@ -121,38 +161,19 @@ static void capture (luaio_Tls *t, int sslerr) {
   const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
   t->failed = 1;
   t->sslerr = sslerr;
+  t->lib = libname(e);
   t->verify_code = SSL_get_verify_result(t->ssl);
-  if (r != NULL) snprintf(t->reason, sizeof t->reason, "%s", r);
+  if (r != NULL) snprintf(t->text, sizeof t->text, "%s", r);
   else if (sslerr == SSL_ERROR_SYSCALL)
-    snprintf(t->reason, sizeof t->reason, "unexpected eof while reading");
-  else snprintf(t->reason, sizeof t->reason, "TLS error %d", sslerr);
+    snprintf(t->text, sizeof t->text, "unexpected eof while reading");
+  else snprintf(t->text, sizeof t->text, "TLS error %d", sslerr);
   ERR_clear_error();
 }
 
 /* Raises the failure kept in t as SSLError from fname. */
 int luaio__tls_error (lua_State *L, luaio_Tls *t, const char *fname) {
-  const char *detail = NULL;
-  if (t->verify_code != X509_V_OK)
-    detail = X509_verify_cert_error_string(t->verify_code);
-  if (detail != NULL) {
-    lua_pushfstring(L, "%s: %s: %s", fname, t->reason, detail);
-    luaio__new_error(L, "SSLError", lua_tostring(L, -1), 1);
-    lua_pushstring(L, detail);
-    lua_setfield(L, -2, "verify_message");
-    lua_pushinteger(L, t->verify_code);
-    lua_setfield(L, -2, "verify_code");
-  }
-  else {
-    lua_pushfstring(L, "%s: %s", fname, t->reason);
-    luaio__new_error(L, "SSLError", lua_tostring(L, -1), 1);
-  }
-  lua_pushstring(L, t->reason);
-  lua_setfield(L, -2, "reason");
-  lua_pushinteger(L, t->sslerr);
-  lua_setfield(L, -2, "errno");
-  lua_pushliteral(L, "SSL");
-  lua_setfield(L, -2, "code");
-  return lua_error(L);
+  return raise_ssl(L, fname, t->lib ? t->lib : "SSL", t->text, NULL,
+                   t->sslerr, t->verify_code);
 }
 
 
@@ -246,7 +267,7 @@ int luaio__tls_feed (luaio_Tls *t, const char *p, size_t n) {
   size_t done;
   if (BIO_write_ex(t->rbio, p, n, &done) != 1 || done != n) {
     t->failed = 1;
-    snprintf(t->reason, sizeof t->reason, "out of memory");
+    snprintf(t->text, sizeof t->text, "out of memory");
     ERR_clear_error();
     return -1;
   }
@@ -324,7 +345,7 @@ int luaio__tls_eof (luaio_Tls *t) {
     return 0;                          /* (SSL_has_pending: a partial record) */
   t->failed = 1;
   t->sslerr = SSL_ERROR_SYSCALL;
-  snprintf(t->reason, sizeof t->reason, "%s",
+  snprintf(t->text, sizeof t->text, "%s",
            t->done ? "unexpected eof while reading (the peer closed the "
                      "connection inside a TLS record)"
                    : "unexpected eof while reading (the peer closed the "
@@ -742,6 +763,12 @@ static int ctx_tostring (lua_State *L) {
   return 1;
 }
 
+/* core.ssl_has_certificate(ctx) */
+static int l_ssl_has_certificate (lua_State *L) {
+  lua_pushboolean(L, SSL_CTX_get0_certificate(checkctx(L, 1)->ctx) != NULL);
+  return 1;
+}
+
 /* core.is_ssl_context(v) */
 static int l_is_ssl_context (lua_State *L) {
   lua_pushboolean(L, luaL_testudata(L, 1, LUAIO_SSLCONTEXT) != NULL);
@@ -768,6 +795,8 @@ void luaio__tls_open (lua_State *L) {
   lua_setfield(L, -2, "ssl_context");
   lua_pushcfunction(L, l_is_ssl_context);
   lua_setfield(L, -2, "is_ssl_context");
+  lua_pushcfunction(L, l_ssl_has_certificate);
+  lua_setfield(L, -2, "ssl_has_certificate");
   lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
   lua_setfield(L, -2, "ssl_version");
   lua_pushboolean(L, 1);

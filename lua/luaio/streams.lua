@@ -128,6 +128,9 @@ local function tls_handler(handler, ctx, timeout, fname)
     error(("%s: option 'ssl' must be a server-side SSLContext (create_default_context(\"client_auth\") and load_cert_chain), got %s")
       :format(fname, core.is_ssl_context(ctx) and "a client-side one" or type(ctx)), 3)
   end
+  if not core.ssl_has_certificate(ctx) then
+    error(fname .. ": the server's SSLContext has no certificate (call load_cert_chain)", 3)
+  end
   return function(r, w)
     local ok, err = pcall(upgrade, w, ctx, nil, timeout, fname)
     if not ok then
