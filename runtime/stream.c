@@ -852,14 +852,16 @@ static int w_extra (lua_State *L) {
 /* ---------------------------------------------------------- TLS */
 
 /*
-** _tls_wrap(ctx, server_hostname, fname): the stream speaks TLS from now
-** on, on the context's side.  Bytes already read start the handshake.
+** _tls_wrap(ctx, server_hostname, fname [, server_side]): the stream
+** speaks TLS from now on.  The side, unless given: the server's for a
+** connection a server accepted (asyncio's start_tls), else the client's.
+** Bytes already read are the start of the peer's handshake.
 */
 static int w_tls_wrap (lua_State *L) {
   Stream *s = checkwriter(L);
   const char *host = luaL_optstring(L, 3, NULL);
   const char *fname = luaL_optstring(L, 4, "start_tls");
-  int server = -1;
+  int server = lua_isnoneornil(L, 5) ? s->server != NULL : lua_toboolean(L, 5);
   if (s->tls != NULL)
     return luaL_error(L, "%s: the stream already uses TLS", fname);
   check_writable(L, s, fname);

@@ -31,13 +31,31 @@
 
 #define LUAIO_SSLCONTEXT "luaio.SSLContext"
 
-/* A context as Lua sees it.  verify/check_hostname apply per stream. */
+/*
+** A context as Lua sees it.  It serves either side (TLS_method); its
+** purpose only sets defaults.  verify and check_hostname are -1 until set:
+** then a client verifies the server (and checks its name) when the
+** context was made for clients, and a server asks for a client
+** certificate only when verify was set to true.
+*/
 typedef struct Ctx {
   SSL_CTX *ctx;
-  int server;                  /* made for the server side */
-  int verify;                  /* check the peer's certificate */
-  int check_hostname;          /* and (clients) that it names the host */
+  int server;                  /* made for servers ("client_auth") */
+  int verify;                  /* -1 default, 0, 1 */
+  int check_hostname;          /* -1 default, 0, 1 */
 } Ctx;
+
+/* Does a stream on this side verify its peer / check the host name? */
+static int verifies (const Ctx *c, int server) {
+  if (c->verify >= 0) return c->verify;
+  return !server && !c->server;
+}
+
+static int checks_name (const Ctx *c) {
+  if (!verifies(c, 0)) return 0;
+  if (c->check_hostname >= 0) return c->check_hostname;
+  return !c->server;
+}
 
 struct luaio_Tls {
   SSL *ssl;
@@ -189,9 +207,8 @@ static Ctx *checkctx (lua_State *L, int idx) {
 }
 
 /*
-** A new engine for stream, on the context at ctxidx, for the given side
-** (-1: the context's); raises on misuse (the wrong side, a server context
-** without a certificate, a missing host name).
+** A new engine for stream, on the context at ctxidx, for the given side;
+** raises on misuse (a server without a certificate, no host name to check).
 */
 luaio_Tls *luaio__tls_new (lua_State *L, int ctxidx, int server,
                            const char *hostname, void *stream,
@@ -199,14 +216,8 @@ luaio_Tls *luaio__tls_new (lua_State *L, int ctxidx, int server,
   Ctx *c = checkctx(L, ctxidx);
   luaio_Tls *t;
   BIO *wbio;
-  int check;
-  if (server < 0) server = c->server;  /* the context's side */
-  else if (server != c->server)
-    luaL_error(L, "%s: a %s-side SSLContext cannot be used on the %s side "
-               "(create_default_context(\"%s\") makes one for it)", fname,
-               c->server ? "server" : "client", server ? "server" : "client",
-               server ? "client_auth" : "server_auth");
-  check = !server && c->verify && c->check_hostname;
+  int verify = verifies(c, server);
+  int check = !server && checks_name(c);
   if (hostname != NULL && hostname[0] == '\0') {
     hostname = NULL;                   /* "" turns the host check off */
     check = 0;
@@ -238,12 +249,12 @@ luaio_Tls *luaio__tls_new (lua_State *L, int ctxidx, int server,
   SSL_set_bio(t->ssl, t->rbio, wbio);   /* the SSL owns both */
   if (server) {
     SSL_set_accept_state(t->ssl);
-    SSL_set_verify(t->ssl, c->verify ? SSL_VERIFY_PEER |
+    SSL_set_verify(t->ssl, verify ? SSL_VERIFY_PEER |
                    SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_NONE, NULL);
   }
   else {
     SSL_set_connect_state(t->ssl);
-    SSL_set_verify(t->ssl, c->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    SSL_set_verify(t->ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (hostname != NULL && !is_ip(hostname))
       SSL_set_tlsext_host_name(t->ssl, hostname);
     if (check) {
@@ -561,23 +572,20 @@ static int l_ssl_context (lua_State *L) {
   c->ctx = NULL;
   luaL_setmetatable(L, LUAIO_SSLCONTEXT);
   uv_once(&once, init_once);
-  c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  c->ctx = SSL_CTX_new(TLS_method());  /* either side */
   if (c->ctx == NULL) return ctx_error(L, "SSLContext", NULL);
   c->server = server;
-  c->verify = !server;
-  c->check_hostname = !server;
+  c->verify = c->check_hostname = -1;
   SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION);
   /* idle connections keep no read/write buffers (~34 KiB each) */
   SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (server) {
-    SSL_CTX_set_alpn_select_cb(c->ctx, select_alpn, NULL);
-    /* No TLS 1.3 session tickets: luaio does not resume sessions, and a
-       client that never reads would have them unread in its socket when
-       it closes -- the kernel then resets the connection, and the data
-       it sent last can be lost before we read it. */
-    SSL_CTX_set_num_tickets(c->ctx, 0);
-  }
+  SSL_CTX_set_alpn_select_cb(c->ctx, select_alpn, NULL);
+  /* No TLS 1.3 session tickets: luaio does not resume sessions, and a
+     client that never reads would have them unread in its socket when it
+     closes -- the kernel then resets the connection, and the data it
+     sent last can be lost before the server reads it. */
+  SSL_CTX_set_num_tickets(c->ctx, 0);
   return 1;
 }
 
@@ -683,20 +691,19 @@ static int ctx_set_alpn_protocols (lua_State *L) {
   }
   luaL_pushresult(&b);
   wire = (unsigned char *)lua_tolstring(L, -1, &len);
-  if (c->server) {                     /* kept for select_alpn: length-prefixed */
+  if (len > 255)                       /* one length byte for select_alpn */
+    return luaL_error(L, "set_alpn_protocols: the list is too long");
+  /* a client offers the list; a server picks from its copy */
+  if (SSL_CTX_set_alpn_protos(c->ctx, wire, (unsigned)len) != 0)
+    return ctx_error(L, "set_alpn_protocols", NULL);
+  {
     unsigned char *copy = (unsigned char *)malloc(len + 1);
     if (copy == NULL) return luaL_error(L, "not enough memory");
-    copy[0] = (unsigned char)(len > 255 ? 255 : len);
+    copy[0] = (unsigned char)len;
     memcpy(copy + 1, wire, len);
-    if (len > 255) {                   /* too long for one prefix byte */
-      free(copy);
-      return luaL_error(L, "set_alpn_protocols: the list is too long");
-    }
     free(SSL_CTX_get_ex_data(c->ctx, alpn_index));
     SSL_CTX_set_ex_data(c->ctx, alpn_index, copy);
   }
-  else if (SSL_CTX_set_alpn_protos(c->ctx, wire, (unsigned)len) != 0)
-    return ctx_error(L, "set_alpn_protocols", NULL);
   return 0;
 }
 
@@ -724,8 +731,8 @@ static const luaL_Reg ctx_methods[] = {
 static int ctx_index (lua_State *L) {
   Ctx *c = checkctx(L, 1);
   const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "verify") == 0) lua_pushboolean(L, c->verify);
-  else if (strcmp(k, "check_hostname") == 0) lua_pushboolean(L, c->check_hostname);
+  if (strcmp(k, "verify") == 0) lua_pushboolean(L, verifies(c, c->server));
+  else if (strcmp(k, "check_hostname") == 0) lua_pushboolean(L, checks_name(c));
   else if (strcmp(k, "server_side") == 0) lua_pushboolean(L, c->server);
   else if (strcmp(k, "minimum_version") == 0)
     pushversion(L, (int)SSL_CTX_get_min_proto_version(c->ctx));
@@ -758,8 +765,8 @@ static int ctx_newindex (lua_State *L) {
 
 static int ctx_tostring (lua_State *L) {
   Ctx *c = checkctx(L, 1);
-  lua_pushfstring(L, "SSLContext (%s side%s): %p", c->server ? "server" : "client",
-                  c->verify ? "" : ", verify = false", (void *)c);
+  lua_pushfstring(L, "SSLContext (for %ss%s): %p", c->server ? "server" : "client",
+                  c->verify == 0 ? ", verify = false" : "", (void *)c);
   return 1;
 }
 

@@ -316,6 +316,38 @@ describe("TLS", function()
       end)
     end)
 
+    it("one context serves both sides: create_default_context() with a certificate", function()
+      run(function()
+        -- what a script that read only the SPEC writes: the default
+        -- context, a certificate loaded into it, used by the server; the
+        -- same context (it trusts the CA) for the client
+        local ctx = aio.ssl.create_default_context("server_auth", { cafile = path("ca.pem") })
+        ctx:load_cert_chain(path("srv.pem"), path("srv.key"))
+        local port, stop = serve(echo, ctx)
+        local r, w = aio.open_connection("localhost", port, { ssl = ctx })
+        w:write("both\n")
+        assert.equal("both\n", r:readline())
+        w:close()
+        stop()
+        -- start_tls with server_side given explicitly: the connecting
+        -- side answers the handshake
+        local srv = aio.start_server(function(sr, sw)
+          sw:start_tls(client_ctx(), { server_hostname = "localhost", server_side = false })
+          echo(sr, sw)
+          sw:close()
+        end, HOST, 0)
+        local _, p2 = srv:getsockname()
+        local r2, w2 = aio.open_connection(HOST, p2)
+        w2:start_tls(server_ctx(), { server_side = true })
+        assert.is_true(w2:get_extra_info("ssl_object").server_side)
+        w2:write("swapped\n")
+        assert.equal("swapped\n", r2:readline())
+        w2:close()
+        srv:close()
+        srv:wait_closed()
+      end)
+    end)
+
     it("over a unix socket", function()
       run(function()
         local sock = os.tmpname()
@@ -522,8 +554,10 @@ describe("TLS", function()
         assert.matches("bad argument #2 to 'start_tls'", H.errof(pw.start_tls, pw, client_ctx(), 5))
         assert.matches("calling 'StreamWriter:start_tls' on bad self",
                        H.errof(pw.start_tls, client_ctx()))
-        assert.matches("must be a server%-side SSLContext .*got a client%-side one",
+        assert.matches("start_server: the server's SSLContext has no certificate",
                        H.errof(aio.start_server, echo, HOST, 0, { ssl = client_ctx() }))
+        assert.matches("option 'server_side' must be a boolean",
+                       H.errof(pw.start_tls, pw, client_ctx(), { server_side = 1 }))
         pw:close()
         assert.matches("closed", H.errof(pw.start_tls, pw, client_ctx(), { server_hostname = "x" }))
         pstop()
@@ -751,7 +785,7 @@ describe("TLS", function()
       assert.is_true(s.server_side)
       assert.is_true(aio.ssl.SSLContext("server").server_side)
       assert.is_false(aio.ssl.SSLContext().server_side)
-      assert.matches("^SSLContext %(client side", tostring(c))
+      assert.matches("^SSLContext %(for clients", tostring(c))
       assert.is_true(aio.ssl.is_context(c))
       assert.is_false(aio.ssl.is_context({}))
       assert.matches("^OpenSSL", aio.ssl.OPENSSL_VERSION)
@@ -791,14 +825,14 @@ describe("TLS", function()
                        H.errof(aio.open_connection, HOST, 1, { server_hostname = "x" }))
         assert.matches("ssl_handshake_timeout' must be a positive number",
                        H.errof(aio.open_connection, HOST, 1, { ssl = true, ssl_handshake_timeout = 0 }))
-        assert.matches("must be a server%-side SSLContext",
+        assert.matches("option 'ssl' must be an SSLContext with a certificate",
                        H.errof(aio.start_server, echo, HOST, 0, { ssl = true }))
         local bare = aio.ssl.SSLContext("server")
         assert.matches("start_server: the server's SSLContext has no certificate",
                        H.errof(aio.start_server, echo, HOST, 0, { ssl = bare }))
         local port, stop = plain_server(function() end)
         local _, w = aio.open_connection(HOST, port)
-        assert.matches("has no certificate", H.errof(w.start_tls, w, bare))
+        assert.matches("has no certificate", H.errof(w.start_tls, w, bare, { server_side = true }))
         w:close()
         stop()
       end)

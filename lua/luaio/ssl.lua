@@ -7,10 +7,12 @@
 --   sctx:load_cert_chain("cert.pem", "key.pem")
 --   aio.start_server(handler, "0.0.0.0", 8443, { ssl = sctx })
 --
--- A context (runtime/tls.c) has the fields verify (check the peer's
--- certificate), check_hostname (clients: and that it names the host),
--- minimum_version / maximum_version ("TLSv1.2", "TLSv1.3"), server_side
--- (read-only), and the methods load_cert_chain(cert [, key [, password]]),
+-- A context (runtime/tls.c) works on either side; what it was made for
+-- only sets defaults.  Fields: verify (check the peer's certificate; a
+-- server asks clients for one only when it is set to true),
+-- check_hostname (clients: and that it names the host), minimum_version /
+-- maximum_version ("TLSv1.2", "TLSv1.3"), server_side (read-only: made
+-- for servers), and the methods load_cert_chain(cert [, key [, password]]),
 -- load_verify_locations([cafile [, capath]]), load_default_certs(),
 -- set_alpn_protocols(list), set_ciphers(openssl_list).
 local core = require "luaio.core"
@@ -25,8 +27,9 @@ M.OPENSSL_VERSION = core.ssl_version
 M.Purpose = { SERVER_AUTH = "server_auth", CLIENT_AUTH = "client_auth" }
 M.TLSVersion = { TLSv1_2 = "TLSv1.2", TLSv1_3 = "TLSv1.3" }
 
---- aio.ssl.SSLContext([side]) -> context; side "client" (the default:
---- verify and check_hostname on, no CA loaded) or "server" (verify off).
+--- aio.ssl.SSLContext([side]) -> context made for side "client" (the
+--- default: verify and check_hostname on, no CA loaded) or "server"
+--- (verify off).
 function M.SSLContext(side)
   if side ~= nil and side ~= "client" and side ~= "server" then
     error(("bad argument #1 to 'SSLContext' (\"client\" or \"server\" expected, got %s)")
@@ -38,7 +41,7 @@ end
 --- aio.ssl.create_default_context([purpose [, {cafile =, capath =}]]) ->
 --- context.  purpose "server_auth" (the default: a client's context that
 --- verifies servers against cafile/capath, or the system's trust store,
---- and checks host names) or "client_auth" (a server's context: load its
+--- and checks host names) or "client_auth" (made for a server: load its
 --- certificate with load_cert_chain; clients are not asked for one).
 function M.create_default_context(purpose, opts)
   if purpose ~= nil and purpose ~= "server_auth" and purpose ~= "client_auth" then

@@ -108,10 +108,11 @@ end
 
 local contexts = setmetatable({}, { __mode = "k" })   -- writer -> its SSLContext
 
--- Switches w to TLS on ctx and waits for the handshake; on failure
+-- Switches w to TLS on ctx (server_side nil: a connection a server
+-- accepted is the server side) and waits for the handshake; on failure
 -- (SSLError, TimeoutError, cancellation) the socket is closed at once.
-local function upgrade(w, ctx, hostname, timeout, fname)
-  w:_tls_wrap(ctx, hostname, fname)
+local function upgrade(w, ctx, hostname, timeout, fname, server_side)
+  w:_tls_wrap(ctx, hostname, fname, server_side)
   local ok, err = pcall(handshake, w, fname, timeout or HANDSHAKE_TIMEOUT)
   if not ok then
     w:_abort()
@@ -124,15 +125,15 @@ end
 -- handshake fails is closed and the handler never sees it (asyncio
 -- logs such failures only in debug mode; so do we).
 local function tls_handler(handler, ctx, timeout, fname)
-  if not core.is_ssl_context(ctx) or not ctx.server_side then
-    error(("%s: option 'ssl' must be a server-side SSLContext (create_default_context(\"client_auth\") and load_cert_chain), got %s")
-      :format(fname, core.is_ssl_context(ctx) and "a client-side one" or type(ctx)), 3)
+  if not core.is_ssl_context(ctx) then
+    error(("%s: option 'ssl' must be an SSLContext with a certificate (load_cert_chain), got %s")
+      :format(fname, type(ctx)), 3)
   end
   if not core.ssl_has_certificate(ctx) then
     error(fname .. ": the server's SSLContext has no certificate (call load_cert_chain)", 3)
   end
   return function(r, w)
-    local ok, err = pcall(upgrade, w, ctx, nil, timeout, fname)
+    local ok, err = pcall(upgrade, w, ctx, nil, timeout, fname, true)
     if not ok then
       if core.is(err, core.CancelledError) then error(err, 0) end
       local loop = core.get_running_loop()
@@ -173,7 +174,7 @@ function M.open_connection(host, port, opts)
       if ctx then
         local hostname = opts.server_hostname
         if hostname == nil then hostname = host end
-        upgrade(w, ctx, hostname, opts.ssl_handshake_timeout, "open_connection")
+        upgrade(w, ctx, hostname, opts.ssl_handshake_timeout, "open_connection", false)
       end
       return r, w
     end
@@ -217,7 +218,7 @@ function M.open_unix_connection(path, opts)
   if opts.limit then r:_set_limit(opts.limit) end
   if ctx then
     upgrade(w, ctx, opts.server_hostname, opts.ssl_handshake_timeout,
-            "open_unix_connection")
+            "open_unix_connection", false)
   end
   return r, w
 end
@@ -270,11 +271,11 @@ end
 local Writer = core.WriterMethods
 local writer_mt = reg["luaio.StreamWriter"]
 
---- writer:start_tls(ctx [, {server_hostname =, ssl_handshake_timeout =}])
---- upgrades the connection to TLS in place (asyncio 3.11): the side is
---- the context's (a server-side context answers a client's handshake).
---- Suspends until the handshake is done; the reader and writer then
---- carry plaintext over TLS.
+--- writer:start_tls(ctx [, {server_hostname =, ssl_handshake_timeout =,
+--- server_side =}]) upgrades the connection to TLS in place (asyncio
+--- 3.11).  The side: a connection a server accepted answers the client's
+--- handshake (server_side overrides).  Suspends until the handshake is
+--- done; the reader and writer then carry plaintext over TLS.
 function Writer:start_tls(ctx, opts)
   if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "start_tls") end
   if not core.has_tls then
@@ -294,7 +295,11 @@ function Writer:start_tls(ctx, opts)
   if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
     error("start_tls: option 'ssl_handshake_timeout' must be a positive number", 2)
   end
-  upgrade(self, ctx, opts.server_hostname, t, "start_tls")
+  local side = opts.server_side
+  if side ~= nil and type(side) ~= "boolean" then
+    error("start_tls: option 'server_side' must be a boolean", 2)
+  end
+  upgrade(self, ctx, opts.server_hostname, t, "start_tls", side)
 end
 
 -- The SSLObject of get_extra_info("ssl_object"), as Python's.
