@@ -38,15 +38,21 @@ CLI_LIBS = -lreadline
 endif
 
 # TLS with OpenSSL (libssl-dev) when installed; TLS=0 builds without it
-# (TLS calls then raise "built without TLS").
+# (TLS calls then raise "built without TLS").  The engine (tls.c) is linked
+# into core.so and libluaio; the CLI loads it as the module
+# lib/luaio/tls.so on first use (start-up without OpenSSL's ~0.5 ms).
 TLS ?= $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && echo 1 || echo 0)
 ifeq ($(TLS),1)
-TLS_SRC = runtime/tls.c
 TLS_CFLAGS = $(shell $(PKG_CONFIG) --cflags openssl)
 TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl)
 TLS_PC = openssl
+LIB_TLS_OBJ = $(B)/obj/tls.o
+CLI_TLS_OBJ = $(B)/obj/tls_plugin.o
+TLS_MODULE = $(B)/lib/luaio/tls.so
 else
-TLS_SRC = runtime/tls_none.c
+LIB_TLS_OBJ = $(B)/obj/tls_none.o
+CLI_TLS_OBJ = $(B)/obj/tls_none.o
+TLS_MODULE =
 endif
 
 OPT ?= -O2 -g
@@ -62,24 +68,24 @@ CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
   runtime/dns.c runtime/fs.c \
   runtime/process.c runtime/thread.c runtime/embed.c \
-  runtime/alloc.c $(TLS_SRC)
+  runtime/alloc.c runtime/tls_link.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)
 
-all: $(B)/luaio $(B)/libluaio.a $(B)/libluaio.so $(B)/lib/luaio/core.so
+all: $(B)/luaio $(B)/libluaio.a $(B)/libluaio.so $(B)/lib/luaio/core.so $(TLS_MODULE)
 
 $(B)/obj/%.o: runtime/%.c $(DEPS) | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/libluaio.a: $(CORE_OBJ) $(B)/obj/stdlib.o
+$(B)/libluaio.a: $(CORE_OBJ) $(LIB_TLS_OBJ) $(B)/obj/stdlib.o
 	rm -f $@
 	ar rcs $@ $^
 
-$(B)/libluaio.so: $(CORE_OBJ) $(B)/obj/stdlib.o
+$(B)/libluaio.so: $(CORE_OBJ) $(LIB_TLS_OBJ) $(B)/obj/stdlib.o
 	$(CC) -shared -Wl,-soname,libluaio.so.0 -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(TLS_LIBS)
 
-$(B)/lib/luaio/core.so: $(CORE_OBJ) $(B)/obj/stdlib.o | $(B)/lib/luaio
+$(B)/lib/luaio/core.so: $(CORE_OBJ) $(LIB_TLS_OBJ) $(B)/obj/stdlib.o | $(B)/lib/luaio
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS) $(TLS_LIBS)
 
 $(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
@@ -91,9 +97,12 @@ $(B)/obj/stdlib.o: $(B)/gen/stdlib.c runtime/cli.h | $(B)/obj
 $(B)/obj/cli.o: runtime/cli.c $(DEPS) Makefile | $(B)/obj
 	$(CC) $(ALL_CFLAGS) $(CLI_CFLAGS) -c -o $@ $<
 
-$(B)/luaio: $(B)/obj/cli.o $(B)/libluaio.a
-	$(CC) -o $@ $(B)/obj/cli.o $(B)/libluaio.a \
-	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(TLS_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
+# the TLS engine as a module of its own, for the CLI
+$(B)/lib/luaio/tls.so: $(B)/obj/tls.o | $(B)/lib/luaio
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS) $(TLS_LIBS)
+
+$(B)/luaio: $(B)/obj/cli.o $(CORE_OBJ) $(CLI_TLS_OBJ) $(B)/obj/stdlib.o
+	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
 
 $(B)/obj $(B)/gen $(B)/lib/luaio:
 	mkdir -p $@
@@ -224,6 +233,8 @@ install: all
 	install -m 755 $(B)/luaio $(DESTDIR)$(BINDIR)/luaio
 	install -m 644 $(LUA_SRC) $(DESTDIR)$(LUADIR)/luaio/
 	install -m 755 $(B)/lib/luaio/core.so $(DESTDIR)$(CMODDIR)/luaio/core.so
+	if [ -n "$(TLS_MODULE)" ]; then \
+	  install -m 755 $(TLS_MODULE) $(DESTDIR)$(CMODDIR)/luaio/tls.so; fi
 	if [ -z "$(ROCK)" ]; then \
 	  install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) && \
 	  install -m 644 $(B)/libluaio.a $(DESTDIR)$(LIBDIR)/libluaio.a && \
@@ -240,7 +251,8 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/luaio $(DESTDIR)$(LIBDIR)/libluaio.a \
 	  $(DESTDIR)$(LIBDIR)/libluaio.so $(DESTDIR)$(LIBDIR)/libluaio.so.0 \
 	  $(DESTDIR)$(LIBDIR)/libluaio.so.$(VERSION) $(DESTDIR)$(INCDIR)/luaio.h \
-	  $(DESTDIR)$(PCDIR)/luaio.pc $(DESTDIR)$(CMODDIR)/luaio/core.so
+	  $(DESTDIR)$(PCDIR)/luaio.pc $(DESTDIR)$(CMODDIR)/luaio/core.so \
+	  $(DESTDIR)$(CMODDIR)/luaio/tls.so
 	rm -f $(addprefix $(DESTDIR)$(LUADIR)/luaio/,$(notdir $(LUA_SRC)))
 	-rmdir $(DESTDIR)$(LUADIR)/luaio $(DESTDIR)$(CMODDIR)/luaio 2>/dev/null
 

@@ -227,6 +227,14 @@ static int pmain (lua_State *L) {
   luaL_openlibs(L);
   if (warn) lua_warning(L, "@on", 0);
   luaio_preload(L);
+  {                                    /* luaio._cli finds luaio.tls by it */
+    char exe[4096];
+    size_t n = sizeof exe;
+    if (uv_exepath(exe, &n) == 0) {
+      lua_pushlstring(L, exe, n);
+      lua_setfield(L, LUA_REGISTRYINDEX, "luaio.exepath");
+    }
+  }
 #ifdef LUAIO_READLINE
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, open_readline);

@@ -25,6 +25,7 @@ typedef struct luaio_Future luaio_Future;
 typedef struct luaio_Task luaio_Task;
 typedef struct luaio_Handle luaio_Handle;
 typedef struct luaio_WaitList luaio_WaitList;
+typedef struct luaio_TlsOps luaio_TlsOps;
 
 /* Type names: metatable names in the registry (luaL_checkudata). */
 #define LUAIO_FUTURE "luaio.Future"
@@ -70,6 +71,7 @@ struct luaio_State {
   const void *mt_reader;
   const void *mt_writer;
   const void *mt_waitlist;
+  const luaio_TlsOps *tls_ops;  /* set when luaio.tls is loaded */
 };
 
 int luaio__hasmt (lua_State *L, int idx, const void *mt);
@@ -384,26 +386,51 @@ void luaio__close_processes (luaio_Runtime *rt);
 void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
-/* tls.c (OpenSSL), or tls_none.c in a build without TLS */
-typedef struct luaio_Tls luaio_Tls;
-#define LUAIO_TLS_CLOSED (-1)   /* luaio__tls_read: the peer's close_notify */
-#define LUAIO_TLS_FAILED (-2)   /* luaio__tls_read: the session failed */
+/*
+** TLS.  The engine (tls.c, OpenSSL) and the core reach each other only
+** through the two tables below, so the engine can be a module of its own
+** (luaio.tls, loaded on first use: the CLI starts without loading
+** OpenSSL, whose symbol relocations alone cost ~0.5 ms) or be linked in
+** (core.so, libluaio: luaio__tls_builtin preloads it).  tls_none.c stands
+** in for it in a build without OpenSSL.
+*/
+#define LUAIO_TLS_ABI 1
+#define LUAIO_TLSCORE "luaio.tlscore"   /* registry: light luaio_TlsCore */
+#define LUAIO_TLS_CLOSED (-1)   /* ops->read: the peer's close_notify */
+#define LUAIO_TLS_FAILED (-2)   /* ops->read: the session failed */
 #define LUAIO_ETLS (-100000)    /* a stream error whose reason is in its Tls */
-luaio_Tls *luaio__tls_new (lua_State *L, int ctx, int server,
-                           const char *hostname, void *stream,
-                           const char *fname);
-void luaio__tls_free (luaio_Tls *t);
-int luaio__tls_feed (luaio_Tls *t, const char *p, size_t n);
-int luaio__tls_handshake (luaio_Tls *t);
-int luaio__tls_done (luaio_Tls *t);
-long luaio__tls_read (luaio_Tls *t, char *out, size_t cap);
-int luaio__tls_write (luaio_Tls *t, const char *p, size_t n);
-void luaio__tls_shutdown (luaio_Tls *t);
-int luaio__tls_eof (luaio_Tls *t);
-int luaio__tls_error (lua_State *L, luaio_Tls *t, const char *fname);
-int luaio__tls_info (lua_State *L, luaio_Tls *t, const char *what);
-void luaio__tls_open (lua_State *L);
+
+typedef struct luaio_Tls luaio_Tls;
+
+struct luaio_TlsOps {                  /* the engine, for stream.c */
+  int abi;
+  luaio_Tls *(*create) (lua_State *L, int ctx, int server,
+                        const char *hostname, void *stream,
+                        const char *fname);
+  void (*destroy) (luaio_Tls *t);
+  int (*feed) (luaio_Tls *t, const char *p, size_t n);
+  int (*handshake) (luaio_Tls *t);     /* 1 done, 0 more input, -1 failed */
+  int (*done) (luaio_Tls *t);
+  long (*read) (luaio_Tls *t, char *out, size_t cap);
+  int (*write) (luaio_Tls *t, const char *p, size_t n);
+  void (*shutdown) (luaio_Tls *t);
+  int (*eof) (luaio_Tls *t);
+  int (*error) (lua_State *L, luaio_Tls *t, const char *fname);
+  int (*info) (lua_State *L, luaio_Tls *t, const char *what);
+};
+
+typedef struct luaio_TlsCore {         /* the core, for the engine */
+  int abi;
+  void (*new_error) (lua_State *L, const char *cls, const char *msg,
+                     int traceback);
+  void (*stream_out) (void *stream, const char *p, size_t n);
+  void (*set_ops) (lua_State *L, const luaio_TlsOps *ops);
+} luaio_TlsCore;
+
+void luaio__tls_link_open (lua_State *L);   /* tls_link.c */
 void luaio__stream_tls_out (void *stream, const char *p, size_t n);
+void luaio__tls_builtin (lua_State *L);     /* tls.c, tls_none.c, tls_plugin.c */
+LUAIO_API int luaopen_luaio_tls (lua_State *L);
 
 /* embed.c */
 void luaio__run_ccall (lua_State *L, luaio_Runtime *rt, void *call);

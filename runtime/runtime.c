@@ -625,7 +625,7 @@ LUAIO_API int luaopen_luaio_core (lua_State *L) {
   luaio__waitlist_open(L);
   luaio__queue_open(L);
   luaio__stream_open(L);
-  luaio__tls_open(L);
+  luaio__tls_link_open(L);
   luaio__udp_open(L);
   luaio__dns_open(L);
   luaio__fs_open(L);

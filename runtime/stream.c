@@ -81,6 +81,7 @@ typedef struct Stream {
   int has_names;
   /* TLS (tls.c): the buffer holds plaintext; NULL for plain streams */
   luaio_Tls *tls;
+  const luaio_TlsOps *tlsops;
   luaio_WaitList handshakers;
 } Stream;
 
@@ -139,7 +140,7 @@ static void wake_first (luaio_WaitList *wl) {
 static void server_conn_closed (Server *sv);
 
 static void stream_free (Stream *s) {
-  luaio__tls_free(s->tls);
+  if (s->tls != NULL) s->tlsops->destroy(s->tls);
   free(s->buf);
   free(s);
 }
@@ -184,7 +185,7 @@ static void close_now (Stream *s) {
 /* close(): once what is queued (and TLS's close_notify) is written. */
 static void close_soon (Stream *s) {
   if (s->tls != NULL && s->open && !s->closing && s->werr == 0)
-    luaio__tls_shutdown(s->tls);
+    s->tlsops->shutdown(s->tls);
   s->closing = 1;
   s->eof = 1;
   wake_all(&s->readers);
@@ -261,7 +262,7 @@ static void tls_failed (Stream *s) {
 ** (waking who waits for it), then decrypts everything into the buffer.
 */
 static void tls_pump (Stream *s) {
-  int r = luaio__tls_handshake(s->tls);
+  int r = s->tlsops->handshake(s->tls);
   if (r == 0) return;
   if (r < 0) { tls_failed(s); return; }
   wake_all(&s->handshakers);
@@ -273,7 +274,7 @@ static void tls_pump (Stream *s) {
       stop_reading(s);
       return;
     }
-    n = luaio__tls_read(s->tls, s->buf + s->off + s->len,
+    n = s->tlsops->read(s->tls, s->buf + s->off + s->len,
                         s->cap - s->off - s->len);
     if (n > 0) s->len += (size_t)n;
     else if (n == 0) return;           /* needs more ciphertext */
@@ -288,7 +289,7 @@ static void tls_pump (Stream *s) {
 
 /* Ciphertext just read into the buffer's free tail: decrypt it. */
 static void tls_input (Stream *s, const char *p, size_t n) {
-  if (luaio__tls_feed(s->tls, p, n) != 0) { tls_failed(s); return; }
+  if (s->tlsops->feed(s->tls, p, n) != 0) { tls_failed(s); return; }
   tls_pump(s);
 }
 
@@ -304,7 +305,7 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   }
   else if (n < 0) {
     if (n != UV_EOF) s->rerr = (int)n;
-    else if (s->tls != NULL && luaio__tls_eof(s->tls) != 0 && s->rerr == 0)
+    else if (s->tls != NULL && s->tlsops->eof(s->tls) != 0 && s->rerr == 0)
       s->rerr = LUAIO_ETLS;
     s->eof = 1;
     wake_all(&s->handshakers);
@@ -356,7 +357,7 @@ static void keep_names (Stream *s) {
 /* Raises a kept error: OSError from libuv, SSLError from the TLS engine. */
 static int stream_error (lua_State *L, Stream *s, int err, const char *fname) {
   if (err == LUAIO_ETLS && s->tls != NULL)
-    return luaio__tls_error(L, s->tls, fname);
+    return s->tlsops->error(L, s->tls, fname);
   return luaio__oserror(L, err, fname);
 }
 
@@ -629,7 +630,7 @@ void luaio__stream_tls_out (void *p, const char *data, size_t len) {
 /* Writes data (through TLS when the stream uses it); 0 or an error. */
 static int write_bytes (Stream *s, const char *p, size_t len) {
   if (s->tls == NULL) return raw_write(s, p, len);
-  if (luaio__tls_write(s->tls, p, len) != 0) {
+  if (s->tlsops->write(s->tls, p, len) != 0) {
     tls_failed(s);
     return LUAIO_ETLS;
   }
@@ -840,7 +841,7 @@ static int w_extra (lua_State *L) {
   else if (strcmp(name, "sockname") == 0) n = push_names(L, s, 0);
   else if (s->tls != NULL && (strcmp(name, "peercert") == 0 ||
                               strcmp(name, "cipher") == 0))
-    n = luaio__tls_info(L, s->tls, name);
+    n = s->tlsops->info(L, s->tls, name);
   if (n == 0 || (n == 1 && lua_isnil(L, -1))) {
     lua_pushvalue(L, 3);
     return 1;
@@ -862,12 +863,16 @@ static int w_tls_wrap (lua_State *L) {
   const char *host = luaL_optstring(L, 3, NULL);
   const char *fname = luaL_optstring(L, 4, "start_tls");
   int server = lua_isnoneornil(L, 5) ? s->server != NULL : lua_toboolean(L, 5);
+  const luaio_TlsOps *ops = luaio__G(L)->tls_ops;
+  if (ops == NULL)                     /* (no context can exist then) */
+    return luaL_error(L, "%s: TLS is not loaded (require \"luaio.tls\")", fname);
   if (s->tls != NULL)
     return luaL_error(L, "%s: the stream already uses TLS", fname);
   check_writable(L, s, fname);
-  s->tls = luaio__tls_new(L, 2, server, host, s, fname);
+  s->tls = ops->create(L, 2, server, host, s, fname);
+  s->tlsops = ops;
   if (s->len > 0) {
-    if (luaio__tls_feed(s->tls, s->buf + s->off, s->len) != 0) tls_failed(s);
+    if (ops->feed(s->tls, s->buf + s->off, s->len) != 0) tls_failed(s);
     s->off = s->len = 0;
   }
   return 0;
@@ -878,14 +883,14 @@ static int handshake_k (lua_State *L, int status, lua_KContext ctx);
 /* Raises if the handshake failed, parks until it ends, or returns. */
 static int handshake_wait (lua_State *L, Stream *s, const char *fname) {
   luaio_Task *t;
-  if (luaio__tls_done(s->tls)) return 0;
+  if (s->tlsops->done(s->tls)) return 0;
   if (s->rerr != 0) return stream_error(L, s, s->rerr, fname);
   if (s->closing || !s->open)
     return luaL_error(L, "%s: the stream was closed during the TLS "
                       "handshake", fname);
   if (s->eof) {                        /* the peer closed before we began */
-    luaio__tls_eof(s->tls);
-    return luaio__tls_error(L, s->tls, fname);
+    s->tlsops->eof(s->tls);
+    return s->tlsops->error(L, s->tls, fname);
   }
   start_reading(s);
   t = luaio__check_suspend(L, fname);
@@ -912,7 +917,7 @@ static int w_tls_info (lua_State *L) {
   Stream *s = checkwriter(L);
   const char *what = luaL_checkstring(L, 2);
   if (s->tls == NULL) return 0;
-  return luaio__tls_info(L, s->tls, what);
+  return s->tlsops->info(L, s->tls, what);
 }
 
 /* _abort(): closes at once, dropping what is queued (a failed handshake). */

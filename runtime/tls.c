@@ -2,9 +2,14 @@
 ** tls.c -- TLS for streams with OpenSSL: SSLContext objects, and the
 ** engine a stream runs its bytes through (one SSL object per stream).
 **
+** Built as the module luaio.tls (the CLI loads it on first use) or linked
+** into core.so / libluaio (luaio__tls_builtin preloads it); either way it
+** reaches the core only through luaio_TlsCore and serves stream.c through
+** luaio_TlsOps (internal.h).
+**
 ** Ciphertext in: libuv reads into the stream's buffer exactly as for
 ** plain TCP; stream.c copies those bytes into a memory BIO and asks
-** luaio__tls_read to decrypt them back into the same buffer.
+** ops.read to decrypt them back into the same buffer.
 ** Ciphertext out: a BIO of our own whose write callback hands each record
 ** to the stream (uv_try_write first, queued otherwise): no second copy,
 ** nothing blocks.  The handshake advances from the read callback.
@@ -69,6 +74,10 @@ struct luaio_Tls {
 };
 
 
+/* The core's functions (from the registry, when the module is opened). */
+static const luaio_TlsCore *core;
+
+
 /* ---------------------------------------------------------- the output BIO */
 
 static BIO_METHOD *out_method;
@@ -76,7 +85,7 @@ static int alpn_index = -1;            /* SSL_CTX ex_data: server's ALPN list */
 static uv_once_t once = UV_ONCE_INIT;
 
 static int out_write (BIO *b, const char *p, int n) {
-  luaio__stream_tls_out(BIO_get_data(b), p, (size_t)n);
+  core->stream_out(BIO_get_data(b), p, (size_t)n);
   return n;
 }
 
@@ -144,7 +153,7 @@ static int raise_ssl (lua_State *L, const char *fname, const char *lib,
     detail = X509_verify_cert_error_string(verify_code);
   lua_pushfstring(L, "%s: [%s: %s] %s%s%s", fname, lib, mnemonic, text,
                   detail ? ": " : "", detail ? detail : "");
-  luaio__new_error(L, "SSLError", lua_tostring(L, -1), 1);
+  core->new_error(L, "SSLError", lua_tostring(L, -1), 1);
   lua_pushstring(L, mnemonic);
   lua_setfield(L, -2, "reason");
   lua_pushstring(L, lib);
@@ -189,7 +198,7 @@ static void capture (luaio_Tls *t, int sslerr) {
 }
 
 /* Raises the failure kept in t as SSLError from fname. */
-int luaio__tls_error (lua_State *L, luaio_Tls *t, const char *fname) {
+static int tls_error (lua_State *L, luaio_Tls *t, const char *fname) {
   return raise_ssl(L, fname, t->lib ? t->lib : "SSL", t->text, NULL,
                    t->sslerr, t->verify_code);
 }
@@ -210,9 +219,9 @@ static Ctx *checkctx (lua_State *L, int idx) {
 ** A new engine for stream, on the context at ctxidx, for the given side;
 ** raises on misuse (a server without a certificate, no host name to check).
 */
-luaio_Tls *luaio__tls_new (lua_State *L, int ctxidx, int server,
-                           const char *hostname, void *stream,
-                           const char *fname) {
+static luaio_Tls *tls_create (lua_State *L, int ctxidx, int server,
+                              const char *hostname, void *stream,
+                              const char *fname) {
   Ctx *c = checkctx(L, ctxidx);
   luaio_Tls *t;
   BIO *wbio;
@@ -266,7 +275,7 @@ luaio_Tls *luaio__tls_new (lua_State *L, int ctxidx, int server,
   return t;
 }
 
-void luaio__tls_free (luaio_Tls *t) {
+static void tls_destroy (luaio_Tls *t) {
   if (t == NULL) return;
   SSL_free(t->ssl);
   free(t->hostname);
@@ -274,7 +283,7 @@ void luaio__tls_free (luaio_Tls *t) {
 }
 
 /* Ciphertext read from the socket. */
-int luaio__tls_feed (luaio_Tls *t, const char *p, size_t n) {
+static int tls_feed (luaio_Tls *t, const char *p, size_t n) {
   size_t done;
   if (BIO_write_ex(t->rbio, p, n, &done) != 1 || done != n) {
     t->failed = 1;
@@ -286,7 +295,7 @@ int luaio__tls_feed (luaio_Tls *t, const char *p, size_t n) {
 }
 
 /* Advances the handshake: 1 done, 0 needs more input, -1 failed. */
-int luaio__tls_handshake (luaio_Tls *t) {
+static int tls_handshake (luaio_Tls *t) {
   int r;
   if (t->failed) return -1;
   if (t->done) return 1;
@@ -299,7 +308,7 @@ int luaio__tls_handshake (luaio_Tls *t) {
   return -1;
 }
 
-int luaio__tls_done (luaio_Tls *t) {
+static int tls_done (luaio_Tls *t) {
   return t->done;
 }
 
@@ -307,7 +316,7 @@ int luaio__tls_done (luaio_Tls *t) {
 ** Decrypts into out: bytes, 0 (needs more input), LUAIO_TLS_CLOSED (the
 ** peer's close_notify) or LUAIO_TLS_FAILED.
 */
-long luaio__tls_read (luaio_Tls *t, char *out, size_t cap) {
+static long tls_read (luaio_Tls *t, char *out, size_t cap) {
   size_t n;
   int r;
   if (t->failed) return LUAIO_TLS_FAILED;
@@ -321,7 +330,7 @@ long luaio__tls_read (luaio_Tls *t, char *out, size_t cap) {
 }
 
 /* Encrypts p; the records go out through the stream.  0 or -1. */
-int luaio__tls_write (luaio_Tls *t, const char *p, size_t len) {
+static int tls_write (luaio_Tls *t, const char *p, size_t len) {
   size_t n;
   if (t->failed) return -1;
   while (len > 0) {
@@ -337,7 +346,7 @@ int luaio__tls_write (luaio_Tls *t, const char *p, size_t len) {
 }
 
 /* Sends close_notify once (an established session only). */
-void luaio__tls_shutdown (luaio_Tls *t) {
+static void tls_shutdown (luaio_Tls *t) {
   if (!t->done || t->failed || t->shut) return;
   t->shut = 1;
   ERR_clear_error();
@@ -350,7 +359,7 @@ void luaio__tls_shutdown (luaio_Tls *t) {
 ** an established session that is taken as EOF (0), as asyncio and most
 ** clients do; inside a record or the handshake it is an error (-1).
 */
-int luaio__tls_eof (luaio_Tls *t) {
+static int tls_eof (luaio_Tls *t) {
   if (t->failed) return -1;
   if (t->done && BIO_ctrl_pending(t->rbio) == 0 && !SSL_has_pending(t->ssl))
     return 0;                          /* (SSL_has_pending: a partial record) */
@@ -484,7 +493,7 @@ static void push_peercert (lua_State *L, luaio_Tls *t, int der) {
 ** "cipher" ({name, version, bits}), "version", "alpn", "server_side",
 ** "server_hostname".
 */
-int luaio__tls_info (lua_State *L, luaio_Tls *t, const char *what) {
+static int tls_info (lua_State *L, luaio_Tls *t, const char *what) {
   const SSL_CIPHER *c;
   if (strcmp(what, "server_side") == 0) lua_pushboolean(L, t->server);
   else if (strcmp(what, "server_hostname") == 0) {
@@ -602,7 +611,7 @@ static void checkfile (lua_State *L, const char *path, const char *fname) {
   if (f == NULL) {
     int e = errno;
     lua_pushfstring(L, "%s: %s: %s", fname, path, strerror(e));
-    luaio__new_error(L, "OSError", lua_tostring(L, -1), 1);
+    core->new_error(L, "OSError", lua_tostring(L, -1), 1);
     lua_pushinteger(L, e);
     lua_setfield(L, -2, "errno");
     lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
@@ -782,7 +791,33 @@ static int l_is_ssl_context (lua_State *L) {
   return 1;
 }
 
-void luaio__tls_open (lua_State *L) {
+static const luaio_TlsOps ops = {
+  LUAIO_TLS_ABI, tls_create, tls_destroy, tls_feed, tls_handshake, tls_done,
+  tls_read, tls_write, tls_shutdown, tls_eof, tls_error, tls_info
+};
+
+static const luaL_Reg funcs[] = {
+  {"ssl_context", l_ssl_context},
+  {"is_ssl_context", l_is_ssl_context},
+  {"ssl_has_certificate", l_ssl_has_certificate},
+  {NULL, NULL}
+};
+
+/*
+** require "luaio.tls" -> {ssl_context, is_ssl_context, ssl_has_certificate,
+** ssl_version, has_tls}; links the engine to this state's core.
+*/
+LUAIO_API int luaopen_luaio_tls (lua_State *L) {
+  const luaio_TlsCore *c;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_TLSCORE);
+  c = (const luaio_TlsCore *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (c == NULL) return luaL_error(L, "luaio.tls: require \"luaio\" first");
+  if (c->abi != LUAIO_TLS_ABI)
+    return luaL_error(L, "luaio.tls: this module is from another build of "
+                      "luaio (link version %d, expected %d)", LUAIO_TLS_ABI, c->abi);
+  core = c;
+  core->set_ops(L, &ops);
   if (luaL_newmetatable(L, LUAIO_SSLCONTEXT)) {
     lua_newtable(L);
     luaL_setfuncs(L, ctx_methods, 0);
@@ -798,14 +833,18 @@ void luaio__tls_open (lua_State *L) {
     lua_setfield(L, -2, "__name");
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_ssl_context);
-  lua_setfield(L, -2, "ssl_context");
-  lua_pushcfunction(L, l_is_ssl_context);
-  lua_setfield(L, -2, "is_ssl_context");
-  lua_pushcfunction(L, l_ssl_has_certificate);
-  lua_setfield(L, -2, "ssl_has_certificate");
+  luaL_newlib(L, funcs);
   lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
   lua_setfield(L, -2, "ssl_version");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "has_tls");
+  return 1;
+}
+
+/* Linked into the core: require "luaio.tls" finds this engine. */
+void luaio__tls_builtin (lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_luaio_tls);
+  lua_setfield(L, -2, "luaio.tls");
+  lua_pop(L, 1);
 }

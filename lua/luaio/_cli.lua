@@ -6,6 +6,34 @@
 -- with the main task's traceback), 130 after Ctrl-C.  The loop is then
 -- shut down: pending tasks are cancelled and unwind.
 local aio = require "luaio"
+
+-- The TLS engine is a module of its own for the CLI (OpenSSL is loaded
+-- only by scripts that use TLS): the one built or installed with this
+-- executable first -- build/lib/luaio/tls.so, PREFIX/lib/lua/5.4/luaio/
+-- tls.so -- then wherever package.cpath finds one.  (A build without
+-- OpenSSL, or one with the engine linked in, has preloaded its own.)
+if not package.preload["luaio.tls"] then
+  local exe = debug.getregistry()["luaio.exepath"]
+  local dir = exe and exe:match("^(.*)/[^/]*$")
+  package.preload["luaio.tls"] = function(name)
+    local tried = {}
+    local places = {}
+    if dir then
+      places[#places + 1] = dir .. "/lib/luaio/tls.so"
+      places[#places + 1] = dir .. "/../lib/lua/5.4/luaio/tls.so"
+    end
+    local found = package.searchpath(name, package.cpath)
+    if found then places[#places + 1] = found end
+    for _, path in ipairs(places) do
+      local open, err, where = package.loadlib(path, "luaopen_luaio_tls")
+      if open then return open(name) end
+      if where ~= "open" then error(err, 0) end   -- found, but broken
+      tried[#tried + 1] = path
+    end
+    error("module 'luaio.tls' (TLS) not found next to the luaio executable " ..
+      "or on package.cpath; tried: " .. table.concat(tried, ", "), 0)
+  end
+end
 local progname = arg and arg[-1] or "luaio"
 do
   local i = -1

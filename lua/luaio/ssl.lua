@@ -15,14 +15,27 @@
 -- for servers), and the methods load_cert_chain(cert [, key [, password]]),
 -- load_verify_locations([cafile [, capath]]), load_default_certs(),
 -- set_alpn_protocols(list), set_ciphers(openssl_list).
-local core = require "luaio.core"
+require "luaio.core"
+
+-- The engine: runtime/tls.c as the module luaio.tls (linked in, or loaded
+-- from its own file by the CLI), or tls_none.c in a build without OpenSSL.
+local ok, tls = pcall(require, "luaio.tls")
+if not ok then
+  local why = tostring(tls)
+  local function missing()
+    error("TLS is not available (built without TLS, or its module is missing: " .. why .. ")", 2)
+  end
+  tls = { has_tls = false, ssl_context = missing, ssl_has_certificate = missing,
+          is_ssl_context = function() return false end }
+end
 
 local M = {}
+M._engine = tls
 
 --- aio.ssl.HAS_TLS: false in a build without OpenSSL.
-M.HAS_TLS = core.has_tls
+M.HAS_TLS = tls.has_tls
 --- aio.ssl.OPENSSL_VERSION: "OpenSSL 3.0.x ..." (nil without TLS).
-M.OPENSSL_VERSION = core.ssl_version
+M.OPENSSL_VERSION = tls.ssl_version
 
 M.Purpose = { SERVER_AUTH = "server_auth", CLIENT_AUTH = "client_auth" }
 M.TLSVersion = { TLSv1_2 = "TLSv1.2", TLSv1_3 = "TLSv1.3" }
@@ -35,7 +48,7 @@ function M.SSLContext(side)
     error(("bad argument #1 to 'SSLContext' (\"client\" or \"server\" expected, got %s)")
       :format(type(side) == "string" and ("%q"):format(side) or type(side)), 2)
   end
-  return core.ssl_context(side == "server")
+  return tls.ssl_context(side == "server")
 end
 
 --- aio.ssl.create_default_context([purpose [, {cafile =, capath =}]]) ->
@@ -53,7 +66,7 @@ function M.create_default_context(purpose, opts)
       :format(type(opts)), 2)
   end
   opts = opts or {}
-  local ctx = core.ssl_context(purpose == "client_auth")
+  local ctx = tls.ssl_context(purpose == "client_auth")
   if opts.cafile or opts.capath then
     ctx:load_verify_locations(opts.cafile, opts.capath)
   elseif purpose ~= "client_auth" then
@@ -63,6 +76,6 @@ function M.create_default_context(purpose, opts)
 end
 
 --- aio.ssl.is_context(v) -> true for an SSLContext
-M.is_context = core.is_ssl_context
+M.is_context = tls.is_ssl_context
 
 return M

@@ -20,6 +20,9 @@ local M = {}
 
 local reg = debug.getregistry()
 
+-- The TLS engine (luaio.tls through luaio.ssl), loaded on first use.
+local function tls() return require("luaio.ssl")._engine end
+
 ------------------------------------------------------------------ helpers
 -- level 4: raised by a checker called from a public function (the
 -- public function's caller is blamed); 3 when raised by it directly.
@@ -53,7 +56,7 @@ local function checkopts(opts, fname, n)
     argerror(n, fname, "options table expected, got " .. type(opts))
   end
   opts = opts or {}
-  if opts.ssl and not core.has_tls then
+  if opts.ssl and not tls().has_tls then
     error(fname .. ": TLS is not available in this build (built without TLS)", 4)
   end
   if opts.ssl == nil or opts.ssl == false then
@@ -96,7 +99,7 @@ local function client_context(ssl, fname)
     default_context = default_context or require("luaio.ssl").create_default_context()
     return default_context
   end
-  if core.is_ssl_context(ssl) then return ssl end
+  if tls().is_ssl_context(ssl) then return ssl end
   error(("%s: option 'ssl' must be true or an SSLContext, got %s"):format(
     fname, type(ssl)), 3)
 end
@@ -125,11 +128,11 @@ end
 -- handshake fails is closed and the handler never sees it (asyncio
 -- logs such failures only in debug mode; so do we).
 local function tls_handler(handler, ctx, timeout, fname)
-  if not core.is_ssl_context(ctx) then
+  if not tls().is_ssl_context(ctx) then
     error(("%s: option 'ssl' must be an SSLContext with a certificate (load_cert_chain), got %s")
       :format(fname, type(ctx)), 3)
   end
-  if not core.ssl_has_certificate(ctx) then
+  if not tls().ssl_has_certificate(ctx) then
     error(fname .. ": the server's SSLContext has no certificate (call load_cert_chain)", 3)
   end
   return function(r, w)
@@ -278,10 +281,10 @@ local writer_mt = reg["luaio.StreamWriter"]
 --- done; the reader and writer then carry plaintext over TLS.
 function Writer:start_tls(ctx, opts)
   if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "start_tls") end
-  if not core.has_tls then
+  if not tls().has_tls then
     error("start_tls: TLS is not available in this build (built without TLS)", 2)
   end
-  if not core.is_ssl_context(ctx) then
+  if not tls().is_ssl_context(ctx) then
     argerror(1, "start_tls", "SSLContext expected, got " .. type(ctx), 3)
   end
   if opts ~= nil and type(opts) ~= "table" then
