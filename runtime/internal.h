@@ -189,6 +189,8 @@ void luaio__task_open (lua_State *L);
 /* ---------------------------------------------------------- park/wake */
 
 luaio_Task *luaio__check_suspend (lua_State *L, const char *fname);
+luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
+                                    const char *fname);
 int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
                  luaio_Abort abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k);

@@ -163,7 +163,13 @@ static const char *boundary_name (lua_State *L) {
 ** no C call on the way that forbids a yield.  Returns the task.
 */
 luaio_Task *luaio__check_suspend (lua_State *L, const char *fname) {
-  luaio_Runtime *rt = luaio__G(L)->rt;
+  return luaio__check_suspend_G(L, luaio__G(L), fname);
+}
+
+/* The same, for a caller that has the state G at hand. */
+luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
+                                    const char *fname) {
+  luaio_Runtime *rt = G->rt;
   if (rt == NULL || rt->current == NULL)
     luaL_error(L, "%s: needs a running task (called outside a task)", fname);
   if (!lua_isyieldable(L)) {
