@@ -260,7 +260,7 @@ struct luaio_Runtime {
   uv_timer_t guard;            /* wakes uv_run during shutdown */
   int idle_on, timer_on, sigint_on;
   int open_handles;            /* of the above, not yet closed */
-  /* the ready queue: a ring */
+  /* the ready queue: a ring (capacity 0 or a power of two) */
   luaio_Entry *q;
   size_t qhead, qlen, qcap;
   /* the timer heap */

@@ -35,7 +35,8 @@ typedef struct Queue {
   int shutdown;
   lua_Integer maxsize;         /* <= 0: unbounded */
   lua_Integer n;               /* items */
-  lua_Integer head, cap;       /* the FIFO ring: 0-based start, capacity */
+  lua_Integer head, cap;       /* the FIFO ring: 0-based start, capacity
+                                  (0 or a power of two) */
   lua_Integer unfinished;      /* put and not yet task_done */
   unsigned loop_id;
   luaio_State *G;              /* of the Lua state that made it */
@@ -166,7 +167,7 @@ static void store (lua_State *L, Queue *q, int ud, int v) {
         q->cap = cap;
       }
       lua_pushvalue(L, v);
-      lua_rawseti(L, t, (q->head + q->n) % q->cap + 1);
+      lua_rawseti(L, t, ((q->head + q->n) & (q->cap - 1)) + 1);
       break;
     case QLIFO:
       lua_pushvalue(L, v);
@@ -192,7 +193,7 @@ static void take (lua_State *L, Queue *q, int ud) {
       lua_rawgeti(L, t, q->head + 1);
       lua_pushnil(L);
       lua_rawseti(L, t, q->head + 1);
-      q->head = (q->head + 1) % q->cap;
+      q->head = (q->head + 1) & (q->cap - 1);
       q->n--;
       break;
     case QLIFO:
