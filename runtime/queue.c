@@ -22,6 +22,7 @@
 ** passes that wake-up on to the next waiter when the queue can still
 ** serve it, so no wake-up, item or slot is lost.  nil cannot be queued.
 */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -157,13 +158,20 @@ static void store (lua_State *L, Queue *q, int ud, int v) {
     case QFIFO:
       if (q->n == q->cap) {            /* grow the ring, keeping order */
         lua_Integer cap = q->cap ? q->cap * 2 : 8, i;
-        for (i = q->cap - 1; i >= q->head; i--) {
-          lua_rawgeti(L, t, i + 1);
-          lua_rawseti(L, t, i + (cap - q->cap) + 1);
-          lua_pushnil(L);
-          lua_rawseti(L, t, i + 1);
+        if (cap > INT_MAX) luaL_error(L, "the queue is too large");
+        /* A new table whose array part holds the whole ring: its slots
+           are then set and cleared in place.  (In a table grown by
+           rawseti, a ring's cleared keys are dropped at each rehash and
+           the next store to them rehashes again.) */
+        lua_createtable(L, (int)cap, 0);
+        for (i = 0; i < q->n; i++) {
+          lua_rawgeti(L, t, ((q->head + i) & (q->cap - 1)) + 1);
+          lua_rawseti(L, t + 1, i + 1);
         }
-        if (q->n > 0) q->head += cap - q->cap;
+        lua_pushvalue(L, t + 1);
+        lua_setiuservalue(L, ud, ITEMS);
+        lua_replace(L, t);
+        q->head = 0;
         q->cap = cap;
       }
       lua_pushvalue(L, v);
