@@ -9,10 +9,13 @@
 ** Getters, putters and joiners park on C wait lists.
 **
 ** The hot methods (put, get and their continuations) keep C API calls
-** few: self is checked once and its userdata left on the stack (with its
-** metatable above it: "ud" is that index), the items table is fetched
-** per access and left there, and a parked call carries its Queue in the
-** continuation's context.  A put gives its item to the queue, not to a
+** few: self is checked once and its userdata left on top of the stack
+** ("ud" is that index), the items table is fetched per access and left
+** there, and a parked call carries its Queue in the continuation's
+** context.  The userdata is recognised by its size and a tag (the address
+** of a private static) rather than by its metatable: as safe (the tag is
+** read only from a block of the right size, and no Lua code can write a
+** userdata's bytes) and without the metatable and state look-ups.  A put gives its item to the queue, not to a
 ** waiting getter: as in asyncio, a woken getter takes the queue's first
 ** item when it runs, and until then the item is the queue's (qsize,
 ** get_nowait and maxsize see it).
@@ -31,7 +34,10 @@
 
 enum { QFIFO, QLIFO, QPRIO };
 
+static const char QTAG = 'Q';
+
 typedef struct Queue {
+  const char *tag;             /* &QTAG */
   int kind;
   int shutdown;
   lua_Integer maxsize;         /* <= 0: unbounded */
@@ -52,21 +58,23 @@ typedef struct Queue {
 
 /*
 ** The Queue of the object at arg 1 (a table holding it at [1]).  Pushes
-** the userdata and its metatable; *ud is the userdata's index.  A
-** continuation finds the same stack: ud is then gettop - 1.
+** the userdata; *ud is its index.  A continuation finds the same stack:
+** ud is then the top.
 */
-static Queue *checkq (lua_State *L, luaio_State *G, int *ud) {
-  if (lua_type(L, 1) == LUA_TTABLE && lua_rawgeti(L, 1, 1) == LUA_TUSERDATA &&
-      lua_getmetatable(L, -1) && lua_topointer(L, -1) == G->mt_queue) {
-    *ud = lua_gettop(L) - 1;
-    return (Queue *)lua_touserdata(L, -2);
+static Queue *checkq (lua_State *L, int *ud) {
+  if (lua_type(L, 1) == LUA_TTABLE && lua_rawgeti(L, 1, 1) == LUA_TUSERDATA) {
+    Queue *q = (Queue *)lua_touserdata(L, -1);
+    if (lua_rawlen(L, -1) == sizeof(Queue) && q->tag == &QTAG) {
+      *ud = lua_gettop(L);
+      return q;
+    }
   }
   lua_settop(L, 0);
   luaL_error(L, "bad self: a queue expected");
   return NULL;
 }
 
-#define UD(L) (lua_gettop(L) - 1)      /* ud in a continuation */
+#define UD(L) lua_gettop(L)            /* ud in a continuation */
 
 static int full (Queue *q) {
   return q->maxsize > 0 && q->n >= q->maxsize;
@@ -255,14 +263,14 @@ static void checkitem (lua_State *L, int isnil, const char *fname) {
 
 static int q_put_nowait (lua_State *L) {
   int isnil = lua_type(L, 2) <= LUA_TNIL, ud;
-  Queue *q = checkq(L, luaio__G(L), &ud);
+  Queue *q = checkq(L, &ud);
   checkitem(L, isnil, "put_nowait");
   return do_put(L, q, ud);
 }
 
 static int q_get_nowait (lua_State *L) {
   int ud;
-  Queue *q = checkq(L, luaio__G(L), &ud);
+  Queue *q = checkq(L, &ud);
   return do_get(L, q, ud);
 }
 
@@ -319,11 +327,10 @@ static int put_k (lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int q_put (lua_State *L) {
-  luaio_State *G = luaio__G(L);
   int isnil = lua_type(L, 2) <= LUA_TNIL, ud;
-  Queue *q = checkq(L, G, &ud);
+  Queue *q = checkq(L, &ud);
   checkitem(L, isnil, "put");
-  need_task(L, G, "put");
+  need_task(L, q->G, "put");
   return put_loop(L, q, ud);
 }
 
@@ -353,10 +360,9 @@ static int get_k (lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int q_get (lua_State *L) {
-  luaio_State *G = luaio__G(L);
   int ud;
-  Queue *q = checkq(L, G, &ud);
-  need_task(L, G, "get");
+  Queue *q = checkq(L, &ud);
+  need_task(L, q->G, "get");
   return get_loop(L, q, ud);
 }
 
@@ -368,22 +374,21 @@ static int join_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* join(): waits until every item put has been marked task_done. */
 static int q_join (lua_State *L) {
-  luaio_State *G = luaio__G(L);
   int ud;
-  Queue *q = checkq(L, G, &ud);
+  Queue *q = checkq(L, &ud);
   luaio_Task *t;
   if (q->unfinished == 0) {
-    need_task(L, G, "join");
+    need_task(L, q->G, "join");
     return 0;
   }
-  t = luaio__check_suspend_G(L, G, "join");
+  t = luaio__check_suspend_G(L, q->G, "join");
   bind_loop(L, q, t->rt, "join");
   return luaio__park(L, t, &q->joiners, NULL, "queue join", q, 0, join_k);
 }
 
 static int q_task_done (lua_State *L) {
   int ud;
-  Queue *q = checkq(L, luaio__G(L), &ud);
+  Queue *q = checkq(L, &ud);
   if (q->unfinished <= 0)
     return luaL_error(L, "task_done: called more times than items were put");
   if (--q->unfinished == 0) wake_all(&q->joiners);
@@ -393,12 +398,12 @@ static int q_task_done (lua_State *L) {
 /* shutdown([immediate]) (asyncio 3.13). */
 static int q_shutdown (lua_State *L) {
   int immediate = lua_toboolean(L, 2), ud;
-  Queue *q = checkq(L, luaio__G(L), &ud);
+  Queue *q = checkq(L, &ud);
   q->shutdown = 1;
   if (immediate) {
     while (q->n > 0) {
       take(L, q, ud);
-      lua_settop(L, ud + 1);
+      lua_settop(L, ud);
       if (q->unfinished > 0) q->unfinished--;
     }
     if (q->unfinished == 0) wake_all(&q->joiners);
@@ -413,7 +418,7 @@ static int q_shutdown (lua_State *L) {
 
 static Queue *checkq_ (lua_State *L) {
   int ud;
-  return checkq(L, luaio__G(L), &ud);
+  return checkq(L, &ud);
 }
 
 static int q_qsize (lua_State *L) {
@@ -458,6 +463,7 @@ static int l_new_queue (lua_State *L) {
                       "expected, got %s)", luaL_typename(L, 3));
   q = (Queue *)lua_newuserdatauv(L, sizeof(Queue), 2);
   memset(q, 0, sizeof(*q));
+  q->tag = &QTAG;
   q->G = luaio__state(L);
   q->kind = kind;
   q->maxsize = maxsize > 0 ? maxsize : 0;
@@ -489,7 +495,6 @@ static const luaL_Reg methods[] = {
 
 void luaio__queue_open (lua_State *L) {
   luaL_newmetatable(L, LUAIO_QUEUE);
-  luaio__state(L)->mt_queue = lua_topointer(L, -1);
   lua_pop(L, 1);
   lua_newtable(L);
   luaio__setfuncs(L, methods);

@@ -99,6 +99,34 @@ describe("Queue basics", function()
     assert.matches("PriorityQueue", tostring(err), 1, true)
   end)
 
+  it("methods check self: a table holding something else at [1] is refused", function()
+    local q = aio.Queue(1)
+    local mt = getmetatable(q)
+    local wl = require("luaio.core").WaitList()   -- a userdata of another kind
+    local selves = {
+      42, "q", {}, { 1 }, { io.stdout }, { wl }, { aio.Future() },
+      setmetatable({ io.stdout, maxsize = 1 }, mt),
+      setmetatable({ wl, maxsize = 1 }, mt),
+    }
+    run(function()
+      selves[#selves + 1] = { aio.current_task() }
+      for _, name in ipairs { "put_nowait", "get_nowait", "qsize", "empty", "full",
+                              "task_done", "shutdown", "put", "get", "join" } do
+        for _, self in ipairs(selves) do
+          local ok, err = pcall(q[name], self, 1)
+          assert.is_false(ok, name)
+          assert.matches("bad self: a queue expected", tostring(err), 1, true)
+        end
+      end
+      -- the queue's own userdata in another table of the class is that queue
+      local alias = setmetatable({ q[1], maxsize = 1 }, mt)
+      alias:put_nowait("x")
+      assert.equal(1, q:qsize())
+      assert.equal("x", q:get_nowait())
+    end)
+    assert.is_false(q:is_shutdown())
+  end)
+
   it("nil cannot be queued (clear error, nothing stored)", function()
     local q = aio.Queue()
     local ok, err = pcall(q.put_nowait, q, nil)
