@@ -347,6 +347,39 @@ describe("Queue waiting", function()
     end)
   end)
 
+  it("a woken getter does not own the item until it runs (no hand-off)", function()
+    run(function()
+      -- asyncio: put stores the item and wakes the first getter, which
+      -- takes the queue's first item when it runs; until then the item is
+      -- the queue's: counted, full, and get_nowait may take it
+      local q = aio.Queue(1)
+      local g = spawn(function() return q:get() end)
+      spin()
+      q:put_nowait("x")                       -- wakes g
+      assert.equal(1, q:qsize())
+      assert.is_true(q:full())
+      assert.is_false(pcall(q.put_nowait, q, "y"))
+      assert.equal("x", q:get_nowait())       -- taken before g runs
+      q:put_nowait("z")
+      assert.equal("z", g:await())
+      -- LIFO and priority order apply to what is there when the getter runs
+      local l = aio.LifoQueue()
+      local lg = spawn(function() return l:get() end)
+      spin()
+      l:put_nowait(2)                         -- wakes lg ...
+      l:put_nowait(3)                         -- ... which runs after this
+      assert.equal(3, lg:await())
+      assert.same({ 2 }, drain(l))
+      local pq = aio.PriorityQueue()
+      local pg = spawn(function() return pq:get() end)
+      spin()
+      pq:put_nowait(2)                        -- wakes pg ...
+      pq:put_nowait(1)
+      assert.equal(1, pg:await())
+      assert.same({ 2 }, drain(pq))
+    end)
+  end)
+
   it("works with LifoQueue and PriorityQueue", function()
     run(function()
       local l = aio.LifoQueue(2)
