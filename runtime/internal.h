@@ -67,7 +67,6 @@ struct luaio_State {
   lua_CFunction msgh;          /* task body message handler */
   const void *mt_future;       /* metatables, for type checks without */
   const void *mt_task;         /* a registry lookup by name */
-  const void *mt_queue;
   const void *mt_reader;
   const void *mt_writer;
   const void *mt_waitlist;
@@ -191,6 +190,8 @@ void luaio__task_open (lua_State *L);
 /* ---------------------------------------------------------- park/wake */
 
 luaio_Task *luaio__check_suspend (lua_State *L, const char *fname);
+luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
+                                    const char *fname);
 int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
                  luaio_Abort abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k);
@@ -260,7 +261,7 @@ struct luaio_Runtime {
   uv_timer_t guard;            /* wakes uv_run during shutdown */
   int idle_on, timer_on, sigint_on;
   int open_handles;            /* of the above, not yet closed */
-  /* the ready queue: a ring */
+  /* the ready queue: a ring (capacity 0 or a power of two) */
   luaio_Entry *q;
   size_t qhead, qlen, qcap;
   /* the timer heap */

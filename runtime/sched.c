@@ -43,7 +43,7 @@ void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx) {
     fprintf(stderr, "luaio: out of memory for the ready queue\n");
     abort();
   }
-  e = &rt->q[(rt->qhead + rt->qlen) % rt->qcap];
+  e = &rt->q[(rt->qhead + rt->qlen) & (rt->qcap - 1)];
   e->kind = kind;
   e->p = p;
   e->idx = idx;
@@ -56,7 +56,7 @@ void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx) {
 
 static luaio_Entry pop_entry (luaio_Runtime *rt) {
   luaio_Entry e = rt->q[rt->qhead];
-  rt->qhead = (rt->qhead + 1) % rt->qcap;
+  rt->qhead = (rt->qhead + 1) & (rt->qcap - 1);
   rt->qlen--;
   return e;
 }
@@ -163,7 +163,13 @@ static const char *boundary_name (lua_State *L) {
 ** no C call on the way that forbids a yield.  Returns the task.
 */
 luaio_Task *luaio__check_suspend (lua_State *L, const char *fname) {
-  luaio_Runtime *rt = luaio__G(L)->rt;
+  return luaio__check_suspend_G(L, luaio__G(L), fname);
+}
+
+/* The same, for a caller that has the state G at hand. */
+luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
+                                    const char *fname) {
+  luaio_Runtime *rt = G->rt;
   if (rt == NULL || rt->current == NULL)
     luaL_error(L, "%s: needs a running task (called outside a task)", fname);
   if (!lua_isyieldable(L)) {
@@ -315,7 +321,7 @@ static int drain (lua_State *S) {
     while (n-- > 0) {
       luaio_Entry e = pop_entry(rt);
       run_entry(S, rt, &e);
-      lua_settop(S, base);
+      if (lua_gettop(S) != base) lua_settop(S, base);
     }
     if (ran >= LUAIO_DRAIN_BUDGET) break;
   }

@@ -99,6 +99,34 @@ describe("Queue basics", function()
     assert.matches("PriorityQueue", tostring(err), 1, true)
   end)
 
+  it("methods check self: a table holding something else at [1] is refused", function()
+    local q = aio.Queue(1)
+    local mt = getmetatable(q)
+    local wl = require("luaio.core").WaitList()   -- a userdata of another kind
+    local selves = {
+      42, "q", {}, { 1 }, { io.stdout }, { wl }, { aio.Future() },
+      setmetatable({ io.stdout, maxsize = 1 }, mt),
+      setmetatable({ wl, maxsize = 1 }, mt),
+    }
+    run(function()
+      selves[#selves + 1] = { aio.current_task() }
+      for _, name in ipairs { "put_nowait", "get_nowait", "qsize", "empty", "full",
+                              "task_done", "shutdown", "put", "get", "join" } do
+        for _, self in ipairs(selves) do
+          local ok, err = pcall(q[name], self, 1)
+          assert.is_false(ok, name)
+          assert.matches("bad self: a queue expected", tostring(err), 1, true)
+        end
+      end
+      -- the queue's own userdata in another table of the class is that queue
+      local alias = setmetatable({ q[1], maxsize = 1 }, mt)
+      alias:put_nowait("x")
+      assert.equal(1, q:qsize())
+      assert.equal("x", q:get_nowait())
+    end)
+    assert.is_false(q:is_shutdown())
+  end)
+
   it("nil cannot be queued (clear error, nothing stored)", function()
     local q = aio.Queue()
     local ok, err = pcall(q.put_nowait, q, nil)
@@ -316,6 +344,39 @@ describe("Queue waiting", function()
       assert.equal("main", q:get_nowait())
       settle({ p })
       assert.same({ "waiter" }, drain(q))
+    end)
+  end)
+
+  it("a woken getter does not own the item until it runs (no hand-off)", function()
+    run(function()
+      -- asyncio: put stores the item and wakes the first getter, which
+      -- takes the queue's first item when it runs; until then the item is
+      -- the queue's: counted, full, and get_nowait may take it
+      local q = aio.Queue(1)
+      local g = spawn(function() return q:get() end)
+      spin()
+      q:put_nowait("x")                       -- wakes g
+      assert.equal(1, q:qsize())
+      assert.is_true(q:full())
+      assert.is_false(pcall(q.put_nowait, q, "y"))
+      assert.equal("x", q:get_nowait())       -- taken before g runs
+      q:put_nowait("z")
+      assert.equal("z", g:await())
+      -- LIFO and priority order apply to what is there when the getter runs
+      local l = aio.LifoQueue()
+      local lg = spawn(function() return l:get() end)
+      spin()
+      l:put_nowait(2)                         -- wakes lg ...
+      l:put_nowait(3)                         -- ... which runs after this
+      assert.equal(3, lg:await())
+      assert.same({ 2 }, drain(l))
+      local pq = aio.PriorityQueue()
+      local pg = spawn(function() return pq:get() end)
+      spin()
+      pq:put_nowait(2)                        -- wakes pg ...
+      pq:put_nowait(1)
+      assert.equal(1, pg:await())
+      assert.same({ 2 }, drain(pq))
     end)
   end)
 
