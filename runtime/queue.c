@@ -15,8 +15,8 @@
 ** context.  The userdata is recognised by its size and a tag (the address
 ** of a private static) rather than by its metatable: as safe (the tag is
 ** read only from a block of the right size, and no Lua code can write a
-** userdata's bytes) and without the metatable and state look-ups.  A put gives its item to the queue, not to a
-** waiting getter: as in asyncio, a woken getter takes the queue's first
+** userdata's bytes) and without the metatable and state look-ups.  A put
+** gives its item to the queue, not to a waiting getter: as in asyncio, a woken getter takes the queue's first
 ** item when it runs, and until then the item is the queue's (qsize,
 ** get_nowait and maxsize see it).
 **
