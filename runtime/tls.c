@@ -105,9 +105,16 @@ static void free_alpn (void *parent, void *p, CRYPTO_EX_DATA *ad, int idx,
   free(p);
 }
 
+/* At exit -- or, in glibc, when the luaio.tls module is unloaded. */
+static void free_once (void) {
+  BIO_meth_free(out_method);
+  out_method = NULL;
+}
+
 static void init_once (void) {
   out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
                             "luaio stream");
+  atexit(free_once);
   if (out_method != NULL) {
     BIO_meth_set_write(out_method, out_write);
     BIO_meth_set_ctrl(out_method, out_ctrl);
@@ -595,6 +602,8 @@ static int l_ssl_context (lua_State *L) {
      closes -- the kernel then resets the connection, and the data it
      sent last can be lost before the server reads it. */
   SSL_CTX_set_num_tickets(c->ctx, 0);
+  /* TLS 1.2 renegotiation: refused (a write could need a read mid-way) */
+  SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION);
   return 1;
 }
 
