@@ -1,8 +1,10 @@
 /*
 ** alloc.c -- a lua_Alloc for many small objects (coroutines, tasks,
-** closures): blocks of up to 512 bytes come from per-size free lists
-** carved out of 64 KiB chunks, so they carry no malloc header and do not
-** fragment; larger blocks go to malloc.  Memory of freed small blocks is
+** closures): blocks of up to 512 bytes come from per-size free lists and
+** 64 KiB chunks, so they carry no malloc header and do not fragment;
+** larger blocks go to malloc.  A chunk is carved as it is used (a bump
+** pointer per size), so its pages are touched only when needed: carving
+** whole chunks up front cost ~400 page faults at start-up.  Memory of freed small blocks is
 ** kept for reuse, not returned to the system.  One allocator serves one
 ** lua_State (no locking).  The CLI uses it unless LUAIO_ALLOC=malloc.
 */
@@ -22,6 +24,8 @@ typedef struct Chunk { struct Chunk *next; } Chunk;
 
 struct luaio_Allocator {
   Block *free[NCLASSES];
+  char *next[NCLASSES];                /* the chunk being carved, per size */
+  char *limit[NCLASSES];
   Chunk *chunks;                       /* every chunk, to free them all */
 };
 
@@ -29,31 +33,32 @@ static int class_of (size_t n) {
   return (int)((n + GRAIN - 1) / GRAIN) - 1;
 }
 
-/* Carves a new chunk into blocks of class c. */
-static int refill (luaio_Allocator *a, int c) {
-  size_t size = (size_t)(c + 1) * GRAIN;
+/* A new chunk to carve blocks of class c from. */
+static int new_chunk (luaio_Allocator *a, int c) {
   char *p = (char *)malloc(CHUNK);
-  size_t off;
   if (p == NULL) return 0;
   ((Chunk *)p)->next = a->chunks;
   a->chunks = (Chunk *)p;
-  for (off = GRAIN * 2; off + size <= CHUNK; off += size) {
-    Block *b = (Block *)(p + off);     /* (the first 32 bytes hold the link) */
-    b->next = a->free[c];
-    a->free[c] = b;
-  }
+  a->next[c] = p + GRAIN * 2;          /* (the first 32 bytes hold the link) */
+  a->limit[c] = p + CHUNK;
   return 1;
 }
 
 static void *small_alloc (luaio_Allocator *a, size_t n) {
   int c = class_of(n);
+  size_t size = (size_t)(c + 1) * GRAIN;
   Block *b = a->free[c];
-  if (b == NULL) {
-    if (!refill(a, c)) return NULL;
-    b = a->free[c];
+  char *p;
+  if (b != NULL) {
+    a->free[c] = b->next;
+    return b;
   }
-  a->free[c] = b->next;
-  return b;
+  if (a->next[c] == NULL || (size_t)(a->limit[c] - a->next[c]) < size) {
+    if (!new_chunk(a, c)) return NULL;
+  }
+  p = a->next[c];
+  a->next[c] = p + size;
+  return p;
 }
 
 static void small_free (luaio_Allocator *a, void *p, size_t n) {
