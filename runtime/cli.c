@@ -25,6 +25,16 @@
 
 static const char *progname = "luaio";
 
+/* registry["luaio.exepath"]() -> the path of this executable, or nil. */
+static int exepath (lua_State *L) {
+  char exe[4096];
+  size_t n = sizeof exe;
+  if (uv_exepath(exe, &n) != 0) return 0;
+  lua_pushlstring(L, exe, n);
+  return 1;
+}
+
+
 
 /* ---------------------------------------------------------- readline */
 
@@ -227,14 +237,8 @@ static int pmain (lua_State *L) {
   luaL_openlibs(L);
   if (warn) lua_warning(L, "@on", 0);
   luaio_preload(L);
-  {                                    /* luaio._cli finds luaio.tls by it */
-    char exe[4096];
-    size_t n = sizeof exe;
-    if (uv_exepath(exe, &n) == 0) {
-      lua_pushlstring(L, exe, n);
-      lua_setfield(L, LUA_REGISTRYINDEX, "luaio.exepath");
-    }
-  }
+  lua_pushcfunction(L, exepath);       /* luaio._cli finds luaio.tls by it */
+  lua_setfield(L, LUA_REGISTRYINDEX, "luaio.exepath");
 #ifdef LUAIO_READLINE
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, open_readline);
@@ -265,6 +269,14 @@ static int pmain (lua_State *L) {
   return 1;
 }
 
+/* ",a,b" -> a, b (each may be missing; sscanf costs ~10 us at start-up) */
+static void two_ints (const char *s, int *a, int *b) {
+  char *end;
+  if (*s != ',') return;
+  *a = (int)strtol(s + 1, &end, 10);
+  if (*end == ',') *b = (int)strtol(end + 1, NULL, 10);
+}
+
 /*
 ** LUAIO_GC: "incremental[,pause[,stepmul]]" or "generational[,minor[,major]]".
 ** Default: incremental with pause 400 (the heap may grow to 4x between
@@ -275,11 +287,11 @@ static void set_gc (lua_State *L) {
   int a = 0, b = 0;
   if (s == NULL || *s == '\0') s = "incremental,400,200";
   if (strncmp(s, "incremental", 11) == 0) {
-    sscanf(s + 11, ",%d,%d", &a, &b);
+    two_ints(s + 11, &a, &b);
     lua_gc(L, LUA_GCINC, a, b, 0);
   }
   else if (strncmp(s, "generational", 12) == 0) {
-    sscanf(s + 12, ",%d,%d", &a, &b);
+    two_ints(s + 12, &a, &b);
     lua_gc(L, LUA_GCGEN, a, b);
   }
   else fprintf(stderr, "%s: LUAIO_GC: unknown mode '%s' (ignored)\n",

@@ -13,9 +13,10 @@ local aio = require "luaio"
 -- tls.so -- then wherever package.cpath finds one.  (A build without
 -- OpenSSL, or one with the engine linked in, has preloaded its own.)
 if not package.preload["luaio.tls"] then
-  local exe = debug.getregistry()["luaio.exepath"]
-  local dir = exe and exe:match("^(.*)/[^/]*$")
+  local exepath = debug.getregistry()["luaio.exepath"]
   package.preload["luaio.tls"] = function(name)
+    local exe = exepath and exepath()
+    local dir = exe and exe:match("^(.*)/[^/]*$")
     local tried = {}
     local places = {}
     if dir then
