@@ -43,6 +43,23 @@ describe("make install", function()
     end
   end)
 
+  it("the installed CLI loads the TLS engine from its prefix on first use", function()
+    local aio = require "luaio"
+    if not aio.ssl.HAS_TLS then
+      pending("built without TLS")
+      return
+    end
+    local fh = io.open(prefix .. "/lib/lua/5.4/luaio/tls.so")
+    assert(fh, "not installed: lib/lua/5.4/luaio/tls.so")
+    fh:close()
+    -- no LUA_CPATH: the module is found next to the executable
+    local status, out = sh(("cd / && env -u LUA_CPATH -u LUA_PATH %s -e %s"):format(
+      H.quote(prefix .. "/bin/luaio"),
+      H.quote([[local aio = require "luaio" print(aio.ssl.HAS_TLS, tostring(aio.ssl.create_default_context()):match("^SSLContext %(for clients"))]])))
+    assert.equal(0, status, out)
+    assert.equal("true\tSSLContext (for clients\n", out)
+  end)
+
   it("lets a host build with only pkg-config and run a script", function()
     local dir = tmpdir()
     local src = dir .. "/host.c"
@@ -101,9 +118,9 @@ describe("luarocks make", function()
     status, out = sh(("cd / && LUA_PATH=%s LUA_CPATH=%s lua5.4 -e %s"):format(
       H.quote(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua"),
       H.quote(tree .. "/lib/lua/5.4/?.so"),
-      H.quote([[print(require "luaio".run(function() require "luaio".sleep(0.01) return "rock ok" end))]])))
+      H.quote([[local aio = require "luaio" print(aio.run(function() aio.sleep(0.01) return "rock ok" end), aio.ssl.HAS_TLS)]])))
     os.execute("rm -rf " .. H.quote(tree))
     assert.equal(0, status, out)
-    assert.equal("rock ok\n", out)
+    assert.equal("rock ok\t" .. tostring(require("luaio").ssl.HAS_TLS) .. "\n", out)
   end)
 end)
