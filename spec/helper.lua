@@ -73,6 +73,36 @@ function H.closes_fds(fn, limit, before)
   end)
 end
 
+-- A TCP server on host (default 127.0.0.1) and a free port for specs:
+-- handler(r, w) runs per connection; its writer is closed after it
+-- returns and its errors are raised by stop(), which also closes the
+-- server, waits for every handler to finish and returns how many ran.
+-- opts go to aio.start_server (ssl, limit, ...).  -> server, port, stop
+function H.serve(handler, opts, host)
+  local active, idle, errors, handled = 0, aio.Event(), {}, 0
+  idle:set()
+  local srv = aio.start_server(function(r, w)
+    active = active + 1
+    handled = handled + 1
+    idle:clear()
+    local ok, err = pcall(handler, r, w)
+    if not ok then errors[#errors + 1] = err end
+    w:close()
+    w:wait_closed()
+    active = active - 1
+    if active == 0 then idle:set() end
+  end, host or "127.0.0.1", 0, opts)
+  local _, port = srv:getsockname()
+  local function stop()
+    srv:close()
+    srv:wait_closed()
+    idle:wait()
+    if #errors > 0 then error(errors[1], 0) end
+    return handled
+  end
+  return srv, port, stop
+end
+
 -- The error f(...) raises (fails when it raises none).
 function H.errof(f, ...)
   local ok, err = pcall(f, ...)

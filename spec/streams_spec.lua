@@ -24,32 +24,7 @@ local function run(fn, limit)
   return H.closes_fds(fn, limit, warm_up)
 end
 
--- A TCP server on 127.0.0.1:<free port>. handler(r, w) runs per
--- connection; its writer is closed after it returns and its errors are
--- raised by stop(), which also closes the server and waits for every
--- handler to finish.
-local function serve(handler, opts)
-  local active, idle, errors = 0, aio.Event(), {}
-  idle:set()
-  local srv = aio.start_server(function(r, w)
-    active = active + 1
-    idle:clear()
-    local ok, err = pcall(handler, r, w)
-    if not ok then errors[#errors + 1] = err end
-    w:close()
-    w:wait_closed()
-    active = active - 1
-    if active == 0 then idle:set() end
-  end, HOST, 0, opts)
-  local _, port = srv:getsockname()
-  local function stop()
-    srv:close()
-    srv:wait_closed()
-    idle:wait()
-    if #errors > 0 then error(errors[1], 0) end
-  end
-  return srv, port, stop
-end
+local serve = H.serve   -- server, port, stop
 
 local function close(w)
   w:close()

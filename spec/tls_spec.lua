@@ -58,32 +58,12 @@ local function run(fn, limit)
   return H.closes_fds(fn, limit or 5, warm_up)
 end
 
--- A TLS server on 127.0.0.1:<free port>; handler errors are raised by
--- stop(), which also waits for every handler to finish.
+-- A TLS server on 127.0.0.1:<free port> (H.serve); stop() returns how
+-- many connections reached the handler (a failed handshake never does).
 local function serve(handler, ctx, opts)
-  local active, idle, errors, handled = 0, aio.Event(), {}, 0
-  idle:set()
   opts = opts or {}
   opts.ssl = ctx or server_ctx()
-  local srv = aio.start_server(function(r, w)
-    active = active + 1
-    handled = handled + 1
-    idle:clear()
-    local ok, err = pcall(handler, r, w)
-    if not ok then errors[#errors + 1] = err end
-    w:close()
-    w:wait_closed()
-    active = active - 1
-    if active == 0 then idle:set() end
-  end, HOST, 0, opts)
-  local _, port = srv:getsockname()
-  local function stop()
-    srv:close()
-    srv:wait_closed()
-    idle:wait()
-    if #errors > 0 then error(errors[1], 0) end
-    return handled
-  end
+  local _, port, stop = H.serve(handler, opts)
   return port, stop
 end
 
