@@ -30,11 +30,11 @@ UV_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null)
 UV_LIBS ?= $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
 
 # GNU readline for the REPL's line editing and history, when installed
-# (READLINE=0 to build without it).
+# (READLINE=0 to build without it); the REPL loads it on first use.
 READLINE ?= $(shell [ -f /usr/include/readline/readline.h ] && echo 1 || echo 0)
 ifeq ($(READLINE),1)
 CLI_CFLAGS = -DLUAIO_READLINE
-CLI_LIBS = -lreadline
+CLI_LIBS =                # loaded by the REPL when it starts (dlopen)
 endif
 
 # TLS with OpenSSL (libssl-dev) when installed; TLS=0 builds without it

@@ -44,10 +44,56 @@ static int exepath (lua_State *L) {
 ** readline's callback interface on a uv_poll of stdin, so that tasks keep
 ** running while the prompt waits.  The task waits with the embedding API
 ** (luaio_pending / luaio_resolve).
+**
+** The library itself is loaded (dlopen) when the REPL first asks for it:
+** linked in, it cost every luaio run ~80 us of start-up.
 */
 #ifdef LUAIO_READLINE
+#include <dlfcn.h>
 #include <readline/readline.h>
 #include <readline/history.h>
+
+static struct {
+  __typeof__(add_history) *add_history;
+  __typeof__(rl_callback_handler_install) *handler_install;
+  __typeof__(rl_callback_handler_remove) *handler_remove;
+  __typeof__(rl_callback_read_char) *read_char;
+  __typeof__(rl_crlf) *crlf;
+  __typeof__(rl_free_line_state) *free_line_state;
+  __typeof__(rl_on_new_line) *on_new_line;
+  __typeof__(rl_redisplay) *redisplay;
+  __typeof__(rl_replace_line) *replace_line;
+  int *catch_signals;
+} rl;
+
+/* Loads GNU readline once; 0 if it cannot be found. */
+static int load_readline (void) {
+  static const char *const names[] = {"libreadline.so.8", "libreadline.so", NULL};
+  void *h = NULL;
+  int i;
+  if (rl.add_history != NULL) return 1;
+  for (i = 0; names[i] != NULL && h == NULL; i++)
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) return 0;
+  rl.add_history = (__typeof__(rl.add_history))dlsym(h, "add_history");
+  rl.handler_install = (__typeof__(rl.handler_install))dlsym(h, "rl_callback_handler_install");
+  rl.handler_remove = (__typeof__(rl.handler_remove))dlsym(h, "rl_callback_handler_remove");
+  rl.read_char = (__typeof__(rl.read_char))dlsym(h, "rl_callback_read_char");
+  rl.crlf = (__typeof__(rl.crlf))dlsym(h, "rl_crlf");
+  rl.free_line_state = (__typeof__(rl.free_line_state))dlsym(h, "rl_free_line_state");
+  rl.on_new_line = (__typeof__(rl.on_new_line))dlsym(h, "rl_on_new_line");
+  rl.redisplay = (__typeof__(rl.redisplay))dlsym(h, "rl_redisplay");
+  rl.replace_line = (__typeof__(rl.replace_line))dlsym(h, "rl_replace_line");
+  rl.catch_signals = (int *)dlsym(h, "rl_catch_signals");
+  if (!rl.add_history || !rl.handler_install || !rl.handler_remove ||
+      !rl.read_char || !rl.crlf || !rl.free_line_state || !rl.on_new_line ||
+      !rl.redisplay || !rl.replace_line || !rl.catch_signals) {
+    memset(&rl, 0, sizeof rl);
+    dlclose(h);
+    return 0;
+  }
+  return 1;
+}
 
 static uv_poll_t rl_poll;
 static int rl_polling, rl_inited;
@@ -71,10 +117,10 @@ static void stop_polling (void) {
 static void on_rl_line (char *line) {
   if (line == NULL) rl_eof = 1;
   else {
-    if (*line) add_history(line);
+    if (*line) rl.add_history(line);
     rl_line = line;
   }
-  rl_callback_handler_remove();
+  rl.handler_remove();
   stop_polling();
   if (rl_waiting != NULL) {
     luaio_Pending *p = rl_waiting;
@@ -85,13 +131,13 @@ static void on_rl_line (char *line) {
 
 static void on_rl_poll (uv_poll_t *h, int status, int events) {
   (void)h; (void)status; (void)events;
-  rl_callback_read_char();
+  rl.read_char();
 }
 
 static void on_rl_cancel (void *ud) {   /* the waiting task was cancelled */
   (void)ud;
   rl_waiting = NULL;
-  rl_callback_handler_remove();
+  rl.handler_remove();
   stop_polling();
 }
 
@@ -103,13 +149,13 @@ static int l_readline (lua_State *L) {
   if (!rl_inited) {
     uv_poll_init(luaio_loop(rt), &rl_poll, 0);
     uv_unref((uv_handle_t *)&rl_poll);
-    rl_catch_signals = 0;               /* luaio handles SIGINT */
+    *rl.catch_signals = 0;              /* luaio handles SIGINT */
     rl_inited = 1;
   }
   p = luaio_pending(L);
   rl_waiting = p;
   luaio_pending_on_cancel(p, on_rl_cancel, NULL);
-  rl_callback_handler_install(prompt, on_rl_line);
+  rl.handler_install(prompt, on_rl_line);
   uv_poll_start(&rl_poll, UV_READABLE, on_rl_poll);
   rl_polling = 1;
   return luaio_await(L, p);
@@ -118,11 +164,11 @@ static int l_readline (lua_State *L) {
 /* interrupt(): Ctrl-C at the prompt: drop what was typed, prompt again. */
 static int l_rl_interrupt (lua_State *L) {
   (void)L;
-  rl_free_line_state();
-  rl_replace_line("", 0);
-  rl_crlf();
-  rl_on_new_line();
-  rl_redisplay();
+  rl.free_line_state();
+  rl.replace_line("", 0);
+  rl.crlf();
+  rl.on_new_line();
+  rl.redisplay();
   return 0;
 }
 
@@ -130,7 +176,7 @@ static int l_rl_interrupt (lua_State *L) {
 static int l_rl_close (lua_State *L) {
   (void)L;
   if (rl_inited) {
-    rl_callback_handler_remove();
+    rl.handler_remove();
     stop_polling();
     uv_close((uv_handle_t *)&rl_poll, NULL);
     rl_inited = 0;
@@ -139,6 +185,8 @@ static int l_rl_close (lua_State *L) {
 }
 
 static int open_readline (lua_State *L) {
+  if (!load_readline())
+    return luaL_error(L, "GNU readline (libreadline.so.8) could not be loaded");
   lua_newtable(L);
   lua_pushcfunction(L, l_readline);
   lua_setfield(L, -2, "readline");

@@ -1,6 +1,6 @@
 # Drives the luaio REPL through a pseudo-terminal (spec/repl_spec.lua):
 # background output while the prompt waits, Ctrl-C cancelling a running
-# line, Ctrl-D leaving.  Usage: python3 repl_pty.py path/to/luaio
+# line, history (up arrow), Ctrl-D leaving.  Usage: python3 repl_pty.py path/to/luaio
 import os, pty, time, select, sys
 pid, fd = pty.fork()
 if pid == 0:
@@ -20,6 +20,7 @@ os.write(fd, b'aio.create_task(function() aio.sleep(0.3) print("tick from backgr
 os.write(fd, b'aio.sleep(5)\n'); drain(0.3)
 os.write(fd, b'\x03'); drain(0.3)
 os.write(fd, b'1+2\n'); drain(0.3)
+os.write(fd, b'\x1b[A\n'); drain(0.3)   # up arrow: readline's history
 os.write(fd, b'\x04'); drain(0.5)
 _, status = os.waitpid(pid, 0)
 print(out.decode(errors="replace"))

@@ -54,7 +54,7 @@ describe("the REPL", function()
     assert.matches("hi from the script", r.stdout, 1, true)
   end)
 
-  it("on a terminal: background output while waiting, Ctrl-C cancels the line, Ctrl-D leaves", function()
+  it("on a terminal: background output while waiting, Ctrl-C cancels the line, history (readline, loaded on first use), Ctrl-D leaves", function()
     if not os.execute("command -v python3 >/dev/null 2>&1") then
       pending("python3 is needed to drive a pseudo-terminal")
       return
@@ -66,7 +66,7 @@ describe("the REPL", function()
     out = out:gsub("\27%[[%?%d;]*%a", "")   -- readline's terminal escapes
     assert.matches("tick from background", out, 1, true)
     assert.matches("interrupted", out, 1, true)
-    assert.matches("> 1%+2[\r\n]+3", out)
+    assert.matches("> 1%+2[\r\n]+3[\r\n]+> 1%+2[\r\n]+3", out)   -- recalled by the up arrow
     assert.matches("exit 0", out, 1, true)
   end)
 end)
