@@ -581,7 +581,7 @@ static int select_alpn (SSL *ssl, const unsigned char **out,
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-/* core.ssl_context(server_side) -> SSLContext */
+/* tls.ssl_context(for_servers) -> SSLContext */
 static int l_ssl_context (lua_State *L) {
   int server = lua_toboolean(L, 1);
   Ctx *c = (Ctx *)lua_newuserdatauv(L, sizeof(Ctx), 0);
@@ -788,13 +788,13 @@ static int ctx_tostring (lua_State *L) {
   return 1;
 }
 
-/* core.ssl_has_certificate(ctx) */
+/* tls.ssl_has_certificate(ctx) */
 static int l_ssl_has_certificate (lua_State *L) {
   lua_pushboolean(L, SSL_CTX_get0_certificate(checkctx(L, 1)->ctx) != NULL);
   return 1;
 }
 
-/* core.is_ssl_context(v) */
+/* tls.is_ssl_context(v) */
 static int l_is_ssl_context (lua_State *L) {
   lua_pushboolean(L, luaL_testudata(L, 1, LUAIO_SSLCONTEXT) != NULL);
   return 1;
