@@ -55,6 +55,103 @@ static int err_tostring (lua_State *L) {
   return 1;
 }
 
+/*
+** Tracebacks.  luaL_traceback looks every function up in every table of
+** package.loaded to print a global name for it; with luaio's modules
+** loaded that was ~5,000 table steps per traceback, and error objects
+** made in hot paths (a burst of wait_for timeouts) spent most of their
+** time there.  This one prints the same layout but looks names up only
+** in _G (so "in function 'error'"); other functions are named by how
+** they were called ("in field 'sleep'", "in local 'f'") or by where they
+** are defined ("in function <file:line>").
+*/
+#define TB_FIRST 10                    /* levels shown before a "..." */
+#define TB_LAST 11                     /* and after it */
+
+/* Pushes the key under which _G holds the function at the top, or nothing. */
+static int global_name (lua_State *L) {
+  int top = lua_gettop(L);
+  lua_pushglobaltable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, top)) {
+      lua_pop(L, 1);                   /* the value */
+      lua_remove(L, -2);               /* _G: the key stays */
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Adds how the function of level ar of L1 is known ("function 'error'"). */
+static void describe_function (lua_State *L, lua_State *L1, luaL_Buffer *b,
+                               lua_Debug *ar) {
+  int named;
+  lua_getinfo(L1, "f", ar);            /* the function, on L1 */
+  lua_xmove(L1, L, 1);
+  named = global_name(L);
+  lua_remove(L, named ? -2 : -1);      /* the function */
+  if (named) {
+    lua_pushfstring(L, "function '%s'", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+  else if (*ar->namewhat != '\0')
+    lua_pushfstring(L, "%s '%s'", ar->namewhat, ar->name);
+  else if (*ar->what == 'm')
+    lua_pushliteral(L, "main chunk");
+  else if (*ar->what != 'C')
+    lua_pushfstring(L, "function <%s:%d>", ar->short_src, ar->linedefined);
+  else
+    lua_pushliteral(L, "?");
+  luaL_addvalue(b);
+}
+
+/* The deepest level of L1's stack (0 if it has none above level 0). */
+static int last_level (lua_State *L1) {
+  lua_Debug ar;
+  int yes = 1, no = 1;                 /* a level that exists, one that does not */
+  while (lua_getstack(L1, no, &ar)) { yes = no; no *= 2; }
+  if (no == 1) return 0;
+  while (yes < no - 1) {
+    int m = (yes + no) / 2;
+    if (lua_getstack(L1, m, &ar)) yes = m; else no = m;
+  }
+  return yes;
+}
+
+/* Pushes a traceback of L1 from level on, laid out as luaL_traceback's. */
+void luaio__traceback (lua_State *L, lua_State *L1, const char *msg,
+                       int level) {
+  luaL_Buffer b;
+  lua_Debug ar;
+  int last = last_level(L1);
+  int limit = (last - level > TB_FIRST + TB_LAST) ? TB_FIRST : -1;
+  luaL_buffinit(L, &b);
+  if (msg != NULL) {
+    luaL_addstring(&b, msg);
+    luaL_addchar(&b, '\n');
+  }
+  luaL_addstring(&b, "stack traceback:");
+  while (lua_getstack(L1, level++, &ar)) {
+    if (limit-- == 0) {                /* skip to the last TB_LAST levels */
+      int n = last - level - TB_LAST + 1;
+      lua_pushfstring(L, "\n\t...\t(skipping %d levels)", n);
+      luaL_addvalue(&b);
+      level += n;
+      continue;
+    }
+    lua_getinfo(L1, "Slnt", &ar);
+    if (ar.currentline <= 0) lua_pushfstring(L, "\n\t%s: in ", ar.short_src);
+    else lua_pushfstring(L, "\n\t%s:%d: in ", ar.short_src, ar.currentline);
+    luaL_addvalue(&b);
+    describe_function(L, L1, &b, &ar);
+    if (ar.istailcall) luaL_addstring(&b, "\n\t(...tail calls...)");
+  }
+  luaL_pushresult(&b);
+}
+
 /* Makes an instance of the class at cls; message at msg (0 = none). */
 static void instance (lua_State *L, int cls, int msg, int traceback) {
   cls = lua_absindex(L, cls);
@@ -65,7 +162,7 @@ static void instance (lua_State *L, int cls, int msg, int traceback) {
     lua_setfield(L, -2, "message");
   }
   if (traceback) {
-    luaL_traceback(L, L, NULL, 1);
+    luaio__traceback(L, L, NULL, 1);
     lua_setfield(L, -2, "traceback");
   }
   lua_pushvalue(L, cls);

@@ -29,7 +29,7 @@ static int callback_msgh (lua_State *L) {
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
-  luaL_traceback(L, L, NULL, 1);
+  luaio__traceback(L, L, NULL, 1);
   lua_rawseti(L, -2, 2);
   return 1;
 }

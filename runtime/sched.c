@@ -508,7 +508,7 @@ static void abandon (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
   luaio__push_task(L, rt, t);
   lua_setfield(L, -2, "task");
   if (t->co != NULL) {
-    luaL_traceback(L, t->co, NULL, 0);
+    luaio__traceback(L, t->co, NULL, 0);
     lua_setfield(L, -2, "traceback");
   }
   luaio__report(L, rt);

@@ -58,7 +58,7 @@ static int task_msgh (lua_State *co) {
   int match;
   if (luaio__is_cancelled(co, 1) || rt == NULL || rt->current == NULL)
     return 1;
-  luaL_traceback(co, co, NULL, 1);
+  luaio__traceback(co, co, NULL, 1);
   if (luaio__is_error_object(co, 1)) {
     lua_getfield(co, 1, "traceback");
     if (lua_isnil(co, -1)) {
@@ -312,7 +312,7 @@ static void slow_step (luaio_Runtime *rt, luaio_Task *t, uint64_t ns) {
   lua_setfield(S, top + 1, "message");
   lua_settop(S, top + 1);
   if (t->co != NULL && lua_status(t->co) == LUA_YIELD) {   /* where it is */
-    luaL_traceback(S, t->co, "the task stopped at:", 0);
+    luaio__traceback(S, t->co, "the task stopped at:", 0);
     lua_setfield(S, -2, "traceback");
   }
   luaio__queue_report(S, rt);
@@ -445,7 +445,7 @@ static int t_get_coro (lua_State *L) {
 static int t_get_stack (lua_State *L) {
   luaio_Task *t = luaio__checktask(L, 1);
   if (t->co != NULL && t->tstate != T_NEW && lua_status(t->co) == LUA_YIELD) {
-    luaL_traceback(L, t->co, NULL, 0);
+    luaio__traceback(L, t->co, NULL, 0);
     return 1;
   }
   if (t->f.state == FUT_FAILED && t->has_extras) {

@@ -275,7 +275,7 @@ static void free_work (Work *w) {
 
 /* Keeps the traceback aside (a handler returns one value: the error). */
 static int worker_msgh (lua_State *W) {
-  luaL_traceback(W, W, NULL, 1);
+  luaio__traceback(W, W, NULL, 1);
   lua_setfield(W, LUA_REGISTRYINDEX, "luaio.worker_traceback");
   return 1;
 }

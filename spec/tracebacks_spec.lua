@@ -63,6 +63,23 @@ aio.create_task(middle):await()
       assert.matches("tracebacks_spec", err.traceback, 1, true)
     end)
   end)
+
+  it("tracebacks are laid out as Lua's: long ones abridged, functions of _G named", function()
+    local function deep(n)
+      if n == 0 then return aio.TimeoutError("deep") end
+      local e = deep(n - 1)
+      return e                          -- (not a tail call: every level stays)
+    end
+    local tb = deep(40).traceback
+    assert.matches("^stack traceback:\n\t", tb)
+    assert.matches("\n\t%.%.%.\t%(skipping %d+ levels%)\n\t", tb)
+    local first = tb:match("^stack traceback:\n\t([^\n]*)")
+    assert.matches("tracebacks_spec.lua:%d+: in upvalue 'deep'", first)
+    local before = select(2, tb:match("^(.-)\n\t%.%.%."):gsub("\n\t", ""))
+    assert.equal(10, before)           -- ten levels, then the gap
+    local _, err = pcall(function() error(aio.TimeoutError("in pcall")) end)
+    assert.matches("[C]: in function 'pcall'", err.traceback, 1, true)
+  end)
 end)
 
 describe("debug reports", function()
