@@ -215,8 +215,12 @@ ifeq ($(TLS),1)
 BENCH_BIN += $(B)/bench/loadgen_tls
 endif
 
-$(B)/bench/loadgen_tls: bench/loadgen_tls.c | $(B)/bench
-	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) $(TLS_CFLAGS) -o $@ $< $(UV_LIBS) $(TLS_LIBS)
+# one driver (loadgen.c), a transport each
+$(B)/bench/loadgen: bench/loadgen.c bench/loadgen_plain.c bench/loadgen.h | $(B)/bench
+	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_plain.c $(UV_LIBS)
+
+$(B)/bench/loadgen_tls: bench/loadgen.c bench/loadgen_tls.c bench/loadgen.h | $(B)/bench
+	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) $(TLS_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_tls.c $(UV_LIBS) $(TLS_LIBS)
 
 $(B)/bench/%: bench/%.c | $(B)/bench
 	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ $< $(UV_LIBS)
