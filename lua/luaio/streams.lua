@@ -51,6 +51,18 @@ local function checkport(port, fname, n)
   argerror(n, fname, "port number expected, got " .. (math.type(port) or type(port)))
 end
 
+-- server_hostname and ssl_handshake_timeout, for open_* and start_tls
+-- (level: as for error, counted from the caller of this function).
+local function check_tls_opts(opts, fname, level)
+  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
+    error(fname .. ": option 'server_hostname' must be a string", level + 1)
+  end
+  local t = opts.ssl_handshake_timeout
+  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
+    error(fname .. ": option 'ssl_handshake_timeout' must be a positive number", level + 1)
+  end
+end
+
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(n, fname, "options table expected, got " .. type(opts))
@@ -67,13 +79,7 @@ local function checkopts(opts, fname, n)
       error(fname .. ": option 'ssl_handshake_timeout' is only meaningful with ssl", 4)
     end
   end
-  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
-    error(fname .. ": option 'server_hostname' must be a string", 4)
-  end
-  local t = opts.ssl_handshake_timeout
-  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
-    error(fname .. ": option 'ssl_handshake_timeout' must be a positive number", 4)
-  end
+  check_tls_opts(opts, fname, 4)
   if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit <= 0) then
     error(fname .. ": option 'limit' must be a positive integer", 4)
   end
@@ -291,18 +297,12 @@ function Writer:start_tls(ctx, opts)
     argerror(2, "start_tls", "options table expected, got " .. type(opts), 3)
   end
   opts = opts or {}
-  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
-    error("start_tls: option 'server_hostname' must be a string", 2)
-  end
-  local t = opts.ssl_handshake_timeout
-  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
-    error("start_tls: option 'ssl_handshake_timeout' must be a positive number", 2)
-  end
+  check_tls_opts(opts, "start_tls", 2)
   local side = opts.server_side
   if side ~= nil and type(side) ~= "boolean" then
     error("start_tls: option 'server_side' must be a boolean", 2)
   end
-  upgrade(self, ctx, opts.server_hostname, t, "start_tls", side)
+  upgrade(self, ctx, opts.server_hostname, opts.ssl_handshake_timeout, "start_tls", side)
 end
 
 -- The SSLObject of get_extra_info("ssl_object"), as Python's.
