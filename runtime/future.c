@@ -20,21 +20,20 @@ static const char *const state_names[] = {
 
 /* ---------------------------------------------------------- access */
 
-luaio_Future *luaio__tofuture (lua_State *L, int idx) {
-  luaio_State *G;
+luaio_Future *luaio__tofuture (lua_State *L, luaio_State *G, int idx) {
   const void *mt;
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
     return NULL;
   mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  G = luaio__state(L);
   if (mt == G->mt_future || mt == G->mt_task)
     return (luaio_Future *)lua_touserdata(L, idx);
   return NULL;
 }
 
+/* Only from core functions: G is their upvalue 1. */
 luaio_Future *luaio__checkfuture (lua_State *L, int idx) {
-  luaio_Future *f = luaio__tofuture(L, idx);
+  luaio_Future *f = luaio__tofuture(L, luaio__G(L), idx);
   if (f == NULL) luaL_typeerror(L, idx, "Future or Task");
   return f;
 }
@@ -151,12 +150,30 @@ int luaio__future_results (lua_State *L, int idx) {
 
 /* ---------------------------------------------------------- completion */
 
+/*
+** The callbacks of a future (user value 2): nil for none; the callback
+** itself when there is one (its sequence in f->cbseq: no table for the
+** common case of a gather or TaskGroup watching a task); else a list of
+** fn, seq pairs.  Callbacks are functions or gather states, never tables.
+*/
+
 /* Appends fn (at fnidx) with sequence seq to the callbacks of idx. */
 static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
-  int n;
-  if (lua_getiuservalue(L, idx, FUT_UV_CALLBACKS) != LUA_TTABLE) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  int n, t = lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+  if (t == LUA_TNIL) {                 /* the first: kept as it is */
     lua_pop(L, 1);
-    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, fnidx);
+    lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+    f->cbseq = seq;
+    return 1;
+  }
+  if (t != LUA_TTABLE) {               /* the second: make the list */
+    lua_createtable(L, 4, 0);
+    lua_rotate(L, -2, 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)f->cbseq);
+    lua_rawseti(L, -2, 2);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
   }
@@ -180,22 +197,43 @@ static void queue_callback (lua_State *L, luaio_Runtime *rt,
 }
 
 /*
+** Adds the callback at fnidx to the future at idx: a function, or a
+** gather state (gather.c), which is called in C.  Done already: the
+** callback is scheduled at once.
+*/
+void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
+                                 const char *fname) {
+  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  luaio_Runtime *rt;
+  idx = lua_absindex(L, idx);
+  if (f->state == FUT_PENDING) {
+    add_callback(L, idx, fnidx, ++f->seq);
+    return;
+  }
+  rt = rt_of(L, f);
+  if (rt == NULL) luaL_error(L, "%s: no event loop to run it", fname);
+  queue_callback(L, rt, f, idx, add_callback(L, idx, fnidx, 0));
+}
+
+/*
 ** The future at idx has just been settled: wake its waiters and schedule
 ** its callbacks, in registration order.
 */
 void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
   luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
-  int i = 1, ncb = 0;
+  int i = 1, ncb = 0, t;
   idx = lua_absindex(L, idx);
-  if (lua_getiuservalue(L, idx, FUT_UV_CALLBACKS) == LUA_TTABLE)
-    ncb = (int)lua_rawlen(L, -1) / 2;
+  t = lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+  if (t == LUA_TTABLE) ncb = (int)lua_rawlen(L, -1) / 2;
+  else if (t != LUA_TNIL) ncb = 1;
   if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
     rt = rt_of(L, f);
   if (rt == NULL) { lua_pop(L, 1); return; }
   while (f->waiters.head != NULL || i <= ncb) {
     luaio_Task *w = f->waiters.head;
     unsigned seq = 0;
-    if (i <= ncb) {
+    if (i <= ncb && t != LUA_TTABLE) seq = f->cbseq;
+    else if (i <= ncb) {
       lua_rawgeti(L, -1, 2 * i);
       seq = (unsigned)lua_tointeger(L, -1);
       lua_pop(L, 1);
@@ -219,11 +257,12 @@ void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
   int fidx;
   luaio__push_anchor(L, rt, f->anchor);
   fidx = lua_gettop(L);
-  lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS);
-  lua_rawgeti(L, -1, 2 * i - 1);
-  lua_pushboolean(L, 0);               /* let the function go */
-  lua_rawseti(L, -3, 2 * i - 1);
-  lua_remove(L, -2);
+  if (lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 2 * i - 1);
+    lua_pushboolean(L, 0);             /* let the function go */
+    lua_rawseti(L, -3, 2 * i - 1);
+    lua_remove(L, -2);
+  }                                    /* else the one callback (i == 1) */
   if (--f->ncb == 0) {
     lua_pushnil(L);
     lua_setiuservalue(L, fidx, FUT_UV_CALLBACKS);
@@ -233,7 +272,10 @@ void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
     }
   }
   lua_pushvalue(L, fidx);
-  luaio__call_reporting(L, rt, 1, f->is_task ? "task" : "future", fidx);
+  if (lua_type(L, -2) == LUA_TUSERDATA)   /* a gather's */
+    luaio__gather_done(L, rt, fidx + 1, fidx + 2);
+  else
+    luaio__call_reporting(L, rt, 1, f->is_task ? "task" : "future", fidx);
   lua_settop(L, fidx - 1);
 }
 
@@ -295,6 +337,16 @@ int luaio__future_cancel (lua_State *L, int idx, int msgidx) {
 
 static luaio_Future *checkplain (lua_State *L, int idx) {
   return (luaio_Future *)luaL_checkudata(L, idx, LUAIO_FUTURE);
+}
+
+/* Pushes a new pending Future, bound to rt if not NULL. */
+luaio_Future *luaio__new_future (lua_State *L, luaio_Runtime *rt) {
+  luaio_Future *f = (luaio_Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
+  memset(f, 0, sizeof(*f));
+  f->retrieved = 1;
+  if (rt != NULL) f->loop_id = rt->id;
+  luaL_setmetatable(L, LUAIO_FUTURE);
+  return f;
 }
 
 /* aio.Future() */
@@ -391,19 +443,9 @@ static int f_cancel (lua_State *L) {
 }
 
 static int f_add_done_callback (lua_State *L) {
-  luaio_Future *f = luaio__checkfuture(L, 1);
+  luaio__checkfuture(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (f->state == FUT_PENDING) {
-    add_callback(L, 1, 2, ++f->seq);
-  }
-  else {
-    luaio_Runtime *rt = rt_of(L, f);
-    int i;
-    if (rt == NULL)
-      return luaL_error(L, "add_done_callback: no event loop to run it");
-    i = add_callback(L, 1, 2, 0);
-    queue_callback(L, rt, f, 1, i);
-  }
+  luaio__future_add_callback(L, 1, 2, "add_done_callback");
   return 0;
 }
 
@@ -412,9 +454,19 @@ static int f_remove_done_callback (lua_State *L) {
   luaio_Future *f = luaio__checkfuture(L, 1);
   int n, i, j = 1, removed = 0;
   luaL_checkany(L, 2);
+  lua_settop(L, 2);
   if (f->state != FUT_PENDING ||
-      lua_getiuservalue(L, 1, FUT_UV_CALLBACKS) != LUA_TTABLE) {
+      lua_getiuservalue(L, 1, FUT_UV_CALLBACKS) == LUA_TNIL) {
     lua_pushinteger(L, 0);
+    return 1;
+  }
+  if (!lua_istable(L, 3)) {            /* the one callback */
+    if (lua_rawequal(L, 2, 3)) {
+      lua_pushnil(L);
+      lua_setiuservalue(L, 1, FUT_UV_CALLBACKS);
+      removed = 1;
+    }
+    lua_pushinteger(L, removed);
     return 1;
   }
   n = (int)lua_rawlen(L, 3);
@@ -479,12 +531,7 @@ static int f_await (lua_State *L) {
 
 /* loop:create_future() -> a Future bound to this loop */
 static int loop_create_future (lua_State *L) {
-  luaio_Runtime *rt = luaio__checkloop(L, 1);
-  luaio_Future *f = (luaio_Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
-  memset(f, 0, sizeof(*f));
-  f->retrieved = 1;
-  f->loop_id = rt->id;
-  luaL_setmetatable(L, LUAIO_FUTURE);
+  luaio__new_future(L, luaio__checkloop(L, 1));
   return 1;
 }
 
@@ -603,9 +650,11 @@ void luaio__future_open (lua_State *L) {
   lua_pushlightuserdata(L, luaio__state(L));
   lua_pushcclosure(L, l_future, 1);
   lua_setfield(L, -2, "Future");
-  lua_pushcfunction(L, l_future_on_cancel);
+  lua_pushlightuserdata(L, luaio__state(L));
+  lua_pushcclosure(L, l_future_on_cancel, 1);
   lua_setfield(L, -2, "future_on_cancel");
-  lua_pushcfunction(L, l_note_cause);
+  lua_pushlightuserdata(L, luaio__state(L));
+  lua_pushcclosure(L, l_note_cause, 1);
   lua_setfield(L, -2, "note_cause");
   luaL_getmetatable(L, LUAIO_LOOP);
   lua_getfield(L, -1, "methods");

@@ -94,7 +94,7 @@ struct luaio_WaitList {
 /*
 ** A Future; a Task starts with one.  User values: 1 the result slot (one
 ** result, a packed table {n = k, ...}, the error, or the CancelledError),
-** 2 the done callbacks (a table of fn, seq pairs, or nil).
+** 2 the done callbacks (nil, the one callback, or a table of fn, seq pairs).
 */
 struct luaio_Future {
   unsigned char state;
@@ -107,6 +107,7 @@ struct luaio_Future {
   int ncb;                     /* callback entries still queued */
   unsigned seq;                /* registration counter: callbacks+waiters */
   unsigned loop_id;            /* runtime this binds to, 0 = not yet */
+  unsigned cbseq;              /* sequence of a lone done callback */
   luaio_WaitList waiters;      /* tasks awaiting this */
 };
 
@@ -114,7 +115,7 @@ struct luaio_Future {
 #define FUT_UV_CALLBACKS 2
 #define FUT_NUV 2
 
-luaio_Future *luaio__tofuture (lua_State *L, int idx);  /* Future or Task */
+luaio_Future *luaio__tofuture (lua_State *L, luaio_State *G, int idx);
 luaio_Future *luaio__checkfuture (lua_State *L, int idx);
 void luaio__future_bind (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
                          const char *fname);
@@ -125,9 +126,14 @@ void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
                                  luaio_Future *f, int i);
 void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n);
+void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
+                                 const char *fname);
+luaio_Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
 void luaio__future_methods (lua_State *L);
 int luaio__future_gc (lua_State *L);
 void luaio__future_open (lua_State *L);
+void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx);
+void luaio__gather_open (lua_State *L);
 
 
 /* ---------------------------------------------------------- tasks */
@@ -175,7 +181,7 @@ struct luaio_Task {
 #define TASK_UV_EXTRAS 4
 #define TASK_NUV 4
 
-luaio_Task *luaio__totask (lua_State *L, int idx);
+luaio_Task *luaio__totask (lua_State *L, luaio_State *G, int idx);
 luaio_Task *luaio__checktask (lua_State *L, int idx);
 #define luaio__push_task(L, rt, t) luaio__push_anchor(L, rt, (t)->f.anchor)
 int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n);

@@ -390,7 +390,7 @@ static int loop_run (lua_State *L) {
   if (rt->running_depth > 0 || (G->rt != NULL && !may_nest(G->rt)))
     return luaL_error(L, "aio.run: a loop is already running");
   luaio__create_task(L, rt, 2, n);          /* +1: the main task */
-  main = luaio__totask(L, -1);
+  main = luaio__totask(L, G, -1);
   base = lua_gettop(L);
   if (luaio__run_until(L, rt, main) != 0)
     return lua_error(L);                   /* scheduler failure */
@@ -617,6 +617,7 @@ LUAIO_API int luaopen_luaio_core (lua_State *L) {
   luaio__loop_open(L);
   luaio__errors_open(L);
   luaio__future_open(L);
+  luaio__gather_open(L);
   luaio__task_open(L);
   luaio__handle_open(L);
   luaio__timer_open(L);

@@ -559,7 +559,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   }
   lua_pushnil(L);
   while (lua_next(L, -2) != 0) {
-    luaio_Future *f = luaio__tofuture(L, -2);
+    luaio_Future *f = luaio__tofuture(L, rt->G, -2);
     lua_pop(L, 1);
     if (f != NULL && !f->retrieved) {
       f->retrieved = 1;

@@ -24,13 +24,14 @@ static const char TASKMT = 'T';   /* registry: Task metatable (fast check) */
 
 /* ---------------------------------------------------------- access */
 
-luaio_Task *luaio__totask (lua_State *L, int idx) {
-  if (!luaio__hasmt(L, idx, luaio__state(L)->mt_task)) return NULL;
+luaio_Task *luaio__totask (lua_State *L, luaio_State *G, int idx) {
+  if (!luaio__hasmt(L, idx, G->mt_task)) return NULL;
   return (luaio_Task *)lua_touserdata(L, idx);
 }
 
+/* Only from core functions: G is their upvalue 1. */
 luaio_Task *luaio__checktask (lua_State *L, int idx) {
-  luaio_Task *t = luaio__totask(L, idx);
+  luaio_Task *t = luaio__totask(L, luaio__G(L), idx);
   if (t == NULL) luaL_typeerror(L, idx, "Task");
   return t;
 }
@@ -563,7 +564,8 @@ void luaio__task_open (lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_setfield(L, -2, "methods");
-    lua_pushcfunction(L, t_tostring);
+    lua_pushlightuserdata(L, luaio__state(L));
+    lua_pushcclosure(L, t_tostring, 1);
     lua_setfield(L, -2, "__tostring");
     lua_pushliteral(L, "Task");
     lua_setfield(L, -2, "__name");

@@ -340,6 +340,58 @@ describe("Future done callbacks", function()
     end)
   end)
 
+  it("remove_done_callback takes a lone callback away, and another can be added", function()
+    H.run(function()
+      local f = aio.Future()
+      local calls = {}
+      local function a() calls[#calls + 1] = "a" end
+      f:add_done_callback(a)
+      assert.equal(0, f:remove_done_callback(function() end))
+      assert.equal(1, f:remove_done_callback(a))
+      assert.equal(0, f:remove_done_callback(a))
+      f:add_done_callback(function() calls[#calls + 1] = "b" end)
+      f:set_result()
+      aio.sleep(0)
+      assert.same({ "b" }, calls)
+    end)
+  end)
+
+  it("keep their order with awaiting tasks, whether one or several", function()
+    H.run(function()
+      for ncb = 1, 3 do
+        local f, log = aio.Future(), {}
+        f:add_done_callback(function() log[#log + 1] = "cb1" end)
+        local w = aio.create_task(function() f:await(); log[#log + 1] = "task" end)
+        aio.sleep(0)                     -- w now waits, after cb1
+        for k = 2, ncb do
+          f:add_done_callback(function() log[#log + 1] = "cb" .. k end)
+        end
+        f:set_result()
+        w:await()
+        aio.sleep(0)
+        local want = { "cb1", "task" }
+        for k = 2, ncb do want[#want + 1] = "cb" .. k end
+        assert.same(want, log)
+      end
+    end)
+  end)
+
+  it("added to a done future while its lone callback is queued both run, in order", function()
+    H.run(function()
+      local f, log = aio.Future(), {}
+      f:add_done_callback(function() log[#log + 1] = 1 end)
+      f:set_result()
+      f:add_done_callback(function() log[#log + 1] = 2 end)
+      f:add_done_callback(function() log[#log + 1] = 3 end)
+      assert.same({}, log)
+      aio.sleep(0)
+      assert.same({ 1, 2, 3 }, log)
+      f:add_done_callback(function() log[#log + 1] = 4 end)
+      aio.sleep(0)
+      assert.same({ 1, 2, 3, 4 }, log)
+    end)
+  end)
+
   it("an erroring callback goes to the exception handler and the others still run", function()
     local ran = {}
     local f

@@ -48,16 +48,17 @@ end
 
 -- A Task or Future for an awaitable: futures as they are, functions
 -- spawned, values with __await awaited in a new task.
-local function ensure(x, fname, n)
+local function ensure(x, fname, n, level)
   if isfuture(x) then return x end
   if type(x) == "function" then return core.create_task(x) end
   local mt = getmetatable(x)
   local aw = type(mt) == "table" and rawget(mt, "__await")
   if aw then return core.create_task(aw, x) end
   error(("bad argument #%d to '%s' (list of awaitables expected, got %s in it)")
-    :format(n, fname, typename(x)), 3)
+    :format(n, fname, typename(x)), level or 3)
 end
 M._ensure = ensure
+local gather_start, gather_failed = core.gather_start, core.gather_failed
 
 local function checklist(aws, fname)
   if type(aws) ~= "table" or isfuture(aws) then
@@ -80,80 +81,17 @@ local function checktimeout(t, fname)
 end
 
 ------------------------------------------------------------------ gather
+-- The bookkeeping (a callback per child, the result list, cancelling the
+-- children) is in C: gather.c.
 function M.gather(aws, opts)
   local n = checklist(aws, "gather")
-  local return_exceptions = checkopts(opts, "gather", 2).return_exceptions
+  if opts ~= nil then checkopts(opts, "gather", 2) end
   if n == 0 then return { n = 0 } end
-  local children, seen = {}, {}
-  local nfuts, nfinished = 0, 0
-  local outer = core.Future()
-  local cancel_requested = false
-  local failed                         -- the child whose error is raised
-
-  local function on_done(fut)
-    nfinished = nfinished + 1
-    if outer:done() then
-      if not fut:cancelled() then fut:exception() end  -- retrieved
-      return
-    end
-    if not return_exceptions then
-      if fut:cancelled() then
-        local ok, err = pcall(fut.exception, fut)
-        assert(not ok)
-        outer:set_exception(err)
-        return
-      end
-      local err = fut:exception()
-      if err ~= nil then
-        failed = fut
-        outer:set_exception(err)
-        return
-      end
-    end
-    if nfinished == nfuts then
-      local results = { n = n }
-      for i = 1, n do
-        local c = children[i]
-        if c:cancelled() then
-          local _, err = pcall(c.exception, c)
-          results[i] = err
-        else
-          local err = c:exception()
-          if err ~= nil then results[i] = err
-          else results[i] = (c:result()) end
-        end
-      end
-      if cancel_requested then
-        outer:set_exception(core.CancelledError())
-      else
-        outer:set_result(results)
-      end
-    end
-  end
-
-  for i = 1, n do
-    local a = aws[i]
-    local fut = seen[a]
-    if fut == nil then
-      fut = ensure(a, "gather", 1)
-      if a ~= nil then seen[a] = fut end
-      nfuts = nfuts + 1
-      fut:add_done_callback(on_done)
-    end
-    children[i] = fut
-  end
-  -- Cancelling the gather cancels the children; it settles when they do.
-  core.future_on_cancel(outer, function(_, msg)
-    local ret = false
-    for i = 1, n do
-      if children[i]:cancel(msg) then ret = true end
-    end
-    if ret then cancel_requested = true end
-    return ret
-  end)
+  local outer, state = gather_start(aws, n, opts ~= nil and opts.return_exceptions, ensure)
   local ok, res = pcall(outer.await, outer)
   if ok then return res end
   -- the traceback of whoever dies of it shows where the child raised it
+  local failed = gather_failed(state)
   if failed and getmetatable(failed) == task_mt then core.note_cause(failed, res) end
   error(res, 0)
 end
