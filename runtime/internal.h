@@ -30,6 +30,7 @@ typedef struct luaio_TlsOps luaio_TlsOps;
 /* Type names: metatable names in the registry (luaL_checkudata). */
 #define LUAIO_FUTURE "luaio.Future"
 #define LUAIO_TASK "luaio.Task"
+#define LUAIO_SENTINEL "luaio.TaskSentinel"
 #define LUAIO_HANDLE "luaio.Handle"
 #define LUAIO_LOOP "luaio.Loop"
 

@@ -569,9 +569,7 @@ void luaio__task_open (lua_State *L) {
     lua_setfield(L, -2, "__tostring");
     lua_pushliteral(L, "Task");
     lua_setfield(L, -2, "__name");
-    lua_pushlightuserdata(L, luaio__state(L));
-    lua_pushcclosure(L, luaio__future_gc, 1);
-    lua_setfield(L, -2, "__gc");
+    /* no __gc: a failed task reports through a sentinel (future.c) */
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKMT);

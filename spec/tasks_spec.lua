@@ -763,6 +763,39 @@ describe("a task error never retrieved", function()
     assert.same({}, reports)
   end)
 
+  it("is reported while the loop runs when the task is collected", function()
+    H.run(function()
+      local got = {}
+      aio.get_running_loop():set_exception_handler(function(_, ctx) got[#got + 1] = ctx end)
+      do
+        local t = aio.create_task(function() error("dropped", 0) end)
+        aio.sleep(0); aio.sleep(0)
+        assert.is_true(t:done())
+      end
+      aio.create_task(function() return "fine" end)   -- collected too
+      aio.sleep(0); aio.sleep(0)
+      for _ = 1, 3 do collectgarbage() end
+      aio.sleep(0); aio.sleep(0)
+      assert.equal(1, #got)
+      assert.equal("Task exception was never retrieved", got[1].message)
+      assert.equal("dropped", got[1].exception)
+      assert.is_string(got[1].traceback)
+    end)
+  end)
+
+  it("is not reported when a collected task's error was retrieved", function()
+    local reports = H.reports(function()
+      do
+        local t = aio.create_task(function() error("seen", 0) end)
+        aio.sleep(0); aio.sleep(0)
+        assert.equal("seen", t:exception())
+      end
+      for _ = 1, 3 do collectgarbage() end
+      aio.sleep(0); aio.sleep(0)
+    end)
+    assert.same({}, reports)
+  end)
+
   it("is not reported once exception() was called", function()
     local reports = H.reports(function()
       local t = aio.create_task(function() error("seen", 0) end)
