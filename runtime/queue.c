@@ -5,7 +5,10 @@
 ** A queue object is a Lua table {[1] = this userdata, maxsize = n} whose
 ** metatable (lua/luaio/queues.lua) holds these C methods.  Items live in
 ** the userdata's user value 1: a ring (FIFO), a stack (LIFO) or a binary
-** heap (priority; user value 2 is the `less` function, else `<`).
+** heap (priority; user value 2 is the `less` function, else `<`).  A FIFO
+** of at most MAXINL items keeps its ring in user values 3.. instead: a
+** user value is set and read without a table look-up (W2 through two
+** Queue(1): -7 % instructions per round trip).
 ** Getters, putters and joiners park on C wait lists.
 **
 ** The hot methods (put, get and their continuations) keep C API calls
@@ -45,6 +48,7 @@ typedef struct Queue {
   lua_Integer head, cap;       /* the FIFO ring: 0-based start, capacity
                                   (0 or a power of two) */
   lua_Integer unfinished;      /* put and not yet task_done */
+  int inl;                     /* FIFO ring in user values INL.., 0: none */
   unsigned loop_id;
   luaio_State *G;              /* of the Lua state that made it */
   luaio_WaitList getters, putters, joiners;
@@ -52,6 +56,8 @@ typedef struct Queue {
 
 #define ITEMS 1
 #define LESS 2
+#define INL 3                          /* the first inline ring slot */
+#define MAXINL 16
 
 
 /* ---------------------------------------------------------- access */
@@ -157,9 +163,17 @@ static void heap_down (lua_State *L, int ud, int t, lua_Integer i,
   }
 }
 
-/* Stores the value at v; leaves the items table pushed. */
+/* Stores the value at v; may leave the items table pushed. */
 static void store (lua_State *L, Queue *q, int ud, int v) {
   int t;
+  if (q->inl > 0) {                    /* a small bounded FIFO */
+    lua_Integer pos = q->head + q->n;
+    if (pos >= q->inl) pos -= q->inl;
+    lua_pushvalue(L, v);
+    lua_setiuservalue(L, ud, INL + (int)pos);
+    q->n++;
+    return;
+  }
   lua_getiuservalue(L, ud, ITEMS);
   t = lua_gettop(L);
   switch (q->kind) {
@@ -199,9 +213,18 @@ static void store (lua_State *L, Queue *q, int ud, int v) {
   q->n++;
 }
 
-/* Pushes the items table, then the next item, removing it. */
+/* Pushes the next item, removing it (the items table may sit below). */
 static void take (lua_State *L, Queue *q, int ud) {
   int t;
+  if (q->inl > 0) {
+    int slot = INL + (int)q->head;
+    lua_getiuservalue(L, ud, slot);
+    lua_pushnil(L);
+    lua_setiuservalue(L, ud, slot);
+    if (++q->head == q->inl) q->head = 0;
+    q->n--;
+    return;
+  }
   lua_getiuservalue(L, ud, ITEMS);
   t = lua_gettop(L);
   switch (q->kind) {
@@ -451,6 +474,7 @@ static int l_new_queue (lua_State *L) {
   static const char *const kinds[] = {"fifo", "lifo", "priority", NULL};
   int kind = luaL_checkoption(L, 1, NULL, kinds);
   Queue *q;
+  int inl;
   lua_Integer maxsize = 0;
   if (!lua_isnoneornil(L, 2)) {
     if (!lua_isinteger(L, 2))
@@ -461,8 +485,12 @@ static int l_new_queue (lua_State *L) {
   if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TFUNCTION)
     return luaL_error(L, "bad argument #2 to 'PriorityQueue' (function "
                       "expected, got %s)", luaL_typename(L, 3));
-  q = (Queue *)lua_newuserdatauv(L, sizeof(Queue), 2);
+  /* a FIFO of at most MAXINL items keeps them in user values: no table
+     look-up per put and get */
+  inl = kind == QFIFO && maxsize > 0 && maxsize <= MAXINL ? (int)maxsize : 0;
+  q = (Queue *)lua_newuserdatauv(L, sizeof(Queue), INL - 1 + inl);
   memset(q, 0, sizeof(*q));
+  q->inl = inl;
   q->tag = &QTAG;
   q->G = luaio__state(L);
   q->kind = kind;

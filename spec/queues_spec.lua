@@ -182,6 +182,38 @@ describe("Queue basics", function()
     assert.is_true(q:empty())
   end)
 
+  it("keeps FIFO order in bounded queues of every ring size across wrap-around", function()
+    for _, size in ipairs { 1, 2, 5, 16, 17, 40 } do
+      local q = aio.Queue(size)
+      local n, want, got = 0, {}, {}
+      for round = 1, 50 do
+        for _ = 1, math.min((round * 7) % size + 1, size - q:qsize()) do
+          n = n + 1; q:put_nowait(n); want[#want + 1] = n
+        end
+        assert.is_true(q:qsize() >= 1 and q:qsize() <= size)
+        for _ = 1, (round * 3) % q:qsize() + 1 do got[#got + 1] = q:get_nowait() end
+      end
+      while not q:empty() do got[#got + 1] = q:get_nowait() end
+      assert.same(want, got)
+      assert.has_error(function() q:get_nowait() end)
+    end
+  end)
+
+  it("holds no reference to an item once it was taken (it can be collected)", function()
+    for _, size in ipairs { 1, 4, 100, 0 } do
+      local q = aio.Queue(size)
+      local weak = setmetatable({}, { __mode = "k" })
+      do
+        local item = {}
+        weak[item] = true
+        q:put_nowait(item)
+        assert.equal(item, q:get_nowait())
+      end
+      collectgarbage(); collectgarbage()
+      assert.is_nil(next(weak), "Queue(" .. size .. ") kept a taken item")
+    end
+  end)
+
   it("LifoQueue is last in, first out", function()
     local q = aio.LifoQueue(4)
     for i = 1, 4 do q:put_nowait(i) end

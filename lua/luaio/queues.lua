@@ -9,6 +9,9 @@
 --   shutdown([immediate])     puts raise aio.QueueShutDown; gets too once
 --                             the queue is empty (at once if immediate,
 --                             which also drops the items)
+-- put and get are also copied into each queue table: a method found in the
+-- object itself skips the class look-up through __index (W2, two tasks
+-- bouncing an item through two queues: -13 % instructions per round trip).
 -- Cancellation: a cancelled get or put loses no item and no slot (a
 -- wake-up it received is passed to the next waiter).  nil cannot be
 -- queued.  PriorityQueue orders by `<`, or by less(a, b) when given.
@@ -39,16 +42,20 @@ M.QueueClass = class("Queue")
 M.LifoQueueClass = class("LifoQueue")
 M.PriorityQueueClass = class("PriorityQueue")
 
+local function new(cq, maxsize, cls)
+  return setmetatable({ cq, maxsize = maxsize, put = cls.put, get = cls.get }, cls)
+end
+
 --- aio.Queue([maxsize])
 function M.Queue(maxsize)
   maxsize = checkmax("Queue", maxsize)
-  return setmetatable({ core.new_queue("fifo", maxsize), maxsize = maxsize }, M.QueueClass)
+  return new(core.new_queue("fifo", maxsize), maxsize, M.QueueClass)
 end
 
 --- aio.LifoQueue([maxsize])
 function M.LifoQueue(maxsize)
   maxsize = checkmax("LifoQueue", maxsize)
-  return setmetatable({ core.new_queue("lifo", maxsize), maxsize = maxsize }, M.LifoQueueClass)
+  return new(core.new_queue("lifo", maxsize), maxsize, M.LifoQueueClass)
 end
 
 --- aio.PriorityQueue([maxsize [, less]])
@@ -57,8 +64,7 @@ function M.PriorityQueue(maxsize, less)
   if less ~= nil and type(less) ~= "function" then
     error(("bad argument #2 to 'PriorityQueue' (function expected, got %s)"):format(type(less)), 2)
   end
-  return setmetatable({ core.new_queue("priority", maxsize, less), maxsize = maxsize },
-    M.PriorityQueueClass)
+  return new(core.new_queue("priority", maxsize, less), maxsize, M.PriorityQueueClass)
 end
 
 return M
