@@ -26,6 +26,19 @@ VERSION = 0.1.0
 
 LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
+# The CLI links Lua statically when liblua5.4.a is installed (LUA_STATIC=0:
+# the shared library): no PLT call and no position-independent code of a
+# shared library on every Lua API call -- W1, W1wave and W2 ~5 % faster,
+# start-up 0.88 -> 0.83 ms.  C modules still find Lua's functions in the
+# executable (-rdynamic), even those linked against liblua5.4.so (luasec's
+# ssl.so: the dynamic linker binds their calls to the executable first).
+LUA_A ?= $(shell $(PKG_CONFIG) --variable=libdir $(LUA_PC) 2>/dev/null)/liblua5.4.a
+LUA_STATIC ?= $(shell [ -f "$(LUA_A)" ] && echo 1 || echo 0)
+ifeq ($(LUA_STATIC),1)
+CLI_LUA_LIBS = $(LUA_A)
+else
+CLI_LUA_LIBS = $(LUA_LIBS)
+endif
 UV_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null)
 UV_LIBS ?= $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
 
@@ -102,7 +115,7 @@ $(B)/lib/luaio/tls.so: $(B)/obj/tls.o | $(B)/lib/luaio
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(UV_LIBS) $(TLS_LIBS)
 
 $(B)/luaio: $(B)/obj/cli.o $(CORE_OBJ) $(CLI_TLS_OBJ) $(B)/obj/stdlib.o
-	$(CC) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
+	$(CC) -o $@ $^ $(LDFLAGS) $(CLI_LUA_LIBS) $(UV_LIBS) $(CLI_LIBS) -lm -ldl -rdynamic
 
 $(B)/obj $(B)/gen $(B)/lib/luaio:
 	mkdir -p $@

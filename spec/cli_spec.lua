@@ -471,3 +471,63 @@ describe("Ctrl-C in the CLI", function()
     assert.matches("swallowed", r.stdout, 1, true)
   end)
 end)
+
+describe("C modules in the CLI", function()
+  -- The CLI links Lua statically (when liblua5.4.a is installed) and
+  -- exports its functions; a module built against liblua5.4.so must bind
+  -- to the CLI's copy, not to a second Lua.
+  it("loads a module linked against liblua5.4.so and shares one Lua with it", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. H.quote(dir)))
+    local f = assert(io.open(dir .. "/cmod.c", "wb"))
+    f:write([[
+#include <lua.h>
+#include <lauxlib.h>
+static int twice (lua_State *L) {
+  lua_pushinteger(L, 2 * luaL_checkinteger(L, 1));
+  return 1;
+}
+static int call (lua_State *L) {           /* calls back into Lua */
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+static int registry_is_shared (lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "cmod");
+  lua_pushboolean(L, lua_istable(L, -1));
+  return 1;
+}
+int luaopen_cmod (lua_State *L) {
+  luaL_Reg f[] = {{"twice", twice}, {"call", call},
+                  {"registry_is_shared", registry_is_shared}, {NULL, NULL}};
+  luaL_newlib(L, f);
+  return 1;
+}
+]])
+    f:close()
+    local so = dir .. "/cmod.so"
+    assert(os.execute("cc -shared -fPIC $(pkg-config --cflags lua5.4) -o " .. H.quote(so)
+      .. " " .. H.quote(dir .. "/cmod.c") .. " $(pkg-config --libs lua5.4)"))
+    local p = assert(io.popen("readelf -d " .. H.quote(so)))
+    local dyn = p:read("a")
+    p:close()
+    assert.matches("liblua5.4.so", dyn, 1, true)   -- linked against the shared Lua
+    local r = cli([[
+      local aio = require "luaio"
+      local m = require "cmod"
+      assert(m.twice(21) == 42)
+      assert(m.registry_is_shared())
+      local v = aio.run(function()
+        aio.sleep(0)
+        return m.call(function(x) return x + 1 end, 41)
+      end)
+      collectgarbage()
+      print("ok", v)
+    ]], nil, { env = env("LUA_CPATH", dir .. "/?.so;;") })
+    os.execute("rm -rf " .. H.quote(dir))
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("ok\t42\n", r.stdout)
+  end)
+end)
