@@ -71,6 +71,8 @@ struct luaio_State {
   const void *mt_reader;
   const void *mt_writer;
   const void *mt_waitlist;
+  int ref_taskmt;              /* the Task metatable in the registry's
+                                  array part: found without hashing */
   const luaio_TlsOps *tls_ops;  /* set when luaio.tls is loaded */
 };
 
@@ -166,6 +168,7 @@ struct luaio_Task {
   int cancelling;              /* cancel requests not yet uncancelled */
   int heap;                    /* index in the timer heap + 1, 0 = none */
   unsigned wseq;               /* registration order on a future */
+  int slot;                    /* its coroutine's pool slot, 0 = none */
   lua_Integer id;              /* "Task-<id>" */
   lua_Integer parent;          /* id of the creating task, 0 = none */
   lua_State *co;               /* NULL once done */
@@ -292,7 +295,13 @@ struct luaio_Runtime {
   int ref_loop;                /* the Loop userdata */
   int *freeslots;
   int nfree, freecap, anchor_top;
-  int pool_n;
+  /* coroutines of finished tasks, for reuse: slot i of the pool table
+     (ref_pool) holds pool_co[i] for good, also while a task runs on it
+     (so taking and returning one touches no table); pool_idle lists the
+     slots whose coroutine is free, pool_gone the slots emptied */
+  lua_State **pool_co;
+  int *pool_idle, *pool_gone;
+  int pool_n, pool_ngone, pool_slots;
   /* flags */
   int running_depth;           /* inside luaio__run */
   int closing, closed, debug;

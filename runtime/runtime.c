@@ -256,6 +256,9 @@ static void free_rt (lua_State *L, luaio_Runtime *rt) {
   free(rt->q);
   free(rt->heap);
   free(rt->freeslots);
+  free(rt->pool_co);
+  free(rt->pool_idle);
+  free(rt->pool_gone);
   free(rt);
 }
 

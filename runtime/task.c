@@ -15,11 +15,11 @@
 ** already scheduled gets the error at its next resume; a task that has
 ** not started ends cancelled without running.
 */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-static const char TASKMT = 'T';   /* registry: Task metatable (fast check) */
 
 
 /* ---------------------------------------------------------- access */
@@ -115,15 +115,18 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
                         int eager);
 static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from);
 
-static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt) {
+/* Pushes a coroutine for task t: a pooled one, else a new one. */
+static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
+                                 luaio_Task *t) {
   if (rt->pool_n > 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_pool);
-    lua_rawgeti(L, -1, rt->pool_n);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, rt->pool_n--);
-    lua_remove(L, -2);
-    return lua_tothread(L, -1);
+    int i = rt->pool_idle[--rt->pool_n];
+    lua_State *co = rt->pool_co[i];
+    t->slot = i;
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    return co;
   }
+  t->slot = 0;
   return lua_newthread(L);
 }
 
@@ -161,7 +164,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
   t = (luaio_Task *)lua_newuserdatauv(L, sizeof(luaio_Task), TASK_NUV);
   memset(t, 0, sizeof(*t));
   tidx = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKMT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->G->ref_taskmt);
   lua_setmetatable(L, tidx);
   t->f.is_task = 1;
   t->f.retrieved = 1;
@@ -181,7 +184,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
     lua_remove(L, -2);
   }
   lua_setiuservalue(L, tidx, TASK_UV_CONTEXT);
-  co = get_coroutine(L, rt);
+  co = get_coroutine(L, rt, t);
   lua_setiuservalue(L, tidx, FUT_UV_RESULT);
   t->co = co;
   if (!lua_checkstack(co, n + 3))
@@ -222,15 +225,52 @@ static void unlink_task (luaio_Runtime *rt, luaio_Task *t) {
   rt->ntasks--;
 }
 
-/* Keeps a finished coroutine for the next task. */
-static void pool (lua_State *S, luaio_Runtime *rt, lua_State *co) {
-  if (rt->pool_n >= LUAIO_POOL_MAX || rt->closing) return;
+/* The pool's arrays, made on first use. */
+static int pool_arrays (luaio_Runtime *rt) {
+  size_t n = LUAIO_POOL_MAX + 1;
+  if (rt->pool_co != NULL) return 1;
+  rt->pool_co = (lua_State **)calloc(n, sizeof(lua_State *));
+  rt->pool_idle = (int *)malloc(n * sizeof(int));
+  rt->pool_gone = (int *)malloc(n * sizeof(int));
+  if (rt->pool_co && rt->pool_idle && rt->pool_gone) return 1;
+  free(rt->pool_co); free(rt->pool_idle); free(rt->pool_gone);
+  rt->pool_co = NULL; rt->pool_idle = rt->pool_gone = NULL;
+  return 0;
+}
+
+/* Keeps t's finished coroutine co for the next task. */
+static void pool (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+                  lua_State *co) {
+  int i;
+  if (rt->closing) return;
+  if (t->slot > 0) {                   /* it has its slot already */
+    lua_settop(co, 0);
+    rt->pool_idle[rt->pool_n++] = t->slot;
+    return;
+  }
+  if (!pool_arrays(rt)) return;
+  if (rt->pool_ngone > 0) i = rt->pool_gone[--rt->pool_ngone];
+  else if (rt->pool_slots < LUAIO_POOL_MAX) i = ++rt->pool_slots;
+  else return;                         /* full: the GC takes it */
   lua_settop(co, 0);
   lua_rawgeti(S, LUA_REGISTRYINDEX, rt->ref_pool);
   lua_pushthread(co);
   lua_xmove(co, S, 1);
-  lua_rawseti(S, -2, ++rt->pool_n);
+  lua_rawseti(S, -2, i);
   lua_pop(S, 1);
+  rt->pool_co[i] = co;
+  rt->pool_idle[rt->pool_n++] = i;
+}
+
+/* t's coroutine cannot be reused: its slot, if any, is emptied. */
+static void unpool (lua_State *S, luaio_Runtime *rt, luaio_Task *t) {
+  if (t->slot == 0) return;
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->ref_pool);
+  lua_pushnil(S);
+  lua_rawseti(S, -2, t->slot);
+  lua_pop(S, 1);
+  rt->pool_co[t->slot] = NULL;
+  rt->pool_gone[rt->pool_ngone++] = t->slot;
 }
 
 /*
@@ -253,7 +293,9 @@ static void end_task (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
   t->tstate = T_DONE;
   t->must_cancel = 0;
   unlink_task(rt, t);
-  if (reuse) pool(S, rt, co);
+  if (reuse) pool(S, rt, t, co);
+  else unpool(S, rt, t);
+  t->slot = 0;
   if (rt->debug && st == FUT_DONE && t->cancelling > 0) {
     lua_createtable(S, 0, 2);
     lua_pushliteral(S, "Task swallowed its cancellation and returned");
@@ -571,8 +613,10 @@ void luaio__task_open (lua_State *L) {
     lua_setfield(L, -2, "__name");
     /* no __gc: a failed task reports through a sentinel (future.c) */
   }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKMT);
+  if (luaio__state(L)->ref_taskmt == 0) {
+    lua_pushvalue(L, -1);
+    luaio__state(L)->ref_taskmt = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   luaio__state(L)->mt_task = lua_topointer(L, -1);
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "TaskMethods");

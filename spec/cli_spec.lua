@@ -477,11 +477,7 @@ describe("C modules in the CLI", function()
   -- exports its functions; a module built against liblua5.4.so must bind
   -- to the CLI's copy, not to a second Lua.
   it("loads a module linked against liblua5.4.so and shares one Lua with it", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. H.quote(dir)))
-    local f = assert(io.open(dir .. "/cmod.c", "wb"))
-    f:write([[
+    local dir, cleanup = H.build_cmodule("cmod", [[
 #include <lua.h>
 #include <lauxlib.h>
 static int twice (lua_State *L) {
@@ -506,10 +502,7 @@ int luaopen_cmod (lua_State *L) {
   return 1;
 }
 ]])
-    f:close()
     local so = dir .. "/cmod.so"
-    assert(os.execute("cc -shared -fPIC $(pkg-config --cflags lua5.4) -o " .. H.quote(so)
-      .. " " .. H.quote(dir .. "/cmod.c") .. " $(pkg-config --libs lua5.4)"))
     local p = assert(io.popen("readelf -d " .. H.quote(so)))
     local dyn = p:read("a")
     p:close()
@@ -526,7 +519,7 @@ int luaopen_cmod (lua_State *L) {
       collectgarbage()
       print("ok", v)
     ]], nil, { env = env("LUA_CPATH", dir .. "/?.so;;") })
-    os.execute("rm -rf " .. H.quote(dir))
+    cleanup()
     assert.equal(0, r.status, r.stderr)
     assert.equal("ok\t42\n", r.stdout)
   end)

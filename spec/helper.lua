@@ -187,6 +187,22 @@ function H.cli(args, opts)
   return r
 end
 
+-- Builds a C module `name` from C source src against liblua5.4.so (with
+-- the system's cc and pkg-config); returns the directory holding
+-- name.so, for package.cpath, and a function that removes it.
+function H.build_cmodule(name, src)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. quote(dir)))
+  local f = assert(io.open(dir .. "/" .. name .. ".c", "wb"))
+  f:write(src)
+  f:close()
+  assert(os.execute("cc -shared -fPIC $(pkg-config --cflags lua5.4) -o "
+    .. quote(dir .. "/" .. name .. ".so") .. " " .. quote(dir .. "/" .. name .. ".c")
+    .. " $(pkg-config --libs lua5.4)"), "cc failed for module " .. name)
+  return dir, function() os.execute("rm -rf " .. quote(dir)) end
+end
+
 -- Writes a temporary Lua file and returns its path.
 function H.script(src)
   local path = os.tmpname() .. ".lua"

@@ -835,3 +835,77 @@ describe("a task error never retrieved", function()
     assert.same({}, reports)
   end)
 end)
+
+describe("coroutines of finished tasks", function()
+  it("are reused, and a task on a reused one starts clean", function()
+    H.run(function()
+      local loop = aio.get_running_loop()
+      local threads = {}
+      local ts = {}
+      for i = 1, 50 do
+        ts[i] = aio.create_task(function()
+          threads[coroutine.running()] = true
+          local x <close> = setmetatable({}, { __close = function() end })
+          aio.sleep(0)
+          return i
+        end)
+      end
+      for i = 1, 50 do assert.equal(i, ts[i]:await()) end
+      assert.is_true(loop:stats().pooled >= 50)
+      -- the next tasks run on those coroutines, with nothing left over
+      local reused = 0
+      for i = 1, 50 do
+        local t = aio.create_task(function(...)
+          if threads[coroutine.running()] then reused = reused + 1 end
+          assert.equal(2, select("#", ...))
+          return select(2, ...)
+        end, "a", i)
+        assert.equal(i, t:await())
+      end
+      assert.equal(50, reused)
+    end)
+  end)
+
+  it("are not reused after a yield that was not luaio's reached the scheduler", function()
+    -- lua_yield from C (not through luaio's coroutine functions) reaches
+    -- the scheduler: the task fails and its coroutine is closed
+    local dir, cleanup = H.build_cmodule("rawyield", [[
+#include <lua.h>
+static int rawyield (lua_State *L) { return lua_yield(L, 0); }
+int luaopen_rawyield (lua_State *L) {
+  lua_pushcfunction(L, rawyield);
+  return 1;
+}
+]])
+    local saved = package.cpath
+    package.cpath = dir .. "/?.so;" .. saved
+    local ok_load, rawyield = pcall(require, "rawyield")
+    package.cpath = saved
+    cleanup()
+    assert(ok_load, rawyield)
+    H.run(function()
+      local loop = aio.get_running_loop()
+      for _ = 1, 3 do aio.create_task(function() aio.sleep(0) end):await() end
+      local pooled = loop:stats().pooled
+      assert.is_true(pooled >= 1)
+      local bad = aio.create_task(function() rawyield() end)
+      local ok, err = pcall(bad.await, bad)
+      assert.is_false(ok)
+      assert.matches("cannot yield from a task body", tostring(err), 1, true)
+      assert.equal(pooled - 1, loop:stats().pooled)
+      for i = 1, 20 do
+        assert.equal(i, aio.create_task(function() aio.sleep(0); return i end):await())
+      end
+      -- an error inside the body leaves the coroutine reusable
+      local before = loop:stats().pooled
+      assert.is_true(before >= 1)
+      for i = 1, 5 do
+        local t = aio.create_task(function() error("e" .. i, 0) end)
+        local ok2, err2 = pcall(t.await, t)
+        assert.is_false(ok2)
+        assert.equal("e" .. i, err2)
+      end
+      assert.equal(before, loop:stats().pooled)
+    end)
+  end)
+end)
