@@ -1,16 +1,18 @@
 -- table.lua RESULTS NOTE: the medians of bench/run.sh's results as a table.
--- Each line of RESULTS: "<workload> <peer> <figure> [<second figure>]".
+-- Each line of RESULTS: "<workload> <peer> <figure> [<second> [<third>]]"
+-- (W4: round trips/s, p50 and p99 latency in us, peak RSS KiB).
 local rows, order = {}, {}
 for line in io.lines(arg[1]) do
-  local w, p, a, b = line:match("^(%S+) (%S+) (%S+) ?(%S*)")
+  local w, p, a, b, c = line:match("^(%S+) (%S+) (%S+) ?(%S*) ?(%S*)")
   if w then
     local key = w .. " " .. p
     if not rows[key] then
-      rows[key] = { w = w, p = p, a = {}, b = {} }
+      rows[key] = { w = w, p = p, a = {}, b = {}, c = {} }
       order[#order + 1] = key
     end
     table.insert(rows[key].a, tonumber(a))
     if b ~= "" then table.insert(rows[key].b, tonumber(b)) end
+    if c ~= "" then table.insert(rows[key].c, tonumber(c)) end
   end
 end
 
@@ -29,10 +31,11 @@ local unit = {
 local lower = { W3 = true, W3mem = true, W5 = true, ["start-up"] = true }
 local second = { ["W1"] = "peak RSS KiB", ["W1-1M"] = "peak RSS KiB", W3 = "peak RSS KiB",
   W4 = "p50 us", W4tls = "p50 us", W5 = "excess timeouts" }
+local third = { W4 = true, W4tls = true }   -- p50/p99
 
 for _, k in ipairs(order) do
   local r = rows[k]
-  r.ma, r.mb = median(r.a), median(r.b)
+  r.ma, r.mb, r.mc = median(r.a), median(r.b), median(r.c)
 end
 
 -- the best peer other than luaio, per workload
@@ -70,9 +73,12 @@ for _, k in ipairs(order) do
       ratio = ("%.2fx %s"):format(r.ma / b.ma, b.p)
     end
   end
+  local fig2 = r.mb and (fmt(r.mb) .. " " .. (second[r.w] or "")) or ""
+  if third[r.w] and r.mb and r.mc then
+    fig2 = ("%s/%s p50/p99 us"):format(fmt(r.mb), fmt(r.mc))
+  end
   print(("| %-9s | %-8s | %-22s | %-20s | %-24s |"):format(r.w, r.p,
-    fmt(r.ma) .. " " .. (unit[r.w] or ""),
-    r.mb and (fmt(r.mb) .. " " .. (second[r.w] or "")) or "", ratio))
+    fmt(r.ma) .. " " .. (unit[r.w] or ""), fig2, ratio))
 end
 print()
 print(arg[2])
