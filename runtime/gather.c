@@ -86,7 +86,8 @@ void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx) {
   oidx = lua_gettop(L);
   outer = (luaio_Future *)lua_touserdata(L, oidx);
   if (!g->started || outer->state != FUT_PENDING) {
-    /* a bad value in the list raised from gather_start: nobody waits */
+    /* outer has its outcome already (or gather_start raised on a bad
+       value and nobody waits): the child's error counts as seen */
     if (f->state == FUT_FAILED) f->retrieved = 1;
   }
   else if (!g->return_exceptions && f->state == FUT_CANCELLED) {
