@@ -68,8 +68,6 @@ struct luaio_State {
   lua_CFunction msgh;          /* task body message handler */
   const void *mt_future;       /* metatables, for type checks without */
   const void *mt_task;         /* a registry lookup by name */
-  const void *mt_reader;
-  const void *mt_writer;
   const void *mt_waitlist;
   int ref_taskmt;              /* the Task metatable in the registry's
                                   array part: found without hashing */

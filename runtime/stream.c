@@ -103,7 +103,15 @@ struct Server {
   luaio_WaitList closers, forever;
 };
 
-typedef struct Box { Stream *s; } Box;
+/*
+** A reader or writer object.  It is recognised by its size and tag (the
+** address of a private static) instead of by its metatable: as safe (the
+** tag is read only from a block of the right size, and no Lua code can
+** write a userdata's bytes), and a third of the C API calls of a
+** metatable check, on every read and write.
+*/
+typedef struct Box { const char *tag; Stream *s; } Box;
+static const char READER_TAG = 'r', WRITER_TAG = 'w';
 typedef struct SBox { Server *sv; } SBox;
 
 
@@ -327,7 +335,9 @@ static void start_reading (Stream *s) {
 }
 
 static Stream *checkreader (lua_State *L) {
-  Box *b = (Box *)luaio__checkudata(L, 1, luaio__G(L)->mt_reader, LUAIO_READER);
+  Box *b = (Box *)lua_touserdata(L, 1);
+  if (b == NULL || lua_rawlen(L, 1) != sizeof(Box) || b->tag != &READER_TAG)
+    b = (Box *)luaL_checkudata(L, 1, LUAIO_READER);   /* raises */
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }
@@ -570,7 +580,9 @@ typedef struct WriteReq {
 } WriteReq;
 
 static Stream *checkwriter (lua_State *L) {
-  Box *b = (Box *)luaio__checkudata(L, 1, luaio__G(L)->mt_writer, LUAIO_WRITER);
+  Box *b = (Box *)lua_touserdata(L, 1);
+  if (b == NULL || lua_rawlen(L, 1) != sizeof(Box) || b->tag != &WRITER_TAG)
+    b = (Box *)luaL_checkudata(L, 1, LUAIO_WRITER);   /* raises */
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }
@@ -952,10 +964,12 @@ static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
 static void push_pair (lua_State *L, Stream *s) {
   Box *r, *w;
   r = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  r->tag = &READER_TAG;
   r->s = s;
   s->refs++;
   luaL_setmetatable(L, LUAIO_READER);
   w = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  w->tag = &WRITER_TAG;
   w->s = s;
   s->refs++;
   luaL_setmetatable(L, LUAIO_WRITER);
@@ -1014,6 +1028,7 @@ uv_stream_t *luaio__stream_handle (void *s) {
 void luaio__push_stream_end (lua_State *L, void *p, int reader) {
   Stream *s = (Stream *)p;
   Box *b = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  b->tag = reader ? &READER_TAG : &WRITER_TAG;
   b->s = s;
   s->refs++;
   luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
@@ -1469,11 +1484,6 @@ void luaio__stream_open (lua_State *L) {
            "ReaderMethods");
   newclass(L, LUAIO_WRITER, "StreamWriter", writer_methods, box_gc,
            "WriterMethods");
-  luaL_getmetatable(L, LUAIO_READER);
-  luaio__state(L)->mt_reader = lua_topointer(L, -1);
-  luaL_getmetatable(L, LUAIO_WRITER);
-  luaio__state(L)->mt_writer = lua_topointer(L, -1);
-  lua_pop(L, 2);
   newclass(L, LUAIO_SERVER, "Server", server_methods, sv_gc,
            "ServerMethods");
   luaio__setfuncs(L, funcs);
