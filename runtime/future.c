@@ -160,15 +160,16 @@ int luaio__future_results (lua_State *L, int idx) {
 /* Appends fn (at fnidx) with sequence seq to the callbacks of idx. */
 static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
   luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
-  int n, t = lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
-  if (t == LUA_TNIL) {                 /* the first: kept as it is */
-    lua_pop(L, 1);
+  int n;
+  if (f->cbkind == CB_NONE) {          /* the first: kept as it is */
     lua_pushvalue(L, fnidx);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+    f->cbkind = CB_ONE;
     f->cbseq = seq;
     return 1;
   }
-  if (t != LUA_TTABLE) {               /* the second: make the list */
+  lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+  if (f->cbkind == CB_ONE) {           /* the second: make the list */
     lua_createtable(L, 4, 0);
     lua_rotate(L, -2, 1);
     lua_rawseti(L, -2, 1);
@@ -176,6 +177,7 @@ static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
     lua_rawseti(L, -2, 2);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+    f->cbkind = CB_LIST;
   }
   n = (int)lua_rawlen(L, -1);
   lua_pushvalue(L, fnidx);
@@ -184,6 +186,13 @@ static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
   lua_rawseti(L, -2, n + 2);
   lua_pop(L, 1);
   return n / 2 + 1;                    /* the callback's number */
+}
+
+/* Drops the callbacks of the future at idx. */
+static void clear_callbacks (lua_State *L, luaio_Future *f, int idx) {
+  lua_pushnil(L);
+  lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+  f->cbkind = CB_NONE;
 }
 
 static void queue_callback (lua_State *L, luaio_Runtime *rt,
@@ -221,18 +230,18 @@ void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
 */
 void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
   luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
-  int i = 1, ncb = 0, t;
+  int i = 1, ncb = 0;
   idx = lua_absindex(L, idx);
-  t = lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
-  if (t == LUA_TTABLE) ncb = (int)lua_rawlen(L, -1) / 2;
-  else if (t != LUA_TNIL) ncb = 1;
+  lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+  if (f->cbkind == CB_LIST) ncb = (int)lua_rawlen(L, -1) / 2;
+  else if (f->cbkind == CB_ONE) ncb = 1;
   if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
     rt = rt_of(L, f);
   if (rt == NULL) { lua_pop(L, 1); return; }
   while (f->waiters.head != NULL || i <= ncb) {
     luaio_Task *w = f->waiters.head;
     unsigned seq = 0;
-    if (i <= ncb && t != LUA_TTABLE) seq = f->cbseq;
+    if (i <= ncb && f->cbkind == CB_ONE) seq = f->cbseq;
     else if (i <= ncb) {
       lua_rawgeti(L, -1, 2 * i);
       seq = (unsigned)lua_tointeger(L, -1);
@@ -257,15 +266,15 @@ void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
   int fidx;
   luaio__push_anchor(L, rt, f->anchor);
   fidx = lua_gettop(L);
-  if (lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS) == LUA_TTABLE) {
+  lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS);
+  if (f->cbkind == CB_LIST) {
     lua_rawgeti(L, -1, 2 * i - 1);
     lua_pushboolean(L, 0);             /* let the function go */
     lua_rawseti(L, -3, 2 * i - 1);
     lua_remove(L, -2);
   }                                    /* else the one callback (i == 1) */
   if (--f->ncb == 0) {
-    lua_pushnil(L);
-    lua_setiuservalue(L, fidx, FUT_UV_CALLBACKS);
+    clear_callbacks(L, f, fidx);
     if (!f->is_task || ((luaio_Task *)f)->tstate == T_DONE) {
       luaio__unanchor(L, rt, f->anchor);
       f->anchor = 0;
@@ -471,15 +480,14 @@ static int f_remove_done_callback (lua_State *L) {
   int n, i, j = 1, removed = 0;
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  if (f->state != FUT_PENDING ||
-      lua_getiuservalue(L, 1, FUT_UV_CALLBACKS) == LUA_TNIL) {
+  if (f->state != FUT_PENDING || f->cbkind == CB_NONE) {
     lua_pushinteger(L, 0);
     return 1;
   }
-  if (!lua_istable(L, 3)) {            /* the one callback */
+  lua_getiuservalue(L, 1, FUT_UV_CALLBACKS);
+  if (f->cbkind == CB_ONE) {           /* the one callback */
     if (lua_rawequal(L, 2, 3)) {
-      lua_pushnil(L);
-      lua_setiuservalue(L, 1, FUT_UV_CALLBACKS);
+      clear_callbacks(L, f, 1);
       removed = 1;
     }
     lua_pushinteger(L, removed);

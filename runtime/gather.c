@@ -192,7 +192,7 @@ static void push_spawned (lua_State *L, luaio_State *G, int vidx) {
 
 static int l_gather_start (lua_State *L) {
   luaio_State *G = luaio__G(L);
-  int n = (int)luaL_checkinteger(L, 2), i;
+  int n = (int)luaL_checkinteger(L, 2), i, spawn = 0;
   Gather *g;
   luaio_Future *outer;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -217,26 +217,28 @@ static int l_gather_start (lua_State *L) {
   lua_createtable(L, n, 0);            /* 8: children */
   lua_pushvalue(L, 8);
   lua_setiuservalue(L, 6, G_UV_CHILDREN);
-  /* futures taken; anything else checked before a task is spawned */
+  /* futures get their callback at once; anything else is checked before
+     a task is spawned (a bad value raises with none started) */
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);              /* 9 */
-    if (luaio__tofuture(L, G, 9) != NULL) lua_rawseti(L, 8, i);
-    else if (!spawnable(L, 9)) {       /* ensure raises (or knows better) */
-      push_spawned(L, G, 9);
-      lua_rawseti(L, 8, i);
-    }
-    lua_settop(L, 8);
-  }
-  for (i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, 8, i) == LUA_TNIL) {
-      lua_rawgeti(L, 1, i);            /* 10 */
-      push_spawned(L, G, 10);
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, 8, i);
+    if (luaio__tofuture(L, G, 9) == NULL) {
+      if (spawnable(L, 9)) { spawn = 1; lua_settop(L, 8); continue; }
+      push_spawned(L, G, 9);           /* ensure raises (or knows better) */
     }
     /* one callback per listing: a future listed twice counts twice */
     luaio__future_add_callback(L, -1, 6, "gather");
     g->nfuts++;
+    lua_rawseti(L, 8, i);
+    lua_settop(L, 8);
+  }
+  for (i = 1; spawn && i <= n; i++) {
+    if (lua_rawgeti(L, 8, i) == LUA_TNIL) {
+      lua_rawgeti(L, 1, i);            /* 10 */
+      push_spawned(L, G, 10);
+      luaio__future_add_callback(L, -1, 6, "gather");
+      g->nfuts++;
+      lua_rawseti(L, 8, i);
+    }
     lua_settop(L, 8);
   }
   g->started = 1;

@@ -103,6 +103,7 @@ struct luaio_Future {
   unsigned char retrieved;     /* error looked at (or none to look at) */
   unsigned char tracked;       /* listed for the never-retrieved report */
   unsigned char hooked;        /* pending, with a cancel hook in slot 1 */
+  unsigned char cbkind;        /* user value 2: CB_NONE, CB_ONE, CB_LIST */
   int nres;                    /* -1: packed table; else 0 or 1 */
   int anchor;                  /* slot in the anchors table, 0 = none */
   int ncb;                     /* callback entries still queued */
@@ -111,6 +112,8 @@ struct luaio_Future {
   unsigned cbseq;              /* sequence of a lone done callback */
   luaio_WaitList waiters;      /* tasks awaiting this */
 };
+
+enum { CB_NONE, CB_ONE, CB_LIST };
 
 #define FUT_UV_RESULT 1
 #define FUT_UV_CALLBACKS 2
