@@ -151,10 +151,11 @@ int luaio__future_results (lua_State *L, int idx) {
 /* ---------------------------------------------------------- completion */
 
 /*
-** The callbacks of a future (user value 2): nil for none; the callback
-** itself when there is one (its sequence in f->cbseq: no table for the
-** common case of a gather or TaskGroup watching a task); else a list of
-** fn, seq pairs.  Callbacks are functions or gather states, never tables.
+** The callbacks of a future (user value 2, f->cbkind says which): none;
+** the callback itself when there is one (its sequence in f->cbseq: no
+** table for the common case of a gather or TaskGroup watching a task);
+** else a list of fn, seq pairs.  Callbacks are functions or gather
+** states, never tables.
 */
 
 /* Appends fn (at fnidx) with sequence seq to the callbacks of idx. */
@@ -376,17 +377,13 @@ luaio_Future *luaio__new_future (lua_State *L, luaio_Runtime *rt) {
 
 /* aio.Future() */
 static int l_future (lua_State *L) {
-  luaio_Future *f = (luaio_Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
   luaio_Runtime *rt = luaio__G(L)->rt;
-  memset(f, 0, sizeof(*f));
-  f->retrieved = 1;
   /* Made in a running loop, it belongs to it (asyncio); made with none,
      it binds to the first loop that uses it.  The CLI's main task counts
      as "no loop", so that scripts written for lua5.4, which make futures
      before calling aio.run, run unchanged under the CLI. */
-  if (rt != NULL && !(rt->cli && rt->current == rt->main))
-    f->loop_id = rt->id;
-  luaL_setmetatable(L, LUAIO_FUTURE);
+  if (rt != NULL && rt->cli && rt->current == rt->main) rt = NULL;
+  luaio__new_future(L, rt);
   return 1;
 }
 

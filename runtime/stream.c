@@ -334,12 +334,17 @@ static void start_reading (Stream *s) {
   }
 }
 
-static Stream *checkreader (lua_State *L) {
+/* The stream of the reader (tag READER_TAG) or writer at arg 1. */
+static Stream *checkend (lua_State *L, const char *tag, const char *tname) {
   Box *b = (Box *)lua_touserdata(L, 1);
-  if (b == NULL || lua_rawlen(L, 1) != sizeof(Box) || b->tag != &READER_TAG)
-    b = (Box *)luaL_checkudata(L, 1, LUAIO_READER);   /* raises */
+  if (b == NULL || lua_rawlen(L, 1) != sizeof(Box) || b->tag != tag)
+    b = (Box *)luaL_checkudata(L, 1, tname);   /* raises */
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
+}
+
+static Stream *checkreader (lua_State *L) {
+  return checkend(L, &READER_TAG, LUAIO_READER);
 }
 
 /* Takes n bytes from the buffer, pushing them. */
@@ -580,11 +585,7 @@ typedef struct WriteReq {
 } WriteReq;
 
 static Stream *checkwriter (lua_State *L) {
-  Box *b = (Box *)lua_touserdata(L, 1);
-  if (b == NULL || lua_rawlen(L, 1) != sizeof(Box) || b->tag != &WRITER_TAG)
-    b = (Box *)luaL_checkudata(L, 1, LUAIO_WRITER);   /* raises */
-  if (b->s == NULL) luaL_error(L, "the stream is closed");
-  return b->s;
+  return checkend(L, &WRITER_TAG, LUAIO_WRITER);
 }
 
 static void on_write (uv_write_t *req, int status) {
@@ -960,19 +961,19 @@ static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
   return s;
 }
 
+/* Pushes a reader (reader != 0) or a writer object for s. */
+static void push_end (lua_State *L, Stream *s, int reader) {
+  Box *b = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+  b->tag = reader ? &READER_TAG : &WRITER_TAG;
+  b->s = s;
+  s->refs++;
+  luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
+}
+
 /* Pushes reader, writer for s (which starts reading). */
 static void push_pair (lua_State *L, Stream *s) {
-  Box *r, *w;
-  r = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
-  r->tag = &READER_TAG;
-  r->s = s;
-  s->refs++;
-  luaL_setmetatable(L, LUAIO_READER);
-  w = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
-  w->tag = &WRITER_TAG;
-  w->s = s;
-  s->refs++;
-  luaL_setmetatable(L, LUAIO_WRITER);
+  push_end(L, s, 1);
+  push_end(L, s, 0);
   if (!s->is_pipe) {
     uv_tcp_nodelay(&s->u.tcp, 1);
     keep_names(s);
@@ -1027,11 +1028,7 @@ uv_stream_t *luaio__stream_handle (void *s) {
 /* Pushes a reader (reader != 0, starts reading) or a writer for s. */
 void luaio__push_stream_end (lua_State *L, void *p, int reader) {
   Stream *s = (Stream *)p;
-  Box *b = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
-  b->tag = reader ? &READER_TAG : &WRITER_TAG;
-  b->s = s;
-  s->refs++;
-  luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
+  push_end(L, s, reader);
   if (reader) {
     s->autoclose = 1;
     start_reading(s);
