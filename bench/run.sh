@@ -77,8 +77,8 @@ while [ $pass -lt "$RUNS" ]; do
   fi
   if [ -n "$w4tls" ]; then
     export LOADGEN="$here/../build/bench/loadgen_tls"
-    run W4tls luaio sh "$here/w4.sh" luaio 9312 "$cli" "$here/w4_tls_echo.lua"
-    [ $have_py = 1 ] && run W4tls asyncio sh "$here/w4.sh" asyncio 9313 python3 "$peers/w4_tls_echo.py"
+    run W4tls luaio sh "$here/w4.sh" luaio 9312 "$cli" "$here/w4_echo.lua" tls
+    [ $have_py = 1 ] && run W4tls asyncio sh "$here/w4.sh" asyncio 9313 python3 "$peers/w4_echo.py" tls
     [ $have_node = 1 ] && run W4tls node sh "$here/w4.sh" node 9314 node "$peers/w4_tls_echo.js"
     unset LOADGEN
   fi

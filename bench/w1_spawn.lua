@@ -2,12 +2,8 @@
 -- check the sum.  Prints: RESULT <tasks/s> <peak RSS KiB>
 local aio = require "luaio"
 local n = tonumber(arg[1]) or 100000
-local function peak_kb()
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("a") or ""
-  if f then f:close() end
-  return tonumber(s:match("VmHWM:%s+(%d+)")) or -1
-end
+package.path = (arg[0]:match("(.*/)") or "./") .. "?.lua;" .. package.path
+local peak_kb = require("procstatus").peak_kb
 local sum, dt = aio.run(function()
   local t0 = aio.time()
   local tasks = {}

@@ -5,12 +5,8 @@ local n = tonumber(arg[1]) or 100000
 math.randomseed(42)
 local delays, maxd = {}, 0
 for i = 1, n do delays[i] = math.random(); if delays[i] > maxd then maxd = delays[i] end end
-local function peak_kb()
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("a") or ""
-  if f then f:close() end
-  return tonumber(s:match("VmHWM:%s+(%d+)")) or -1
-end
+package.path = (arg[0]:match("(.*/)") or "./") .. "?.lua;" .. package.path
+local peak_kb = require("procstatus").peak_kb
 local dt = aio.run(function()
   local t0 = aio.time()
   local tasks = {}

@@ -3,12 +3,8 @@
 -- all resumed once, then again to finish.  Prints: RESULT <tasks/s> <peak RSS KiB>
 local n = tonumber(arg[1]) or 100000
 local create, resume, yield = coroutine.create, coroutine.resume, coroutine.yield
-local function peak_kb()
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("a") or ""
-  if f then f:close() end
-  return tonumber(s:match("VmHWM:%s+(%d+)")) or -1
-end
+package.path = (arg[0]:match("(.*/)") or "./") .. "../?.lua;" .. package.path
+local peak_kb = require("procstatus").peak_kb
 local t0 = os.clock()
 local cos = {}
 for i = 1, n do

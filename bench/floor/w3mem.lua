@@ -1,12 +1,8 @@
 -- W3mem with bare Lua coroutines: N closures each parked in a coroutine
 -- (the minimum a suspended Lua task can cost).  Prints: RESULT <bytes per task>
 local n = tonumber(arg[1]) or 100000
-local function rss_kb()
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("a") or ""
-  if f then f:close() end
-  return tonumber(s:match("VmRSS:%s+(%d+)")) or -1
-end
+package.path = (arg[0]:match("(.*/)") or "./") .. "../?.lua;" .. package.path
+local rss_kb = require("procstatus").rss_kb
 collectgarbage(); collectgarbage()
 local before = rss_kb()
 local cos, started = {}, 0
