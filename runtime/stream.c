@@ -383,31 +383,29 @@ static void check_rerr (lua_State *L, Stream *s, const char *fname) {
 
 /* Parks the calling task until more data or EOF; k retries. */
 static int wait_data (lua_State *L, Stream *s, const char *fname,
-                      lua_KFunction k) {
+                      lua_KContext ctx, lua_KFunction k) {
   luaio_Task *t;
   if (s->readers.head != NULL)
     return luaL_error(L, "%s: another task is already reading from this "
                       "stream", fname);
   t = luaio__check_suspend(L, fname);
   start_reading(s);
-  return luaio__park(L, t, &s->readers, NULL, fname, s, 0, k);
+  return luaio__park(L, t, &s->readers, NULL, fname, s, ctx, k);
 }
 
 static int read_k (lua_State *L, int status, lua_KContext ctx);
 
-/* read([n]) */
-static int do_read (lua_State *L) {
-  Stream *s = checkreader(L);
-  lua_Integer n = luaL_optinteger(L, 2, -1);
+/* read's n once self is known: parks (n in the context) or pushes. */
+static int read_some (lua_State *L, Stream *s, lua_Integer n) {
   if (n < 0) {                         /* to EOF */
-    if (!s->eof) return wait_data(L, s, "read", read_k);
+    if (!s->eof) return wait_data(L, s, "read", (lua_KContext)n, read_k);
     check_rerr(L, s, "read");
     consume(L, s, s->len);
     return 1;
   }
   if (n == 0) { lua_pushliteral(L, ""); return 1; }
   if (s->len == 0) {
-    if (!s->eof) return wait_data(L, s, "read", read_k);
+    if (!s->eof) return wait_data(L, s, "read", (lua_KContext)n, read_k);
     check_rerr(L, s, "read");
     lua_pushnil(L);
     return 1;
@@ -416,10 +414,22 @@ static int do_read (lua_State *L) {
   return 1;
 }
 
+/* read([n]) */
+static int do_read (lua_State *L) {
+  Stream *s = checkreader(L);
+  int isnum;
+  lua_Integer n = lua_tointegerx(L, 2, &isnum);   /* the usual case */
+  if (!isnum) n = luaL_optinteger(L, 2, -1);      /* nil, or raises */
+  return read_some(L, s, n);
+}
+
+/* Self was checked before the task parked: only its stream may be gone. */
 static int read_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
+  Box *b = (Box *)lua_touserdata(L, 1);
+  (void)status;
   luaio__resumed(L);
-  return do_read(L);
+  if (b->s == NULL) return luaL_error(L, "the stream is closed");
+  return read_some(L, b->s, (lua_Integer)ctx);
 }
 
 /* Searches sep in the buffer: offset of its start, or -1. */
@@ -484,7 +494,7 @@ static int do_readline (lua_State *L) {
     start_reading(s);
     return limit_error(L, s, n, "readline");
   }
-  if (!s->eof) return wait_data(L, s, "readline", readline_k);
+  if (!s->eof) return wait_data(L, s, "readline", 0, readline_k);
   if (s->len == 0) {
     check_rerr(L, s, "readline");
     lua_pushnil(L);
@@ -517,7 +527,7 @@ static int do_readuntil (lua_State *L) {
     return 1;
   }
   if (s->len > s->limit) return limit_error(L, s, s->len, "readuntil");
-  if (!s->eof) return wait_data(L, s, "readuntil", readuntil_k);
+  if (!s->eof) return wait_data(L, s, "readuntil", 0, readuntil_k);
   check_rerr(L, s, "readuntil");
   return incomplete_error(L, s, -1);
 }
@@ -542,7 +552,7 @@ static int do_readexactly (lua_State *L) {
   }
   if (!s->eof) {
     s->want = (size_t)n;               /* reading may go past 2 * limit */
-    return wait_data(L, s, "readexactly", readexactly_k);
+    return wait_data(L, s, "readexactly", 0, readexactly_k);
   }
   check_rerr(L, s, "readexactly");
   return incomplete_error(L, s, n);

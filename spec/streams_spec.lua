@@ -121,6 +121,26 @@ describe("TCP echo", function()
     end)
   end)
 
+  it("read's size is an integer or nil: a parked read keeps it; anything else is a bad argument", function()
+    run(function()
+      local _, port, stop = serve(function(r, w)
+        aio.sleep(0.02)
+        w:write("0123456789")
+        w:close()
+      end)
+      local r, w = aio.open_connection(HOST, port)
+      assert.equal("0123", r:read(4))          -- parked first, then 4 bytes
+      assert.equal("456", r:read("3"))         -- as luaL_checkinteger
+      assert.matches("bad argument #1 to 'read' %(number expected, got table%)",
+        errof(function() return r:read({}) end))
+      assert.matches("bad argument #1 to 'read' %(number has no integer representation%)",
+        errof(function() return r:read(2.5) end))
+      assert.equal("789", r:read(nil))         -- to EOF
+      close(w)
+      stop()
+    end)
+  end)
+
   it("connects by name: open_connection('localhost', port)", function()
     run(function()
       local _, port, stop = serve(echo)
