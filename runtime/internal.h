@@ -207,6 +207,7 @@ int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
                  luaio_Abort abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k);
 void luaio__resumed (lua_State *L);  /* raises a pending cancellation */
+void luaio__resumed_G (lua_State *L, luaio_State *G);
 luaio_Task *luaio__resumed_task (lua_State *L);  /* checks, raises nothing */
 int luaio__raise_cancel (lua_State *L, luaio_Task *t);
 int luaio__can_suspend (lua_State *L);

@@ -17,6 +17,8 @@
 
 const char luaio__sentinel = 'S';
 
+static luaio_Task *resumed_task (lua_State *L, luaio_State *G);
+
 
 /* ---------------------------------------------------------- ready queue */
 
@@ -224,7 +226,11 @@ int luaio__can_suspend (lua_State *L) {
 ** task, leaving a pending cancellation (t->must_cancel) to the caller.
 */
 luaio_Task *luaio__resumed_task (lua_State *L) {
-  luaio_Runtime *rt = luaio__G(L)->rt;
+  return resumed_task(L, luaio__G(L));
+}
+
+static luaio_Task *resumed_task (lua_State *L, luaio_State *G) {
+  luaio_Runtime *rt = G->rt;
   if (rt == NULL || L != rt->running)
     luaL_error(L, "a suspended luaio call was resumed by something other "
                "than luaio's scheduler");
@@ -233,7 +239,12 @@ luaio_Task *luaio__resumed_task (lua_State *L) {
 
 /* In a continuation: raises the task's pending cancellation, if any. */
 void luaio__resumed (lua_State *L) {
-  luaio__raise_cancel(L, luaio__resumed_task(L));
+  luaio__raise_cancel(L, resumed_task(L, luaio__G(L)));
+}
+
+/* The same, given the per-state context (no upvalue look-up). */
+void luaio__resumed_G (lua_State *L, luaio_State *G) {
+  luaio__raise_cancel(L, resumed_task(L, G));
 }
 
 /* Raises t's pending cancellation (with its message), if any. */

@@ -388,7 +388,7 @@ static int wait_data (lua_State *L, Stream *s, const char *fname,
   if (s->readers.head != NULL)
     return luaL_error(L, "%s: another task is already reading from this "
                       "stream", fname);
-  t = luaio__check_suspend(L, fname);
+  t = luaio__check_suspend_G(L, s->rt->G, fname);
   start_reading(s);
   return luaio__park(L, t, &s->readers, NULL, fname, s, ctx, k);
 }
@@ -425,11 +425,11 @@ static int do_read (lua_State *L) {
 
 /* Self was checked before the task parked: only its stream may be gone. */
 static int read_k (lua_State *L, int status, lua_KContext ctx) {
-  Box *b = (Box *)lua_touserdata(L, 1);
+  Stream *s = ((Box *)lua_touserdata(L, 1))->s;
   (void)status;
-  luaio__resumed(L);
-  if (b->s == NULL) return luaL_error(L, "the stream is closed");
-  return read_some(L, b->s, (lua_Integer)ctx);
+  if (s == NULL) return luaL_error(L, "the stream is closed");
+  luaio__resumed_G(L, s->rt->G);
+  return read_some(L, s, (lua_Integer)ctx);
 }
 
 /* Searches sep in the buffer: offset of its start, or -1. */
