@@ -15,11 +15,18 @@
 ** kept for reuse, not returned to the system.  One allocator serves one
 ** lua_State (no locking).  The CLI uses it unless LUAIO_ALLOC=malloc.
 */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "internal.h"
+
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
 
 #define GRAIN 16                       /* size classes: 16, 32, ... 1024 */
 #define MAXSMALL 1024
@@ -41,8 +48,9 @@ struct luaio_Allocator {
   int narenas;
 };
 
+/* The size class of a block of n bytes, 1 <= n <= MAXSMALL. */
 static int class_of (size_t n) {
-  return (int)((n + GRAIN - 1) / GRAIN) - 1;
+  return (int)((n - 1) / GRAIN);
 }
 
 /* A new arena to cut chunks from. */
@@ -67,8 +75,9 @@ static int new_arena (luaio_Allocator *a) {
   return 1;
 }
 
-/* A new chunk to carve blocks of class c from. */
-static int new_chunk (luaio_Allocator *a, int c) {
+/* A new chunk to carve blocks of class c from (kept out of line: the
+   allocator's fast paths then need no stack frame). */
+NOINLINE static int new_chunk (luaio_Allocator *a, int c) {
   if (a->arena_next == NULL || (size_t)(a->arena_end - a->arena_next) < CHUNK) {
     if (!new_arena(a)) return 0;
   }
@@ -78,21 +87,25 @@ static int new_chunk (luaio_Allocator *a, int c) {
   return 1;
 }
 
-static void *small_alloc (luaio_Allocator *a, size_t n) {
-  int c = class_of(n);
+/* A new block of class c from the chunk being carved (or a new chunk). */
+NOINLINE static void *carve (luaio_Allocator *a, int c) {
   size_t size = (size_t)(c + 1) * GRAIN;
-  Block *b = a->free[c];
-  char *p;
-  if (b != NULL) {
-    a->free[c] = b->next;
-    return b;
-  }
-  if (a->next[c] == NULL || (size_t)(a->limit[c] - a->next[c]) < size) {
+  char *p = a->next[c];
+  if ((uintptr_t)a->limit[c] - (uintptr_t)p < size) {  /* (both NULL at first) */
     if (!new_chunk(a, c)) return NULL;
+    p = a->next[c];
   }
-  p = a->next[c];
   a->next[c] = p + size;
   return p;
+}
+
+/* A block of n bytes, 1 <= n <= MAXSMALL: a freed one, else carved. */
+static void *small_alloc (luaio_Allocator *a, size_t n) {
+  int c = class_of(n);
+  Block *b = a->free[c];
+  if (b == NULL) return carve(a, c);
+  a->free[c] = b->next;
+  return b;
 }
 
 static void small_free (luaio_Allocator *a, void *p, size_t n) {
@@ -102,30 +115,39 @@ static void small_free (luaio_Allocator *a, void *p, size_t n) {
   a->free[c] = b;
 }
 
-LUAIO_API void *luaio_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
-  luaio_Allocator *a = (luaio_Allocator *)ud;
+/* A block changes size (rare: stacks, tables, strings being built). */
+NOINLINE static void *resize (luaio_Allocator *a, void *ptr, size_t osize,
+                              size_t nsize) {
   void *q;
-  if (ptr == NULL) osize = 0;          /* then osize is a type tag */
-  if (nsize == 0) {
-    if (ptr != NULL) {
-      if (osize <= MAXSMALL) small_free(a, ptr, osize);
-      else free(ptr);
-    }
-    return NULL;
-  }
-  if (ptr != NULL && osize <= MAXSMALL && nsize <= MAXSMALL &&
+  if (osize <= MAXSMALL && nsize <= MAXSMALL &&
       class_of(osize) == class_of(nsize))
     return ptr;                        /* same block size */
-  if (ptr != NULL && osize > MAXSMALL && nsize > MAXSMALL)
+  if (osize > MAXSMALL && nsize > MAXSMALL)
     return realloc(ptr, nsize);
   q = nsize <= MAXSMALL ? small_alloc(a, nsize) : malloc(nsize);
   if (q == NULL) return NULL;
-  if (ptr != NULL) {
-    memcpy(q, ptr, osize < nsize ? osize : nsize);
+  memcpy(q, ptr, osize < nsize ? osize : nsize);
+  if (osize <= MAXSMALL) small_free(a, ptr, osize);
+  else free(ptr);
+  return q;
+}
+
+/*
+** New blocks and freed ones come first: they are nearly every call
+** (W1: eight of each per task).
+*/
+LUAIO_API void *luaio_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
+  luaio_Allocator *a = (luaio_Allocator *)ud;
+  if (ptr == NULL) {                   /* osize is a type tag */
+    if (nsize - 1 < MAXSMALL) return small_alloc(a, nsize);
+    return nsize == 0 ? NULL : malloc(nsize);
+  }
+  if (nsize == 0) {
     if (osize <= MAXSMALL) small_free(a, ptr, osize);
     else free(ptr);
+    return NULL;
   }
-  return q;
+  return resize(a, ptr, osize, nsize);
 }
 
 LUAIO_API luaio_Allocator *luaio_allocator_new (void) {
