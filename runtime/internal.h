@@ -155,7 +155,7 @@ typedef int (*luaio_Abort) (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
 /*
 ** A Task.  User values: 1 the coroutine while pending, then the result
 ** as a Future's; 2 as a Future; 3 the context (ContextVar values,
-** copy-on-write); 4 extras, a table made on demand: name, cancel message,
+** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored); 4 extras, a table made on demand: name, cancel message,
 ** traceback.  The anchors table holds every pending task, so the loop
 ** keeps it alive; luaio__push_task pushes one from its pointer.
 */
@@ -166,6 +166,8 @@ struct luaio_Task {
   unsigned char has_extras;
   unsigned char is_main;
   unsigned char aborted;       /* this resume comes from an abort hook */
+  unsigned char own_ctx;       /* user value 3 holds its context; 0: it
+                                  runs in the loop's (R.context) */
   int cancelling;              /* cancel requests not yet uncancelled */
   int heap;                    /* index in the timer heap + 1, 0 = none */
   unsigned wseq;               /* registration order on a future */

@@ -552,20 +552,51 @@ static int core_time (lua_State *L) {
   return 1;
 }
 
-/* core.context([ctx]) -> gets (and with ctx, sets) the current context. */
+/*
+** The loop's context (R at top) is about to be replaced: every pending
+** task still running in it keeps the old one, stored in the task now.
+*/
+static void keep_loop_context (lua_State *L, luaio_Runtime *rt) {
+  luaio_Task *t;
+  luaL_checkstack(L, 3, NULL);
+  lua_getfield(L, -1, "context");
+  for (t = rt->tasks; t != NULL; t = t->next) {
+    if (t->own_ctx) continue;
+    luaio__push_task(L, rt, t);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, -2, TASK_UV_CONTEXT);
+    lua_pop(L, 1);
+    t->own_ctx = 1;
+  }
+  lua_pop(L, 1);
+}
+
+/*
+** core.context([ctx]) -> gets (and with ctx, sets) the current context:
+** the running task's own, else the loop's.
+*/
 static int core_context (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "context");
+  luaio_Task *t = rt->current;
   int set = lua_gettop(L) >= 1;
   if (set) luaL_checktype(L, 1, LUA_TTABLE);
-  if (rt->current == NULL) {
-    luaio__push_R(L, rt);
-    if (set) { lua_pushvalue(L, 1); lua_setfield(L, -2, "context"); }
-    lua_getfield(L, -1, "context");
+  if (t != NULL && (t->own_ctx || set)) {
+    luaio__push_task(L, rt, t);
+    if (set) {
+      lua_pushvalue(L, 1);
+      lua_setiuservalue(L, -2, TASK_UV_CONTEXT);
+      t->own_ctx = 1;
+    }
+    lua_getiuservalue(L, -1, TASK_UV_CONTEXT);
     return 1;
   }
-  luaio__push_anchor(L, rt, rt->current->f.anchor);   /* the task */
-  if (set) { lua_pushvalue(L, 1); lua_setiuservalue(L, -2, TASK_UV_CONTEXT); }
-  lua_getiuservalue(L, -1, TASK_UV_CONTEXT);
+  luaio__push_R(L, rt);
+  if (set) {
+    keep_loop_context(L, rt);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "context");
+  }
+  lua_getfield(L, -1, "context");
   return 1;
 }
 

@@ -171,19 +171,18 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
   t->f.loop_id = rt->id;
   t->id = ++rt->task_counter;
   t->rt = rt;
-  /* the context: the creator's, shared until someone writes to it */
+  /* the context: the creator's, shared until someone writes to it; one
+     in the loop's context is not stored (no look-up per task) */
   if (rt->current != NULL) {
-    luaio__push_task(L, rt, rt->current);
-    lua_getiuservalue(L, -1, TASK_UV_CONTEXT);
-    lua_remove(L, -2);
     t->parent = rt->current->id;
+    if (rt->current->own_ctx) {
+      luaio__push_task(L, rt, rt->current);
+      lua_getiuservalue(L, -1, TASK_UV_CONTEXT);
+      lua_setiuservalue(L, tidx, TASK_UV_CONTEXT);
+      lua_pop(L, 1);
+      t->own_ctx = 1;
+    }
   }
-  else {
-    luaio__push_R(L, rt);
-    lua_getfield(L, -1, "context");
-    lua_remove(L, -2);
-  }
-  lua_setiuservalue(L, tidx, TASK_UV_CONTEXT);
   co = get_coroutine(L, rt, t);
   lua_setiuservalue(L, tidx, FUT_UV_RESULT);
   t->co = co;

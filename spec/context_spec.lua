@@ -68,6 +68,28 @@ describe("ContextVar", function()
     end)
   end)
 
+  it("a set outside any task (a loop callback) reaches only what starts from the loop afterwards", function()
+    H.run(function()
+      local v = aio.ContextVar("v", "default")
+      local loop = aio.get_running_loop()
+      local before = aio.create_task(function() aio.sleep(0.01); return v:get() end)
+      local after
+      local done = aio.Future()
+      loop:call_soon(function()
+        v:set("loop")
+        loop:call_soon(function()
+          after = aio.create_task(function() return v:get() end)
+          done:set_result(true)
+        end)
+      end)
+      done:await()
+      assert.equal("default", before:await())  -- created before the set
+      assert.equal("loop", after:await())      -- created in the loop's context
+      assert.equal("default", v:get())         -- this task: its creation's
+      assert.equal("default", aio.create_task(function() return v:get() end):await())
+    end)
+  end)
+
   it("gives a child the parent's value at creation time", function()
     H.run(function()
       local v = aio.ContextVar("v", "default")
