@@ -128,16 +128,16 @@ int luaio__anchor (lua_State *L, luaio_Runtime *rt) {
   else
     slot = ++rt->anchor_top;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_anchors);
-  lua_insert(L, -2);
+  lua_pushvalue(L, -2);                /* (cheaper than moving it under) */
   lua_rawseti(L, -2, slot);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   return slot;
 }
 
 void luaio__push_anchor (lua_State *L, luaio_Runtime *rt, int slot) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_anchors);
   lua_rawgeti(L, -1, slot);
-  lua_remove(L, -2);
+  lua_replace(L, -2);
 }
 
 /* Releases a slot.  Never raises: a free slot is recorded or leaked. */
