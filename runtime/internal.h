@@ -72,6 +72,8 @@ struct luaio_State {
   int ref_taskmt;              /* the Task metatable in the registry's
                                   array part: found without hashing */
   const luaio_TlsOps *tls_ops;  /* set when luaio.tls is loaded */
+  int *pool, npool, poolcap;   /* registry slots no runtime owns (false) */
+  int next_key;                /* where to look for a new slot first */
 };
 
 int luaio__hasmt (lua_State *L, int idx, const void *mt);
@@ -294,11 +296,10 @@ struct luaio_Runtime {
   lua_Integer ntasks, task_counter, nhandles, nrequests, nreports;
   /* Lua-side state: refs into the registry */
   int ref_R;                   /* per-runtime table (see runtime.c) */
-  int ref_anchors;
   int ref_pool;
   int ref_loop;                /* the Loop userdata */
-  int *freeslots;
-  int nfree, freecap, anchor_top;
+  int *slots, *freeslots;      /* anchors: registry slots, all / free */
+  int nslots, nfree, slotcap;
   /* coroutines of finished tasks, for reuse: slot i of the pool table
      (ref_pool) holds pool_co[i] for good, also while a task runs on it
      (so taking and returning one touches no table); pool_idle lists the

@@ -43,6 +43,9 @@ static int state_gc (lua_State *L) {
   }
   G->open = NULL;
   G->rt = NULL;
+  free(G->pool);
+  G->pool = NULL;
+  G->npool = G->poolcap = 0;
   return 0;
 }
 
@@ -120,41 +123,100 @@ void luaio__push_loop (lua_State *L, luaio_Runtime *rt) {
 
 /* ---------------------------------------------------------- anchors */
 
-/* Keeps the value on top alive in a slot of the anchors table; pops it. */
+/*
+** What the loop keeps alive sits in integer slots of the registry: pushing
+** an anchored value is one registry read.  A runtime owns the slots it
+** took (rt->slots) and recycles them through a C free list; a free slot
+** holds false, never nil.  When the runtime is freed its slots go to the
+** state's pool (G->pool) for the next runtime.  New slots are claimed
+** only at keys that are nil, from the registry's border on: luaL_ref
+** hands out the border + 1 or refs it freed itself (which hold integers),
+** so the two never meet.
+*/
+
+/* Room for n slots in both lists (the free list never grows on its own,
+   so releasing a slot cannot fail); 0 when out of memory. */
+static int slot_room (luaio_Runtime *rt, int n) {
+  int *p;
+  if (n <= rt->slotcap) return 1;
+  p = (int *)realloc(rt->slots, (size_t)n * sizeof(int));
+  if (p == NULL) return 0;
+  rt->slots = p;
+  p = (int *)realloc(rt->freeslots, (size_t)n * sizeof(int));
+  if (p == NULL) return 0;
+  rt->freeslots = p;
+  rt->slotcap = n;
+  return 1;
+}
+
+/*
+** A registry key that is nil, for a new slot: the one after the last we
+** claimed, else past the border.  Never luaL_ref's free-list head
+** (LUA_RIDX_LAST + 1), which is nil until its first use.
+*/
+static int free_key (lua_State *L, luaio_State *G) {
+  int k = G->next_key, n;
+  for (;;) {
+    if (k <= LUA_RIDX_LAST + 1) k = LUA_RIDX_LAST + 2;
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, k) == LUA_TNIL) break;
+    lua_pop(L, 1);
+    n = (int)lua_rawlen(L, LUA_REGISTRYINDEX) + 1;   /* a border + 1 */
+    k = n > k ? n : k + 1;
+  }
+  lua_pop(L, 1);
+  G->next_key = k + 1;
+  return k;
+}
+
+/* Keeps the value on top alive in a slot; pops it. */
 int luaio__anchor (lua_State *L, luaio_Runtime *rt) {
+  luaio_State *G = rt->G;
   int slot;
-  if (rt->nfree > 0)
-    slot = rt->freeslots[--rt->nfree];
-  else
-    slot = ++rt->anchor_top;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_anchors);
-  lua_pushvalue(L, -2);                /* (cheaper than moving it under) */
-  lua_rawseti(L, -2, slot);
-  lua_pop(L, 2);
+  if (rt->nfree > 0) slot = rt->freeslots[--rt->nfree];
+  else {
+    if (rt->nslots == rt->slotcap &&
+        !slot_room(rt, rt->slotcap > 0 ? 2 * rt->slotcap : 64))
+      luaL_error(L, "not enough memory");
+    slot = G->npool > 0 ? G->pool[--G->npool] : free_key(L, G);
+    rt->slots[rt->nslots++] = slot;
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, slot);
   return slot;
 }
 
 void luaio__push_anchor (lua_State *L, luaio_Runtime *rt, int slot) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_anchors);
-  lua_rawgeti(L, -1, slot);
-  lua_replace(L, -2);
+  (void)rt;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, slot);
 }
 
-/* Releases a slot.  Never raises: a free slot is recorded or leaked. */
+/* Releases a slot.  Never raises. */
 void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot) {
   if (slot <= 0) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_anchors);
-  lua_pushnil(L);
-  lua_rawseti(L, -2, slot);
-  lua_pop(L, 1);
-  if (rt->nfree == rt->freecap) {
-    int cap = rt->freecap ? rt->freecap * 2 : 64;
-    int *p = (int *)realloc(rt->freeslots, (size_t)cap * sizeof(int));
-    if (p == NULL) return;  /* the slot stays unused */
-    rt->freeslots = p;
-    rt->freecap = cap;
-  }
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, slot);
   rt->freeslots[rt->nfree++] = slot;
+}
+
+/* The runtime is being freed: its slots, emptied, go to the state's pool
+   (or back to luaL_ref's free list if the pool cannot grow). */
+static void free_slots (lua_State *L, luaio_Runtime *rt) {
+  luaio_State *G = rt->G;
+  int i;
+  if (G->npool + rt->nslots > G->poolcap) {
+    int cap = G->npool + rt->nslots;
+    int *p = (int *)realloc(G->pool, (size_t)cap * sizeof(int));
+    if (p != NULL) { G->pool = p; G->poolcap = cap; }
+  }
+  for (i = 0; i < rt->nslots; i++) {
+    if (G->npool < G->poolcap) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, LUA_REGISTRYINDEX, rt->slots[i]);
+      G->pool[G->npool++] = rt->slots[i];
+    }
+    else luaL_unref(L, LUA_REGISTRYINDEX, rt->slots[i]);
+  }
+  free(rt->slots);
+  free(rt->freeslots);
 }
 
 
@@ -250,12 +312,11 @@ static void free_rt (lua_State *L, luaio_Runtime *rt) {
   for (pp = &rt->G->open; *pp != NULL; pp = &(*pp)->next)
     if (*pp == rt) { *pp = rt->next; break; }
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_R);
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_anchors);
+  free_slots(L, rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_pool);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_loop);
   free(rt->q);
   free(rt->heap);
-  free(rt->freeslots);
   free(rt->pool_co);
   free(rt->pool_idle);
   free(rt->pool_gone);
@@ -350,8 +411,6 @@ luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop) {
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, 1);           /* box.uv1 = R */
   rt->ref_R = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);
-  rt->ref_anchors = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   rt->ref_pool = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
@@ -523,7 +582,7 @@ static int loop_stats (lua_State *L) {
   lua_setfield(L, -2, "ready");
   lua_pushinteger(L, (lua_Integer)rt->nheap);
   lua_setfield(L, -2, "timers");
-  lua_pushinteger(L, rt->anchor_top - rt->nfree);
+  lua_pushinteger(L, rt->nslots - rt->nfree);
   lua_setfield(L, -2, "anchors");
   lua_pushinteger(L, rt->pool_n);
   lua_setfield(L, -2, "pooled");

@@ -55,6 +55,36 @@ exit $st
 end
 
 describe("aio.run", function()
+  it("keeps pending tasks in registry slots that coexist with luaL_ref's and are reused run after run", function()
+    local reg = debug.getregistry()
+    local function burst(n)
+      local theirs = {}
+      aio.run(function()
+        local ts = {}
+        for i = 1, n do
+          ts[i] = aio.create_task(function() aio.sleep(0); return i end)
+          if i % 1000 == 0 then            -- a key taken the way luaL_ref does
+            local k = #reg + 1
+            reg[k] = "theirs " .. i
+            theirs[k] = reg[k]
+          end
+        end
+        local s = 0
+        for i = 1, n do s = s + ts[i]:await() end
+        assert.equal(n * (n + 1) // 2, s)
+        assert.equal(0, aio.get_running_loop():stats().anchors - 1)   -- the main task
+      end)
+      for k, v in pairs(theirs) do
+        assert.equal(v, reg[k])
+        reg[k] = nil
+      end
+    end
+    burst(5000)
+    local size = #reg
+    for _ = 1, 3 do burst(5000) end
+    assert.is_true(#reg <= size + 50, ("the registry grew from %d to %d"):format(size, #reg))
+  end)
+
   it("returns all of fn's results, nils included", function()
     local n, a, b, c = (function(...) return select("#", ...), ... end)(
       aio.run(function() return nil, 2, nil end))
