@@ -259,6 +259,24 @@ describe("luaio options", function()
     assert.equal("2\ttrue\n", r.stdout)
   end)
 
+  it("LUAIO_GC sets the collector: luaio's defaults for numbers left out, a warning for an unknown mode", function()
+    local probe = { "-e", "print(collectgarbage('setpause', 100), collectgarbage('setstepmul', 100))" }
+    local function gc(value)
+      local r = H.cli(probe, value and { env = env("LUAIO_GC", value) } or nil)
+      assert.equal(0, r.status, r.stderr)
+      return r.stdout, r.stderr
+    end
+    assert.equal("400\t200\n", (gc(nil)))
+    assert.equal("800\t200\n", (gc("incremental,800")))
+    assert.equal("800\t300\n", (gc("incremental,800,300")))
+    assert.equal("400\t200\n", (gc("incremental")))
+    local out, err = gc("fast please")
+    assert.equal("400\t200\n", out)
+    assert.matches("LUAIO_GC: unknown mode 'fast please' %(the default is used%)", err)
+    local r = H.cli({ "-e", "print(collectgarbage('incremental'))" }, { env = env("LUAIO_GC", "generational") })
+    assert.equal("generational\n", r.stdout)
+  end)
+
   it("-e attached to its argument works (-eCODE)", function()
     local r = H.cli({ "-eprint('attached')" })
     assert.equal(0, r.status, r.stderr)
