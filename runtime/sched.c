@@ -17,8 +17,6 @@
 
 const char luaio__sentinel = 'S';
 
-static luaio_Task *resumed_task (lua_State *L, luaio_State *G);
-
 
 /* ---------------------------------------------------------- ready queue */
 
@@ -225,16 +223,16 @@ int luaio__can_suspend (lua_State *L) {
 ** In a continuation: checks that the scheduler resumed us and returns the
 ** task, leaving a pending cancellation (t->must_cancel) to the caller.
 */
-luaio_Task *luaio__resumed_task (lua_State *L) {
-  return resumed_task(L, luaio__G(L));
-}
-
 static luaio_Task *resumed_task (lua_State *L, luaio_State *G) {
   luaio_Runtime *rt = G->rt;
   if (rt == NULL || L != rt->running)
     luaL_error(L, "a suspended luaio call was resumed by something other "
                "than luaio's scheduler");
   return rt->current;
+}
+
+luaio_Task *luaio__resumed_task (lua_State *L) {
+  return resumed_task(L, luaio__G(L));
 }
 
 /* In a continuation: raises the task's pending cancellation, if any. */
