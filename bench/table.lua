@@ -18,8 +18,20 @@ end
 
 local function median(t)
   if #t == 0 then return nil end
-  table.sort(t)
-  return t[(#t + 1) // 2]
+  local c = table.move(t, 1, #t, 1, {})   -- (the passes stay in order)
+  table.sort(c)
+  return c[(#c + 1) // 2]
+end
+
+-- W4's servers flip between two machine states from run to run (see
+-- docs/performance.md): against the plain C server the ratio is also
+-- taken pass by pass (luaio's run of pass i over C's run of pass i, run
+-- one after the other) and its median printed beside the ratio of medians.
+local function paired(r, b)
+  if b.p ~= "c-libuv" or #r.a ~= #b.a or #r.a < 2 then return nil end
+  local q = {}
+  for i = 1, #r.a do q[i] = r.a[i] / b.a[i] end
+  return median(q)
 end
 
 local unit = {
@@ -72,6 +84,8 @@ for _, k in ipairs(order) do
       ratio = ("%.2fx of %s (lower is better)"):format(r.ma / b.ma, b.p)
     else
       ratio = ("%.2fx %s"):format(r.ma / b.ma, b.p)
+      local pr = paired(r, b)
+      if pr then ratio = ratio .. (" (paired %.2fx)"):format(pr) end
     end
   end
   local fig2 = r.mb and (fmt(r.mb) .. " " .. (second[r.w] or "")) or ""
