@@ -172,6 +172,11 @@ static int free_key (lua_State *L, luaio_State *G) {
 int luaio__anchor (lua_State *L, luaio_Runtime *rt) {
   luaio_State *G = rt->G;
   int slot;
+  if (lua_isnil(L, -1)) {              /* (no caller does; a nil slot would
+                                          be taken again by free_key) */
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+  }
   if (rt->nfree > 0) slot = rt->freeslots[--rt->nfree];
   else {
     if (rt->nslots == rt->slotcap &&
