@@ -85,6 +85,62 @@ describe("aio.run", function()
     assert.is_true(#reg <= size + 50, ("the registry grew from %d to %d"):format(size, #reg))
   end)
 
+  it("keeps its registry slots apart from luaL_ref's and luaL_unref's, interleaved", function()
+    local dir, cleanup = H.build_cmodule("regref", [[
+#include <lua.h>
+#include <lauxlib.h>
+static int ref (lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+static int unref (lua_State *L) {
+  luaL_unref(L, LUA_REGISTRYINDEX, (int)luaL_checkinteger(L, 1));
+  return 0;
+}
+static int get (lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, (int)luaL_checkinteger(L, 1));
+  return 1;
+}
+int luaopen_regref (lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, ref); lua_setfield(L, -2, "ref");
+  lua_pushcfunction(L, unref); lua_setfield(L, -2, "unref");
+  lua_pushcfunction(L, get); lua_setfield(L, -2, "get");
+  return 1;
+}
+]])
+    local saved = package.cpath
+    package.cpath = dir .. "/?.so;" .. saved
+    local ok_load, R = pcall(require, "regref")
+    package.cpath = saved
+    cleanup()
+    assert(ok_load, R)
+    local held = {}                    -- ref -> value, checked at the end
+    for round = 1, 3 do
+      aio.run(function()
+        local ts = {}
+        for i = 1, 3000 do
+          ts[i] = aio.create_task(function() aio.sleep(0); return i end)
+          if i % 7 == 0 then           -- refs taken and given back meanwhile
+            local v = ("r%d.%d"):format(round, i)
+            held[R.ref(v)] = v
+          end
+          if i % 11 == 0 then
+            local k = next(held)
+            R.unref(k)
+            held[k] = nil
+          end
+        end
+        local s = 0
+        for i = 1, #ts do s = s + ts[i]:await() end
+        assert.equal(3000 * 3001 // 2, s)
+      end)
+      for k, v in pairs(held) do assert.equal(v, R.get(k)) end
+    end
+    for k in pairs(held) do R.unref(k) end
+  end)
+
   it("returns all of fn's results, nils included", function()
     local n, a, b, c = (function(...) return select("#", ...), ... end)(
       aio.run(function() return nil, 2, nil end))
