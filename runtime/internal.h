@@ -173,7 +173,7 @@ struct luaio_Task {
   int cancelling;              /* cancel requests not yet uncancelled */
   int heap;                    /* index in the timer heap + 1, 0 = none */
   unsigned wseq;               /* registration order on a future */
-  int slot;                    /* its coroutine's pool slot, 0 = none */
+  int slot;                    /* its pooled coroutine's anchor, 0 = none */
   lua_Integer id;              /* "Task-<id>" */
   lua_Integer parent;          /* id of the creating task, 0 = none */
   lua_State *co;               /* NULL once done */
@@ -263,6 +263,11 @@ typedef struct luaio_Timer {
   int kind;                    /* E_TASK (a sleep) or E_CALL */
 } luaio_Timer;
 
+typedef struct luaio_Pooled {
+  lua_State *co;
+  int slot;                    /* its anchor */
+} luaio_Pooled;
+
 struct luaio_Runtime {
   lua_State *S;                /* the scheduler's own thread */
   luaio_State *G;
@@ -296,17 +301,15 @@ struct luaio_Runtime {
   lua_Integer ntasks, task_counter, nhandles, nrequests, nreports;
   /* Lua-side state: refs into the registry */
   int ref_R;                   /* per-runtime table (see runtime.c) */
-  int ref_pool;
   int ref_loop;                /* the Loop userdata */
   int *slots, *freeslots;      /* anchors: registry slots, all / free */
   int nslots, nfree, slotcap;
-  /* coroutines of finished tasks, for reuse: slot i of the pool table
-     (ref_pool) holds pool_co[i] for good, also while a task runs on it
-     (so taking and returning one touches no table); pool_idle lists the
-     slots whose coroutine is free, pool_gone the slots emptied */
-  lua_State **pool_co;
-  int *pool_idle, *pool_gone;
-  int pool_n, pool_ngone, pool_slots;
+  /* coroutines of finished tasks, for reuse: each keeps the anchor it got
+     when first pooled, also while a task runs on it (so taking and
+     returning one touches no table); pool_idle lists the free ones */
+  luaio_Pooled *pool_idle;
+  int pool_n;                  /* idle */
+  int pool_owned;              /* anchored, idle or running a task */
   /* flags */
   int running_depth;           /* inside luaio__run */
   int closing, closed, debug;

@@ -318,13 +318,10 @@ static void free_rt (lua_State *L, luaio_Runtime *rt) {
     if (*pp == rt) { *pp = rt->next; break; }
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_R);
   free_slots(L, rt);
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_pool);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_loop);
   free(rt->q);
   free(rt->heap);
-  free(rt->pool_co);
   free(rt->pool_idle);
-  free(rt->pool_gone);
   free(rt);
 }
 
@@ -416,8 +413,6 @@ luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop) {
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, 1);           /* box.uv1 = R */
   rt->ref_R = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);
-  rt->ref_pool = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   rt->ref_loop = luaL_ref(L, LUA_REGISTRYINDEX);
   luaio__sched_init(rt);
@@ -587,7 +582,7 @@ static int loop_stats (lua_State *L) {
   lua_setfield(L, -2, "ready");
   lua_pushinteger(L, (lua_Integer)rt->nheap);
   lua_setfield(L, -2, "timers");
-  lua_pushinteger(L, rt->nslots - rt->nfree);
+  lua_pushinteger(L, rt->nslots - rt->nfree - rt->pool_owned);
   lua_setfield(L, -2, "anchors");
   lua_pushinteger(L, rt->pool_n);
   lua_setfield(L, -2, "pooled");

@@ -119,9 +119,9 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from);
 static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
                                  luaio_Task *t) {
   if (rt->pool_n > 0) {
-    int i = rt->pool_idle[--rt->pool_n];
-    lua_State *co = rt->pool_co[i];
-    t->slot = i;
+    luaio_Pooled e = rt->pool_idle[--rt->pool_n];
+    lua_State *co = e.co;
+    t->slot = e.slot;
     lua_pushthread(co);
     lua_xmove(co, L, 1);
     return co;
@@ -224,52 +224,34 @@ static void unlink_task (luaio_Runtime *rt, luaio_Task *t) {
   rt->ntasks--;
 }
 
-/* The pool's arrays, made on first use. */
-static int pool_arrays (luaio_Runtime *rt) {
-  size_t n = LUAIO_POOL_MAX + 1;
-  if (rt->pool_co != NULL) return 1;
-  rt->pool_co = (lua_State **)calloc(n, sizeof(lua_State *));
-  rt->pool_idle = (int *)malloc(n * sizeof(int));
-  rt->pool_gone = (int *)malloc(n * sizeof(int));
-  if (rt->pool_co && rt->pool_idle && rt->pool_gone) return 1;
-  free(rt->pool_co); free(rt->pool_idle); free(rt->pool_gone);
-  rt->pool_co = NULL; rt->pool_idle = rt->pool_gone = NULL;
-  return 0;
-}
-
 /* Keeps t's finished coroutine co for the next task. */
 static void pool (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
                   lua_State *co) {
-  int i;
+  luaio_Pooled *e;
   if (rt->closing) return;
-  if (t->slot > 0) {                   /* it has its slot already */
-    lua_settop(co, 0);
-    rt->pool_idle[rt->pool_n++] = t->slot;
-    return;
-  }
-  if (!pool_arrays(rt)) return;
-  if (rt->pool_ngone > 0) i = rt->pool_gone[--rt->pool_ngone];
-  else if (rt->pool_slots < LUAIO_POOL_MAX) i = ++rt->pool_slots;
-  else return;                         /* full: the GC takes it */
   lua_settop(co, 0);
-  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->ref_pool);
-  lua_pushthread(co);
-  lua_xmove(co, S, 1);
-  lua_rawseti(S, -2, i);
-  lua_pop(S, 1);
-  rt->pool_co[i] = co;
-  rt->pool_idle[rt->pool_n++] = i;
+  if (t->slot == 0) {                  /* not anchored yet */
+    if (rt->pool_owned >= LUAIO_POOL_MAX) return;   /* the GC takes it */
+    if (rt->pool_idle == NULL) {
+      rt->pool_idle = (luaio_Pooled *)malloc(LUAIO_POOL_MAX *
+                                             sizeof(luaio_Pooled));
+      if (rt->pool_idle == NULL) return;
+    }
+    lua_pushthread(co);
+    lua_xmove(co, S, 1);
+    t->slot = luaio__anchor(S, rt);
+    rt->pool_owned++;
+  }
+  e = &rt->pool_idle[rt->pool_n++];
+  e->co = co;
+  e->slot = t->slot;
 }
 
-/* t's coroutine cannot be reused: its slot, if any, is emptied. */
+/* t's coroutine cannot be reused: its anchor, if any, is released. */
 static void unpool (lua_State *S, luaio_Runtime *rt, luaio_Task *t) {
   if (t->slot == 0) return;
-  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->ref_pool);
-  lua_pushnil(S);
-  lua_rawseti(S, -2, t->slot);
-  lua_pop(S, 1);
-  rt->pool_co[t->slot] = NULL;
-  rt->pool_gone[rt->pool_ngone++] = t->slot;
+  luaio__unanchor(S, rt, t->slot);
+  rt->pool_owned--;
 }
 
 /*
