@@ -203,6 +203,18 @@ function H.build_cmodule(name, src)
   return dir, function() os.execute("rm -rf " .. quote(dir)) end
 end
 
+-- Builds C module `name` from src (H.build_cmodule) and requires it.
+function H.require_cmodule(name, src)
+  local dir, cleanup = H.build_cmodule(name, src)
+  local saved = package.cpath
+  package.cpath = dir .. "/?.so;" .. saved
+  local ok, m = pcall(require, name)
+  package.cpath = saved
+  cleanup()
+  assert(ok, m)
+  return m
+end
+
 -- Writes a temporary Lua file and returns its path.
 function H.script(src)
   local path = os.tmpname() .. ".lua"

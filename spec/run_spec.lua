@@ -86,7 +86,7 @@ describe("aio.run", function()
   end)
 
   it("keeps its registry slots apart from luaL_ref's and luaL_unref's, interleaved", function()
-    local dir, cleanup = H.build_cmodule("regref", [[
+    local R = H.require_cmodule("regref", [[
 #include <lua.h>
 #include <lauxlib.h>
 static int ref (lua_State *L) {
@@ -110,12 +110,6 @@ int luaopen_regref (lua_State *L) {
   return 1;
 }
 ]])
-    local saved = package.cpath
-    package.cpath = dir .. "/?.so;" .. saved
-    local ok_load, R = pcall(require, "regref")
-    package.cpath = saved
-    cleanup()
-    assert(ok_load, R)
     local held = {}                    -- ref -> value, checked at the end
     for round = 1, 3 do
       aio.run(function()

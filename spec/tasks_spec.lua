@@ -869,7 +869,7 @@ describe("coroutines of finished tasks", function()
   it("are not reused after a yield that was not luaio's reached the scheduler", function()
     -- lua_yield from C (not through luaio's coroutine functions) reaches
     -- the scheduler: the task fails and its coroutine is closed
-    local dir, cleanup = H.build_cmodule("rawyield", [[
+    local rawyield = H.require_cmodule("rawyield", [[
 #include <lua.h>
 static int rawyield (lua_State *L) { return lua_yield(L, 0); }
 int luaopen_rawyield (lua_State *L) {
@@ -877,12 +877,6 @@ int luaopen_rawyield (lua_State *L) {
   return 1;
 }
 ]])
-    local saved = package.cpath
-    package.cpath = dir .. "/?.so;" .. saved
-    local ok_load, rawyield = pcall(require, "rawyield")
-    package.cpath = saved
-    cleanup()
-    assert(ok_load, rawyield)
     H.run(function()
       local loop = aio.get_running_loop()
       for _ = 1, 3 do aio.create_task(function() aio.sleep(0) end):await() end
