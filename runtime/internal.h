@@ -107,7 +107,7 @@ struct luaio_Future {
   unsigned char hooked;        /* pending, with a cancel hook in slot 1 */
   unsigned char cbkind;        /* user value 2: CB_NONE, CB_ONE, CB_LIST */
   int nres;                    /* -1: packed table; else 0 or 1 */
-  int anchor;                  /* slot in the anchors table, 0 = none */
+  int anchor;                  /* its anchor (registry slot), 0 = none */
   int ncb;                     /* callback entries still queued */
   unsigned seq;                /* registration counter: callbacks+waiters */
   unsigned loop_id;            /* runtime this binds to, 0 = not yet */
@@ -157,9 +157,10 @@ typedef int (*luaio_Abort) (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
 /*
 ** A Task.  User values: 1 the coroutine while pending, then the result
 ** as a Future's; 2 as a Future; 3 the context (ContextVar values,
-** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored); 4 extras, a table made on demand: name, cancel message,
-** traceback.  The anchors table holds every pending task, so the loop
-** keeps it alive; luaio__push_task pushes one from its pointer.
+** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored);
+** 4 extras, a table made on demand: name, cancel message, traceback.
+** Every pending task has an anchor, so the loop keeps it alive;
+** luaio__push_task pushes one from its pointer.
 */
 struct luaio_Task {
   luaio_Future f;

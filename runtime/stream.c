@@ -423,11 +423,11 @@ static int do_read (lua_State *L) {
   return read_some(L, s, n);
 }
 
-/* Self was checked before the task parked: only its stream may be gone. */
+/* Self was checked before the task parked; its box, on this stack, is
+   not collected, so its stream is still there (closed or not). */
 static int read_k (lua_State *L, int status, lua_KContext ctx) {
   Stream *s = ((Box *)lua_touserdata(L, 1))->s;
   (void)status;
-  if (s == NULL) return luaL_error(L, "the stream is closed");
   luaio__resumed_G(L, s->rt->G);
   return read_some(L, s, (lua_Integer)ctx);
 }
