@@ -370,8 +370,10 @@ describe("subprocesses", function()
       end
       local res = aio.gather(jobs)
       for i = 1, 100 do assert.equal(i .. "\n", res[i]) end
-      -- they overlapped: 100 sequential sleeps would take 20 s
-      assert.is_true(aio.time() - t0 < 2.5, "took " .. (aio.time() - t0))
+      -- they overlapped: 100 sequential sleeps would take 20 s.  The bound
+      -- is loose on purpose: 100 forks of an ASan build on a loaded CI
+      -- machine took 2.8 s once (0.3 s here).
+      assert.is_true(aio.time() - t0 < 10, "took " .. (aio.time() - t0))
     end)
   end)
 

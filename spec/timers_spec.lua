@@ -377,7 +377,7 @@ describe("the clock", function()
       local b = loop:time()
       local c = aio.time()
       assert.is_true(a <= b and b <= c)
-      assert.is_true(c - a < 0.01)
+      assert.is_true(c - a < 0.5)   -- one clock: not seconds vs milliseconds
     end)
   end)
 
