@@ -325,6 +325,8 @@ struct luaio_Runtime {
   int user_sigint;             /* a SIGINT handler replaces Ctrl-C's */
   void *signals;               /* signal watches (signal.c) */
   void *streams;               /* open streams and servers (stream.c) */
+  void *coalesced;             /* streams with writes to send when the pass
+                                  ends (stream.c), or NULL */
   void *udps;                  /* open UDP sockets (udp.c) */
   void *procs;                 /* child processes (process.c) */
   void *embed;                 /* embedding state (embed.c), or NULL */
@@ -354,6 +356,7 @@ void luaio__loop_open (lua_State *L);
 void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx);
 void luaio__sched_init (luaio_Runtime *rt);
 void luaio__kick (luaio_Runtime *rt);
+int luaio__want_pass (luaio_Runtime *rt);
 int luaio__run_until (lua_State *L, luaio_Runtime *rt, luaio_Task *main);
 void luaio__shutdown (lua_State *L, luaio_Runtime *rt);
 
@@ -398,6 +401,7 @@ void luaio__queue_open (lua_State *L);
 /* stream.c, udp.c, dns.c */
 void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *server);
 void luaio__close_streams (luaio_Runtime *rt);
+void luaio__send_coalesced (luaio_Runtime *rt);
 int luaio__count_streams (luaio_Runtime *rt);
 void luaio__close_udps (luaio_Runtime *rt);
 void luaio__stream_open (lua_State *L);

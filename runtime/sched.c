@@ -332,6 +332,8 @@ static int drain (lua_State *S) {
       run_entry(S, rt, &e);
       if (lua_gettop(S) != base) lua_settop(S, base);
     }
+    /* what the pass wrote goes out now, one send per stream */
+    if (rt->coalesced != NULL) luaio__send_coalesced(rt);
     if (ran >= LUAIO_DRAIN_BUDGET) break;
   }
   return 0;
@@ -352,6 +354,8 @@ static void on_idle (uv_idle_t *h) {
     uv_stop(rt->loop);
   }
   lua_settop(S, top);
+  /* (writes made outside the drain, or before it failed) */
+  if (rt->coalesced != NULL) luaio__send_coalesced(rt);
   if (rt->stop) {
     uv_stop(rt->loop);
     return;
@@ -383,6 +387,17 @@ void luaio__sched_init (luaio_Runtime *rt) {
 void luaio__request_done (luaio_Runtime *rt) {
   if (--rt->nrequests == 0 && rt->virtual_clock && rt->qlen == 0)
     luaio__arm_timer(rt);
+}
+
+/* Makes sure the loop runs a pass soon (and, after it, sends coalesced
+   writes): 0 if it never will (the runtime is closed). */
+int luaio__want_pass (luaio_Runtime *rt) {
+  if (rt->closed) return 0;
+  if (!rt->idle_on) {
+    rt->idle_on = 1;
+    uv_idle_start(&rt->idle, on_idle);
+  }
+  return 1;
 }
 
 /* Makes sure the loop will drain the queue or wait for the next timer. */

@@ -9,11 +9,17 @@
 ** read is an error.  At EOF, read(n) and readline() return nil, read()
 ** the rest ("" when nothing is left).
 **
-** Writing: write() tries uv_try_write first and queues only what the
-** socket did not take (copied once into the write request).  drain()
-** parks while more than the high-water mark (64 KiB) is queued, until it
-** falls to the low-water mark (16 KiB).  A write error is kept and raised
-** by the next write or drain.  close() lets queued data go out first.
+** Writing: small writes are coalesced: while nothing is queued, up to
+** 8 KiB (and never more than the high-water mark) written during a pass
+** of the ready queue wait in the stream's pending buffer and go out in
+** one send when the pass ends (sched.c calls luaio__send_coalesced).  A
+** send tries uv_try_write first and queues only what the socket did not
+** take (copied once into the write request); a write that does not fit
+** sends what is pending, then itself, at once.  drain() parks while more
+** than the high-water mark (64 KiB) is queued, until it falls to the
+** low-water mark (16 KiB).  A write error is kept and raised by the next
+** write or drain.  close() and write_eof() let pending and queued data go
+** out first.
 **
 ** Memory: the Stream struct holds the libuv handle and is freed in its
 ** close callback once no Lua object (reader, writer) refers to it.  Every
@@ -40,6 +46,8 @@
 #define HIGH_WATER (64 * 1024)
 #define LOW_WATER (16 * 1024)
 #define READ_CHUNK (64 * 1024)
+#define COALESCE_MAX (8 * 1024)  /* bytes a stream may hold for a pass */
+#define PENDING_KEEP 1024        /* a larger pending buffer is freed once sent */
 
 typedef struct Server Server;
 
@@ -83,6 +91,10 @@ typedef struct Stream {
   luaio_Tls *tls;
   const luaio_TlsOps *tlsops;
   luaio_WaitList handshakers;
+  /* writes coalesced for the end of the pass (on rt->coalesced) */
+  char *pend;
+  size_t npend, pendcap;
+  struct Stream *cnext, **cprev;
 } Stream;
 
 struct Server {
@@ -147,9 +159,13 @@ static void wake_first (luaio_WaitList *wl) {
 
 static void server_conn_closed (Server *sv);
 
+static void drop_pending (Stream *s);
+
 static void stream_free (Stream *s) {
+  drop_pending(s);
   if (s->tls != NULL) s->tlsops->destroy(s->tls);
   free(s->buf);
+  free(s->pend);
   free(s);
 }
 
@@ -180,8 +196,12 @@ static void discard_input (Stream *s) {
     if (recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) <= 0) break;
 }
 
-/* Closes the handle now (pending writes are cancelled). */
+static void try_pending (Stream *s);
+
+/* Closes the handle now: queued writes are cancelled; of the pending
+   bytes, the socket gets what it takes at once. */
 static void close_now (Stream *s) {
+  try_pending(s);
   if (!s->open || uv_is_closing(&s->u.h)) return;
   if (s->tls != NULL) discard_input(s);
   s->closing = 1;
@@ -190,11 +210,14 @@ static void close_now (Stream *s) {
   uv_close(&s->u.h, stream_closed);
 }
 
+static void send_pending_now (Stream *s);
+
 /* close(): once what is queued (and TLS's close_notify) is written. */
 static void close_soon (Stream *s) {
-  if (s->tls != NULL && s->open && !s->closing && s->werr == 0)
-    s->tlsops->shutdown(s->tls);
-  s->closing = 1;
+  int bye = s->tls != NULL && s->open && !s->closing && s->werr == 0;
+  s->closing = 1;                      /* writes are no longer coalesced */
+  send_pending_now(s);                 /* what was written goes first */
+  if (bye) s->tlsops->shutdown(s->tls);
   s->eof = 1;
   wake_all(&s->readers);
   if (s->wbuf == 0 || s->werr != 0) close_now(s);
@@ -611,8 +634,9 @@ static void on_write (uv_write_t *req, int status) {
   if (s->closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
 }
 
-/* Writes bytes to the socket; returns 0 or a libuv error. */
-static int raw_write (Stream *s, const char *p, size_t len) {
+/* Sends bytes: the socket takes what it can, the rest is queued in a
+   write request; returns 0 or a libuv error. */
+static int send_bytes (Stream *s, const char *p, size_t len) {
   uv_buf_t b;
   WriteReq *w;
   int r;
@@ -636,6 +660,103 @@ static int raw_write (Stream *s, const char *p, size_t len) {
   if (r != 0) { free(w); return r; }
   s->wbuf += len;
   return 0;
+}
+
+
+/* ---------------------------------------------------------- coalescing */
+
+/* Takes s off the runtime's list of streams with pending bytes. */
+static void unlink_pending (Stream *s) {
+  if (s->cprev == NULL) return;
+  *s->cprev = s->cnext;
+  if (s->cnext != NULL) s->cnext->cprev = s->cprev;
+  s->cnext = NULL;
+  s->cprev = NULL;
+}
+
+/* Forgets the pending bytes (the stream closes at once). */
+static void drop_pending (Stream *s) {
+  s->npend = 0;
+  unlink_pending(s);
+}
+
+/* Closing at once: the socket gets what it takes of the pending bytes
+   now (all it would have got had they not waited), the rest is dropped:
+   the alert of a failed TLS handshake still reaches the peer. */
+static void try_pending (Stream *s) {
+  if (s->npend > 0 && s->open && !uv_is_closing(&s->u.h)) {
+    uv_buf_t b = uv_buf_init(s->pend, (unsigned)s->npend);
+    (void)uv_try_write(&s->u.s, &b, 1);
+  }
+  drop_pending(s);
+}
+
+/* Sends the pending bytes (taken before any error was kept: a failed TLS
+   handshake's alert is among them); returns 0 or a libuv error. */
+static int send_pending (Stream *s) {
+  size_t n = s->npend;
+  int r = 0;
+  drop_pending(s);
+  if (n > 0 && s->open && !uv_is_closing(&s->u.h))
+    r = send_bytes(s, s->pend, n);
+  if (s->pendcap > PENDING_KEEP) {     /* (send_bytes copied what it kept) */
+    free(s->pend);
+    s->pend = NULL;
+    s->pendcap = 0;
+  }
+  return r;
+}
+
+/* Sends the pending bytes now, keeping an error for the next write. */
+static void send_pending_now (Stream *s) {
+  int r = send_pending(s);
+  if (r != 0 && s->werr == 0) {
+    s->werr = r;
+    wake_all(&s->drainers);
+  }
+}
+
+/* The pass has ended: every stream sends what its tasks wrote. */
+void luaio__send_coalesced (luaio_Runtime *rt) {
+  Stream *s;
+  while ((s = (Stream *)rt->coalesced) != NULL) send_pending_now(s);
+}
+
+/* Keeps len bytes for the end of the pass: 1, or 0 when they must be sent
+   now (they do not fit, something is queued, or no pass will come). */
+static int coalesce (Stream *s, const char *p, size_t len) {
+  size_t total = s->npend + len;
+  if (s->wbuf != 0 || s->closing || total > COALESCE_MAX || total > s->high)
+    return 0;
+  if (total > s->pendcap) {
+    size_t cap = s->pendcap ? s->pendcap * 2 : 256;
+    char *np;
+    while (cap < total) cap *= 2;
+    if (cap > COALESCE_MAX) cap = COALESCE_MAX;
+    np = (char *)realloc(s->pend, cap);
+    if (np == NULL) return 0;
+    s->pend = np;
+    s->pendcap = cap;
+  }
+  if (s->npend == 0) {                 /* first bytes of this pass */
+    Stream **head = (Stream **)&s->rt->coalesced;
+    if (!luaio__want_pass(s->rt)) return 0;
+    s->cnext = *head;
+    if (*head != NULL) (*head)->cprev = &s->cnext;
+    s->cprev = head;
+    *head = s;
+  }
+  memcpy(s->pend + s->npend, p, len);
+  s->npend = total;
+  return 1;
+}
+
+/* Writes bytes to the socket (coalesced when small); 0 or a libuv error. */
+static int raw_write (Stream *s, const char *p, size_t len) {
+  int r;
+  if (coalesce(s, p, len)) return 0;
+  if (s->npend > 0 && (r = send_pending(s)) != 0) return r;  /* in order */
+  return send_bytes(s, p, len);
 }
 
 /* Ciphertext from the TLS engine (tls.c's output BIO). */
@@ -751,6 +872,7 @@ static int w_write_eof (lua_State *L) {
     return luaL_error(L, "write_eof: a TLS stream cannot half-close "
                       "(can_write_eof() is false); close() it instead");
   if (s->eof_sent || s->closing || !s->open) return 0;
+  send_pending_now(s);                 /* the data goes before the EOF */
   req = (uv_shutdown_t *)malloc(sizeof(*req));
   if (req == NULL) return luaL_error(L, "not enough memory");
   r = uv_shutdown(req, &s->u.s, on_shutdown);
@@ -792,7 +914,8 @@ static int w_wait_closed (lua_State *L) {
 }
 
 static int w_transport_buffered (lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)checkwriter(L)->wbuf);
+  Stream *s = checkwriter(L);
+  lua_pushinteger(L, (lua_Integer)(s->wbuf + s->npend));
   return 1;
 }
 
@@ -805,6 +928,7 @@ static int w_set_limits (lua_State *L) {
     return luaL_error(L, "set_write_buffer_limits: need high >= low >= 0");
   s->high = (size_t)high;
   s->low = (size_t)low;
+  send_pending_now(s);                 /* (pending bytes fit the old mark) */
   return 0;
 }
 
@@ -1401,9 +1525,11 @@ int luaio__count_streams (luaio_Runtime *rt) {
   return c;
 }
 
-/* Shutdown: close every stream and server of rt. */
+/* Shutdown: close every stream and server of rt (what was written still
+   goes to the sockets that take it). */
 void luaio__close_streams (luaio_Runtime *rt) {
   Node *n = (Node *)rt->streams;
+  luaio__send_coalesced(rt);
   while (n != NULL) {
     Node *next = n->next;
     if (n->kind == 0) close_now((Stream *)n);

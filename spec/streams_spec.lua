@@ -705,6 +705,167 @@ describe("StreamWriter", function()
   end)
 end)
 
+------------------------------------------------------------------ coalescing
+describe("small writes are coalesced per pass of the ready queue", function()
+  -- A server whose handler hands every chunk it reads to `chunks`.
+  local function recorder()
+    local chunks = aio.Queue()
+    local _, port, stop = serve(function(r)
+      while true do
+        local data = r:read(65536)
+        chunks:put(data or false)
+        if not data then return end
+      end
+    end)
+    return chunks, port, stop
+  end
+
+  local function read_all(chunks)
+    local got = {}
+    while true do
+      local c = chunks:get()
+      if not c then return table.concat(got) end
+      got[#got + 1] = c
+    end
+  end
+
+  it("holds them until the tasks ready in the pass have run, then sends them in order", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      w:write("one ")
+      w:write("two ")
+      w:writelines({ "three ", "four" })
+      assert.equal(18, w:transport_buffered())     -- pending, not yet sent
+      aio.sleep(0)                                  -- the pass ends
+      assert.equal(0, w:transport_buffered())
+      close(w)
+      assert.equal("one two three four", read_all(chunks))
+      stop()
+    end)
+  end)
+
+  it("a task that writes and then waits sends before it resumes", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      local writer = aio.create_task(function()
+        w:write("ping")
+        aio.sleep(30)                     -- suspended long after the write
+      end)
+      assert.equal("ping", aio.wait_for(aio.create_task(chunks.get, chunks), 5))
+      writer:cancel()
+      close(w)
+      stop()
+    end, 10)
+  end)
+
+  it("a write that does not fit sends what is pending first, then itself, at once", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      local big = ("b"):rep(9 * 1024)             -- more than 8 KiB
+      w:write("head:")
+      w:write(big)
+      assert.equal(0, w:transport_buffered())     -- the socket took both
+      w:write(":tail")
+      assert.equal(5, w:transport_buffered())
+      close(w)
+      assert.equal("head:" .. big .. ":tail", read_all(chunks))
+      stop()
+    end)
+  end)
+
+  it("many small writes of one pass never hold more than 8 KiB", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      local parts = {}
+      for i = 1, 2000 do
+        parts[i] = ("%05d\n"):format(i)
+        w:write(parts[i])
+        assert.is_true(w:transport_buffered() <= 8 * 1024)
+      end
+      close(w)
+      assert.equal(table.concat(parts), read_all(chunks))
+      stop()
+    end)
+  end)
+
+  it("close() and write_eof() send the pending bytes before the end", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      w:write("last words")
+      w:close()                          -- in the same pass as the write
+      assert.equal("last words", read_all(chunks))
+      local r2
+      r2, w = aio.open_connection(HOST, port)
+      w:write("half")
+      w:write_eof()
+      assert.equal("half", read_all(chunks))
+      assert.equal("", r2:read())        -- the server's side closed
+      close(w)
+      stop()
+    end)
+  end)
+
+  it("a writer dropped without close() still sends what it was given", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      do
+        local _, w = aio.open_connection(HOST, port)
+        w:write("orphan")
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.equal("orphan", read_all(chunks))
+      stop()
+    end)
+  end)
+
+  it("set_write_buffer_limits(0) turns it off; setting limits sends what is pending", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      w:write("a")
+      assert.equal(1, w:transport_buffered())
+      w:set_write_buffer_limits(0)
+      assert.equal(0, w:transport_buffered())     -- sent at once
+      w:write("b")
+      assert.equal(0, w:transport_buffered())     -- not held
+      w:set_write_buffer_limits(4, 0)
+      w:write("cd")                                -- fits the high-water mark
+      assert.equal(2, w:transport_buffered())
+      w:write("efg")                               -- 5 > 4: sent at once
+      assert.equal(0, w:transport_buffered())
+      close(w)
+      assert.equal("abcdefg", read_all(chunks))
+      stop()
+    end)
+  end)
+
+  it("an error found when pending bytes are sent is raised by the next write or drain", function()
+    run(function()
+      local _, port, stop = serve(function(_, w) w:close() end)
+      local r, w = aio.open_connection(HOST, port)
+      assert.equal("", r:read())                    -- the peer is gone
+      local ok, err = pcall(function()
+        for i = 1, 100000 do
+          w:write("x")                             -- each one pending...
+          aio.sleep(0)                             -- ...and sent here
+          if i % 100 == 0 then w:drain() end
+        end
+      end)
+      assert.is_false(ok, "100000 writes to a closed peer without an error")
+      assert.is_true(aio.is(err, aio.OSError), tostring(err))
+      assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+      close(w)
+      stop()
+    end, 10)
+  end)
+end)
+
 ------------------------------------------------------------------ backpressure
 describe("backpressure", function()
   it("moves 10 MiB through write+drain to a slow reader, byte for byte", function()
