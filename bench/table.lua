@@ -86,6 +86,13 @@ for _, k in ipairs(order) do
       ratio = ("%.2fx %s"):format(r.ma / b.ma, b.p)
       local pr = paired(r, b)
       if pr then ratio = ratio .. (" (paired %.2fx)"):format(pr) end
+      -- W4's target is a ratio to the C server, whichever peer is best
+      local c = rows[r.w .. " c-libuv"]
+      if c and c ~= b and c.ma then
+        ratio = ratio .. ("; %.2fx c-libuv"):format(r.ma / c.ma)
+        pr = paired(r, c)
+        if pr then ratio = ratio .. (" (paired %.2fx)"):format(pr) end
+      end
     end
   end
   local fig2 = r.mb and (fmt(r.mb) .. " " .. (second[r.w] or "")) or ""
