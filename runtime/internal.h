@@ -325,8 +325,9 @@ struct luaio_Runtime {
   int user_sigint;             /* a SIGINT handler replaces Ctrl-C's */
   void *signals;               /* signal watches (signal.c) */
   void *streams;               /* open streams and servers (stream.c) */
-  void *coalesced;             /* streams with writes to send when the pass
-                                  ends (stream.c), or NULL */
+  void *coalesced, *coalesced_last;  /* streams with writes to send when
+                                  the pass ends, in the order of their
+                                  first write (stream.c) */
   void *udps;                  /* open UDP sockets (udp.c) */
   void *procs;                 /* child processes (process.c) */
   void *embed;                 /* embedding state (embed.c), or NULL */

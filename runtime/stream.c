@@ -94,7 +94,8 @@ typedef struct Stream {
   /* writes coalesced for the end of the pass (on rt->coalesced) */
   char *pend;
   size_t npend, pendcap;
-  struct Stream *cnext, **cprev;
+  int coalescing;              /* on the list */
+  struct Stream *cnext, *cprev;
 } Stream;
 
 struct Server {
@@ -667,11 +668,27 @@ static int send_bytes (Stream *s, const char *p, size_t len) {
 
 /* Takes s off the runtime's list of streams with pending bytes. */
 static void unlink_pending (Stream *s) {
-  if (s->cprev == NULL) return;
-  *s->cprev = s->cnext;
+  luaio_Runtime *rt = s->rt;
+  if (!s->coalescing) return;
+  if (s->cprev != NULL) s->cprev->cnext = s->cnext;
+  else rt->coalesced = s->cnext;
   if (s->cnext != NULL) s->cnext->cprev = s->cprev;
+  else rt->coalesced_last = s->cprev;
+  s->cnext = s->cprev = NULL;
+  s->coalescing = 0;
+}
+
+/* Puts s last on the list: the first to write is the first to send (a
+   pass serves connections in the order their data came in). */
+static void link_pending (Stream *s) {
+  luaio_Runtime *rt = s->rt;
+  Stream *last = (Stream *)rt->coalesced_last;
+  s->cprev = last;
   s->cnext = NULL;
-  s->cprev = NULL;
+  if (last != NULL) last->cnext = s;
+  else rt->coalesced = s;
+  rt->coalesced_last = s;
+  s->coalescing = 1;
 }
 
 /* Forgets the pending bytes (the stream closes at once). */
@@ -739,12 +756,8 @@ static int coalesce (Stream *s, const char *p, size_t len) {
     s->pendcap = cap;
   }
   if (s->npend == 0) {                 /* first bytes of this pass */
-    Stream **head = (Stream **)&s->rt->coalesced;
     if (!luaio__want_pass(s->rt)) return 0;
-    s->cnext = *head;
-    if (*head != NULL) (*head)->cprev = &s->cnext;
-    s->cprev = head;
-    *head = s;
+    link_pending(s);
   }
   memcpy(s->pend + s->npend, p, len);
   s->npend = total;
