@@ -845,6 +845,24 @@ describe("small writes are coalesced per pass of the ready queue", function()
     end)
   end)
 
+  it("a write made while the loop is not running is sent when it runs again", function()
+    local runner <close> = aio.Runner()
+    local chunks, w, stop = runner:run(function()
+      local chunks, port, stop = recorder()
+      local _, w = aio.open_connection(HOST, port)
+      return chunks, w, stop
+    end)
+    w:write("between runs")               -- no loop is running here
+    assert.equal(12, w:transport_buffered())
+    runner:run(function()
+      assert.equal("between runs", aio.wait_for(aio.create_task(chunks.get, chunks), 5))
+      assert.equal(0, w:transport_buffered())
+      close(w)
+      assert.equal(false, chunks:get())   -- EOF
+      stop()
+    end)
+  end)
+
   it("an error found when pending bytes are sent is raised by the next write or drain", function()
     run(function()
       local _, port, stop = serve(function(_, w) w:close() end)
