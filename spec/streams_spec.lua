@@ -845,6 +845,41 @@ describe("small writes are coalesced per pass of the ready queue", function()
     end)
   end)
 
+  it("small, large, pending and queued writes mixed arrive byte for byte at a slow reader", function()
+    run(function()
+      local got = {}
+      local _, port, stop = serve(function(r)
+        local n = 0
+        while true do
+          local data = r:read(4096)
+          if not data then return end
+          n = n + 1
+          got[n] = data
+          if n % 50 == 0 then aio.sleep(0.001) end   -- queues build up
+        end
+      end)
+      local _, w = aio.open_connection(HOST, port)
+      local rnd, sent = 12345, {}
+      local function random(m)            -- the same sequence every run
+        rnd = (rnd * 1103515245 + 12345) % 2147483648
+        return rnd % m
+      end
+      for i = 1, 1500 do
+        local size = random(4) == 0 and 1 + random(30000) or 1 + random(200)
+        local c = string.char(65 + i % 26)
+        sent[i] = ("%05d"):format(i) .. c:rep(size)
+        w:write(sent[i])
+        local k = random(10)
+        if k == 0 then w:drain() elseif k == 1 then aio.sleep(0) end
+      end
+      close(w)
+      stop()
+      local all, want = table.concat(got), table.concat(sent)
+      assert.equal(#want, #all)
+      assert.is_true(all == want, "data differ from byte " .. tostring((first_diff(all, want))))
+    end, 20)
+  end)
+
   it("a write made while the loop is not running is sent when it runs again", function()
     local runner <close> = aio.Runner()
     local chunks, w, stop = runner:run(function()
