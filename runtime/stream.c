@@ -15,11 +15,12 @@
 ** one send when the pass ends (sched.c calls luaio__send_coalesced).  A
 ** send tries uv_try_write first and queues only what the socket did not
 ** take (copied once into the write request); a write that does not fit
-** sends what is pending, then itself, at once.  drain() parks while more
-** than the high-water mark (64 KiB) is queued, until it falls to the
-** low-water mark (16 KiB).  A write error is kept and raised by the next
-** write or drain.  close() and write_eof() let pending and queued data go
-** out first.
+** sends what is pending, then itself, at once, and so does every write
+** to a peer known to have closed and to a child's pipe.  drain() parks
+** while more than the high-water mark (64 KiB) is queued, until it falls
+** to the low-water mark (16 KiB).  A write error is kept and raised by
+** the next write or drain.  close() and write_eof() let pending and
+** queued data go out first.
 **
 ** Memory: the Stream struct holds the libuv handle and is freed in its
 ** close callback once no Lua object (reader, writer) refers to it.  Every
@@ -95,6 +96,7 @@ typedef struct Stream {
   char *pend;
   size_t npend, pendcap;
   int coalescing;              /* on the list */
+  int direct;                  /* never coalesce (a child's pipe) */
   struct Stream *cnext, *cprev;
 } Stream;
 
@@ -740,10 +742,13 @@ void luaio__send_coalesced (luaio_Runtime *rt) {
 }
 
 /* Keeps len bytes for the end of the pass: 1, or 0 when they must be sent
-   now (they do not fit, something is queued, or no pass will come). */
+   now: they do not fit, something is queued, no pass will come, or the
+   peer is known to have closed or reset (so that the error of writing to
+   it comes from this write, as without coalescing). */
 static int coalesce (Stream *s, const char *p, size_t len) {
   size_t total = s->npend + len;
-  if (s->wbuf != 0 || s->closing || total > COALESCE_MAX || total > s->high)
+  if (s->wbuf != 0 || s->closing || s->eof || s->rerr != 0 || s->direct ||
+      total > COALESCE_MAX || total > s->high)
     return 0;
   if (total > s->pendcap) {
     size_t cap = s->pendcap ? s->pendcap * 2 : 256;
@@ -1164,8 +1169,12 @@ static int l_stdin_reader (lua_State *L) {
 }
 
 /* For subprocess pipes (process.c). */
+/* A child's stdio pipe: its writes are never coalesced (a child that
+   exited is found by the write itself, as before). */
 void *luaio__stream_pipe (luaio_Runtime *rt) {
-  return new_stream(rt, 1);
+  Stream *s = (Stream *)new_stream(rt, 1);
+  if (s != NULL) s->direct = 1;
+  return s;
 }
 
 uv_stream_t *luaio__stream_handle (void *s) {

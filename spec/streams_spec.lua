@@ -898,16 +898,38 @@ describe("small writes are coalesced per pass of the ready queue", function()
     end)
   end)
 
-  it("an error found when pending bytes are sent is raised by the next write or drain", function()
+  it("once the peer is known to have closed, a write is not held: its error comes at once", function()
     run(function()
       local _, port, stop = serve(function(_, w) w:close() end)
       local r, w = aio.open_connection(HOST, port)
       assert.equal("", r:read())                    -- the peer is gone
       local ok, err = pcall(function()
+        for _ = 1, 1000 do w:write("x") end        -- never suspends
+      end)
+      assert.is_false(ok, "1000 writes to a closed peer without an error")
+      assert.is_true(aio.is(err, aio.OSError), tostring(err))
+      assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+      close(w)
+      stop()
+    end)
+  end)
+
+  it("an error found when pending bytes are sent is raised by the next write or drain", function()
+    run(function()
+      local _, port, stop = serve(function(_, w)
+        w:write(("z"):rep(100))
+        w:close()
+      end)
+      -- a limit of 16: reading pauses with 32 bytes buffered, so the
+      -- peer's EOF behind them is not seen and writes stay coalesced
+      local _, w = aio.open_connection(HOST, port, { limit = 16 })
+      aio.sleep(0.05)                               -- the peer has closed
+      local ok, err = pcall(function()
         for i = 1, 100000 do
-          w:write("x")                             -- each one pending...
-          aio.sleep(0)                             -- ...and sent here
-          if i % 100 == 0 then w:drain() end
+          w:write("x")                             -- pending...
+          assert.is_true(w:transport_buffered() > 0)
+          aio.sleep(0)                             -- ...sent when the pass ends
+          if i % 10 == 0 then w:drain() end
         end
       end)
       assert.is_false(ok, "100000 writes to a closed peer without an error")
