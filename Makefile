@@ -81,7 +81,7 @@ CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
   runtime/dns.c runtime/fs.c \
   runtime/process.c runtime/thread.c runtime/embed.c \
-  runtime/alloc.c runtime/tls_link.c
+  runtime/alloc.c runtime/tls_link.c runtime/exit.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)

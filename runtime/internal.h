@@ -328,6 +328,8 @@ struct luaio_Runtime {
   void *coalesced, *coalesced_last;  /* streams with writes to send when
                                   the pass ends, in the order of their
                                   first write (stream.c) */
+  luaio_Runtime *exit_next;    /* on exit.c's list of every runtime */
+  uv_thread_t owner;           /* the thread that made it */
   void *udps;                  /* open UDP sockets (udp.c) */
   void *procs;                 /* child processes (process.c) */
   void *embed;                 /* embedding state (embed.c), or NULL */
@@ -403,6 +405,10 @@ void luaio__queue_open (lua_State *L);
 void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *server);
 void luaio__close_streams (luaio_Runtime *rt);
 void luaio__send_coalesced (luaio_Runtime *rt);
+
+/* exit.c */
+void luaio__exit_watch (luaio_Runtime *rt);
+void luaio__exit_unwatch (luaio_Runtime *rt);
 int luaio__count_streams (luaio_Runtime *rt);
 void luaio__close_udps (luaio_Runtime *rt);
 void luaio__stream_open (lua_State *L);

@@ -316,6 +316,7 @@ static void free_rt (lua_State *L, luaio_Runtime *rt) {
   luaio_Runtime **pp;
   for (pp = &rt->G->open; *pp != NULL; pp = &(*pp)->next)
     if (*pp == rt) { *pp = rt->next; break; }
+  luaio__exit_unwatch(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_R);
   free_slots(L, rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_loop);
@@ -387,9 +388,11 @@ luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop) {
   rt->G = G;
   rt->id = G->next_id++;
   rt->shutdown_timeout = 5.0;
+  luaio__exit_watch(rt);
   if (loop != NULL) rt->loop = loop;
   else {
     if (uv_loop_init(&rt->own_loop) != 0) {
+      luaio__exit_unwatch(rt);
       free(rt);
       luaL_error(L, "cannot create an event loop");
     }

@@ -880,6 +880,27 @@ describe("small writes are coalesced per pass of the ready queue", function()
     end, 20)
   end)
 
+  it("a script that writes and then calls os.exit() loses nothing (CLI and stock lua5.4)", function()
+    run(function()
+      local chunks, port, stop = recorder()
+      local path = H.script([[
+        local aio = require "luaio"
+        aio.run(function()
+          local _, w = aio.open_connection("127.0.0.1", tonumber(arg[1]))
+          w:write("written just before os.exit\n")
+          os.exit(0)
+        end)
+      ]])
+      for _, lua in ipairs({ H.LUAIO, "lua5.4" }) do
+        local p = aio.create_subprocess_exec(lua, { path, tostring(port) })
+        assert.equal(0, p:wait())
+        assert.equal("written just before os.exit\n", read_all(chunks))
+      end
+      os.remove(path)
+      stop()
+    end, 10)
+  end)
+
   it("a write made while the loop is not running is sent when it runs again", function()
     local runner <close> = aio.Runner()
     local chunks, w, stop = runner:run(function()
