@@ -21,16 +21,17 @@ end
 
 -- Starts the CLI on `src` in the background with SIGINT at its default
 -- disposition, waits until it prints "ready", sends SIGINT; if `second`,
--- waits for "swallowed" and sends another. A watchdog kills it after 5 s.
+-- waits for "swallowed" and sends another. A watchdog kills it after 20 s
+-- (generous: a sanitizer build on a loaded CI machine is slow).
 local function interrupt(src, second)
   local path = H.script(src)
   local out, err = os.tmpname(), os.tmpname()
   local script = ([[
 env --default-signal=INT %s %s >%s 2>%s </dev/null &
 pid=$!
-(sleep 5; kill -9 $pid) >/dev/null 2>&1 &
+(sleep 20; kill -9 $pid) >/dev/null 2>&1 &
 wd=$!
-waitfor() { i=0; while ! grep -q "$1" %s && [ $i -lt 400 ]; do sleep 0.01; i=$((i+1)); done; }
+waitfor() { i=0; while ! grep -q "$1" %s && [ $i -lt 1500 ]; do sleep 0.01; i=$((i+1)); done; }
 waitfor ready
 kill -INT $pid
 %s

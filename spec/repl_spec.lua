@@ -60,7 +60,7 @@ describe("the REPL", function()
       return
     end
     local script = H.ROOT .. "/spec/repl_pty.py"
-    local p = io.popen("timeout 20 python3 " .. H.quote(script) .. " " .. H.quote(H.LUAIO) .. " 2>&1")
+    local p = io.popen("timeout 60 python3 " .. H.quote(script) .. " " .. H.quote(H.LUAIO) .. " 2>&1")
     local out = p:read("a")
     p:close()
     out = out:gsub("\27%[[%?%d;]*%a", "")   -- readline's terminal escapes

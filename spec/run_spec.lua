@@ -30,15 +30,16 @@ end
 -- Starts `cmd` in the background with SIGINT at its default disposition,
 -- waits until its stdout says "ready", sends SIGINT; if `second`, waits
 -- for "swallowed" and sends a second SIGINT. Returns {status, stdout,
--- stderr}; a watchdog kills the child (status 137) after 5 s.
+-- stderr}; a watchdog kills the child (status 137) after 20 s (generous:
+-- a sanitizer build on a loaded CI machine is slow).
 local function interrupt(cmd, second)
   local out, err = os.tmpname(), os.tmpname()
   local script = ([[
 env --default-signal=INT %s >%s 2>%s </dev/null &
 pid=$!
-(sleep 5; kill -9 $pid) >/dev/null 2>&1 &
+(sleep 20; kill -9 $pid) >/dev/null 2>&1 &
 wd=$!
-waitfor() { i=0; while ! grep -q "$1" %s && [ $i -lt 400 ]; do sleep 0.01; i=$((i+1)); done; }
+waitfor() { i=0; while ! grep -q "$1" %s && [ $i -lt 1500 ]; do sleep 0.01; i=$((i+1)); done; }
 waitfor ready
 kill -INT $pid
 %s

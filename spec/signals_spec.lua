@@ -136,7 +136,7 @@ describe("signal handlers", function()
       end, fut, "woken")
       -- the signal comes from another process while the main task waits
       local p = aio.create_subprocess_exec("sh", { "-c", "sleep 0.05; kill -USR2 " .. PID })
-      assert.equal("woken", aio.wait_for(fut, 2))
+      assert.equal("woken", aio.wait_for(fut, 10))
       assert.equal(0, p:wait())
       assert.is_true(loop:remove_signal_handler("SIGUSR2"))
     end)
