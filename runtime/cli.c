@@ -336,22 +336,20 @@ static void set_gc (lua_State *L) {
   const char *s = getenv("LUAIO_GC");
   int a = 0, b = 0;
   if (s == NULL || *s == '\0') s = "incremental";
-  else if (strncmp(s, "incremental", 11) != 0 &&
-           strncmp(s, "generational", 12) != 0) {
+  if (strncmp(s, "generational", 12) == 0) {
+    two_ints(s + 12, &a, &b);
+    lua_gc(L, LUA_GCGEN, a, b);
+    return;
+  }
+  if (strncmp(s, "incremental", 11) != 0) {
     fprintf(stderr, "%s: LUAIO_GC: unknown mode '%s' (the default is "
             "used)\n", progname, s);
     s = "incremental";
   }
-  if (strncmp(s, "incremental", 11) == 0) {
-    a = 400;
-    b = 200;
-    two_ints(s + 11, &a, &b);
-    lua_gc(L, LUA_GCINC, a, b, 0);
-  }
-  else {
-    two_ints(s + 12, &a, &b);
-    lua_gc(L, LUA_GCGEN, a, b);
-  }
+  a = 400;
+  b = 200;
+  two_ints(s + 11, &a, &b);
+  lua_gc(L, LUA_GCINC, a, b, 0);
 }
 
 /* Warnings as lauxlib's default: off until "@on"; "Lua warning: " lines. */

@@ -405,10 +405,6 @@ void luaio__queue_open (lua_State *L);
 void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *server);
 void luaio__close_streams (luaio_Runtime *rt);
 void luaio__send_coalesced (luaio_Runtime *rt);
-
-/* exit.c */
-void luaio__exit_watch (luaio_Runtime *rt);
-void luaio__exit_unwatch (luaio_Runtime *rt);
 int luaio__count_streams (luaio_Runtime *rt);
 void luaio__close_udps (luaio_Runtime *rt);
 void luaio__stream_open (lua_State *L);
@@ -470,6 +466,10 @@ void luaio__tls_link_open (lua_State *L);   /* tls_link.c */
 void luaio__stream_tls_out (void *stream, const char *p, size_t n);
 void luaio__tls_builtin (lua_State *L);     /* tls.c, tls_none.c, tls_plugin.c */
 LUAIO_API int luaopen_luaio_tls (lua_State *L);
+
+/* exit.c */
+void luaio__exit_watch (luaio_Runtime *rt);
+void luaio__exit_unwatch (luaio_Runtime *rt);
 
 /* embed.c */
 void luaio__run_ccall (lua_State *L, luaio_Runtime *rt, void *call);

@@ -388,17 +388,16 @@ luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop) {
   rt->G = G;
   rt->id = G->next_id++;
   rt->shutdown_timeout = 5.0;
-  luaio__exit_watch(rt);
   if (loop != NULL) rt->loop = loop;
   else {
     if (uv_loop_init(&rt->own_loop) != 0) {
-      luaio__exit_unwatch(rt);
       free(rt);
       luaL_error(L, "cannot create an event loop");
     }
     rt->loop = &rt->own_loop;
     rt->owns_loop = 1;
   }
+  luaio__exit_watch(rt);
   /* R */
   lua_createtable(L, 0, 8);
   rt->S = lua_newthread(L);

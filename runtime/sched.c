@@ -36,6 +36,14 @@ static int grow_queue (luaio_Runtime *rt) {
   return 1;
 }
 
+/* The idle handle runs the drain on the loop's next iteration. */
+static void start_idle (luaio_Runtime *rt) {
+  if (!rt->idle_on) {
+    rt->idle_on = 1;
+    uv_idle_start(&rt->idle, on_idle);
+  }
+}
+
 /* Appends an entry; starts the idle handle so the loop drains it. */
 void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx) {
   luaio_Entry *e;
@@ -48,10 +56,7 @@ void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx) {
   e->p = p;
   e->idx = idx;
   rt->qlen++;
-  if (!rt->idle_on && !rt->closed) {
-    rt->idle_on = 1;
-    uv_idle_start(&rt->idle, on_idle);
-  }
+  if (!rt->closed) start_idle(rt);
 }
 
 static luaio_Entry pop_entry (luaio_Runtime *rt) {
@@ -393,19 +398,13 @@ void luaio__request_done (luaio_Runtime *rt) {
    writes): 0 if it never will (the runtime is closed). */
 int luaio__want_pass (luaio_Runtime *rt) {
   if (rt->closed) return 0;
-  if (!rt->idle_on) {
-    rt->idle_on = 1;
-    uv_idle_start(&rt->idle, on_idle);
-  }
+  start_idle(rt);
   return 1;
 }
 
 /* Makes sure the loop will drain the queue or wait for the next timer. */
 void luaio__kick (luaio_Runtime *rt) {
-  if (rt->qlen > 0) {
-    rt->idle_on = 1;
-    uv_idle_start(&rt->idle, on_idle);
-  }
+  if (rt->qlen > 0) start_idle(rt);
   else luaio__arm_timer(rt);
 }
 

@@ -1168,9 +1168,8 @@ static int l_stdin_reader (lua_State *L) {
   return 1;
 }
 
-/* For subprocess pipes (process.c). */
-/* A child's stdio pipe: its writes are never coalesced (a child that
-   exited is found by the write itself, as before). */
+/* A child's stdio pipe (process.c): its writes are never coalesced (a
+   child that exited is found by the write itself, as before). */
 void *luaio__stream_pipe (luaio_Runtime *rt) {
   Stream *s = (Stream *)new_stream(rt, 1);
   if (s != NULL) s->direct = 1;

@@ -42,6 +42,14 @@ end
 
 local errof = H.errof
 
+-- Asserts that a pcall ended in the error of writing to a peer that is
+-- gone: aio.OSError EPIPE or ECONNRESET.
+local function lost_peer(ok, err, what)
+  assert.is_false(ok, what)
+  assert.is_true(aio.is(err, aio.OSError), tostring(err))
+  assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+end
+
 local function first_diff(a, b)
   for i = 1, math.max(#a, #b) do
     if a:byte(i) ~= b:byte(i) then return i end
@@ -729,26 +737,36 @@ describe("small writes are coalesced per pass of the ready queue", function()
     end
   end
 
+  -- A connection to a new recorder: chunks, writer, stop, port.
+  local function recording()
+    local chunks, port, stop = recorder()
+    local _, w = aio.open_connection(HOST, port)
+    return chunks, w, stop, port
+  end
+
+  -- Closes w; everything the recorder got from it.
+  local function sent_by(w, chunks)
+    close(w)
+    return read_all(chunks)
+  end
+
   it("holds them until the tasks ready in the pass have run, then sends them in order", function()
     run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
+      local chunks, w, stop = recording()
       w:write("one ")
       w:write("two ")
       w:writelines({ "three ", "four" })
       assert.equal(18, w:transport_buffered())     -- pending, not yet sent
       aio.sleep(0)                                  -- the pass ends
       assert.equal(0, w:transport_buffered())
-      close(w)
-      assert.equal("one two three four", read_all(chunks))
+      assert.equal("one two three four", sent_by(w, chunks))
       stop()
     end)
   end)
 
   it("a task that writes and then waits sends before it resumes", function()
     run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
+      local chunks, w, stop = recording()
       local writer = aio.create_task(function()
         w:write("ping")
         aio.sleep(30)                     -- suspended long after the write
@@ -762,40 +780,35 @@ describe("small writes are coalesced per pass of the ready queue", function()
 
   it("a write that does not fit sends what is pending first, then itself, at once", function()
     run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
+      local chunks, w, stop = recording()
       local big = ("b"):rep(9 * 1024)             -- more than 8 KiB
       w:write("head:")
       w:write(big)
       assert.equal(0, w:transport_buffered())     -- the socket took both
       w:write(":tail")
       assert.equal(5, w:transport_buffered())
-      close(w)
-      assert.equal("head:" .. big .. ":tail", read_all(chunks))
+      assert.equal("head:" .. big .. ":tail", sent_by(w, chunks))
       stop()
     end)
   end)
 
   it("many small writes of one pass never hold more than 8 KiB", function()
     run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
+      local chunks, w, stop = recording()
       local parts = {}
       for i = 1, 2000 do
         parts[i] = ("%05d\n"):format(i)
         w:write(parts[i])
         assert.is_true(w:transport_buffered() <= 8 * 1024)
       end
-      close(w)
-      assert.equal(table.concat(parts), read_all(chunks))
+      assert.equal(table.concat(parts), sent_by(w, chunks))
       stop()
     end)
   end)
 
   it("close() and write_eof() send the pending bytes before the end", function()
     run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
+      local chunks, w, stop, port = recording()
       w:write("last words")
       w:close()                          -- in the same pass as the write
       assert.equal("last words", read_all(chunks))
@@ -826,8 +839,7 @@ describe("small writes are coalesced per pass of the ready queue", function()
 
   it("set_write_buffer_limits(0) turns it off; setting limits sends what is pending", function()
     run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
+      local chunks, w, stop = recording()
       w:write("a")
       assert.equal(1, w:transport_buffered())
       w:set_write_buffer_limits(0)
@@ -839,8 +851,7 @@ describe("small writes are coalesced per pass of the ready queue", function()
       assert.equal(2, w:transport_buffered())
       w:write("efg")                               -- 5 > 4: sent at once
       assert.equal(0, w:transport_buffered())
-      close(w)
-      assert.equal("abcdefg", read_all(chunks))
+      assert.equal("abcdefg", sent_by(w, chunks))
       stop()
     end)
   end)
@@ -904,9 +915,7 @@ describe("small writes are coalesced per pass of the ready queue", function()
   it("a write made while the loop is not running is sent when it runs again", function()
     local runner <close> = aio.Runner()
     local chunks, w, stop = runner:run(function()
-      local chunks, port, stop = recorder()
-      local _, w = aio.open_connection(HOST, port)
-      return chunks, w, stop
+      return recording()
     end)
     w:write("between runs")               -- no loop is running here
     assert.equal(12, w:transport_buffered())
@@ -927,9 +936,7 @@ describe("small writes are coalesced per pass of the ready queue", function()
       local ok, err = pcall(function()
         for _ = 1, 1000 do w:write("x") end        -- never suspends
       end)
-      assert.is_false(ok, "1000 writes to a closed peer without an error")
-      assert.is_true(aio.is(err, aio.OSError), tostring(err))
-      assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+      lost_peer(ok, err, "1000 writes to a closed peer without an error")
       close(w)
       stop()
     end)
@@ -953,9 +960,7 @@ describe("small writes are coalesced per pass of the ready queue", function()
           if i % 10 == 0 then w:drain() end
         end
       end)
-      assert.is_false(ok, "100000 writes to a closed peer without an error")
-      assert.is_true(aio.is(err, aio.OSError), tostring(err))
-      assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+      lost_peer(ok, err, "100000 writes to a closed peer without an error")
       close(w)
       stop()
     end, 10)
@@ -1141,9 +1146,7 @@ describe("connection errors", function()
           w:drain()
         end
       end)
-      assert.is_false(ok, "256 MiB went to a closed peer without an error")
-      assert.is_true(aio.is(err, aio.OSError), tostring(err))
-      assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+      lost_peer(ok, err, "256 MiB went to a closed peer without an error")
       close(w)
       stop()
     end)
@@ -1164,9 +1167,7 @@ describe("connection errors", function()
       local _, w = aio.open_connection(HOST, port)
       close(w)
       stop()
-      assert.is_false(got[1])
-      assert.is_true(aio.is(got[2], aio.OSError), tostring(got[2]))
-      assert.is_true(got[2].code == "EPIPE" or got[2].code == "ECONNRESET", got[2].code)
+      lost_peer(got[1], got[2])
     end)
   end)
 end)
