@@ -6,12 +6,12 @@
 
 #include <stddef.h>
 
-typedef struct luaio_Embedded {
+typedef struct EmbeddedModule {
   const char *name;            /* module name, e.g. "luaio" */
   const char *src;
   size_t len;
-} luaio_Embedded;
+} EmbeddedModule;
 
-extern const luaio_Embedded luaio_embedded[];
+extern const EmbeddedModule luaio__stdlib[];
 
 #endif

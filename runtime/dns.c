@@ -18,7 +18,7 @@
 typedef struct Lookup {
   uv_getaddrinfo_t req;
   luaio_Runtime *rt;
-  luaio_Task *t;               /* NULL once abandoned */
+  Task *t;               /* NULL once abandoned */
   int status;
   struct addrinfo *res;
 } Lookup;
@@ -37,7 +37,7 @@ static void on_resolved (uv_getaddrinfo_t *req, int status,
   luaio__wake(q->rt, q->t);
 }
 
-static int lookup_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int lookup_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   Lookup *q = (Lookup *)t->wobj;
   (void)L; (void)rt;
   q->t = NULL;                         /* it frees itself when it ends */
@@ -55,7 +55,7 @@ static const char *socktype_name (int st) {
 
 static int resolved_k (lua_State *L, int status, lua_KContext ctx) {
   Lookup *q = (Lookup *)ctx;
-  luaio_Task *t = luaio__resumed_task(L);
+  Task *t = luaio__resumed_task(L);
   struct addrinfo *ai;
   int i = 0;
   (void)status;
@@ -103,7 +103,7 @@ static int l_getaddrinfo (lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   const char *service = NULL;
   struct addrinfo hints;
-  luaio_Task *t;
+  Task *t;
   Lookup *q;
   int fam, st, r;
   if (lua_isinteger(L, 2)) {

@@ -36,7 +36,7 @@ typedef struct Embed {
 
 struct luaio_Pending {
   luaio_Runtime *rt;
-  luaio_Task *t;               /* the waiting task; NULL once it gave up */
+  Task *t;               /* the waiting task; NULL once it gave up */
   int refs;                    /* the task's hold and the resolver's */
   int resolved, awaited;
   luaio_Callback push;
@@ -49,7 +49,7 @@ struct luaio_Pending {
 /* ---------------------------------------------------------- stdlib */
 
 static int load_embedded (lua_State *L) {
-  const luaio_Embedded *m = (const luaio_Embedded *)lua_touserdata(
+  const EmbeddedModule *m = (const EmbeddedModule *)lua_touserdata(
     L, lua_upvalueindex(1));
   lua_pushfstring(L, "=[luaio] %s", m->name);
   if (luaL_loadbufferx(L, m->src, m->len, lua_tostring(L, -1), "b") != LUA_OK)
@@ -62,11 +62,11 @@ static int load_embedded (lua_State *L) {
 
 /* Puts luaio.core and the Lua stdlib compiled in into package.preload. */
 LUAIO_API void luaio_preload (lua_State *L) {
-  const luaio_Embedded *m;
+  const EmbeddedModule *m;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_luaio_core);
   lua_setfield(L, -2, "luaio.core");
-  for (m = luaio_embedded; m->name != NULL; m++) {
+  for (m = luaio__stdlib; m->name != NULL; m++) {
     lua_pushlightuserdata(L, (void *)m);
     lua_pushcclosure(L, load_embedded, 1);
     lua_setfield(L, -2, m->name);
@@ -195,7 +195,7 @@ static void unref_pending (luaio_Pending *p) {
 }
 
 LUAIO_API luaio_Pending *luaio_pending (lua_State *L) {
-  luaio_State *G = luaio__state(L);
+  GState *G = luaio__state(L);
   luaio_Runtime *rt = G->rt;
   luaio_Pending *p;
   if (rt == NULL || rt->current == NULL)
@@ -222,7 +222,7 @@ LUAIO_API int luaio_pending_cancelled (luaio_Pending *p) {
   return p->t == NULL;
 }
 
-static int pending_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int pending_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   luaio_Pending *p = (luaio_Pending *)t->wobj;
   (void)L; (void)rt;
   p->t = NULL;
@@ -233,7 +233,7 @@ static int pending_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
 static int pending_k (lua_State *L, int status, lua_KContext ctx) {
   luaio_Pending *p = (luaio_Pending *)ctx;
   luaio_Runtime *rt = luaio__state(L)->rt;
-  luaio_Task *t;
+  Task *t;
   luaio_Callback push;
   void *ud;
   int top;
@@ -286,14 +286,12 @@ static int open_in (lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);
   luaio_Runtime **out = (luaio_Runtime **)lua_touserdata(L, 2);
   luaio_Runtime *rt;
-  luaio_State *G;
-  lua_pushboolean(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "luaio.embedded");
+  GState *G = luaio__state(L);
+  G->embedded = 1;
   luaio_preload(L);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "luaio");
   lua_call(L, 1, 0);
-  G = luaio__state(L);
   if (G->rt != NULL)
     return luaL_error(L, "luaio_open: this lua_State already has a runtime");
   rt = luaio__new_runtime(L, loop);

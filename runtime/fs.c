@@ -31,7 +31,7 @@ static const char *const ops[] = {
 typedef struct FsReq {
   uv_fs_t req;
   luaio_Runtime *rt;
-  luaio_Task *t;               /* NULL once abandoned */
+  Task *t;               /* NULL once abandoned */
   int op;
   char *buf;                   /* read target / write copy */
   size_t len;
@@ -55,7 +55,7 @@ static void on_done (uv_fs_t *req) {
   luaio__wake(r->rt, r->t);
 }
 
-static int fs_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int fs_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   FsReq *r = (FsReq *)t->wobj;
   (void)L; (void)rt;
   r->t = NULL;
@@ -145,7 +145,7 @@ static int results (lua_State *L, FsReq *r) {
 
 static int fs_k (lua_State *L, int status, lua_KContext ctx) {
   FsReq *r = (FsReq *)ctx;
-  luaio_Task *t = luaio__resumed_task(L);
+  Task *t = luaio__resumed_task(L);
   int n;
   (void)status;
   if (t->must_cancel) {
@@ -189,7 +189,7 @@ static uv_file checkfd (lua_State *L, int arg) {
 static int l_fs (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "fs");
   int op = luaL_checkoption(L, 1, NULL, ops);
-  luaio_Task *t;
+  Task *t;
   FsReq *r;
   int e = 0;
   /* check every argument before any bookkeeping */

@@ -20,26 +20,26 @@ static const char *const state_names[] = {
 
 /* ---------------------------------------------------------- access */
 
-luaio_Future *luaio__tofuture (lua_State *L, luaio_State *G, int idx) {
+Future *luaio__tofuture (lua_State *L, GState *G, int idx) {
   const void *mt;
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
     return NULL;
   mt = lua_topointer(L, -1);
   lua_pop(L, 1);
   if (mt == G->mt_future || mt == G->mt_task)
-    return (luaio_Future *)lua_touserdata(L, idx);
+    return (Future *)lua_touserdata(L, idx);
   return NULL;
 }
 
 /* Only from core functions: G is their upvalue 1. */
-luaio_Future *luaio__checkfuture (lua_State *L, int idx) {
-  luaio_Future *f = luaio__tofuture(L, luaio__G(L), idx);
+Future *luaio__checkfuture (lua_State *L, int idx) {
+  Future *f = luaio__tofuture(L, luaio__G(L), idx);
   if (f == NULL) luaL_typeerror(L, idx, "Future or Task");
   return f;
 }
 
 /* Binds f to rt on first use; use from another loop is an error. */
-void luaio__future_bind (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
+void luaio__future_bind (lua_State *L, luaio_Runtime *rt, Future *f,
                          const char *fname) {
   if (f->loop_id == 0) f->loop_id = rt->id;
   else if (f->loop_id != rt->id)
@@ -48,8 +48,8 @@ void luaio__future_bind (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
 }
 
 /* The runtime f is bound to (or the running one, then bound); may be NULL. */
-static luaio_Runtime *rt_of (lua_State *L, luaio_Future *f) {
-  luaio_State *G = luaio__state(L);   /* may be called from the drain */
+static luaio_Runtime *rt_of (lua_State *L, Future *f) {
+  GState *G = luaio__state(L);   /* may be called from the drain */
   if (f->loop_id != 0) return luaio__find_rt(G, f->loop_id);
   if (G->rt != NULL) f->loop_id = G->rt->id;
   return G->rt;
@@ -59,7 +59,7 @@ static luaio_Runtime *rt_of (lua_State *L, luaio_Future *f) {
 /* ---------------------------------------------------------- results */
 
 /* Stores the n values on top of L as the result of the future at idx. */
-static void store_results (lua_State *L, luaio_Future *f, int idx, int n) {
+static void store_results (lua_State *L, Future *f, int idx, int n) {
   f->hooked = 0;
   if (n == 1) f->nres = 1;
   else if (n == 0) { f->nres = 0; lua_pushnil(L); }
@@ -86,9 +86,9 @@ static int raise_cancelled (lua_State *L, int idx) {
 ** idx (error value on top): remember where that task failed, so that the
 ** running task's traceback shows the chain of awaits (task.c, task_msgh).
 */
-static void record_cause (lua_State *L, int idx, luaio_Task *failed) {
+static void record_cause (lua_State *L, int idx, Task *failed) {
   luaio_Runtime *rt = luaio__state(L)->rt;
-  luaio_Task *cur = rt != NULL ? rt->current : NULL;
+  Task *cur = rt != NULL ? rt->current : NULL;
   int err = lua_gettop(L);
   if (cur == NULL || cur == failed || !failed->has_extras) return;
   if (!lua_checkstack(L, 6)) return;
@@ -119,7 +119,7 @@ static void record_cause (lua_State *L, int idx, luaio_Task *failed) {
 ** (marking it retrieved) or its CancelledError.
 */
 int luaio__future_results (lua_State *L, int idx) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  Future *f = (Future *)lua_touserdata(L, idx);
   switch (f->state) {
     case FUT_DONE:
       if (f->nres == 0) return 0;
@@ -138,7 +138,7 @@ int luaio__future_results (lua_State *L, int idx) {
     case FUT_FAILED:
       f->retrieved = 1;
       lua_getiuservalue(L, idx, FUT_UV_RESULT);
-      if (f->is_task) record_cause(L, idx, (luaio_Task *)f);
+      if (f->is_task) record_cause(L, idx, (Task *)f);
       return lua_error(L);
     case FUT_CANCELLED:
       return raise_cancelled(L, idx);
@@ -160,7 +160,7 @@ int luaio__future_results (lua_State *L, int idx) {
 
 /* Appends fn (at fnidx) with sequence seq to the callbacks of idx. */
 static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  Future *f = (Future *)lua_touserdata(L, idx);
   int n;
   if (f->cbkind == CB_NONE) {          /* the first: kept as it is */
     lua_pushvalue(L, fnidx);
@@ -190,14 +190,14 @@ static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
 }
 
 /* Drops the callbacks of the future at idx. */
-static void clear_callbacks (lua_State *L, luaio_Future *f, int idx) {
+static void clear_callbacks (lua_State *L, Future *f, int idx) {
   lua_pushnil(L);
   lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
   f->cbkind = CB_NONE;
 }
 
 static void queue_callback (lua_State *L, luaio_Runtime *rt,
-                            luaio_Future *f, int idx, int i) {
+                            Future *f, int idx, int i) {
   if (f->anchor == 0) {
     lua_pushvalue(L, idx);
     f->anchor = luaio__anchor(L, rt);
@@ -213,7 +213,7 @@ static void queue_callback (lua_State *L, luaio_Runtime *rt,
 */
 void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
                                  const char *fname) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  Future *f = (Future *)lua_touserdata(L, idx);
   luaio_Runtime *rt;
   idx = lua_absindex(L, idx);
   if (f->state == FUT_PENDING) {
@@ -230,7 +230,7 @@ void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
 ** its callbacks, in registration order.
 */
 void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  Future *f = (Future *)lua_touserdata(L, idx);
   int i = 1, ncb = 0;
   idx = lua_absindex(L, idx);
   lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
@@ -240,7 +240,7 @@ void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
     rt = rt_of(L, f);
   if (rt == NULL) { lua_pop(L, 1); return; }
   while (f->waiters.head != NULL || i <= ncb) {
-    luaio_Task *w = f->waiters.head;
+    Task *w = f->waiters.head;
     unsigned seq = 0;
     if (i <= ncb && f->cbkind == CB_ONE) seq = f->cbseq;
     else if (i <= ncb) {
@@ -263,7 +263,7 @@ void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
 
 /* Runs done callback number i of f (anchored) from the ready queue. */
 void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
-                                 luaio_Future *f, int i) {
+                                 Future *f, int i) {
   int fidx;
   luaio__push_anchor(L, rt, f->anchor);
   fidx = lua_gettop(L);
@@ -276,7 +276,7 @@ void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
   }                                    /* else the one callback (i == 1) */
   if (--f->ncb == 0) {
     clear_callbacks(L, f, fidx);
-    if (!f->is_task || ((luaio_Task *)f)->tstate == T_DONE) {
+    if (!f->is_task || ((Task *)f)->tstate == T_DONE) {
       luaio__unanchor(L, rt, f->anchor);
       f->anchor = 0;
     }
@@ -297,13 +297,13 @@ void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
 ** task refers to (from its extras), so it is collected with the task and
 ** reports for it.
 */
-static void track_failure (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
+static void track_failure (lua_State *L, luaio_Runtime *rt, Future *f,
                            int idx) {
   f->retrieved = 0;
   if (rt == NULL || f->tracked) return;
   f->tracked = 1;
   if (f->is_task) {
-    luaio__extras(L, (luaio_Task *)f, idx);
+    luaio__extras(L, (Task *)f, idx);
     lua_newuserdatauv(L, 0, 1);
     lua_pushvalue(L, idx);
     lua_setiuservalue(L, -2, 1);
@@ -322,7 +322,7 @@ static void track_failure (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
 /* Settles the future at idx with state st; value(s) on top. */
 void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  Future *f = (Future *)lua_touserdata(L, idx);
   if (rt == NULL) rt = rt_of(L, f);
   idx = lua_absindex(L, idx);
   if (st == FUT_DONE) store_results(L, f, idx, n);
@@ -334,7 +334,7 @@ void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
 }
 
 int luaio__future_cancel (lua_State *L, int idx, int msgidx) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, idx);
+  Future *f = (Future *)lua_touserdata(L, idx);
   if (f->state != FUT_PENDING) return 0;
   idx = lua_absindex(L, idx);
   if (f->hooked) {                     /* hook(fut, msg) decides */
@@ -361,13 +361,13 @@ int luaio__future_cancel (lua_State *L, int idx, int msgidx) {
 
 /* ---------------------------------------------------------- methods */
 
-static luaio_Future *checkplain (lua_State *L, int idx) {
-  return (luaio_Future *)luaL_checkudata(L, idx, LUAIO_FUTURE);
+static Future *checkplain (lua_State *L, int idx) {
+  return (Future *)luaL_checkudata(L, idx, LUAIO_FUTURE);
 }
 
 /* Pushes a new pending Future, bound to rt if not NULL. */
-luaio_Future *luaio__new_future (lua_State *L, luaio_Runtime *rt) {
-  luaio_Future *f = (luaio_Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
+Future *luaio__new_future (lua_State *L, luaio_Runtime *rt) {
+  Future *f = (Future *)lua_newuserdatauv(L, sizeof(*f), FUT_NUV);
   memset(f, 0, sizeof(*f));
   f->retrieved = 1;
   if (rt != NULL) f->loop_id = rt->id;
@@ -388,14 +388,14 @@ static int l_future (lua_State *L) {
 }
 
 /* Settling from a running loop binds the future to it (or must match). */
-static void bind_running (lua_State *L, luaio_Future *f, const char *fname) {
+static void bind_running (lua_State *L, Future *f, const char *fname) {
   luaio_Runtime *rt = luaio__G(L)->rt;
   if (rt != NULL && !(rt->cli && rt->current == rt->main && f->loop_id == 0))
     luaio__future_bind(L, rt, f, fname);
 }
 
 static int f_set_result (lua_State *L) {
-  luaio_Future *f = checkplain(L, 1);
+  Future *f = checkplain(L, 1);
   bind_running(L, f, "set_result");
   if (f->state != FUT_PENDING)
     return luaio__error(L, "InvalidStateError", "invalid state: %s",
@@ -405,7 +405,7 @@ static int f_set_result (lua_State *L) {
 }
 
 static int f_set_exception (lua_State *L) {
-  luaio_Future *f = checkplain(L, 1);
+  Future *f = checkplain(L, 1);
   luaL_checkany(L, 2);
   if (lua_isnil(L, 2)) return luaL_typeerror(L, 2, "error value");
   bind_running(L, f, "set_exception");
@@ -432,7 +432,7 @@ static int f_result (lua_State *L) {
 }
 
 static int f_exception (lua_State *L) {
-  luaio_Future *f = luaio__checkfuture(L, 1);
+  Future *f = luaio__checkfuture(L, 1);
   switch (f->state) {
     case FUT_PENDING:
       return luaio__error(L, "InvalidStateError", "Exception is not set.");
@@ -473,7 +473,7 @@ static int f_add_done_callback (lua_State *L) {
 
 /* remove_done_callback(fn) -> how many were removed (0 once done). */
 static int f_remove_done_callback (lua_State *L) {
-  luaio_Future *f = luaio__checkfuture(L, 1);
+  Future *f = luaio__checkfuture(L, 1);
   int n, i, j = 1, removed = 0;
   luaL_checkany(L, 2);
   lua_settop(L, 2);
@@ -508,8 +508,8 @@ static int f_remove_done_callback (lua_State *L) {
 ** Abort hook of a task awaiting a future: cancel what it awaits (asyncio's
 ** rule).  A pending task is anchored, and so is a future with waiters.
 */
-static int await_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
-  luaio_Future *f = (luaio_Future *)t->wobj;
+static int await_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
+  Future *f = (Future *)t->wobj;
   int ok, top = lua_gettop(L), msg = 0;
   if (f->state != FUT_PENDING) return 0;
   if (t->has_extras) {
@@ -519,7 +519,7 @@ static int await_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
     if (!lua_isnil(L, -1)) msg = lua_gettop(L);
   }
   luaio__push_anchor(L, rt, f->anchor);
-  if (f->is_task) ok = luaio__task_cancel(L, (luaio_Task *)f, msg);
+  if (f->is_task) ok = luaio__task_cancel(L, (Task *)f, msg);
   else ok = luaio__future_cancel(L, lua_gettop(L), msg);
   lua_settop(L, top);
   return ok;          /* an awaited task stays awaited: its end wakes t */
@@ -533,12 +533,12 @@ static int await_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* fut:await() / task:await() -> results, or raises the error */
 static int f_await (lua_State *L) {
-  luaio_Future *f = luaio__checkfuture(L, 1);
-  luaio_Task *t;
+  Future *f = luaio__checkfuture(L, 1);
+  Task *t;
   lua_settop(L, 1);
   if (f->state != FUT_PENDING) return luaio__future_results(L, 1);
   t = luaio__check_suspend(L, "await");
-  if ((luaio_Future *)t == f)
+  if ((Future *)t == f)
     return luaL_error(L, "await: a task cannot await itself");
   luaio__future_bind(L, t->rt, f, "await");
   if (f->anchor == 0) {                /* kept alive while awaited */
@@ -557,7 +557,7 @@ static int loop_create_future (lua_State *L) {
 }
 
 static int f_get_loop (lua_State *L) {
-  luaio_Future *f = luaio__checkfuture(L, 1);
+  Future *f = luaio__checkfuture(L, 1);
   luaio_Runtime *rt = rt_of(L, f);
   if (rt == NULL) return 0;
   luaio__push_loop(L, rt);
@@ -565,14 +565,14 @@ static int f_get_loop (lua_State *L) {
 }
 
 static int f_tostring (lua_State *L) {
-  luaio_Future *f = checkplain(L, 1);
+  Future *f = checkplain(L, 1);
   lua_pushfstring(L, "Future: %s (%p)", state_names[f->state], (void *)f);
   return 1;
 }
 
 /* Never-retrieved errors of collected futures: queue a report. */
 int luaio__future_gc (lua_State *L) {
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, 1);
+  Future *f = (Future *)lua_touserdata(L, 1);
   luaio_Runtime *rt;
   if (f->state != FUT_FAILED || f->retrieved) return 0;
   rt = luaio__find_rt(luaio__state(L), f->loop_id);
@@ -584,7 +584,7 @@ int luaio__future_gc (lua_State *L) {
   lua_setfield(L, -2, "message");
   lua_getiuservalue(L, 1, FUT_UV_RESULT);
   lua_setfield(L, -2, "exception");
-  if (f->is_task && ((luaio_Task *)f)->has_extras) {
+  if (f->is_task && ((Task *)f)->has_extras) {
     lua_getiuservalue(L, 1, TASK_UV_EXTRAS);
     lua_getfield(L, -1, "traceback");
     lua_setfield(L, -3, "traceback");
@@ -609,7 +609,7 @@ static int sentinel_gc (lua_State *L) {
 ** gather needs: cancelling it cancels the children).
 */
 static int l_future_on_cancel (lua_State *L) {
-  luaio_Future *f = checkplain(L, 1);
+  Future *f = checkplain(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (f->state != FUT_PENDING)
     return luaL_error(L, "future_on_cancel: the future is done");
@@ -624,7 +624,7 @@ static int l_future_on_cancel (lua_State *L) {
 ** which came from the failed task (gather re-raises a child's error).
 */
 static int l_note_cause (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   record_cause(L, 1, t);

@@ -37,7 +37,7 @@ typedef struct Gather {
 /* ---------------------------------------------------------- completion */
 
 /* Pushes the value slot i of the result list gets from child f (at idx). */
-static void push_outcome (lua_State *L, luaio_Future *f, int idx) {
+static void push_outcome (lua_State *L, Future *f, int idx) {
   if (f->state == FUT_DONE && f->nres == 0) {
     lua_pushnil(L);
     return;
@@ -65,7 +65,7 @@ static void finish (lua_State *L, luaio_Runtime *rt, Gather *g, int gidx,
   lua_getiuservalue(L, gidx, G_UV_CHILDREN);
   for (i = 1; i <= g->n; i++) {
     lua_rawgeti(L, -1, i);
-    push_outcome(L, (luaio_Future *)lua_touserdata(L, -1), lua_gettop(L));
+    push_outcome(L, (Future *)lua_touserdata(L, -1), lua_gettop(L));
     lua_rawseti(L, -4, i);
     lua_pop(L, 1);
   }
@@ -78,13 +78,13 @@ static void finish (lua_State *L, luaio_Runtime *rt, Gather *g, int gidx,
 /* Child at fidx is done: the callback of the state at gidx. */
 void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx) {
   Gather *g = (Gather *)lua_touserdata(L, gidx);
-  luaio_Future *f = (luaio_Future *)lua_touserdata(L, fidx);
-  luaio_Future *outer;
+  Future *f = (Future *)lua_touserdata(L, fidx);
+  Future *outer;
   int oidx, top = lua_gettop(L);
   g->nfinished++;
   lua_getiuservalue(L, gidx, G_UV_OUTER);
   oidx = lua_gettop(L);
-  outer = (luaio_Future *)lua_touserdata(L, oidx);
+  outer = (Future *)lua_touserdata(L, oidx);
   if (!g->started || outer->state != FUT_PENDING) {
     /* outer has its outcome already (or gather_start raised on a bad
        value and nobody waits): the child's error counts as seen */
@@ -109,8 +109,8 @@ void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx) {
 /* ---------------------------------------------------------- cancel */
 
 /* Cancels future or task at idx (message at msgidx, 0: none). */
-static int cancel_child (lua_State *L, luaio_State *G, int idx, int msgidx) {
-  luaio_Task *t = luaio__totask(L, G, idx);
+static int cancel_child (lua_State *L, GState *G, int idx, int msgidx) {
+  Task *t = luaio__totask(L, G, idx);
   if (t != NULL) return luaio__task_cancel(L, t, msgidx);
   return luaio__future_cancel(L, idx, msgidx);
 }
@@ -120,7 +120,7 @@ static int cancel_child (lua_State *L, luaio_State *G, int idx, int msgidx) {
 ** cancels each child once; it settles when they are done.
 */
 static int gather_cancel (lua_State *L) {
-  luaio_State *G = luaio__G(L);
+  GState *G = luaio__G(L);
   Gather *g = (Gather *)lua_touserdata(L, lua_upvalueindex(2));
   int i, ret = 0, msg = lua_isnil(L, 2) ? 0 : 2;
   lua_settop(L, 2);
@@ -160,7 +160,7 @@ static int spawnable (lua_State *L, int idx) {
 }
 
 /* ensure(x at vidx, "gather", 1, 4): pushes its task, or raises. */
-static void call_ensure (lua_State *L, luaio_State *G, int vidx) {
+static void call_ensure (lua_State *L, GState *G, int vidx) {
   lua_pushvalue(L, 4);
   lua_pushvalue(L, vidx);
   lua_pushliteral(L, "gather");
@@ -172,7 +172,7 @@ static void call_ensure (lua_State *L, luaio_State *G, int vidx) {
 }
 
 /* Pushes the task for aws[i] (value at vidx; seen table at 5). */
-static void push_spawned (lua_State *L, luaio_State *G, int vidx) {
+static void push_spawned (lua_State *L, GState *G, int vidx) {
   if (lua_isnil(L, vidx)) {            /* ensure raises */
     call_ensure(L, G, vidx);
     return;
@@ -191,10 +191,10 @@ static void push_spawned (lua_State *L, luaio_State *G, int vidx) {
 }
 
 static int l_gather_start (lua_State *L) {
-  luaio_State *G = luaio__G(L);
+  GState *G = luaio__G(L);
   int n = (int)luaL_checkinteger(L, 2), i, spawn = 0;
   Gather *g;
-  luaio_Future *outer;
+  Future *outer;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TFUNCTION);
   luaL_argcheck(L, n >= 1, 2, "at least one awaitable expected");

@@ -12,11 +12,11 @@
 
 #include "internal.h"
 
-static luaio_Handle *checkhandle (lua_State *L, int idx) {
-  return (luaio_Handle *)luaL_checkudata(L, idx, LUAIO_HANDLE);
+static Handle *checkhandle (lua_State *L, int idx) {
+  return (Handle *)luaL_checkudata(L, idx, LUAIO_HANDLE);
 }
 
-static void release (lua_State *L, luaio_Handle *h) {
+static void release (lua_State *L, Handle *h) {
   if (h->anchor) {
     luaio__unanchor(L, h->rt, h->anchor);
     h->anchor = 0;
@@ -66,7 +66,7 @@ void luaio__call_reporting (lua_State *L, luaio_Runtime *rt, int nargs,
 }
 
 /* Runs a handle popped from the ready queue. */
-void luaio__run_handle (lua_State *L, luaio_Runtime *rt, luaio_Handle *h) {
+void luaio__run_handle (lua_State *L, luaio_Runtime *rt, Handle *h) {
   int i, hidx;
   if (h->anchor == 0) return;
   luaio__push_anchor(L, rt, h->anchor);
@@ -81,13 +81,13 @@ void luaio__run_handle (lua_State *L, luaio_Runtime *rt, luaio_Handle *h) {
 }
 
 /* Makes a handle for fn at idx with the n values after it. */
-static luaio_Handle *newhandle (lua_State *L, luaio_Runtime *rt, int idx,
+static Handle *newhandle (lua_State *L, luaio_Runtime *rt, int idx,
                                 int n, const char *fname) {
-  luaio_Handle *h;
+  Handle *h;
   int i;
   if (lua_type(L, idx) != LUA_TFUNCTION)
     luaio__typeerror(L, idx, fname, "function");
-  h = (luaio_Handle *)lua_newuserdatauv(L, sizeof(luaio_Handle), n + 1);
+  h = (Handle *)lua_newuserdatauv(L, sizeof(Handle), n + 1);
   h->state = H_PENDING;
   h->timer = 0;
   h->nargs = n;
@@ -112,14 +112,14 @@ static luaio_Runtime *looparg (lua_State *L) {
 /* loop:call_soon(fn, ...) -> handle */
 static int loop_call_soon (lua_State *L) {
   luaio_Runtime *rt = looparg(L);
-  luaio_Handle *h = newhandle(L, rt, 2, lua_gettop(L) - 2, "call_soon");
+  Handle *h = newhandle(L, rt, 2, lua_gettop(L) - 2, "call_soon");
   luaio__schedule(rt, E_CALL, h, 0);
   return 1;
 }
 
 static int call_timer (lua_State *L, luaio_Runtime *rt, uint64_t when,
                        double at, int forever, const char *fname) {
-  luaio_Handle *h = newhandle(L, rt, 3, lua_gettop(L) - 3, fname);
+  Handle *h = newhandle(L, rt, 3, lua_gettop(L) - 3, fname);
   h->timer = 1;
   h->when = when;
   h->at = at;
@@ -153,7 +153,7 @@ static int loop_call_at (lua_State *L) {
 }
 
 static int h_cancel (lua_State *L) {
-  luaio_Handle *h = checkhandle(L, 1);
+  Handle *h = checkhandle(L, 1);
   if (h->state == H_PENDING) {
     h->state = H_CANCELLED;
     if (h->heap > 0) {                 /* still in the heap: drop it now */
@@ -172,14 +172,14 @@ static int h_cancelled (lua_State *L) {
 }
 
 static int h_when (lua_State *L) {
-  luaio_Handle *h = checkhandle(L, 1);
+  Handle *h = checkhandle(L, 1);
   if (!h->timer) return luaL_error(L, "when: not a timer handle");
   lua_pushnumber(L, h->at);
   return 1;
 }
 
 static int h_tostring (lua_State *L) {
-  luaio_Handle *h = checkhandle(L, 1);
+  Handle *h = checkhandle(L, 1);
   static const char *const names[] = {"pending", "done", "cancelled"};
   lua_pushfstring(L, "%s: %s (%p)", h->timer ? "TimerHandle" : "Handle",
                   names[h->state], (void *)h);

@@ -20,12 +20,12 @@
 
 #include "luaio.h"
 
-typedef struct luaio_State luaio_State;
-typedef struct luaio_Future luaio_Future;
-typedef struct luaio_Task luaio_Task;
-typedef struct luaio_Handle luaio_Handle;
-typedef struct luaio_WaitList luaio_WaitList;
-typedef struct luaio_TlsOps luaio_TlsOps;
+typedef struct GState GState;
+typedef struct Future Future;
+typedef struct Task Task;
+typedef struct Handle Handle;
+typedef struct WaitList WaitList;
+typedef struct TlsOps TlsOps;
 
 /* Type names: metatable names in the registry (luaL_checkudata). */
 #define LUAIO_FUTURE "luaio.Future"
@@ -61,7 +61,7 @@ typedef struct luaio_TlsOps luaio_TlsOps;
 ** One per lua_State, created by the first luaopen_luaio_core and kept in
 ** the registry: every core C function has it as upvalue 1.
 */
-struct luaio_State {
+struct GState {
   luaio_Runtime *rt;           /* the running runtime, or NULL */
   luaio_Runtime *open;         /* list of open runtimes (by rt->next) */
   unsigned next_id;            /* runtime ids: futures bind to them */
@@ -71,18 +71,20 @@ struct luaio_State {
   const void *mt_waitlist;
   int ref_taskmt;              /* the Task metatable in the registry's
                                   array part: found without hashing */
-  const luaio_TlsOps *tls_ops;  /* set when luaio.tls is loaded */
+  const TlsOps *tls_ops;  /* set when luaio.tls is loaded */
   int *pool, npool, poolcap;   /* registry slots no runtime owns (false) */
   int next_key;                /* where to look for a new slot first */
+  int embedded;                /* a host opened it (luaio_open): signal
+                                  dispositions are the host's */
 };
 
 int luaio__hasmt (lua_State *L, int idx, const void *mt);
 void *luaio__checkudata (lua_State *L, int idx, const void *mt,
                          const char *tname);
 
-#define luaio__G(L) ((luaio_State *)lua_touserdata(L, lua_upvalueindex(1)))
+#define luaio__G(L) ((GState *)lua_touserdata(L, lua_upvalueindex(1)))
 
-luaio_State *luaio__state (lua_State *L);  /* pushes nothing */
+GState *luaio__state (lua_State *L);  /* pushes nothing */
 void luaio__setfuncs (lua_State *L, const luaL_Reg *l);  /* G upvalue */
 
 
@@ -90,8 +92,8 @@ void luaio__setfuncs (lua_State *L, const luaL_Reg *l);  /* G upvalue */
 
 enum { FUT_PENDING, FUT_DONE, FUT_FAILED, FUT_CANCELLED };
 
-struct luaio_WaitList {
-  luaio_Task *head, *tail;
+struct WaitList {
+  Task *head, *tail;
 };
 
 /*
@@ -99,7 +101,7 @@ struct luaio_WaitList {
 ** result, a packed table {n = k, ...}, the error, or the CancelledError),
 ** 2 the done callbacks (nil, the one callback, or a table of fn, seq pairs).
 */
-struct luaio_Future {
+struct Future {
   unsigned char state;
   unsigned char is_task;
   unsigned char retrieved;     /* error looked at (or none to look at) */
@@ -112,7 +114,7 @@ struct luaio_Future {
   unsigned seq;                /* registration counter: callbacks+waiters */
   unsigned loop_id;            /* runtime this binds to, 0 = not yet */
   unsigned cbseq;              /* sequence of a lone done callback */
-  luaio_WaitList waiters;      /* tasks awaiting this */
+  WaitList waiters;      /* tasks awaiting this */
 };
 
 enum { CB_NONE, CB_ONE, CB_LIST };
@@ -121,20 +123,20 @@ enum { CB_NONE, CB_ONE, CB_LIST };
 #define FUT_UV_CALLBACKS 2
 #define FUT_NUV 2
 
-luaio_Future *luaio__tofuture (lua_State *L, luaio_State *G, int idx);
-luaio_Future *luaio__checkfuture (lua_State *L, int idx);
-void luaio__future_bind (lua_State *L, luaio_Runtime *rt, luaio_Future *f,
+Future *luaio__tofuture (lua_State *L, GState *G, int idx);
+Future *luaio__checkfuture (lua_State *L, int idx);
+void luaio__future_bind (lua_State *L, luaio_Runtime *rt, Future *f,
                          const char *fname);
 void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx);
 int luaio__future_results (lua_State *L, int idx);  /* pushes or raises */
 int luaio__future_cancel (lua_State *L, int idx, int msgidx);
 void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
-                                 luaio_Future *f, int i);
+                                 Future *f, int i);
 void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n);
 void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
                                  const char *fname);
-luaio_Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
+Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
 void luaio__future_methods (lua_State *L);
 int luaio__future_gc (lua_State *L);
 void luaio__future_open (lua_State *L);
@@ -152,7 +154,7 @@ enum { T_NEW, T_SCHEDULED, T_RUNNING, T_PARKED, T_DONE };
 ** future: the future was cancelled), 0 to let the core unpark the task
 ** and resume it with CancelledError.  The hook must undo the wait.
 */
-typedef int (*luaio_Abort) (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
+typedef int (*AbortFn) (lua_State *L, luaio_Runtime *rt, Task *t);
 
 /*
 ** A Task.  User values: 1 the coroutine while pending, then the result
@@ -162,8 +164,8 @@ typedef int (*luaio_Abort) (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
 ** Every pending task has an anchor, so the loop keeps it alive;
 ** luaio__push_task pushes one from its pointer.
 */
-struct luaio_Task {
-  luaio_Future f;
+struct Task {
+  Future f;
   unsigned char tstate;
   unsigned char must_cancel;   /* raise CancelledError at next resume */
   unsigned char has_extras;
@@ -179,10 +181,10 @@ struct luaio_Task {
   lua_Integer parent;          /* id of the creating task, 0 = none */
   lua_State *co;               /* NULL once done */
   luaio_Runtime *rt;           /* valid while pending */
-  luaio_Task *prev, *next;     /* pending tasks of rt */
-  luaio_Task *wprev, *wnext;   /* the wait list it is parked on */
-  luaio_WaitList *wlist;
-  luaio_Abort abort;
+  Task *prev, *next;     /* pending tasks of rt */
+  Task *wprev, *wnext;   /* the wait list it is parked on */
+  WaitList *wlist;
+  AbortFn abort;
   const char *what;            /* what it waits on, for dump_tasks */
   const void *wobj;
 };
@@ -191,35 +193,35 @@ struct luaio_Task {
 #define TASK_UV_EXTRAS 4
 #define TASK_NUV 4
 
-luaio_Task *luaio__totask (lua_State *L, luaio_State *G, int idx);
-luaio_Task *luaio__checktask (lua_State *L, int idx);
+Task *luaio__totask (lua_State *L, GState *G, int idx);
+Task *luaio__checktask (lua_State *L, int idx);
 #define luaio__push_task(L, rt, t) luaio__push_anchor(L, rt, (t)->f.anchor)
 int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n);
-void luaio__step (luaio_Runtime *rt, luaio_Task *t);
+void luaio__step (luaio_Runtime *rt, Task *t);
 int luaio__task_main (lua_State *co);
-void luaio__task_kill (lua_State *L, luaio_Runtime *rt, luaio_Task *t);
-int luaio__task_cancel (lua_State *L, luaio_Task *t, int msgidx);
-void luaio__extras (lua_State *L, luaio_Task *t, int idx);  /* +1 table */
+void luaio__task_kill (lua_State *L, luaio_Runtime *rt, Task *t);
+int luaio__task_cancel (lua_State *L, Task *t, int msgidx);
+void luaio__extras (lua_State *L, Task *t, int idx);  /* +1 table */
 void luaio__task_open (lua_State *L);
 
 
 /* ---------------------------------------------------------- park/wake */
 
-luaio_Task *luaio__check_suspend (lua_State *L, const char *fname);
-luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
+Task *luaio__check_suspend (lua_State *L, const char *fname);
+Task *luaio__check_suspend_G (lua_State *L, GState *G,
                                     const char *fname);
-int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
-                 luaio_Abort abort, const char *what, const void *obj,
+int luaio__park (lua_State *L, Task *t, WaitList *wl,
+                 AbortFn abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k);
 void luaio__resumed (lua_State *L);  /* raises a pending cancellation */
-void luaio__resumed_G (lua_State *L, luaio_State *G);
-luaio_Task *luaio__resumed_task (lua_State *L);  /* checks, raises nothing */
-int luaio__raise_cancel (lua_State *L, luaio_Task *t);
+void luaio__resumed_G (lua_State *L, GState *G);
+Task *luaio__resumed_task (lua_State *L);  /* checks, raises nothing */
+int luaio__raise_cancel (lua_State *L, Task *t);
 int luaio__can_suspend (lua_State *L);
-void luaio__unpark (luaio_Task *t);
-void luaio__wake (luaio_Runtime *rt, luaio_Task *t);
-void luaio__waitlist_push (luaio_WaitList *wl, luaio_Task *t);
-void luaio__waitlist_remove (luaio_WaitList *wl, luaio_Task *t);
+void luaio__unpark (Task *t);
+void luaio__wake (luaio_Runtime *rt, Task *t);
+void luaio__waitlist_push (WaitList *wl, Task *t);
+void luaio__waitlist_remove (WaitList *wl, Task *t);
 
 
 /* ---------------------------------------------------------- handles */
@@ -230,7 +232,7 @@ enum { H_PENDING, H_RAN, H_CANCELLED };
 ** A call_soon / call_later handle.  User values: 1 the function, 2.. its
 ** arguments.
 */
-struct luaio_Handle {
+struct Handle {
   unsigned char state;
   unsigned char timer;         /* call_later/call_at */
   int nargs;
@@ -241,7 +243,7 @@ struct luaio_Handle {
   luaio_Runtime *rt;           /* valid while pending */
 };
 
-void luaio__run_handle (lua_State *L, luaio_Runtime *rt, luaio_Handle *h);
+void luaio__run_handle (lua_State *L, luaio_Runtime *rt, Handle *h);
 void luaio__call_reporting (lua_State *L, luaio_Runtime *rt, int nargs,
                             const char *key, int objidx);
 void luaio__handle_open (lua_State *L);
@@ -251,27 +253,27 @@ void luaio__handle_open (lua_State *L);
 
 enum { E_TASK, E_CALL, E_FUTCB, E_REPORT, E_SIGNAL, E_ACCEPT, E_CCALL };
 
-typedef struct luaio_Entry {
+typedef struct Entry {
   int kind;
   int idx;
   void *p;
-} luaio_Entry;
+} Entry;
 
-typedef struct luaio_Timer {
+typedef struct TimerEntry {
   uint64_t when;
   uint64_t seq;
   void *p;
   int kind;                    /* E_TASK (a sleep) or E_CALL */
-} luaio_Timer;
+} TimerEntry;
 
-typedef struct luaio_Pooled {
+typedef struct Pooled {
   lua_State *co;
   int slot;                    /* its anchor */
-} luaio_Pooled;
+} Pooled;
 
 struct luaio_Runtime {
   lua_State *S;                /* the scheduler's own thread */
-  luaio_State *G;
+  GState *G;
   luaio_Runtime *next;         /* in G->open */
   unsigned id;
   uv_loop_t *loop;
@@ -284,20 +286,20 @@ struct luaio_Runtime {
   int idle_on, timer_on, sigint_on;
   int open_handles;            /* of the above, not yet closed */
   /* the ready queue: a ring (capacity 0 or a power of two) */
-  luaio_Entry *q;
+  Entry *q;
   size_t qhead, qlen, qcap;
   /* the timer heap */
-  luaio_Timer *heap;
+  TimerEntry *heap;
   size_t nheap, heapcap;
   uint64_t timer_seq;
   /* clock */
   int virtual_clock;
   uint64_t vnow;
   /* the running task, and the thread a suspension must start from */
-  luaio_Task *current;
+  Task *current;
   lua_State *running;
-  luaio_Task *tasks;           /* pending tasks (a list) */
-  luaio_Task *main;
+  Task *tasks;           /* pending tasks (a list) */
+  Task *main;
   /* counters: live objects, for tests and leak checks */
   lua_Integer ntasks, task_counter, nhandles, nrequests, nreports;
   /* Lua-side state: refs into the registry */
@@ -308,7 +310,7 @@ struct luaio_Runtime {
   /* coroutines of finished tasks, for reuse: each keeps the anchor it got
      when first pooled, also while a task runs on it (so taking and
      returning one touches no table); pool_idle lists the free ones */
-  luaio_Pooled *pool_idle;
+  Pooled *pool_idle;
   int pool_n;                  /* idle */
   int pool_owned;              /* anchored, idle or running a task */
   /* flags */
@@ -342,7 +344,7 @@ struct luaio_Runtime {
 /* runtime.c */
 luaio_Runtime *luaio__rt (lua_State *L);          /* running one or NULL */
 luaio_Runtime *luaio__need_rt (lua_State *L, const char *fname);
-luaio_Runtime *luaio__find_rt (luaio_State *G, unsigned id);
+luaio_Runtime *luaio__find_rt (GState *G, unsigned id);
 luaio_Runtime *luaio__checkloop (lua_State *L, int idx);
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);
 void luaio__free_runtime (lua_State *L, luaio_Runtime *rt);
@@ -360,7 +362,7 @@ void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx);
 void luaio__sched_init (luaio_Runtime *rt);
 void luaio__kick (luaio_Runtime *rt);
 int luaio__want_pass (luaio_Runtime *rt);
-int luaio__run_until (lua_State *L, luaio_Runtime *rt, luaio_Task *main);
+int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main);
 void luaio__shutdown (lua_State *L, luaio_Runtime *rt);
 
 /* timer.c */
@@ -430,37 +432,37 @@ int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 ** in for it in a build without OpenSSL.
 */
 #define LUAIO_TLS_ABI 1
-#define LUAIO_TLSCORE "luaio.tlscore"   /* registry: light luaio_TlsCore */
+#define LUAIO_TLSCORE "luaio.tlscore"   /* registry: light TlsCore */
 #define LUAIO_TLS_CLOSED (-1)   /* ops->read: the peer's close_notify */
 #define LUAIO_TLS_FAILED (-2)   /* ops->read: the session failed */
 #define LUAIO_ETLS (-100000)    /* a stream error whose reason is in its Tls */
 
-typedef struct luaio_Tls luaio_Tls;
+typedef struct Tls Tls;
 
-struct luaio_TlsOps {                  /* the engine, for stream.c */
+struct TlsOps {                  /* the engine, for stream.c */
   int abi;
-  luaio_Tls *(*create) (lua_State *L, int ctx, int server,
+  Tls *(*create) (lua_State *L, int ctx, int server,
                         const char *hostname, void *stream,
                         const char *fname);
-  void (*destroy) (luaio_Tls *t);
-  int (*feed) (luaio_Tls *t, const char *p, size_t n);
-  int (*handshake) (luaio_Tls *t);     /* 1 done, 0 more input, -1 failed */
-  int (*done) (luaio_Tls *t);
-  long (*read) (luaio_Tls *t, char *out, size_t cap);
-  int (*write) (luaio_Tls *t, const char *p, size_t n);
-  void (*shutdown) (luaio_Tls *t);
-  int (*eof) (luaio_Tls *t);
-  int (*error) (lua_State *L, luaio_Tls *t, const char *fname);
-  int (*info) (lua_State *L, luaio_Tls *t, const char *what);
+  void (*destroy) (Tls *t);
+  int (*feed) (Tls *t, const char *p, size_t n);
+  int (*handshake) (Tls *t);     /* 1 done, 0 more input, -1 failed */
+  int (*done) (Tls *t);
+  long (*read) (Tls *t, char *out, size_t cap);
+  int (*write) (Tls *t, const char *p, size_t n);
+  void (*shutdown) (Tls *t);
+  int (*eof) (Tls *t);
+  int (*error) (lua_State *L, Tls *t, const char *fname);
+  int (*info) (lua_State *L, Tls *t, const char *what);
 };
 
-typedef struct luaio_TlsCore {         /* the core, for the engine */
+typedef struct TlsCore {         /* the core, for the engine */
   int abi;
   void (*new_error) (lua_State *L, const char *cls, const char *msg,
                      int traceback);
   void (*stream_out) (void *stream, const char *p, size_t n);
-  void (*set_ops) (lua_State *L, const luaio_TlsOps *ops);
-} luaio_TlsCore;
+  void (*set_ops) (lua_State *L, const TlsOps *ops);
+} TlsCore;
 
 void luaio__tls_link_open (lua_State *L);   /* tls_link.c */
 void luaio__stream_tls_out (void *stream, const char *p, size_t n);

@@ -30,7 +30,7 @@ typedef struct Proc {
   int exited, open, refs;
   int64_t status;
   int signal;
-  luaio_WaitList waiters;
+  WaitList waiters;
 } Proc;
 
 typedef struct PBox { Proc *p; } PBox;
@@ -108,7 +108,7 @@ static int wait_k (lua_State *L, int status, lua_KContext ctx) {
 /* wait() -> exit code (minus the signal number if a signal killed it) */
 static int p_wait (lua_State *L) {
   Proc *p = checkproc(L);
-  luaio_Task *t;
+  Task *t;
   if (p->exited) return push_code(L, p);
   t = luaio__check_suspend(L, "wait");
   return luaio__park(L, t, &p->waiters, NULL, "process wait", p, 0, wait_k);

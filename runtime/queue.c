@@ -50,8 +50,8 @@ typedef struct Queue {
   lua_Integer unfinished;      /* put and not yet task_done */
   int inl;                     /* FIFO ring in user values INL.., 0: none */
   unsigned loop_id;
-  luaio_State *G;              /* of the Lua state that made it */
-  luaio_WaitList getters, putters, joiners;
+  GState *G;              /* of the Lua state that made it */
+  WaitList getters, putters, joiners;
 } Queue;
 
 #define ITEMS 1
@@ -93,12 +93,12 @@ static void bind_loop (lua_State *L, Queue *q, luaio_Runtime *rt, const char *f)
 }
 
 /* Wakes the first task of wl, if any. */
-static void wake_next (luaio_WaitList *wl) {
-  luaio_Task *t = wl->head;
+static void wake_next (WaitList *wl) {
+  Task *t = wl->head;
   if (t != NULL) luaio__wake(t->rt, t);
 }
 
-static void wake_all (luaio_WaitList *wl) {
+static void wake_all (WaitList *wl) {
   while (wl->head != NULL) wake_next(wl);
 }
 
@@ -304,7 +304,7 @@ static int put_k (lua_State *L, int status, lua_KContext ctx);
 static int get_k (lua_State *L, int status, lua_KContext ctx);
 
 /* The task running a queue call, else the outside-a-task error. */
-static luaio_Runtime *need_task (lua_State *L, luaio_State *G,
+static luaio_Runtime *need_task (lua_State *L, GState *G,
                                  const char *fname) {
   luaio_Runtime *rt = G->rt;
   if (rt == NULL || rt->current == NULL)
@@ -316,7 +316,7 @@ static luaio_Runtime *need_task (lua_State *L, luaio_State *G,
 ** In a continuation: the task the scheduler resumed (luaio__resumed_task
 ** without the upvalue lookup: the queue knows its state).
 */
-static luaio_Task *resumed (lua_State *L, Queue *q) {
+static Task *resumed (lua_State *L, Queue *q) {
   luaio_Runtime *rt = q->G->rt;
   if (rt == NULL || L != rt->running)
     luaL_error(L, "a suspended luaio call was resumed by something other "
@@ -327,7 +327,7 @@ static luaio_Task *resumed (lua_State *L, Queue *q) {
 /* put(x): waits while the queue is full. */
 static int put_loop (lua_State *L, Queue *q, int ud) {
   if (full(q)) {
-    luaio_Task *t;
+    Task *t;
     if (q->shutdown)
       return luaio__error(L, "QueueShutDown", "the queue is shut down");
     t = luaio__check_suspend_G(L, q->G, "put");
@@ -340,7 +340,7 @@ static int put_loop (lua_State *L, Queue *q, int ud) {
 
 static int put_k (lua_State *L, int status, lua_KContext ctx) {
   Queue *q = (Queue *)ctx;
-  luaio_Task *t = resumed(L, q);
+  Task *t = resumed(L, q);
   (void)status;
   if (t->must_cancel) {
     if (!t->aborted && !full(q)) wake_next(&q->putters);  /* pass it on */
@@ -360,7 +360,7 @@ static int q_put (lua_State *L) {
 /* get(): waits while the queue is empty. */
 static int get_loop (lua_State *L, Queue *q, int ud) {
   if (q->n == 0) {
-    luaio_Task *t;
+    Task *t;
     if (q->shutdown)
       return luaio__error(L, "QueueShutDown", "the queue is shut down");
     t = luaio__check_suspend_G(L, q->G, "get");
@@ -373,7 +373,7 @@ static int get_loop (lua_State *L, Queue *q, int ud) {
 
 static int get_k (lua_State *L, int status, lua_KContext ctx) {
   Queue *q = (Queue *)ctx;
-  luaio_Task *t = resumed(L, q);
+  Task *t = resumed(L, q);
   (void)status;
   if (t->must_cancel) {
     if (!t->aborted && q->n > 0) wake_next(&q->getters);  /* pass it on */
@@ -399,7 +399,7 @@ static int join_k (lua_State *L, int status, lua_KContext ctx) {
 static int q_join (lua_State *L) {
   int ud;
   Queue *q = checkq(L, &ud);
-  luaio_Task *t;
+  Task *t;
   if (q->unfinished == 0) {
     need_task(L, q->G, "join");
     return 0;

@@ -19,7 +19,7 @@
 
 #include "internal.h"
 
-static const char GKEY = 'G';       /* registry: the luaio_State */
+static const char GKEY = 'G';       /* registry: the GState */
 static const char DISPATCHKEY = 'D';  /* registry: Lua report dispatcher */
 
 
@@ -32,7 +32,7 @@ static const char DISPATCHKEY = 'D';  /* registry: Lua report dispatcher */
 ** loop, to the host that closes it).
 */
 static int state_gc (lua_State *L) {
-  luaio_State *G = (luaio_State *)lua_touserdata(L, 1);
+  GState *G = (GState *)lua_touserdata(L, 1);
   luaio_Runtime *rt;
   for (rt = G->open; rt != NULL; rt = rt->next) {
     rt->closed = 1;
@@ -49,15 +49,15 @@ static int state_gc (lua_State *L) {
   return 0;
 }
 
-luaio_State *luaio__state (lua_State *L) {
-  luaio_State *G;
+GState *luaio__state (lua_State *L) {
+  GState *G;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GKEY) == LUA_TUSERDATA) {
-    G = (luaio_State *)lua_touserdata(L, -1);
+    G = (GState *)lua_touserdata(L, -1);
     lua_pop(L, 1);
     return G;
   }
   lua_pop(L, 1);
-  G = (luaio_State *)lua_newuserdatauv(L, sizeof(luaio_State), 0);
+  G = (GState *)lua_newuserdatauv(L, sizeof(GState), 0);
   memset(G, 0, sizeof(*G));
   G->next_id = 1;
   lua_newtable(L);
@@ -86,7 +86,7 @@ void *luaio__checkudata (lua_State *L, int idx, const void *mt,
 }
 
 void luaio__setfuncs (lua_State *L, const luaL_Reg *l) {
-  luaio_State *G = luaio__state(L);
+  GState *G = luaio__state(L);
   lua_pushlightuserdata(L, G);
   luaL_setfuncs(L, l, 1);
 }
@@ -105,7 +105,7 @@ luaio_Runtime *luaio__need_rt (lua_State *L, const char *fname) {
   return rt;
 }
 
-luaio_Runtime *luaio__find_rt (luaio_State *G, unsigned id) {
+luaio_Runtime *luaio__find_rt (GState *G, unsigned id) {
   luaio_Runtime *rt;
   for (rt = G->open; rt != NULL; rt = rt->next)
     if (rt->id == id) return rt;
@@ -154,7 +154,7 @@ static int slot_room (luaio_Runtime *rt, int n) {
 ** claimed, else past the border.  Never luaL_ref's free-list head
 ** (LUA_RIDX_LAST + 1), which is nil until its first use.
 */
-static int free_key (lua_State *L, luaio_State *G) {
+static int free_key (lua_State *L, GState *G) {
   int k = G->next_key, n;
   for (;;) {
     if (k <= LUA_RIDX_LAST + 1) k = LUA_RIDX_LAST + 2;
@@ -170,7 +170,7 @@ static int free_key (lua_State *L, luaio_State *G) {
 
 /* Keeps the value on top alive in a slot; pops it. */
 int luaio__anchor (lua_State *L, luaio_Runtime *rt) {
-  luaio_State *G = rt->G;
+  GState *G = rt->G;
   int slot;
   if (lua_isnil(L, -1)) {              /* (no caller does; a nil slot would
                                           be taken again by free_key) */
@@ -205,7 +205,7 @@ void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot) {
 /* The runtime is being freed: its slots, emptied, go to the state's pool
    (or back to luaL_ref's free list if the pool cannot grow). */
 static void free_slots (lua_State *L, luaio_Runtime *rt) {
-  luaio_State *G = rt->G;
+  GState *G = rt->G;
   int i;
   if (G->npool + rt->nslots > G->poolcap) {
     int cap = G->npool + rt->nslots;
@@ -377,7 +377,7 @@ static int core_new_loop (lua_State *L) {
 ** object.  Raises on failure.
 */
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop) {
-  luaio_State *G = luaio__state(L);
+  GState *G = luaio__state(L);
   luaio_Runtime *rt;
   LoopBox *box;
   box = (LoopBox *)lua_newuserdatauv(L, sizeof(LoopBox), 1);
@@ -446,8 +446,8 @@ static int may_nest (luaio_Runtime *outer) {
 /* loop:_run(fn, ...) -> results of fn run as the main task. */
 static int loop_run (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
-  luaio_State *G = luaio__G(L);
-  luaio_Task *main;
+  GState *G = luaio__G(L);
+  Task *main;
   int n = lua_gettop(L) - 2, base;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (rt->closing) return luaL_error(L, "aio.run: the event loop is closing");
@@ -618,7 +618,7 @@ static int core_time (lua_State *L) {
 ** task still running in it keeps the old one, stored in the task now.
 */
 static void keep_loop_context (lua_State *L, luaio_Runtime *rt) {
-  luaio_Task *t;
+  Task *t;
   luaL_checkstack(L, 3, NULL);
   lua_getfield(L, -1, "context");
   for (t = rt->tasks; t != NULL; t = t->next) {
@@ -638,7 +638,7 @@ static void keep_loop_context (lua_State *L, luaio_Runtime *rt) {
 */
 static int core_context (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "context");
-  luaio_Task *t = rt->current;
+  Task *t = rt->current;
   int set = lua_gettop(L) >= 1;
   if (set) luaL_checktype(L, 1, LUA_TTABLE);
   if (t != NULL && (t->own_ctx || set)) {

@@ -25,7 +25,7 @@ static void on_idle (uv_idle_t *h);
 
 static int grow_queue (luaio_Runtime *rt) {
   size_t cap = rt->qcap ? rt->qcap * 2 : 256, i;
-  luaio_Entry *q = (luaio_Entry *)malloc(cap * sizeof(luaio_Entry));
+  Entry *q = (Entry *)malloc(cap * sizeof(Entry));
   if (q == NULL) return 0;
   for (i = 0; i < rt->qlen; i++)
     q[i] = rt->q[(rt->qhead + i) % rt->qcap];
@@ -46,7 +46,7 @@ static void start_idle (luaio_Runtime *rt) {
 
 /* Appends an entry; starts the idle handle so the loop drains it. */
 void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx) {
-  luaio_Entry *e;
+  Entry *e;
   if (rt->qlen == rt->qcap && !grow_queue(rt)) {
     fprintf(stderr, "luaio: out of memory for the ready queue\n");
     abort();
@@ -59,8 +59,8 @@ void luaio__schedule (luaio_Runtime *rt, int kind, void *p, int idx) {
   if (!rt->closed) start_idle(rt);
 }
 
-static luaio_Entry pop_entry (luaio_Runtime *rt) {
-  luaio_Entry e = rt->q[rt->qhead];
+static Entry pop_entry (luaio_Runtime *rt) {
+  Entry e = rt->q[rt->qhead];
   rt->qhead = (rt->qhead + 1) & (rt->qcap - 1);
   rt->qlen--;
   return e;
@@ -69,7 +69,7 @@ static luaio_Entry pop_entry (luaio_Runtime *rt) {
 
 /* ---------------------------------------------------------- park/wake */
 
-void luaio__waitlist_push (luaio_WaitList *wl, luaio_Task *t) {
+void luaio__waitlist_push (WaitList *wl, Task *t) {
   t->wnext = NULL;
   t->wprev = wl->tail;
   if (wl->tail) wl->tail->wnext = t;
@@ -78,7 +78,7 @@ void luaio__waitlist_push (luaio_WaitList *wl, luaio_Task *t) {
   t->wlist = wl;
 }
 
-void luaio__waitlist_remove (luaio_WaitList *wl, luaio_Task *t) {
+void luaio__waitlist_remove (WaitList *wl, Task *t) {
   if (t->wprev) t->wprev->wnext = t->wnext;
   else wl->head = t->wnext;
   if (t->wnext) t->wnext->wprev = t->wprev;
@@ -88,7 +88,7 @@ void luaio__waitlist_remove (luaio_WaitList *wl, luaio_Task *t) {
 }
 
 /* Forgets what a task waits on (wait list and timer). */
-void luaio__unpark (luaio_Task *t) {
+void luaio__unpark (Task *t) {
   if (t->wlist != NULL) luaio__waitlist_remove(t->wlist, t);
   if (t->heap > 0) luaio__heap_remove(t->rt, t->heap - 1);
   t->abort = NULL;
@@ -97,7 +97,7 @@ void luaio__unpark (luaio_Task *t) {
 }
 
 /* Schedules a parked task to resume; anything else is left alone. */
-void luaio__wake (luaio_Runtime *rt, luaio_Task *t) {
+void luaio__wake (luaio_Runtime *rt, Task *t) {
   if (t->tstate != T_PARKED) return;
   luaio__unpark(t);
   t->tstate = T_SCHEDULED;
@@ -105,7 +105,7 @@ void luaio__wake (luaio_Runtime *rt, luaio_Task *t) {
 }
 
 /* The core of cancel() for a parked task. */
-static void cancel_parked (lua_State *L, luaio_Task *t) {
+static void cancel_parked (lua_State *L, Task *t) {
   if (t->abort != NULL && t->abort(L, t->rt, t))
     return;                   /* the hook arranged the wake-up */
   t->must_cancel = 1;
@@ -113,7 +113,7 @@ static void cancel_parked (lua_State *L, luaio_Task *t) {
   luaio__wake(t->rt, t);
 }
 
-int luaio__task_cancel (lua_State *L, luaio_Task *t, int msgidx) {
+int luaio__task_cancel (lua_State *L, Task *t, int msgidx) {
   if (t->tstate == T_DONE) return 0;
   t->cancelling++;
   if (msgidx != 0 || t->has_extras) {
@@ -167,12 +167,12 @@ static const char *boundary_name (lua_State *L) {
 ** task, a thread the scheduler (or luaio's coroutine.resume) resumed, and
 ** no C call on the way that forbids a yield.  Returns the task.
 */
-luaio_Task *luaio__check_suspend (lua_State *L, const char *fname) {
+Task *luaio__check_suspend (lua_State *L, const char *fname) {
   return luaio__check_suspend_G(L, luaio__G(L), fname);
 }
 
 /* The same, for a caller that has the state G at hand. */
-luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
+Task *luaio__check_suspend_G (lua_State *L, GState *G,
                                     const char *fname) {
   luaio_Runtime *rt = G->rt;
   if (rt == NULL || rt->current == NULL)
@@ -199,8 +199,8 @@ luaio_Task *luaio__check_suspend_G (lua_State *L, luaio_State *G,
 ** hook, recording what it waits on; then yields to the scheduler.  The
 ** continuation k must call luaio__resumed first.
 */
-int luaio__park (lua_State *L, luaio_Task *t, luaio_WaitList *wl,
-                 luaio_Abort abort, const char *what, const void *obj,
+int luaio__park (lua_State *L, Task *t, WaitList *wl,
+                 AbortFn abort, const char *what, const void *obj,
                  lua_KContext ctx, lua_KFunction k) {
   t->abort = abort;
   t->what = what;
@@ -228,7 +228,7 @@ int luaio__can_suspend (lua_State *L) {
 ** In a continuation: checks that the scheduler resumed us and returns the
 ** task, leaving a pending cancellation (t->must_cancel) to the caller.
 */
-static luaio_Task *resumed_task (lua_State *L, luaio_State *G) {
+static Task *resumed_task (lua_State *L, GState *G) {
   luaio_Runtime *rt = G->rt;
   if (rt == NULL || L != rt->running)
     luaL_error(L, "a suspended luaio call was resumed by something other "
@@ -236,7 +236,7 @@ static luaio_Task *resumed_task (lua_State *L, luaio_State *G) {
   return rt->current;
 }
 
-luaio_Task *luaio__resumed_task (lua_State *L) {
+Task *luaio__resumed_task (lua_State *L) {
   return resumed_task(L, luaio__G(L));
 }
 
@@ -246,12 +246,12 @@ void luaio__resumed (lua_State *L) {
 }
 
 /* The same, given the per-state context (no upvalue look-up). */
-void luaio__resumed_G (lua_State *L, luaio_State *G) {
+void luaio__resumed_G (lua_State *L, GState *G) {
   luaio__raise_cancel(L, resumed_task(L, G));
 }
 
 /* Raises t's pending cancellation (with its message), if any. */
-int luaio__raise_cancel (lua_State *L, luaio_Task *t) {
+int luaio__raise_cancel (lua_State *L, Task *t) {
   luaio_Runtime *rt = t->rt;
   if (t->must_cancel) {
     int top = lua_gettop(L);
@@ -293,18 +293,18 @@ static void deliver_report (lua_State *S, luaio_Runtime *rt) {
   else lua_pop(S, 1);
 }
 
-static void run_entry (lua_State *S, luaio_Runtime *rt, luaio_Entry *e) {
+static void run_entry (lua_State *S, luaio_Runtime *rt, Entry *e) {
   switch (e->kind) {
     case E_TASK: {
-      luaio_Task *t = (luaio_Task *)e->p;
+      Task *t = (Task *)e->p;
       if (t->tstate == T_NEW || t->tstate == T_SCHEDULED) luaio__step(rt, t);
       break;
     }
     case E_CALL:
-      luaio__run_handle(S, rt, (luaio_Handle *)e->p);
+      luaio__run_handle(S, rt, (Handle *)e->p);
       break;
     case E_FUTCB:
-      luaio__run_future_callback(S, rt, (luaio_Future *)e->p, e->idx);
+      luaio__run_future_callback(S, rt, (Future *)e->p, e->idx);
       break;
     case E_REPORT:
       deliver_report(S, rt);
@@ -333,7 +333,7 @@ static int drain (lua_State *S) {
     if (n == 0) break;
     ran += n;
     while (n-- > 0) {
-      luaio_Entry e = pop_entry(rt);
+      Entry e = pop_entry(rt);
       run_entry(S, rt, &e);
       if (lua_gettop(S) != base) lua_settop(S, base);
     }
@@ -478,8 +478,8 @@ static void unwatch_sigint (luaio_Runtime *rt) {
 ** Runs the loop until task main is done.  Returns 0, or 1 with an error
 ** value pushed (the scheduler failed, a deadlock, or Ctrl-C).
 */
-int luaio__run_until (lua_State *L, luaio_Runtime *rt, luaio_Task *main) {
-  luaio_State *G = rt->G;
+int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main) {
+  GState *G = rt->G;
   luaio_Runtime *saved = G->rt;
   int watched, status = 0;
   G->rt = rt;
@@ -523,7 +523,7 @@ int luaio__run_until (lua_State *L, luaio_Runtime *rt, luaio_Task *main) {
 }
 
 /* Closes what is left of a task that would not finish. */
-static void abandon (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static void abandon (lua_State *L, luaio_Runtime *rt, Task *t) {
   int top = lua_gettop(L);
   lua_createtable(L, 0, 4);
   lua_pushliteral(L, "Task was destroyed but it is pending!");
@@ -547,9 +547,9 @@ static void on_guard (uv_timer_t *h) { (void)h; }
 ** errors, close every handle, close the loop.
 */
 void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
-  luaio_State *G = rt->G;
+  GState *G = rt->G;
   luaio_Runtime *saved = G->rt;
-  luaio_Task *t;
+  Task *t;
   uint64_t deadline;
   int top = lua_gettop(L);
   rt->closing = 1;
@@ -582,7 +582,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   }
   lua_pushnil(L);
   while (lua_next(L, -2) != 0) {
-    luaio_Future *f = luaio__tofuture(L, rt->G, -2);
+    Future *f = luaio__tofuture(L, rt->G, -2);
     lua_pop(L, 1);
     if (f != NULL && !f->retrieved) {
       f->retrieved = 1;
@@ -594,8 +594,8 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
       lua_setfield(L, -2, "exception");
       lua_pushvalue(L, -2);
       lua_setfield(L, -2, f->is_task ? "task" : "future");
-      if (f->is_task && ((luaio_Task *)f)->has_extras) {
-        luaio__extras(L, (luaio_Task *)f, -2);
+      if (f->is_task && ((Task *)f)->has_extras) {
+        luaio__extras(L, (Task *)f, -2);
         lua_getfield(L, -1, "traceback");
         lua_setfield(L, -3, "traceback");
         lua_pop(L, 1);

@@ -202,8 +202,7 @@ void luaio__close_signals (luaio_Runtime *rt) {
 */
 static int l_ignore_sigpipe (lua_State *L) {
   struct sigaction cur;
-  lua_getfield(L, LUA_REGISTRYINDEX, "luaio.embedded");
-  if (!lua_toboolean(L, -1) && sigaction(SIGPIPE, NULL, &cur) == 0 &&
+  if (!luaio__state(L)->embedded && sigaction(SIGPIPE, NULL, &cur) == 0 &&
       cur.sa_handler == SIG_DFL)
     signal(SIGPIPE, SIG_IGN);
   return 0;

@@ -79,19 +79,19 @@ typedef struct Stream {
   char *buf;
   size_t off, len, cap, limit;
   int reading, eof, rerr;
-  luaio_WaitList readers;
+  WaitList readers;
   size_t want;                 /* bytes a waiting readexactly needs */
   /* writing */
   size_t wbuf, high, low;
   int werr, eof_sent;
-  luaio_WaitList drainers, closers;
+  WaitList drainers, closers;
   /* peername and sockname, kept from the start (asyncio caches them) */
   struct sockaddr_storage peer, sock;
   int has_names;
   /* TLS (tls.c): the buffer holds plaintext; NULL for plain streams */
-  luaio_Tls *tls;
-  const luaio_TlsOps *tlsops;
-  luaio_WaitList handshakers;
+  Tls *tls;
+  const TlsOps *tlsops;
+  WaitList handshakers;
   /* writes coalesced for the end of the pass (on rt->coalesced) */
   char *pend;
   size_t npend, pendcap;
@@ -115,7 +115,7 @@ struct Server {
   int anchor;                  /* the Lua server, while it listens */
   int nconns;                  /* its connections still open */
   size_t limit;
-  luaio_WaitList closers, forever;
+  WaitList closers, forever;
 };
 
 /*
@@ -149,11 +149,11 @@ static void unlink_node (luaio_Runtime *rt, Node *n) {
   rt->open_handles--;
 }
 
-static void wake_all (luaio_WaitList *wl) {
+static void wake_all (WaitList *wl) {
   while (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
 }
 
-static void wake_first (luaio_WaitList *wl) {
+static void wake_first (WaitList *wl) {
   if (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
 }
 
@@ -410,7 +410,7 @@ static void check_rerr (lua_State *L, Stream *s, const char *fname) {
 /* Parks the calling task until more data or EOF; k retries. */
 static int wait_data (lua_State *L, Stream *s, const char *fname,
                       lua_KContext ctx, lua_KFunction k) {
-  luaio_Task *t;
+  Task *t;
   if (s->readers.head != NULL)
     return luaL_error(L, "%s: another task is already reading from this "
                       "stream", fname);
@@ -855,7 +855,7 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx);
 /* drain(): waits while more than the high-water mark is queued. */
 static int w_drain (lua_State *L) {
   Stream *s = checkwriter(L);
-  luaio_Task *t;
+  Task *t;
   if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
   if (!s->open && s->wbuf > 0)
     return luaio__oserror(L, UV_EPIPE, "drain");
@@ -870,7 +870,7 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx) {
   luaio__resumed(L);
   if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
   if (s->wbuf > s->low && s->open) {
-    luaio_Task *t = luaio__check_suspend(L, "drain");
+    Task *t = luaio__check_suspend(L, "drain");
     return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
   }
   return 0;
@@ -925,7 +925,7 @@ static int closed_k (lua_State *L, int status, lua_KContext ctx) {
 /* wait_closed(): until the socket is closed. */
 static int w_wait_closed (lua_State *L) {
   Stream *s = checkwriter(L);
-  luaio_Task *t;
+  Task *t;
   if (!s->open) return 0;
   t = luaio__check_suspend(L, "wait_closed");
   return luaio__park(L, t, &s->closers, NULL, "wait_closed", s, 0, closed_k);
@@ -1028,7 +1028,7 @@ static int w_tls_wrap (lua_State *L) {
   const char *host = luaL_optstring(L, 3, NULL);
   const char *fname = luaL_optstring(L, 4, "start_tls");
   int server = lua_isnoneornil(L, 5) ? s->server != NULL : lua_toboolean(L, 5);
-  const luaio_TlsOps *ops = luaio__G(L)->tls_ops;
+  const TlsOps *ops = luaio__G(L)->tls_ops;
   if (ops == NULL)                     /* (no context can exist then) */
     return luaL_error(L, "%s: TLS is not loaded (require \"luaio.tls\")", fname);
   if (s->tls != NULL)
@@ -1047,7 +1047,7 @@ static int handshake_k (lua_State *L, int status, lua_KContext ctx);
 
 /* Raises if the handshake failed, parks until it ends, or returns. */
 static int handshake_wait (lua_State *L, Stream *s, const char *fname) {
-  luaio_Task *t;
+  Task *t;
   if (s->tlsops->done(s->tls)) return 0;
   if (s->rerr != 0) return stream_error(L, s, s->rerr, fname);
   if (s->closing || !s->open)
@@ -1202,7 +1202,7 @@ void luaio__stream_discard (void *p) {
 typedef struct Connect {
   uv_connect_t req;
   Stream *s;
-  luaio_Task *t;               /* NULL once the task gave up */
+  Task *t;               /* NULL once the task gave up */
   int status;
   int done;
 } Connect;
@@ -1216,7 +1216,7 @@ static void on_connect (uv_connect_t *req, int status) {
 }
 
 /* Cancelled while connecting: close the socket; the request frees itself. */
-static int connect_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int connect_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   Connect *c = (Connect *)t->wobj;
   (void)L; (void)rt;
   c->t = NULL;
@@ -1227,7 +1227,7 @@ static int connect_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
 
 static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   Connect *c = (Connect *)ctx;
-  luaio_Task *t = luaio__resumed_task(L);
+  Task *t = luaio__resumed_task(L);
   Stream *s;
   (void)status;
   if (t->must_cancel && t->aborted) return luaio__raise_cancel(L, t);
@@ -1253,7 +1253,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
 
 static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
                           const char *path) {
-  luaio_Task *t = luaio__check_suspend(L, "connect");
+  Task *t = luaio__check_suspend(L, "connect");
   Connect *c = (Connect *)calloc(1, sizeof(Connect));
   int r;
   if (c == NULL) { close_now(s); return luaL_error(L, "not enough memory"); }
@@ -1473,7 +1473,7 @@ static int sv_wait_k (lua_State *L, int status, lua_KContext ctx) {
 /* wait_closed(): until it is closed and its connections are too. */
 static int sv_wait_closed (lua_State *L) {
   Server *sv = checkserver(L);
-  luaio_Task *t;
+  Task *t;
   if (!sv->closing || (!sv->open && sv->nconns == 0)) {
     if (!sv->closing) {                /* asyncio 3.12: wait for close() */
       t = luaio__check_suspend(L, "wait_closed");
@@ -1488,7 +1488,7 @@ static int sv_wait_closed (lua_State *L) {
 }
 
 /* Cancelling serve_forever closes the server (asyncio). */
-static int forever_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int forever_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   Server *sv = (Server *)t->wobj;
   (void)rt;
   if (server_close(sv) && sv->anchor) {
@@ -1501,7 +1501,7 @@ static int forever_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
 /* serve_forever(): until the server is closed or the task cancelled. */
 static int sv_serve_forever (lua_State *L) {
   Server *sv = checkserver(L);
-  luaio_Task *t;
+  Task *t;
   if (!sv->open || sv->closing) return 0;
   t = luaio__check_suspend(L, "serve_forever");
   return luaio__park(L, t, &sv->forever, forever_abort, "serve_forever", sv,

@@ -24,20 +24,20 @@
 
 /* ---------------------------------------------------------- access */
 
-luaio_Task *luaio__totask (lua_State *L, luaio_State *G, int idx) {
+Task *luaio__totask (lua_State *L, GState *G, int idx) {
   if (!luaio__hasmt(L, idx, G->mt_task)) return NULL;
-  return (luaio_Task *)lua_touserdata(L, idx);
+  return (Task *)lua_touserdata(L, idx);
 }
 
 /* Only from core functions: G is their upvalue 1. */
-luaio_Task *luaio__checktask (lua_State *L, int idx) {
-  luaio_Task *t = luaio__totask(L, luaio__G(L), idx);
+Task *luaio__checktask (lua_State *L, int idx) {
+  Task *t = luaio__totask(L, luaio__G(L), idx);
   if (t == NULL) luaL_typeerror(L, idx, "Task");
   return t;
 }
 
 /* Pushes the extras table of task t (at idx), making it if needed. */
-void luaio__extras (lua_State *L, luaio_Task *t, int idx) {
+void luaio__extras (lua_State *L, Task *t, int idx) {
   idx = lua_absindex(L, idx);
   if (t->has_extras) {
     lua_getiuservalue(L, idx, TASK_UV_EXTRAS);
@@ -54,7 +54,7 @@ void luaio__extras (lua_State *L, luaio_Task *t, int idx) {
 
 /* Message handler of task bodies: records where the error happened. */
 static int task_msgh (lua_State *co) {
-  luaio_State *G = luaio__state(co);
+  GState *G = luaio__state(co);
   luaio_Runtime *rt = G->rt;
   int match;
   if (luaio__is_cancelled(co, 1) || rt == NULL || rt->current == NULL)
@@ -90,7 +90,7 @@ static int task_msgh (lua_State *co) {
 }
 
 static int task_k (lua_State *co, int status, lua_KContext ctx) {
-  luaio_State *G = (luaio_State *)ctx;
+  GState *G = (GState *)ctx;
   if (status != LUA_OK && status != LUA_YIELD) {
     G->rt->body_failed = 1;
     return 1;                          /* the error value */
@@ -100,7 +100,7 @@ static int task_k (lua_State *co, int status, lua_KContext ctx) {
 
 /* task_main(G, fn, ...): the function every task coroutine starts with. */
 int luaio__task_main (lua_State *co) {
-  luaio_State *G = (luaio_State *)lua_touserdata(co, 1);
+  GState *G = (GState *)lua_touserdata(co, 1);
   int n = lua_gettop(co) - 2;
   lua_pushcfunction(co, task_msgh);
   lua_replace(co, 1);                  /* msgh, fn, ... */
@@ -113,13 +113,13 @@ int luaio__task_main (lua_State *co) {
 
 static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
                         int eager);
-static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from);
+static void step (luaio_Runtime *rt, Task *t, lua_State *from);
 
 /* Pushes a coroutine for task t: a pooled one, else a new one. */
 static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
-                                 luaio_Task *t) {
+                                 Task *t) {
   if (rt->pool_n > 0) {
-    luaio_Pooled e = rt->pool_idle[--rt->pool_n];
+    Pooled e = rt->pool_idle[--rt->pool_n];
     lua_State *co = e.co;
     t->slot = e.slot;
     lua_pushthread(co);
@@ -155,13 +155,13 @@ int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n) {
 */
 static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
                         int eager) {
-  luaio_Task *t;
+  Task *t;
   lua_State *co;
   int tidx;
   fidx = lua_absindex(L, fidx);
   check_callable(L, fidx);
   if (rt->closed) return luaL_error(L, "create_task: the event loop is closed");
-  t = (luaio_Task *)lua_newuserdatauv(L, sizeof(luaio_Task), TASK_NUV);
+  t = (Task *)lua_newuserdatauv(L, sizeof(Task), TASK_NUV);
   memset(t, 0, sizeof(*t));
   tidx = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->G->ref_taskmt);
@@ -216,7 +216,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
 
 /* ---------------------------------------------------------- the end */
 
-static void unlink_task (luaio_Runtime *rt, luaio_Task *t) {
+static void unlink_task (luaio_Runtime *rt, Task *t) {
   if (t->prev) t->prev->next = t->next;
   else rt->tasks = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -225,16 +225,16 @@ static void unlink_task (luaio_Runtime *rt, luaio_Task *t) {
 }
 
 /* Keeps t's finished coroutine co for the next task. */
-static void pool (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+static void pool (lua_State *S, luaio_Runtime *rt, Task *t,
                   lua_State *co) {
-  luaio_Pooled *e;
+  Pooled *e;
   if (rt->closing) return;
   lua_settop(co, 0);
   if (t->slot == 0) {                  /* not anchored yet */
     if (rt->pool_owned >= LUAIO_POOL_MAX) return;   /* the GC takes it */
     if (rt->pool_idle == NULL) {
-      rt->pool_idle = (luaio_Pooled *)malloc(LUAIO_POOL_MAX *
-                                             sizeof(luaio_Pooled));
+      rt->pool_idle = (Pooled *)malloc(LUAIO_POOL_MAX *
+                                             sizeof(Pooled));
       if (rt->pool_idle == NULL) return;
     }
     lua_pushthread(co);
@@ -248,7 +248,7 @@ static void pool (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
 }
 
 /* t's coroutine cannot be reused: its anchor, if any, is released. */
-static void unpool (lua_State *S, luaio_Runtime *rt, luaio_Task *t) {
+static void unpool (lua_State *S, luaio_Runtime *rt, Task *t) {
   if (t->slot == 0) return;
   luaio__unanchor(S, rt, t->slot);
   rt->pool_owned--;
@@ -258,7 +258,7 @@ static void unpool (lua_State *S, luaio_Runtime *rt, luaio_Task *t) {
 ** Ends task t with state st.  DONE: nres results on top of co; else the
 ** error value on top of S.  Releases the coroutine (pooled if reuse).
 */
-static void end_task (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
                       int st, int nres, int reuse) {
   lua_State *co = t->co;
   int tidx, top;
@@ -295,7 +295,7 @@ static void end_task (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
 }
 
 /* Ends t cancelled with a CancelledError carrying its cancel message. */
-static void end_cancelled (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+static void end_cancelled (lua_State *S, luaio_Runtime *rt, Task *t,
                            int reuse) {
   if (t->has_extras) {
     luaio__push_task(S, rt, t);
@@ -314,7 +314,7 @@ static void end_cancelled (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
 }
 
 /* Ends t with the error on top of co (moved to S). */
-static void end_failed (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
+static void end_failed (lua_State *S, luaio_Runtime *rt, Task *t,
                         int reuse) {
   lua_xmove(t->co, S, 1);
   end_task(S, rt, t, luaio__is_cancelled(S, -1) ? FUT_CANCELLED : FUT_FAILED,
@@ -322,7 +322,7 @@ static void end_failed (lua_State *S, luaio_Runtime *rt, luaio_Task *t,
 }
 
 /* Debug mode: reports a step that ran over LUAIO_SLOW_STEP ns. */
-static void slow_step (luaio_Runtime *rt, luaio_Task *t, uint64_t ns) {
+static void slow_step (luaio_Runtime *rt, Task *t, uint64_t ns) {
   lua_State *S = rt->S;
   int top = lua_gettop(S);
   if (ns < LUAIO_SLOW_STEP || !lua_checkstack(S, 4)) return;
@@ -347,9 +347,9 @@ static void slow_step (luaio_Runtime *rt, luaio_Task *t, uint64_t ns) {
 ** One step: resumes t and handles how it stopped.  Called from the drain,
 ** or (eager start) from a running task, whose state is saved around it.
 */
-static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
+static void step (luaio_Runtime *rt, Task *t, lua_State *from) {
   lua_State *S = rt->S, *co = t->co;
-  luaio_Task *saved = rt->current;
+  Task *saved = rt->current;
   lua_State *savedrun = rt->running;
   int savedfailed = rt->body_failed;
   int nargs, nres = 0, status, failed;
@@ -393,14 +393,14 @@ static void step (luaio_Runtime *rt, luaio_Task *t, lua_State *from) {
     end_failed(S, rt, t, status == LUA_OK);
 }
 
-void luaio__step (luaio_Runtime *rt, luaio_Task *t) {
+void luaio__step (luaio_Runtime *rt, Task *t) {
   step(rt, t, NULL);
 }
 
 /* Closes a task that would not finish (shutdown): its <close> handlers
    run but cannot suspend. */
-void luaio__task_kill (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
-  luaio_Task *saved = rt->current;
+void luaio__task_kill (lua_State *L, luaio_Runtime *rt, Task *t) {
+  Task *saved = rt->current;
   lua_State *co = t->co;
   (void)L;
   luaio__unpark(t);
@@ -420,7 +420,7 @@ void luaio__task_kill (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
 /* ---------------------------------------------------------- methods */
 
 static int t_cancel (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   lua_pushboolean(L, luaio__task_cancel(L, t, lua_isnoneornil(L, 2) ? 0 : 2));
   return 1;
 }
@@ -431,7 +431,7 @@ static int t_cancelling (lua_State *L) {
 }
 
 static int t_uncancel (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   if (t->cancelling > 0 && --t->cancelling == 0 && t->tstate != T_PARKED)
     t->must_cancel = 0;
   lua_pushinteger(L, t->cancelling);
@@ -439,7 +439,7 @@ static int t_uncancel (lua_State *L) {
 }
 
 static int t_get_name (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   if (t->has_extras) {
     luaio__extras(L, t, 1);
     if (lua_getfield(L, -1, "name") != LUA_TNIL) return 1;
@@ -449,7 +449,7 @@ static int t_get_name (lua_State *L) {
 }
 
 static int t_set_name (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   luaL_checkany(L, 2);
   luaio__extras(L, t, 1);
   luaL_tolstring(L, 2, NULL);
@@ -458,7 +458,7 @@ static int t_set_name (lua_State *L) {
 }
 
 static int t_get_coro (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   if (t->co == NULL) lua_pushnil(L);
   else lua_getiuservalue(L, 1, FUT_UV_RESULT);
   return 1;
@@ -467,7 +467,7 @@ static int t_get_coro (lua_State *L) {
 /* get_stack() -> traceback string of a suspended task, or of where a
    failed one failed; nil otherwise. */
 static int t_get_stack (lua_State *L) {
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   if (t->co != NULL && t->tstate != T_NEW && lua_status(t->co) == LUA_YIELD) {
     luaio__traceback(L, t->co, NULL, 0);
     return 1;
@@ -486,7 +486,7 @@ static int t_info (lua_State *L) {
   static const char *const names[] = {
     "new", "scheduled", "running", "waiting", "done"
   };
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   lua_pushinteger(L, t->id);
   lua_pushinteger(L, t->parent);
   lua_pushstring(L, names[t->tstate]);
@@ -506,7 +506,7 @@ static int t_set_exception (lua_State *L) {
 
 static int t_tostring (lua_State *L) {
   static const char *const names[] = {"pending", "done", "failed", "cancelled"};
-  luaio_Task *t = luaio__checktask(L, 1);
+  Task *t = luaio__checktask(L, 1);
   t_get_name(L);
   lua_pushfstring(L, "Task '%s': %s (%p)", lua_tostring(L, -1),
                   names[t->f.state], (void *)t);
@@ -524,7 +524,7 @@ static int l_current_task (lua_State *L) {
 /* aio.all_tasks() -> list of the running loop's pending tasks */
 static int l_all_tasks (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "all_tasks");
-  luaio_Task *t;
+  Task *t;
   int i = 0;
   lua_createtable(L, (int)rt->ntasks, 0);
   for (t = rt->tasks; t != NULL; t = t->next) {

@@ -260,7 +260,7 @@ static void put_state (lua_State *W) {
 typedef struct Work {
   uv_work_t req;
   luaio_Runtime *rt;
-  luaio_Task *t;               /* NULL once abandoned */
+  Task *t;               /* NULL once abandoned */
   Buf fn, args, res;
   int ok;                      /* res holds results (1) or the error (0) */
   int cancelled;
@@ -350,7 +350,7 @@ static void after_cb (uv_work_t *req, int status) {
   luaio__wake(w->rt, w->t);
 }
 
-static int work_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int work_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   Work *w = (Work *)t->wobj;
   (void)L; (void)rt;
   w->t = NULL;                         /* after_cb frees it */
@@ -360,7 +360,7 @@ static int work_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
 
 static int work_k (lua_State *L, int status, lua_KContext ctx) {
   Work *w = (Work *)ctx;
-  luaio_Task *t = luaio__resumed_task(L);
+  Task *t = luaio__resumed_task(L);
   int n;
   (void)status;
   if (t->must_cancel) {
@@ -397,7 +397,7 @@ static int l_to_thread (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "to_thread");
   int n = lua_gettop(L) - 1, i, which;
   const char *name, *err;
-  luaio_Task *t;
+  Task *t;
   Work *w;
   if (lua_iscfunction(L, 1))
     return luaio__argerror(L, 1, "to_thread", "Lua function expected, got "

@@ -47,17 +47,17 @@ int luaio__delay_ns (lua_State *L, int arg, const char *fname,
 
 /* ---------------------------------------------------------- the heap */
 
-static int earlier (const luaio_Timer *a, const luaio_Timer *b) {
+static int earlier (const TimerEntry *a, const TimerEntry *b) {
   return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
-static void place (luaio_Runtime *rt, size_t i, luaio_Timer e) {
+static void place (luaio_Runtime *rt, size_t i, TimerEntry e) {
   rt->heap[i] = e;
-  if (e.kind == E_TASK) ((luaio_Task *)e.p)->heap = (int)i + 1;
-  else ((luaio_Handle *)e.p)->heap = (int)i + 1;
+  if (e.kind == E_TASK) ((Task *)e.p)->heap = (int)i + 1;
+  else ((Handle *)e.p)->heap = (int)i + 1;
 }
 
-static void sift_up (luaio_Runtime *rt, size_t i, luaio_Timer e) {
+static void sift_up (luaio_Runtime *rt, size_t i, TimerEntry e) {
   while (i > 0) {
     size_t parent = (i - 1) / 2;
     if (!earlier(&e, &rt->heap[parent])) break;
@@ -67,7 +67,7 @@ static void sift_up (luaio_Runtime *rt, size_t i, luaio_Timer e) {
   place(rt, i, e);
 }
 
-static void sift_down (luaio_Runtime *rt, size_t i, luaio_Timer e) {
+static void sift_down (luaio_Runtime *rt, size_t i, TimerEntry e) {
   size_t n = rt->nheap;
   for (;;) {
     size_t c = 2 * i + 1;
@@ -82,10 +82,10 @@ static void sift_down (luaio_Runtime *rt, size_t i, luaio_Timer e) {
 
 /* Adds a deadline; returns 0 when out of memory. */
 int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p) {
-  luaio_Timer e;
+  TimerEntry e;
   if (rt->nheap == rt->heapcap) {
     size_t cap = rt->heapcap ? rt->heapcap * 2 : 256;
-    luaio_Timer *h = (luaio_Timer *)realloc(rt->heap, cap * sizeof(*h));
+    TimerEntry *h = (TimerEntry *)realloc(rt->heap, cap * sizeof(*h));
     if (h == NULL) return 0;
     rt->heap = h;
     rt->heapcap = cap;
@@ -101,9 +101,9 @@ int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p) {
 
 /* Removes the entry at pos (0-based) and clears its owner's index. */
 void luaio__heap_remove (luaio_Runtime *rt, int pos) {
-  luaio_Timer gone = rt->heap[pos], last;
-  if (gone.kind == E_TASK) ((luaio_Task *)gone.p)->heap = 0;
-  else ((luaio_Handle *)gone.p)->heap = 0;
+  TimerEntry gone = rt->heap[pos], last;
+  if (gone.kind == E_TASK) ((Task *)gone.p)->heap = 0;
+  else ((Handle *)gone.p)->heap = 0;
   last = rt->heap[--rt->nheap];
   if ((size_t)pos < rt->nheap) {
     if (pos > 0 && earlier(&last, &rt->heap[(pos - 1) / 2]))
@@ -117,9 +117,9 @@ void luaio__heap_remove (luaio_Runtime *rt, int pos) {
 int luaio__move_due (luaio_Runtime *rt, uint64_t now) {
   int n = 0;
   while (rt->nheap > 0 && rt->heap[0].when <= now) {
-    luaio_Timer e = rt->heap[0];
+    TimerEntry e = rt->heap[0];
     luaio__heap_remove(rt, 0);
-    if (e.kind == E_TASK) luaio__wake(rt, (luaio_Task *)e.p);
+    if (e.kind == E_TASK) luaio__wake(rt, (Task *)e.p);
     else luaio__schedule(rt, E_CALL, e.p, 0);
     n++;
   }
@@ -176,7 +176,7 @@ void luaio__arm_timer (luaio_Runtime *rt) {
 /* ---------------------------------------------------------- sleep */
 
 /* Abort hook of a sleeping task: drop its deadline. */
-static int sleep_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int sleep_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   (void)L;
   if (t->heap > 0) luaio__heap_remove(rt, t->heap - 1);
   return 0;
@@ -192,7 +192,7 @@ static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
 static int l_sleep (lua_State *L) {
   uint64_t ns = 0;
   int forever = luaio__delay_ns(L, 1, "sleep", &ns);
-  luaio_Task *t = luaio__check_suspend(L, "sleep");
+  Task *t = luaio__check_suspend(L, "sleep");
   luaio_Runtime *rt = t->rt;
   if (forever)
     return luaio__park(L, t, NULL, NULL, "sleep forever", NULL, 0, sleep_k);

@@ -4,8 +4,8 @@
 **
 ** Built as the module luaio.tls (the CLI loads it on first use) or linked
 ** into core.so / libluaio (luaio__tls_builtin preloads it); either way it
-** reaches the core only through luaio_TlsCore and serves stream.c through
-** luaio_TlsOps (internal.h).
+** reaches the core only through TlsCore and serves stream.c through
+** TlsOps (internal.h).
 **
 ** Ciphertext in: libuv reads into the stream's buffer exactly as for
 ** plain TCP; stream.c copies those bytes into a memory BIO and asks
@@ -62,7 +62,7 @@ static int checks_name (const Ctx *c) {
   return !c->server;
 }
 
-struct luaio_Tls {
+struct Tls {
   SSL *ssl;
   BIO *rbio;                   /* ciphertext read, not yet decrypted */
   int server, done, failed, shut;
@@ -75,7 +75,7 @@ struct luaio_Tls {
 
 
 /* The core's functions (from the registry, when the module is opened). */
-static const luaio_TlsCore *core;
+static const TlsCore *core;
 
 
 /* ---------------------------------------------------------- the output BIO */
@@ -190,7 +190,7 @@ static int ctx_error (lua_State *L, const char *fname, const char *what) {
 }
 
 /* Keeps the reason of a failure (an SSL call returned sslerr). */
-static void capture (luaio_Tls *t, int sslerr) {
+static void capture (Tls *t, int sslerr) {
   unsigned long e = ERR_peek_last_error();
   const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
   t->failed = 1;
@@ -205,7 +205,7 @@ static void capture (luaio_Tls *t, int sslerr) {
 }
 
 /* Raises the failure kept in t as SSLError from fname. */
-static int tls_error (lua_State *L, luaio_Tls *t, const char *fname) {
+static int tls_error (lua_State *L, Tls *t, const char *fname) {
   return raise_ssl(L, fname, t->lib ? t->lib : "SSL", t->text, NULL,
                    t->sslerr, t->verify_code);
 }
@@ -226,11 +226,11 @@ static Ctx *checkctx (lua_State *L, int idx) {
 ** A new engine for stream, on the context at ctxidx, for the given side;
 ** raises on misuse (a server without a certificate, no host name to check).
 */
-static luaio_Tls *tls_create (lua_State *L, int ctxidx, int server,
+static Tls *tls_create (lua_State *L, int ctxidx, int server,
                               const char *hostname, void *stream,
                               const char *fname) {
   Ctx *c = checkctx(L, ctxidx);
-  luaio_Tls *t;
+  Tls *t;
   BIO *wbio;
   int verify = verifies(c, server);
   int check = !server && checks_name(c);
@@ -245,7 +245,7 @@ static luaio_Tls *tls_create (lua_State *L, int ctxidx, int server,
     luaL_error(L, "%s: server_hostname is required when the SSLContext "
                "checks host names (check_hostname)", fname);
   uv_once(&once, init_once);
-  t = (luaio_Tls *)calloc(1, sizeof *t);
+  t = (Tls *)calloc(1, sizeof *t);
   if (t == NULL || out_method == NULL) { free(t); luaL_error(L, "not enough memory"); }
   t->server = server;
   t->verify_code = X509_V_OK;
@@ -282,7 +282,7 @@ static luaio_Tls *tls_create (lua_State *L, int ctxidx, int server,
   return t;
 }
 
-static void tls_destroy (luaio_Tls *t) {
+static void tls_destroy (Tls *t) {
   if (t == NULL) return;
   SSL_free(t->ssl);
   free(t->hostname);
@@ -290,7 +290,7 @@ static void tls_destroy (luaio_Tls *t) {
 }
 
 /* Ciphertext read from the socket. */
-static int tls_feed (luaio_Tls *t, const char *p, size_t n) {
+static int tls_feed (Tls *t, const char *p, size_t n) {
   size_t done;
   if (BIO_write_ex(t->rbio, p, n, &done) != 1 || done != n) {
     t->failed = 1;
@@ -302,7 +302,7 @@ static int tls_feed (luaio_Tls *t, const char *p, size_t n) {
 }
 
 /* Advances the handshake: 1 done, 0 needs more input, -1 failed. */
-static int tls_handshake (luaio_Tls *t) {
+static int tls_handshake (Tls *t) {
   int r;
   if (t->failed) return -1;
   if (t->done) return 1;
@@ -315,7 +315,7 @@ static int tls_handshake (luaio_Tls *t) {
   return -1;
 }
 
-static int tls_done (luaio_Tls *t) {
+static int tls_done (Tls *t) {
   return t->done;
 }
 
@@ -323,7 +323,7 @@ static int tls_done (luaio_Tls *t) {
 ** Decrypts into out: bytes, 0 (needs more input), LUAIO_TLS_CLOSED (the
 ** peer's close_notify) or LUAIO_TLS_FAILED.
 */
-static long tls_read (luaio_Tls *t, char *out, size_t cap) {
+static long tls_read (Tls *t, char *out, size_t cap) {
   size_t n;
   int r;
   if (t->failed) return LUAIO_TLS_FAILED;
@@ -337,7 +337,7 @@ static long tls_read (luaio_Tls *t, char *out, size_t cap) {
 }
 
 /* Encrypts p; the records go out through the stream.  0 or -1. */
-static int tls_write (luaio_Tls *t, const char *p, size_t len) {
+static int tls_write (Tls *t, const char *p, size_t len) {
   size_t n;
   if (t->failed) return -1;
   while (len > 0) {
@@ -353,7 +353,7 @@ static int tls_write (luaio_Tls *t, const char *p, size_t len) {
 }
 
 /* Sends close_notify once (an established session only). */
-static void tls_shutdown (luaio_Tls *t) {
+static void tls_shutdown (Tls *t) {
   if (!t->done || t->failed || t->shut) return;
   t->shut = 1;
   ERR_clear_error();
@@ -366,7 +366,7 @@ static void tls_shutdown (luaio_Tls *t) {
 ** an established session that is taken as EOF (0), as asyncio and most
 ** clients do; inside a record or the handshake it is an error (-1).
 */
-static int tls_eof (luaio_Tls *t) {
+static int tls_eof (Tls *t) {
   if (t->failed) return -1;
   if (t->done && BIO_ctrl_pending(t->rbio) == 0 && !SSL_has_pending(t->ssl))
     return 0;                          /* (SSL_has_pending: a partial record) */
@@ -481,7 +481,7 @@ static void push_cert (lua_State *L, X509 *cert) {
 }
 
 /* Pushes the peer's certificate, as a table or (der) DER bytes; nil if none. */
-static void push_peercert (lua_State *L, luaio_Tls *t, int der) {
+static void push_peercert (lua_State *L, Tls *t, int der) {
   X509 *cert = SSL_get1_peer_certificate(t->ssl);
   if (cert == NULL) { lua_pushnil(L); return; }
   if (der) {
@@ -500,7 +500,7 @@ static void push_peercert (lua_State *L, luaio_Tls *t, int der) {
 ** "cipher" ({name, version, bits}), "version", "alpn", "server_side",
 ** "server_hostname".
 */
-static int tls_info (lua_State *L, luaio_Tls *t, const char *what) {
+static int tls_info (lua_State *L, Tls *t, const char *what) {
   const SSL_CIPHER *c;
   if (strcmp(what, "server_side") == 0) lua_pushboolean(L, t->server);
   else if (strcmp(what, "server_hostname") == 0) {
@@ -800,7 +800,7 @@ static int l_is_ssl_context (lua_State *L) {
   return 1;
 }
 
-static const luaio_TlsOps ops = {
+static const TlsOps ops = {
   LUAIO_TLS_ABI, tls_create, tls_destroy, tls_feed, tls_handshake, tls_done,
   tls_read, tls_write, tls_shutdown, tls_eof, tls_error, tls_info
 };
@@ -817,9 +817,9 @@ static const luaL_Reg funcs[] = {
 ** ssl_version, has_tls}; links the engine to this state's core.
 */
 LUAIO_API int luaopen_luaio_tls (lua_State *L) {
-  const luaio_TlsCore *c;
+  const TlsCore *c;
   lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_TLSCORE);
-  c = (const luaio_TlsCore *)lua_touserdata(L, -1);
+  c = (const TlsCore *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (c == NULL) return luaL_error(L, "luaio.tls: require \"luaio\" first");
   if (c->abi != LUAIO_TLS_ABI)

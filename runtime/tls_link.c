@@ -6,11 +6,11 @@
 */
 #include "internal.h"
 
-static void set_ops (lua_State *L, const luaio_TlsOps *ops) {
+static void set_ops (lua_State *L, const TlsOps *ops) {
   luaio__state(L)->tls_ops = ops;
 }
 
-static const luaio_TlsCore core = {
+static const TlsCore core = {
   LUAIO_TLS_ABI, luaio__new_error, luaio__stream_tls_out, set_ops
 };
 

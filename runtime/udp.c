@@ -38,7 +38,7 @@ typedef struct Udp {
   int npackets, receiving, open, refs, rerr;
   int closed;                   /* close callback has run */
   char buf[65536];
-  luaio_WaitList readers;
+  WaitList readers;
 } Udp;
 
 typedef struct UBox { Udp *u; } UBox;
@@ -209,7 +209,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx);
 static int u_recvfrom (lua_State *L) {
   Udp *u = checkudp(L);
   Packet *p = u->head;
-  luaio_Task *t;
+  Task *t;
   int n;
   if (p == NULL) {
     if (u->rerr != 0) {

@@ -16,7 +16,7 @@
 #define LUAIO_WAITLIST "luaio.WaitList"
 
 typedef struct WL {
-  luaio_WaitList wl;
+  WaitList wl;
   int n;
   unsigned loop_id;
 } WL;
@@ -35,14 +35,14 @@ static int l_new (lua_State *L) {
 }
 
 /* Abort hook: the core has already unlinked the task. */
-static int wl_abort (lua_State *L, luaio_Runtime *rt, luaio_Task *t) {
+static int wl_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   (void)L; (void)rt;
   ((WL *)t->wobj)->n--;
   return 0;
 }
 
 static int wait_k (lua_State *L, int status, lua_KContext ctx) {
-  luaio_Task *t = luaio__resumed_task(L);
+  Task *t = luaio__resumed_task(L);
   (void)status; (void)ctx;
   if (t->must_cancel) {
     lua_pushboolean(L, 0);
@@ -56,7 +56,7 @@ static int wait_k (lua_State *L, int status, lua_KContext ctx) {
 static int l_wait (lua_State *L) {
   WL *w = checkwl(L);
   const char *fname = luaL_optstring(L, 2, "wait");
-  luaio_Task *t = luaio__check_suspend(L, fname);
+  Task *t = luaio__check_suspend(L, fname);
   if (w->loop_id == 0) w->loop_id = t->rt->id;
   else if (w->loop_id != t->rt->id)
     return luaL_error(L, "%s: the object belongs to another event loop",
@@ -67,7 +67,7 @@ static int l_wait (lua_State *L) {
 
 static int l_wake_one (lua_State *L) {
   WL *w = checkwl(L);
-  luaio_Task *t = w->wl.head;
+  Task *t = w->wl.head;
   if (t == NULL) {
     lua_pushboolean(L, 0);
     return 1;
@@ -82,7 +82,7 @@ static int l_wake_all (lua_State *L) {
   WL *w = checkwl(L);
   int n = 0;
   while (w->wl.head != NULL) {
-    luaio_Task *t = w->wl.head;
+    Task *t = w->wl.head;
     w->n--;
     luaio__wake(t->rt, t);
     n++;

@@ -24,7 +24,7 @@ for i = 2, #arg do
   out:write("  0\n};\n")
   mods[#mods + 1] = { name = name, id = id, len = #src }
 end
-out:write("\nconst luaio_Embedded luaio_embedded[] = {\n")
+out:write("\nconst EmbeddedModule luaio__stdlib[] = {\n")
 for _, m in ipairs(mods) do
   out:write(('  {"%s", %s, %d},\n'):format(m.name, m.id, m.len))
 end
