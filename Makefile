@@ -76,7 +76,7 @@ ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu99 -fPIC -fvisibility=hidden \
 LDFLAGS ?=
 
 B ?= build
-CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
+CORE_SRC = runtime/state.c runtime/report.c runtime/loop.c runtime/init.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/future.c runtime/gather.c runtime/task.c runtime/errors.c runtime/coro.c runtime/signal.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
   runtime/dns.c runtime/fs.c \

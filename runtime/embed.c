@@ -25,6 +25,7 @@ typedef struct Call {
 } Call;
 
 typedef struct Embed {
+  Hook hook;                   /* on rt->open: closes the async handle */
   uv_async_t async;
   uv_mutex_t lock;
   Call *head, *tail;
@@ -33,6 +34,13 @@ typedef struct Embed {
                                   referenced (keeps the loop alive) while > 0 */
   char *err;
 } Embed;
+
+static const char KEY = 'E';   /* the runtime's ext slot for its Embed */
+
+/* The embedding state of rt (NULL: a runtime no host opened). */
+static Embed *embed_of (luaio_Runtime *rt) {
+  return (Embed *)luaio__ext(rt, &KEY);
+}
 
 struct luaio_Pending {
   luaio_Runtime *rt;
@@ -78,7 +86,7 @@ LUAIO_API void luaio_preload (lua_State *L) {
 /* ---------------------------------------------------------- errors */
 
 static void set_error (luaio_Runtime *rt, const char *msg) {
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   free(e->err);
   e->err = NULL;
   if (msg != NULL) {
@@ -107,16 +115,18 @@ static int protect (luaio_Runtime *rt, lua_CFunction f, int nargs) {
 }
 
 LUAIO_API const char *luaio_error (luaio_Runtime *rt) {
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   return e->err != NULL ? e->err : "no error";
 }
 
 
 /* ---------------------------------------------------------- threads */
 
+static void run_ccall (lua_State *L, luaio_Runtime *rt, void *p, int idx);
+
 static void on_async (uv_async_t *h) {
   luaio_Runtime *rt = (luaio_Runtime *)h->data;
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   Call *c;
   uv_mutex_lock(&e->lock);
   c = e->head;
@@ -128,14 +138,14 @@ static void on_async (uv_async_t *h) {
       luaio_resolve(c->p, c->fn, c->ud);
       free(c);
     }
-    else luaio__schedule(rt, E_CCALL, c, 0);
+    else luaio__schedule(rt, run_ccall, c, 0);
     c = next;
   }
 }
 
 static int enqueue (luaio_Runtime *rt, luaio_Callback fn, void *ud,
                     luaio_Pending *p) {
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   Call *c = (Call *)malloc(sizeof(Call));
   if (c == NULL) return LUAIO_ERROR;
   c->next = NULL;
@@ -162,8 +172,9 @@ static int ccall_trampoline (lua_State *L) {
 }
 
 /* From the drain: a luaio_call_threadsafe callback, errors reported. */
-void luaio__run_ccall (lua_State *L, luaio_Runtime *rt, void *p) {
+static void run_ccall (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
   int top = lua_gettop(L);
+  (void)idx;
   lua_pushcfunction(L, ccall_trampoline);
   lua_pushlightuserdata(L, p);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -282,6 +293,8 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
 
 /* ---------------------------------------------------------- lifetime */
 
+static void close_embed (luaio_Runtime *rt, Hook *h);
+
 static int open_in (lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);
   luaio_Runtime **out = (luaio_Runtime **)lua_touserdata(L, 2);
@@ -337,7 +350,8 @@ LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
   e->async.data = rt;
   uv_unref((uv_handle_t *)&e->async);  /* it does not keep the loop alive */
   rt->open_handles++;
-  rt->embed = e;
+  luaio__set_ext(rt, &KEY, e);         /* (a new runtime has room) */
+  luaio__hook(&rt->open, &e->hook, close_embed);
   return rt;
 }
 
@@ -346,11 +360,11 @@ static void async_closed (uv_handle_t *h) {
   rt->open_handles--;
 }
 
-/* Shutdown: close the async handle (pending calls are dropped). */
-void luaio__close_embed (luaio_Runtime *rt) {
-  Embed *e = (Embed *)rt->embed;
-  if (e == NULL) return;
-  uv_close((uv_handle_t *)&e->async, async_closed);
+/* Shutdown: rt's hook closes the async handle (pending calls are
+   dropped). */
+static void close_embed (luaio_Runtime *rt, Hook *h) {
+  (void)rt;
+  uv_close((uv_handle_t *)&((Embed *)h)->async, async_closed);
 }
 
 static int close_in (lua_State *L) {
@@ -360,7 +374,7 @@ static int close_in (lua_State *L) {
 }
 
 LUAIO_API int luaio_close (luaio_Runtime *rt) {
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   lua_State *L = rt->S;
   lua_State *main;
   Call *c;
@@ -386,12 +400,12 @@ LUAIO_API int luaio_close (luaio_Runtime *rt) {
 }
 
 LUAIO_API void luaio_hold (luaio_Runtime *rt) {
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   if (e->holds++ == 0) uv_ref((uv_handle_t *)&e->async);
 }
 
 LUAIO_API void luaio_release (luaio_Runtime *rt) {
-  Embed *e = (Embed *)rt->embed;
+  Embed *e = embed_of(rt);
   if (e->holds > 0 && --e->holds == 0) uv_unref((uv_handle_t *)&e->async);
 }
 

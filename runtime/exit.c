@@ -1,12 +1,13 @@
 /*
-** exit.c -- what a process that exits without closing its streams still
-** sends.  Small writes wait for the end of their pass (stream.c); a
-** script that writes and then calls os.exit() (C's exit) would lose them
-** where asyncio and Node, which try the socket at once, lose nothing.
-** Every runtime is on a process-wide list, and an atexit handler offers
-** the pending bytes of the exiting thread's runtimes to their sockets
-** (uv_try_write: what the kernel takes goes out, nothing waits).  Other
-** threads' runtimes are left alone: their loops may be running.
+** exit.c -- what a process that exits in the middle of a pass still does
+** at its end.  Small writes wait for the end of their pass (the streams'
+** pass-end hooks); a script that writes and then calls os.exit() (C's
+** exit) would lose them where asyncio and Node, which try the socket at
+** once, lose nothing.  Every runtime is on a process-wide list, and an
+** atexit handler runs the pass-end hooks of the exiting thread's
+** runtimes (the streams offer their pending bytes to their sockets:
+** what the kernel takes goes out, nothing waits).  Other threads'
+** runtimes are left alone: their loops may be running.
 */
 #include <stdlib.h>
 
@@ -21,8 +22,8 @@ static void at_exit (void) {
   luaio_Runtime *rt;
   uv_mutex_lock(&lock);
   for (rt = runtimes; rt != NULL; rt = rt->exit_next)
-    if (rt->coalesced != NULL && uv_thread_equal(&rt->owner, &self))
-      luaio__send_coalesced(rt);
+    if (rt->pass_end.head != NULL && uv_thread_equal(&rt->owner, &self))
+      luaio__end_pass(rt);
   uv_mutex_unlock(&lock);
 }
 

@@ -196,6 +196,8 @@ static void clear_callbacks (lua_State *L, Future *f, int idx) {
   f->cbkind = CB_NONE;
 }
 
+static void run_callback (lua_State *L, luaio_Runtime *rt, void *p, int i);
+
 static void queue_callback (lua_State *L, luaio_Runtime *rt,
                             Future *f, int idx, int i) {
   if (f->anchor == 0) {
@@ -203,7 +205,7 @@ static void queue_callback (lua_State *L, luaio_Runtime *rt,
     f->anchor = luaio__anchor(L, rt);
   }
   f->ncb++;
-  luaio__schedule(rt, E_FUTCB, f, i);
+  luaio__schedule(rt, run_callback, f, i);
 }
 
 /*
@@ -262,8 +264,8 @@ void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
 }
 
 /* Runs done callback number i of f (anchored) from the ready queue. */
-void luaio__run_future_callback (lua_State *L, luaio_Runtime *rt,
-                                 Future *f, int i) {
+static void run_callback (lua_State *L, luaio_Runtime *rt, void *p, int i) {
+  Future *f = (Future *)p;
   int fidx;
   luaio__push_anchor(L, rt, f->anchor);
   fidx = lua_gettop(L);
@@ -570,6 +572,25 @@ static int f_tostring (lua_State *L) {
   return 1;
 }
 
+/* Pushes the report of f (at idx), whose error was never retrieved. */
+static void push_unretrieved (lua_State *L, Future *f, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, f->is_task ? "Task exception was never retrieved"
+                               : "Future exception was never retrieved");
+  lua_setfield(L, -2, "message");
+  lua_getiuservalue(L, idx, FUT_UV_RESULT);
+  lua_setfield(L, -2, "exception");
+  if (f->is_task && ((Task *)f)->has_extras) {
+    lua_getiuservalue(L, idx, TASK_UV_EXTRAS);
+    lua_getfield(L, -1, "traceback");
+    lua_setfield(L, -3, "traceback");
+    lua_getfield(L, -1, "name");
+    lua_setfield(L, -3, "task_name");
+    lua_pop(L, 1);
+  }
+}
+
 /* Never-retrieved errors of collected futures: queue a report. */
 int luaio__future_gc (lua_State *L) {
   Future *f = (Future *)lua_touserdata(L, 1);
@@ -578,22 +599,39 @@ int luaio__future_gc (lua_State *L) {
   rt = luaio__find_rt(luaio__state(L), f->loop_id);
   f->retrieved = 1;
   if (rt == NULL || rt->closed) return 0;
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, f->is_task ? "Task exception was never retrieved"
-                               : "Future exception was never retrieved");
-  lua_setfield(L, -2, "message");
-  lua_getiuservalue(L, 1, FUT_UV_RESULT);
-  lua_setfield(L, -2, "exception");
-  if (f->is_task && ((Task *)f)->has_extras) {
-    lua_getiuservalue(L, 1, TASK_UV_EXTRAS);
-    lua_getfield(L, -1, "traceback");
-    lua_setfield(L, -3, "traceback");
-    lua_getfield(L, -1, "name");
-    lua_setfield(L, -3, "task_name");
-    lua_pop(L, 1);
-  }
+  push_unretrieved(L, f, 1);
   luaio__queue_report(L, rt);
   return 0;
+}
+
+/*
+** Shutdown: the never-retrieved errors.  What is garbage is collected
+** (its finaliser queues a report), then what is still referenced is
+** reported.  No failure ever tracked: no collection needed (start-up and
+** exit of small scripts).
+*/
+void luaio__report_unretrieved (lua_State *L, luaio_Runtime *rt) {
+  int top = lua_gettop(L);
+  luaio__push_R(L, rt);
+  lua_getfield(L, -1, "unretrieved");
+  lua_pushnil(L);
+  if (lua_next(L, -2) != 0) {
+    lua_pop(L, 2);
+    lua_gc(L, LUA_GCCOLLECT);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    Future *f = luaio__tofuture(L, rt->G, -2);
+    lua_pop(L, 1);
+    if (f != NULL && !f->retrieved) {
+      f->retrieved = 1;
+      push_unretrieved(L, f, -1);
+      lua_pushvalue(L, -2);
+      lua_setfield(L, -2, f->is_task ? "task" : "future");
+      luaio__report(L, rt);
+    }
+  }
+  lua_settop(L, top);
 }
 
 /* The finaliser of a failed task's sentinel: the task's report. */

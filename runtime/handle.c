@@ -65,9 +65,11 @@ void luaio__call_reporting (lua_State *L, luaio_Runtime *rt, int nargs,
   lua_settop(L, func - 1);
 }
 
-/* Runs a handle popped from the ready queue. */
-void luaio__run_handle (lua_State *L, luaio_Runtime *rt, Handle *h) {
+/* Runs a handle popped from the ready queue (or a due timer). */
+static void run_handle (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
+  Handle *h = (Handle *)p;
   int i, hidx;
+  (void)idx;
   if (h->anchor == 0) return;
   luaio__push_anchor(L, rt, h->anchor);
   hidx = lua_gettop(L);
@@ -113,7 +115,7 @@ static luaio_Runtime *looparg (lua_State *L) {
 static int loop_call_soon (lua_State *L) {
   luaio_Runtime *rt = looparg(L);
   Handle *h = newhandle(L, rt, 2, lua_gettop(L) - 2, "call_soon");
-  luaio__schedule(rt, E_CALL, h, 0);
+  luaio__schedule(rt, run_handle, h, 0);
   return 1;
 }
 
@@ -124,7 +126,7 @@ static int call_timer (lua_State *L, luaio_Runtime *rt, uint64_t when,
   h->when = when;
   h->at = at;
   if (forever) return 1;               /* never fires; cancel releases it */
-  if (!luaio__heap_push(rt, when, E_CALL, h))
+  if (!luaio__heap_push(rt, when, run_handle, h))
     return luaL_error(L, "not enough memory");
   luaio__kick(rt);
   return 1;

@@ -24,9 +24,9 @@
 #define LUAIO_PROCESS "luaio.Process"
 
 typedef struct Proc {
+  Hook node;                   /* on rt->open until the child exits */
   uv_process_t h;
   luaio_Runtime *rt;
-  struct Proc *prev, *next;
   int exited, open, refs;
   int64_t status;
   int signal;
@@ -38,9 +38,7 @@ typedef struct PBox { Proc *p; } PBox;
 static void on_closed (uv_handle_t *h) {
   Proc *p = (Proc *)h->data;
   luaio_Runtime *rt = p->rt;
-  if (p->prev) p->prev->next = p->next;
-  else rt->procs = p->next;
-  if (p->next) p->next->prev = p->prev;
+  luaio__unhook(&rt->open, &p->node);
   rt->open_handles--;
   p->open = 0;
   if (p->refs == 0) free(p);
@@ -58,23 +56,19 @@ static void on_child_exit (uv_process_t *h, int64_t status, int signal) {
   p->status = status;
   p->signal = signal;
   luaio__request_done(p->rt);
-  while (p->waiters.head != NULL)
-    luaio__wake(p->waiters.head->rt, p->waiters.head);
+  luaio__wake_all(&p->waiters);
   uv_close((uv_handle_t *)h, on_closed);
 }
 
-/* Shutdown: stop tracking children still running (they keep running). */
-void luaio__close_processes (luaio_Runtime *rt) {
-  Proc *p = (Proc *)rt->procs;
-  while (p != NULL) {
-    Proc *next = p->next;
-    if (!p->exited && !uv_is_closing((uv_handle_t *)&p->h)) {
-      p->exited = 1;
-      p->status = -1;
-      luaio__request_done(rt);
-      uv_close((uv_handle_t *)&p->h, on_closed);
-    }
-    p = next;
+/* Shutdown: rt's hook for a child still running stops tracking it (the
+   child keeps running). */
+static void close_hook (luaio_Runtime *rt, Hook *h) {
+  Proc *p = (Proc *)h;
+  if (!p->exited && !uv_is_closing((uv_handle_t *)&p->h)) {
+    p->exited = 1;
+    p->status = -1;
+    luaio__request_done(rt);
+    uv_close((uv_handle_t *)&p->h, on_closed);
   }
 }
 
@@ -239,9 +233,7 @@ static int l_spawn (lua_State *L) {
     return luaio__oserror(L, r, lua_pushfstring(L, "create_subprocess '%s'", file));
   }
   p->open = 1;
-  p->next = (Proc *)rt->procs;
-  if (p->next) p->next->prev = p;
-  rt->procs = p;
+  luaio__hook(&rt->open, &p->node, close_hook);
   rt->open_handles++;
   rt->nrequests++;
   b = (PBox *)lua_newuserdatauv(L, sizeof(PBox), 0);

@@ -92,16 +92,6 @@ static void bind_loop (lua_State *L, Queue *q, luaio_Runtime *rt, const char *f)
     luaL_error(L, "%s: the queue belongs to another event loop", f);
 }
 
-/* Wakes the first task of wl, if any. */
-static void wake_next (WaitList *wl) {
-  Task *t = wl->head;
-  if (t != NULL) luaio__wake(t->rt, t);
-}
-
-static void wake_all (WaitList *wl) {
-  while (wl->head != NULL) wake_next(wl);
-}
-
 
 /* ---------------------------------------------------------- storage */
 
@@ -263,7 +253,7 @@ static int do_put (lua_State *L, Queue *q, int ud) {
   if (full(q)) return luaio__error(L, "QueueFull", "the queue is full");
   store(L, q, ud, 2);
   q->unfinished++;
-  wake_next(&q->getters);
+  luaio__wake_first(&q->getters);
   return 0;
 }
 
@@ -275,7 +265,7 @@ static int do_get (lua_State *L, Queue *q, int ud) {
     return luaio__error(L, "QueueEmpty", "the queue is empty");
   }
   take(L, q, ud);
-  wake_next(&q->putters);
+  luaio__wake_first(&q->putters);
   return 1;
 }
 
@@ -343,7 +333,7 @@ static int put_k (lua_State *L, int status, lua_KContext ctx) {
   Task *t = resumed(L, q);
   (void)status;
   if (t->must_cancel) {
-    if (!t->aborted && !full(q)) wake_next(&q->putters);  /* pass it on */
+    if (!t->aborted && !full(q)) luaio__wake_first(&q->putters);  /* pass it on */
     return luaio__raise_cancel(L, t);
   }
   return put_loop(L, q, UD(L));
@@ -376,7 +366,7 @@ static int get_k (lua_State *L, int status, lua_KContext ctx) {
   Task *t = resumed(L, q);
   (void)status;
   if (t->must_cancel) {
-    if (!t->aborted && q->n > 0) wake_next(&q->getters);  /* pass it on */
+    if (!t->aborted && q->n > 0) luaio__wake_first(&q->getters);  /* pass it on */
     return luaio__raise_cancel(L, t);
   }
   return get_loop(L, q, UD(L));
@@ -414,7 +404,7 @@ static int q_task_done (lua_State *L) {
   Queue *q = checkq(L, &ud);
   if (q->unfinished <= 0)
     return luaL_error(L, "task_done: called more times than items were put");
-  if (--q->unfinished == 0) wake_all(&q->joiners);
+  if (--q->unfinished == 0) luaio__wake_all(&q->joiners);
   return 0;
 }
 
@@ -429,10 +419,10 @@ static int q_shutdown (lua_State *L) {
       lua_settop(L, ud);
       if (q->unfinished > 0) q->unfinished--;
     }
-    if (q->unfinished == 0) wake_all(&q->joiners);
+    if (q->unfinished == 0) luaio__wake_all(&q->joiners);
   }
-  wake_all(&q->getters);
-  wake_all(&q->putters);
+  luaio__wake_all(&q->getters);
+  luaio__wake_all(&q->putters);
   return 0;
 }
 

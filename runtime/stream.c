@@ -37,7 +37,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "internal.h"
+#include "tls_abi.h"
 
 #define LUAIO_READER "luaio.StreamReader"
 #define LUAIO_WRITER "luaio.StreamWriter"
@@ -52,14 +52,11 @@
 
 typedef struct Server Server;
 
-/* Everything open in a runtime, closed at shutdown. */
-typedef struct Node {
-  struct Node *prev, *next;
-  int kind;                    /* 0 stream, 1 server */
-} Node;
+/* How what was left open is named in the loop's debug report. */
+static const char LEAK[] = "stream(s) or server(s)";
 
 typedef struct Stream {
-  Node node;
+  Hook node;                   /* on rt->open while the handle is open */
   union {
     uv_handle_t h;
     uv_stream_t s;
@@ -92,16 +89,15 @@ typedef struct Stream {
   Tls *tls;
   const TlsOps *tlsops;
   WaitList handshakers;
-  /* writes coalesced for the end of the pass (on rt->coalesced) */
+  /* writes coalesced for the end of the pass (flush on rt->pass_end) */
   char *pend;
   size_t npend, pendcap;
-  int coalescing;              /* on the list */
   int direct;                  /* never coalesce (a child's pipe) */
-  struct Stream *cnext, *cprev;
+  Hook flush;
 } Stream;
 
 struct Server {
-  Node node;
+  Hook node;                   /* on rt->open while the handle is open */
   union {
     uv_handle_t h;
     uv_stream_t s;
@@ -110,7 +106,7 @@ struct Server {
   } u;
   luaio_Runtime *rt;
   Stream *pending;             /* accepted connections for the drain */
-  int queued;                  /* an E_ACCEPT entry is in the ready queue */
+  int queued;                  /* run_accept is in the ready queue */
   int open, closing, is_pipe, refs;
   int anchor;                  /* the Lua server, while it listens */
   int nconns;                  /* its connections still open */
@@ -132,30 +128,22 @@ typedef struct SBox { Server *sv; } SBox;
 
 /* ---------------------------------------------------------- lists */
 
-static void link_node (luaio_Runtime *rt, Node *n) {
-  Node *head = (Node *)rt->streams;
-  n->prev = NULL;
-  n->next = head;
-  if (head) head->prev = n;
-  rt->streams = n;
+/* An open handle joins the runtime's open list: closed at shutdown. */
+static void link_node (luaio_Runtime *rt, Hook *n, HookFn close) {
+  luaio__hook(&rt->open, n, close);
+  n->leak = LEAK;
   rt->open_handles++;
 }
 
-static void unlink_node (luaio_Runtime *rt, Node *n) {
-  if (n->prev) n->prev->next = n->next;
-  else rt->streams = n->next;
-  if (n->next) n->next->prev = n->prev;
-  n->prev = n->next = NULL;
+static void close_stream_hook (luaio_Runtime *rt, Hook *h);
+static void close_server_hook (luaio_Runtime *rt, Hook *h);
+
+/* Its close callback has run. */
+static void unlink_node (luaio_Runtime *rt, Hook *n) {
+  luaio__unhook(&rt->open, n);
   rt->open_handles--;
 }
 
-static void wake_all (WaitList *wl) {
-  while (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
-}
-
-static void wake_first (WaitList *wl) {
-  if (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
-}
 
 
 /* ---------------------------------------------------------- closing */
@@ -177,10 +165,10 @@ static void stream_closed (uv_handle_t *h) {
   s->open = 0;
   s->eof = 1;
   unlink_node(s->rt, &s->node);
-  wake_all(&s->readers);
-  wake_all(&s->drainers);
-  wake_all(&s->closers);
-  wake_all(&s->handshakers);
+  luaio__wake_all(&s->readers);
+  luaio__wake_all(&s->drainers);
+  luaio__wake_all(&s->closers);
+  luaio__wake_all(&s->handshakers);
   if (s->server != NULL) server_conn_closed(s->server);
   if (s->refs == 0) stream_free(s);
 }
@@ -222,7 +210,7 @@ static void close_soon (Stream *s) {
   send_pending_now(s);                 /* what was written goes first */
   if (bye) s->tlsops->shutdown(s->tls);
   s->eof = 1;
-  wake_all(&s->readers);
+  luaio__wake_all(&s->readers);
   if (s->wbuf == 0 || s->werr != 0) close_now(s);
 }
 
@@ -286,9 +274,9 @@ static void tls_failed (Stream *s) {
   if (s->werr == 0) s->werr = LUAIO_ETLS;
   s->eof = 1;
   stop_reading(s);
-  wake_all(&s->handshakers);
-  wake_first(&s->readers);
-  wake_all(&s->drainers);
+  luaio__wake_all(&s->handshakers);
+  luaio__wake_first(&s->readers);
+  luaio__wake_all(&s->drainers);
 }
 
 /*
@@ -299,7 +287,7 @@ static void tls_pump (Stream *s) {
   int r = s->tlsops->handshake(s->tls);
   if (r == 0) return;
   if (r < 0) { tls_failed(s); return; }
-  wake_all(&s->handshakers);
+  luaio__wake_all(&s->handshakers);
   for (;;) {
     long n;
     if (reserve(s, 16 * 1024) != 0) {
@@ -342,16 +330,16 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     else if (s->tls != NULL && s->tlsops->eof(s->tls) != 0 && s->rerr == 0)
       s->rerr = LUAIO_ETLS;
     s->eof = 1;
-    wake_all(&s->handshakers);
+    luaio__wake_all(&s->handshakers);
     uv_read_stop(h);
     s->reading = 0;
     if (s->autoclose) {                /* nothing more can come: release it */
-      wake_first(&s->readers);
+      luaio__wake_first(&s->readers);
       close_now(s);
       return;
     }
   }
-  wake_first(&s->readers);
+  luaio__wake_first(&s->readers);
 }
 
 static void start_reading (Stream *s) {
@@ -631,9 +619,9 @@ static void on_write (uv_write_t *req, int status) {
   free(w);
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) {
     s->werr = status;
-    wake_all(&s->drainers);
+    luaio__wake_all(&s->drainers);
   }
-  if (s->wbuf <= s->low) wake_all(&s->drainers);
+  if (s->wbuf <= s->low) luaio__wake_all(&s->drainers);
   if (s->closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
 }
 
@@ -668,29 +656,24 @@ static int send_bytes (Stream *s, const char *p, size_t len) {
 
 /* ---------------------------------------------------------- coalescing */
 
-/* Takes s off the runtime's list of streams with pending bytes. */
+static void send_pending_now (Stream *s);
+
+/* Takes s off the runtime's pass-end list. */
 static void unlink_pending (Stream *s) {
-  luaio_Runtime *rt = s->rt;
-  if (!s->coalescing) return;
-  if (s->cprev != NULL) s->cprev->cnext = s->cnext;
-  else rt->coalesced = s->cnext;
-  if (s->cnext != NULL) s->cnext->cprev = s->cprev;
-  else rt->coalesced_last = s->cprev;
-  s->cnext = s->cprev = NULL;
-  s->coalescing = 0;
+  luaio__unhook(&s->rt->pass_end, &s->flush);
 }
 
-/* Puts s last on the list: the first to write is the first to send (a
-   pass serves connections in the order their data came in). */
+/* The pass has ended (or the process exits): s sends what it holds. */
+static void on_pass_end (luaio_Runtime *rt, Hook *h) {
+  Stream *s = (Stream *)((char *)h - offsetof(Stream, flush));
+  (void)rt;
+  send_pending_now(s);
+}
+
+/* Puts s last on the pass-end list: the first to write is the first to
+   send (a pass serves connections in the order their data came in). */
 static void link_pending (Stream *s) {
-  luaio_Runtime *rt = s->rt;
-  Stream *last = (Stream *)rt->coalesced_last;
-  s->cprev = last;
-  s->cnext = NULL;
-  if (last != NULL) last->cnext = s;
-  else rt->coalesced = s;
-  rt->coalesced_last = s;
-  s->coalescing = 1;
+  luaio__hook(&s->rt->pass_end, &s->flush, on_pass_end);
 }
 
 /* Forgets the pending bytes (the stream closes at once). */
@@ -731,14 +714,8 @@ static void send_pending_now (Stream *s) {
   int r = send_pending(s);
   if (r != 0 && s->werr == 0) {
     s->werr = r;
-    wake_all(&s->drainers);
+    luaio__wake_all(&s->drainers);
   }
-}
-
-/* The pass has ended: every stream sends what its tasks wrote. */
-void luaio__send_coalesced (luaio_Runtime *rt) {
-  Stream *s;
-  while ((s = (Stream *)rt->coalesced) != NULL) send_pending_now(s);
 }
 
 /* Keeps len bytes for the end of the pass: 1, or 0 when they must be sent
@@ -785,7 +762,7 @@ void luaio__stream_tls_out (void *p, const char *data, size_t len) {
   r = raw_write(s, data, len);
   if (r != 0) {
     s->werr = r;
-    wake_all(&s->drainers);
+    luaio__wake_all(&s->drainers);
   }
 }
 
@@ -1089,7 +1066,7 @@ static int w_tls_info (lua_State *L) {
 static int w_abort (lua_State *L) {
   Stream *s = checkwriter(L);
   s->eof = 1;
-  wake_all(&s->readers);
+  luaio__wake_all(&s->readers);
   close_now(s);
   return 0;
 }
@@ -1109,7 +1086,7 @@ static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
   else uv_tcp_init(rt->loop, &s->u.tcp);
   s->u.h.data = s;
   s->open = 1;
-  link_node(rt, &s->node);
+  link_node(rt, &s->node, close_stream_hook);
   return s;
 }
 
@@ -1162,7 +1139,7 @@ static int l_stdin_reader (lua_State *L) {
   }
   s->u.h.data = s;
   s->open = 1;
-  link_node(rt, &s->node);
+  link_node(rt, &s->node, close_stream_hook);
   luaio__push_stream_end(L, s, 1);
   s->autoclose = 0;
   return 1;
@@ -1331,18 +1308,20 @@ static void server_closed (uv_handle_t *h) {
   Server *sv = (Server *)h->data;
   sv->open = 0;
   unlink_node(sv->rt, &sv->node);
-  wake_all(&sv->forever);
-  if (sv->nconns == 0) wake_all(&sv->closers);
+  luaio__wake_all(&sv->forever);
+  if (sv->nconns == 0) luaio__wake_all(&sv->closers);
   if (sv->refs == 0 && sv->nconns == 0) free(sv);
 }
 
 static void server_conn_closed (Server *sv) {
   sv->nconns--;
   if (!sv->open && sv->nconns == 0) {
-    wake_all(&sv->closers);
+    luaio__wake_all(&sv->closers);
     if (sv->refs == 0) free(sv);
   }
 }
+
+static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx);
 
 static void on_connection (uv_stream_t *h, int status) {
   Server *sv = (Server *)h->data;
@@ -1361,15 +1340,16 @@ static void on_connection (uv_stream_t *h, int status) {
   sv->pending = s;
   if (!sv->queued) {
     sv->queued = 1;
-    luaio__schedule(sv->rt, E_ACCEPT, sv, 0);
+    luaio__schedule(sv->rt, run_accept, sv, 0);
   }
 }
 
 /* From the drain: each new connection gets a task running the handler. */
-void luaio__run_accept (lua_State *L, luaio_Runtime *rt, void *p) {
+static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
   Server *sv = (Server *)p;
   Stream *list = NULL, *s;
   int top = lua_gettop(L);
+  (void)idx;
   sv->queued = 0;
   while (sv->pending != NULL) {        /* oldest first */
     s = sv->pending;
@@ -1417,8 +1397,7 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   else uv_tcp_init(rt->loop, &sv->u.tcp);
   sv->u.h.data = sv;
   sv->open = 1;
-  link_node(rt, &sv->node);
-  sv->node.kind = 1;
+  link_node(rt, &sv->node, close_server_hook);
   if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
   else {
     struct sockaddr_storage a;
@@ -1538,25 +1517,16 @@ static int sv_gc (lua_State *L) {
   return 0;
 }
 
-/* How many streams and servers are still open (debug report at close). */
-int luaio__count_streams (luaio_Runtime *rt) {
-  Node *n;
-  int c = 0;
-  for (n = (Node *)rt->streams; n != NULL; n = n->next) c++;
-  return c;
+/* Shutdown: what is still open is closed (what was written still goes
+   to the sockets that take it). */
+static void close_stream_hook (luaio_Runtime *rt, Hook *h) {
+  (void)rt;
+  close_now((Stream *)h);
 }
 
-/* Shutdown: close every stream and server of rt (what was written still
-   goes to the sockets that take it). */
-void luaio__close_streams (luaio_Runtime *rt) {
-  Node *n = (Node *)rt->streams;
-  luaio__send_coalesced(rt);
-  while (n != NULL) {
-    Node *next = n->next;
-    if (n->kind == 0) close_now((Stream *)n);
-    else server_close((Server *)n);
-    n = next;
-  }
+static void close_server_hook (luaio_Runtime *rt, Hook *h) {
+  (void)rt;
+  server_close((Server *)h);
 }
 
 

@@ -209,7 +209,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
     step(rt, t, rt->running != NULL ? rt->running : L);
     rt->eager_depth--;
   }
-  else luaio__schedule(rt, E_TASK, t, 0);
+  else luaio__schedule_task(rt, t);
   return 1;
 }
 
@@ -393,8 +393,42 @@ static void step (luaio_Runtime *rt, Task *t, lua_State *from) {
     end_failed(S, rt, t, status == LUA_OK);
 }
 
-void luaio__step (luaio_Runtime *rt, Task *t) {
-  step(rt, t, NULL);
+/* The drain's entry for a task (GState.run_task): one step, unless the
+   task ended (cancelled before it started) since it was scheduled. */
+static void run_task (lua_State *S, luaio_Runtime *rt, void *p, int idx) {
+  Task *t = (Task *)p;
+  (void)S; (void)idx;
+  if (t->tstate == T_NEW || t->tstate == T_SCHEDULED) step(rt, t, NULL);
+}
+
+/* ---------------------------------------------------------- cancelling */
+
+/*
+** cancel(): counts a request; a parked task has its wait undone and
+** resumes with CancelledError (sched.c), a running or scheduled one gets
+** it at its next resume.  Returns 0 if t is done.
+*/
+int luaio__task_cancel (lua_State *L, Task *t, int msgidx) {
+  if (t->tstate == T_DONE) return 0;
+  t->cancelling++;
+  if (msgidx != 0 || t->has_extras) {
+    luaio__push_task(L, t->rt, t);
+    luaio__extras(L, t, lua_gettop(L));
+    if (msgidx != 0) lua_pushvalue(L, msgidx);
+    else lua_pushnil(L);
+    lua_setfield(L, -2, "cancel_message");
+    lua_pop(L, 2);
+  }
+  if (t->tstate == T_PARKED) luaio__cancel_parked(L, t);
+  else t->must_cancel = 1;
+  return 1;
+}
+
+
+/* Shutdown: every pending task gets one cancel request. */
+void luaio__cancel_all (lua_State *L, luaio_Runtime *rt) {
+  Task *t;
+  for (t = rt->tasks; t != NULL; t = t->next) luaio__task_cancel(L, t, 0);
 }
 
 /* Closes a task that would not finish (shutdown): its <close> handlers
@@ -414,6 +448,29 @@ void luaio__task_kill (lua_State *L, luaio_Runtime *rt, Task *t) {
   rt->current = saved;
   lua_settop(co, 0);
   end_cancelled(rt->S, rt, t, 0);
+}
+
+
+/* Reports and closes a task that would not finish. */
+static void abandon (lua_State *L, luaio_Runtime *rt, Task *t) {
+  int top = lua_gettop(L);
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, "Task was destroyed but it is pending!");
+  lua_setfield(L, -2, "message");
+  luaio__push_task(L, rt, t);
+  lua_setfield(L, -2, "task");
+  if (t->co != NULL) {
+    luaio__traceback(L, t->co, NULL, 0);
+    lua_setfield(L, -2, "traceback");
+  }
+  luaio__report(L, rt);
+  luaio__task_kill(L, rt, t);
+  lua_settop(L, top);
+}
+
+/* Shutdown: the tasks still pending after the grace period. */
+void luaio__abandon_all (lua_State *L, luaio_Runtime *rt) {
+  while (rt->tasks != NULL) abandon(L, rt, rt->tasks);
 }
 
 
@@ -594,6 +651,7 @@ void luaio__task_open (lua_State *L) {
     lua_setfield(L, -2, "__name");
     /* no __gc: a failed task reports through a sentinel (future.c) */
   }
+  luaio__state(L)->run_task = run_task;
   if (luaio__state(L)->ref_taskmt == 0) {
     lua_pushvalue(L, -1);
     luaio__state(L)->ref_taskmt = luaL_ref(L, LUA_REGISTRYINDEX);

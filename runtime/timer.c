@@ -51,10 +51,14 @@ static int earlier (const TimerEntry *a, const TimerEntry *b) {
   return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
+/* The heap index of an entry's owner (see TimerEntry). */
+static int *owner_index (const TimerEntry *e) {
+  return e->run == NULL ? &((Task *)e->p)->heap : (int *)e->p;
+}
+
 static void place (luaio_Runtime *rt, size_t i, TimerEntry e) {
   rt->heap[i] = e;
-  if (e.kind == E_TASK) ((Task *)e.p)->heap = (int)i + 1;
-  else ((Handle *)e.p)->heap = (int)i + 1;
+  *owner_index(&e) = (int)i + 1;
 }
 
 static void sift_up (luaio_Runtime *rt, size_t i, TimerEntry e) {
@@ -80,8 +84,9 @@ static void sift_down (luaio_Runtime *rt, size_t i, TimerEntry e) {
   place(rt, i, e);
 }
 
-/* Adds a deadline; returns 0 when out of memory. */
-int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p) {
+/* Adds a deadline: run NULL wakes task p, else p is scheduled with run;
+   returns 0 when out of memory. */
+int luaio__heap_push (luaio_Runtime *rt, uint64_t when, RunFn run, void *p) {
   TimerEntry e;
   if (rt->nheap == rt->heapcap) {
     size_t cap = rt->heapcap ? rt->heapcap * 2 : 256;
@@ -92,7 +97,7 @@ int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p) {
   }
   e.when = when;
   e.seq = rt->timer_seq++;
-  e.kind = kind;
+  e.run = run;
   e.p = p;
   rt->nheap++;
   sift_up(rt, rt->nheap - 1, e);
@@ -102,8 +107,7 @@ int luaio__heap_push (luaio_Runtime *rt, uint64_t when, int kind, void *p) {
 /* Removes the entry at pos (0-based) and clears its owner's index. */
 void luaio__heap_remove (luaio_Runtime *rt, int pos) {
   TimerEntry gone = rt->heap[pos], last;
-  if (gone.kind == E_TASK) ((Task *)gone.p)->heap = 0;
-  else ((Handle *)gone.p)->heap = 0;
+  *owner_index(&gone) = 0;
   last = rt->heap[--rt->nheap];
   if ((size_t)pos < rt->nheap) {
     if (pos > 0 && earlier(&last, &rt->heap[(pos - 1) / 2]))
@@ -119,8 +123,8 @@ int luaio__move_due (luaio_Runtime *rt, uint64_t now) {
   while (rt->nheap > 0 && rt->heap[0].when <= now) {
     TimerEntry e = rt->heap[0];
     luaio__heap_remove(rt, 0);
-    if (e.kind == E_TASK) luaio__wake(rt, (Task *)e.p);
-    else luaio__schedule(rt, E_CALL, e.p, 0);
+    if (e.run == NULL) luaio__wake(rt, (Task *)e.p);
+    else luaio__schedule(rt, e.run, e.p, 0);
     n++;
   }
   return n;
@@ -198,11 +202,11 @@ static int l_sleep (lua_State *L) {
     return luaio__park(L, t, NULL, NULL, "sleep forever", NULL, 0, sleep_k);
   if (ns == 0) {                       /* yield once */
     t->tstate = T_SCHEDULED;
-    luaio__schedule(rt, E_TASK, t, 0);
+    luaio__schedule_task(rt, t);
     lua_pushlightuserdata(L, (void *)&luaio__sentinel);
     return lua_yieldk(L, 1, 0, sleep_k);
   }
-  if (!luaio__heap_push(rt, luaio__now(rt) + ns, E_TASK, t))
+  if (!luaio__heap_push(rt, luaio__now(rt) + ns, NULL, t))
     return luaL_error(L, "not enough memory");
   return luaio__park(L, t, NULL, sleep_abort, "sleep", NULL, 0, sleep_k);
 }

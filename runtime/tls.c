@@ -32,7 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "internal.h"
+#include "tls_abi.h"
 
 #define LUAIO_SSLCONTEXT "luaio.SSLContext"
 

@@ -4,7 +4,7 @@
 ** core functions the engine calls; the engine hands back its operations,
 ** kept per state for stream.c.
 */
-#include "internal.h"
+#include "tls_abi.h"
 
 static void set_ops (lua_State *L, const TlsOps *ops) {
   luaio__state(L)->tls_ops = ops;

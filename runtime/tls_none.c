@@ -4,7 +4,7 @@
 ** "built without TLS".  No engine operations are ever set, so no stream
 ** can be switched to TLS.
 */
-#include "internal.h"
+#include "tls_abi.h"
 
 static int no_tls (lua_State *L) {
   return luaL_error(L, "TLS is not available: luaio was built without "

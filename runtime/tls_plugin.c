@@ -5,7 +5,7 @@
 ** tls.so once installed), so OpenSSL is loaded only by a script that uses
 ** TLS and start-up stays close to plain Lua's.
 */
-#include "internal.h"
+#include "tls_abi.h"
 
 void luaio__tls_builtin (lua_State *L) {
   (void)L;

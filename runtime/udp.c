@@ -31,9 +31,9 @@ typedef struct Packet {
 } Packet;
 
 typedef struct Udp {
+  Hook node;                    /* on rt->open while the handle is open */
   uv_udp_t h;
   luaio_Runtime *rt;
-  struct Udp *prev, *next;
   Packet *head, *tail;
   int npackets, receiving, open, refs, rerr;
   int closed;                   /* close callback has run */
@@ -62,9 +62,7 @@ static void free_packets (Udp *u) {
 static void on_closed (uv_handle_t *h) {
   Udp *u = (Udp *)h->data;
   luaio_Runtime *rt = u->rt;
-  if (u->prev) u->prev->next = u->next;
-  else rt->udps = u->next;
-  if (u->next) u->next->prev = u->prev;
+  luaio__unhook(&rt->open, &u->node);
   rt->open_handles--;
   free_packets(u);
   u->closed = 1;
@@ -72,11 +70,12 @@ static void on_closed (uv_handle_t *h) {
   if (u->refs == 0) free(u);
 }
 
+static void close_hook (luaio_Runtime *rt, Hook *h);
+
 static void udp_close (Udp *u) {
   if (!u->open) return;
   u->open = 0;
-  while (u->readers.head != NULL)
-    luaio__wake(u->readers.head->rt, u->readers.head);
+  luaio__wake_all(&u->readers);
   uv_close((uv_handle_t *)&u->h, on_closed);
 }
 
@@ -110,7 +109,7 @@ static void on_recv (uv_udp_t *h, ssize_t n, const uv_buf_t *b,
     u->receiving = 0;
   }
 wake:
-  if (u->readers.head != NULL) luaio__wake(u->readers.head->rt, u->readers.head);
+  luaio__wake_first(&u->readers);
 }
 
 static void start_recv (Udp *u) {
@@ -148,9 +147,7 @@ static int l_udp_open (lua_State *L) {
   uv_udp_init(rt->loop, &u->h);
   u->h.data = u;
   u->open = 1;
-  u->next = (Udp *)rt->udps;
-  if (u->next) u->next->prev = u;
-  rt->udps = u;
+  luaio__hook(&rt->open, &u->node, close_hook);
   rt->open_handles++;
   b = (UBox *)lua_newuserdatauv(L, sizeof(UBox), 0);
   b->u = u;
@@ -265,13 +262,10 @@ static int u_gc (lua_State *L) {
   return 0;
 }
 
-void luaio__close_udps (luaio_Runtime *rt) {
-  Udp *u = (Udp *)rt->udps;
-  while (u != NULL) {
-    Udp *next = u->next;
-    udp_close(u);
-    u = next;
-  }
+/* Shutdown: rt's hook for a socket still open. */
+static void close_hook (luaio_Runtime *rt, Hook *h) {
+  (void)rt;
+  udp_close((Udp *)h);
 }
 
 static const luaL_Reg methods[] = {

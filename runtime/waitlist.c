@@ -1,6 +1,8 @@
 /*
-** waitlist.c -- core.WaitList: the park/wake primitive for Lua policies
-** (Lock, Event, Condition, Semaphore, Barrier in lua/luaio/sync.lua).
+** waitlist.c -- wait lists: the C lists tasks park on (a future's
+** waiters, a stream's readers, a queue's getters ...), and core.WaitList,
+** the park/wake primitive for Lua policies (Lock, Event, Condition,
+** Semaphore, Barrier in lua/luaio/sync.lua).
 **
 **   wl:wait(fname) -> true                 woken by wake_one/wake_all
 **                  -> false, woken         cancelled; woken tells whether
@@ -14,6 +16,45 @@
 #include "internal.h"
 
 #define LUAIO_WAITLIST "luaio.WaitList"
+
+
+/* ---------------------------------------------------------- lists */
+
+/* Links t last on wl (luaio__park does, for a task it parks). */
+void luaio__waitlist_push (WaitList *wl, Task *t) {
+  t->wnext = NULL;
+  t->wprev = wl->tail;
+  if (wl->tail) wl->tail->wnext = t;
+  else wl->head = t;
+  wl->tail = t;
+  t->wlist = wl;
+}
+
+/* Unlinks t from wl (luaio__unpark does, for a task it wakes). */
+void luaio__waitlist_remove (WaitList *wl, Task *t) {
+  if (t->wprev) t->wprev->wnext = t->wnext;
+  else wl->head = t->wnext;
+  if (t->wnext) t->wnext->wprev = t->wprev;
+  else wl->tail = t->wprev;
+  t->wprev = t->wnext = NULL;
+  t->wlist = NULL;
+}
+
+
+/* Wakes the first task parked on wl, if any. */
+void luaio__wake_first (WaitList *wl) {
+  if (wl->head != NULL) luaio__wake(wl->head->rt, wl->head);
+}
+
+/* Wakes every task parked on wl; returns how many. */
+int luaio__wake_all (WaitList *wl) {
+  int n = 0;
+  for (; wl->head != NULL; n++) luaio__wake(wl->head->rt, wl->head);
+  return n;
+}
+
+
+/* ---------------------------------------------------------- core.WaitList */
 
 typedef struct WL {
   WaitList wl;

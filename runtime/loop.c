@@ -1,6 +1,7 @@
 /*
-** runtime.c -- the per-state context, runtimes (event loops), the Loop
-** object, anchors and exception reports; luaopen_luaio_core.
+** loop.c -- runtimes (event loops) and the Loop object: making and freeing
+** one, running a main task on it, shutting it down; the loop's methods
+** and the core functions about the running loop and contexts.
 **
 ** A runtime owns (or borrows) one uv_loop_t.  Its Lua-side state lives in
 ** a table R (registry ref rt->ref_R):
@@ -11,304 +12,17 @@
 **   R.unretrieved  weak-keyed set of failed futures/tasks
 **   R.fatal      message of a failure of the scheduler itself
 **   R.context    the root context for tasks created outside a task
-** Anchors: a table whose slots hold what the loop keeps alive (pending
-** tasks' coroutines, queued handles, futures with queued callbacks).
+**   R.signals    signal handlers (signal.c)
+** What the loop keeps alive sits in anchors: registry slots (state.c).
+**
+** This file is the top of the core: it calls the scheduler, tasks,
+** futures and the Ctrl-C watch, and nothing below calls it but the
+** embedding API.
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-static const char GKEY = 'G';       /* registry: the GState */
-static const char DISPATCHKEY = 'D';  /* registry: Lua report dispatcher */
-
-
-/* ---------------------------------------------------------- per state */
-
-/*
-** The state is closing (lua_close, or os.exit(code, true) from a task):
-** stop what could call back into it.  A finaliser never runs or closes a
-** loop, so the runtime's memory is left to the process (or, for a borrowed
-** loop, to the host that closes it).
-*/
-static int state_gc (lua_State *L) {
-  GState *G = (GState *)lua_touserdata(L, 1);
-  luaio_Runtime *rt;
-  for (rt = G->open; rt != NULL; rt = rt->next) {
-    rt->closed = 1;
-    uv_idle_stop(&rt->idle);
-    uv_timer_stop(&rt->timer);
-    uv_timer_stop(&rt->guard);
-    if (rt->sigint_on) uv_signal_stop(&rt->sigint);
-  }
-  G->open = NULL;
-  G->rt = NULL;
-  free(G->pool);
-  G->pool = NULL;
-  G->npool = G->poolcap = 0;
-  return 0;
-}
-
-GState *luaio__state (lua_State *L) {
-  GState *G;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GKEY) == LUA_TUSERDATA) {
-    G = (GState *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return G;
-  }
-  lua_pop(L, 1);
-  G = (GState *)lua_newuserdatauv(L, sizeof(GState), 0);
-  memset(G, 0, sizeof(*G));
-  G->next_id = 1;
-  lua_newtable(L);
-  lua_pushcfunction(L, state_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &GKEY);
-  return G;
-}
-
-/* Is the value at idx a userdata with metatable mt (a cached pointer)? */
-int luaio__hasmt (lua_State *L, int idx, const void *mt) {
-  int r;
-  if (mt == NULL || !lua_getmetatable(L, idx)) return 0;
-  r = lua_topointer(L, -1) == mt;
-  lua_pop(L, 1);
-  return r;
-}
-
-/* luaL_checkudata by the cached metatable mt: the lookup by name (and
-   lauxlib's message) only when that check fails. */
-void *luaio__checkudata (lua_State *L, int idx, const void *mt,
-                         const char *tname) {
-  if (luaio__hasmt(L, idx, mt)) return lua_touserdata(L, idx);
-  return luaL_checkudata(L, idx, tname);
-}
-
-void luaio__setfuncs (lua_State *L, const luaL_Reg *l) {
-  GState *G = luaio__state(L);
-  lua_pushlightuserdata(L, G);
-  luaL_setfuncs(L, l, 1);
-}
-
-
-/* ---------------------------------------------------------- lookups */
-
-luaio_Runtime *luaio__rt (lua_State *L) {
-  return luaio__G(L)->rt;
-}
-
-luaio_Runtime *luaio__need_rt (lua_State *L, const char *fname) {
-  luaio_Runtime *rt = luaio__G(L)->rt;
-  if (rt == NULL)
-    luaL_error(L, "%s: no running event loop", fname);
-  return rt;
-}
-
-luaio_Runtime *luaio__find_rt (GState *G, unsigned id) {
-  luaio_Runtime *rt;
-  for (rt = G->open; rt != NULL; rt = rt->next)
-    if (rt->id == id) return rt;
-  return NULL;
-}
-
-void luaio__push_R (lua_State *L, luaio_Runtime *rt) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_R);
-}
-
-void luaio__push_loop (lua_State *L, luaio_Runtime *rt) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_loop);
-}
-
-
-/* ---------------------------------------------------------- anchors */
-
-/*
-** What the loop keeps alive sits in integer slots of the registry: pushing
-** an anchored value is one registry read.  A runtime owns the slots it
-** took (rt->slots) and recycles them through a C free list; a free slot
-** holds false, never nil.  When the runtime is freed its slots go to the
-** state's pool (G->pool) for the next runtime.  New slots are claimed
-** only at keys that are nil, from the registry's border on: luaL_ref
-** hands out the border + 1 or refs it freed itself (which hold integers),
-** so the two never meet.
-*/
-
-/* Room for n slots in both lists (the free list never grows on its own,
-   so releasing a slot cannot fail); 0 when out of memory. */
-static int slot_room (luaio_Runtime *rt, int n) {
-  int *p;
-  if (n <= rt->slotcap) return 1;
-  p = (int *)realloc(rt->slots, (size_t)n * sizeof(int));
-  if (p == NULL) return 0;
-  rt->slots = p;
-  p = (int *)realloc(rt->freeslots, (size_t)n * sizeof(int));
-  if (p == NULL) return 0;
-  rt->freeslots = p;
-  rt->slotcap = n;
-  return 1;
-}
-
-/*
-** A registry key that is nil, for a new slot: the one after the last we
-** claimed, else past the border.  Never luaL_ref's free-list head
-** (LUA_RIDX_LAST + 1), which is nil until its first use.
-*/
-static int free_key (lua_State *L, GState *G) {
-  int k = G->next_key, n;
-  for (;;) {
-    if (k <= LUA_RIDX_LAST + 1) k = LUA_RIDX_LAST + 2;
-    if (lua_rawgeti(L, LUA_REGISTRYINDEX, k) == LUA_TNIL) break;
-    lua_pop(L, 1);
-    n = (int)lua_rawlen(L, LUA_REGISTRYINDEX) + 1;   /* a border + 1 */
-    k = n > k ? n : k + 1;
-  }
-  lua_pop(L, 1);
-  G->next_key = k + 1;
-  return k;
-}
-
-/* Keeps the value on top alive in a slot; pops it. */
-int luaio__anchor (lua_State *L, luaio_Runtime *rt) {
-  GState *G = rt->G;
-  int slot;
-  if (lua_isnil(L, -1)) {              /* (no caller does; a nil slot would
-                                          be taken again by free_key) */
-    lua_pop(L, 1);
-    lua_pushboolean(L, 0);
-  }
-  if (rt->nfree > 0) slot = rt->freeslots[--rt->nfree];
-  else {
-    if (rt->nslots == rt->slotcap &&
-        !slot_room(rt, rt->slotcap > 0 ? 2 * rt->slotcap : 64))
-      luaL_error(L, "not enough memory");
-    slot = G->npool > 0 ? G->pool[--G->npool] : free_key(L, G);
-    rt->slots[rt->nslots++] = slot;
-  }
-  lua_rawseti(L, LUA_REGISTRYINDEX, slot);
-  return slot;
-}
-
-void luaio__push_anchor (lua_State *L, luaio_Runtime *rt, int slot) {
-  (void)rt;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, slot);
-}
-
-/* Releases a slot.  Never raises. */
-void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot) {
-  if (slot <= 0) return;
-  lua_pushboolean(L, 0);
-  lua_rawseti(L, LUA_REGISTRYINDEX, slot);
-  rt->freeslots[rt->nfree++] = slot;
-}
-
-/* The runtime is being freed: its slots, emptied, go to the state's pool
-   (or back to luaL_ref's free list if the pool cannot grow). */
-static void free_slots (lua_State *L, luaio_Runtime *rt) {
-  GState *G = rt->G;
-  int i;
-  if (G->npool + rt->nslots > G->poolcap) {
-    int cap = G->npool + rt->nslots;
-    int *p = (int *)realloc(G->pool, (size_t)cap * sizeof(int));
-    if (p != NULL) { G->pool = p; G->poolcap = cap; }
-  }
-  for (i = 0; i < rt->nslots; i++) {
-    if (G->npool < G->poolcap) {
-      lua_pushboolean(L, 0);
-      lua_rawseti(L, LUA_REGISTRYINDEX, rt->slots[i]);
-      G->pool[G->npool++] = rt->slots[i];
-    }
-    else luaL_unref(L, LUA_REGISTRYINDEX, rt->slots[i]);
-  }
-  free(rt->slots);
-  free(rt->freeslots);
-}
-
-
-/* ---------------------------------------------------------- reports */
-
-/*
-** Delivers an exception context (the table on top, popped) to the loop's
-** handler through the Lua dispatcher.  Called only from the drain or from
-** shutdown, never from a finaliser; errors are contained.
-*/
-/* A host's report function gets the context as one text. */
-static void report_to_host (lua_State *L, luaio_Runtime *rt, int ctx) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  lua_getfield(L, ctx, "message");
-  luaL_addvalue(&b);
-  if (lua_getfield(L, ctx, "exception") != LUA_TNIL) {
-    luaL_addchar(&b, '\n');
-    luaL_tolstring(L, -1, NULL);
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-  }
-  else lua_pop(L, 1);
-  if (lua_getfield(L, ctx, "traceback") == LUA_TSTRING) {
-    luaL_addchar(&b, '\n');
-    luaL_addvalue(&b);
-  }
-  else lua_pop(L, 1);
-  luaL_pushresult(&b);
-  rt->report(rt, lua_tostring(L, -1), rt->report_ud);
-}
-
-static int protected_report (lua_State *L) {
-  luaio_Runtime *rt = (luaio_Runtime *)lua_touserdata(L, 2);
-  report_to_host(L, rt, 1);
-  return 0;
-}
-
-void luaio__report (lua_State *L, luaio_Runtime *rt) {
-  int ctx = lua_gettop(L);
-  if (rt->report != NULL && !rt->has_handler) {   /* replaces the default */
-    lua_pushcfunction(L, protected_report);
-    lua_pushvalue(L, ctx);
-    lua_pushlightuserdata(L, rt);
-    lua_pcall(L, 2, 0, 0);
-    lua_settop(L, ctx - 1);
-    return;
-  }
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DISPATCHKEY) == LUA_TFUNCTION) {
-    luaio__push_loop(L, rt);
-    lua_pushvalue(L, ctx);
-    if (lua_pcall(L, 2, 0, 0) == LUA_OK) {
-      lua_settop(L, ctx - 1);
-      return;
-    }
-    /* The dispatcher itself failed: fall through to a plain report. */
-  }
-  lua_getfield(L, ctx, "message");
-  fprintf(stderr, "luaio: %s\n", lua_isstring(L, -1) ?
-          lua_tostring(L, -1) : "(exception handler failed)");
-  lua_getfield(L, ctx, "exception");
-  if (!lua_isnil(L, -1))
-    fprintf(stderr, "%s\n", luaL_tolstring(L, -1, NULL));
-  fflush(stderr);
-  lua_settop(L, ctx - 1);
-}
-
-/* Queues a context (popped) for delivery from the scheduler. */
-void luaio__queue_report (lua_State *L, luaio_Runtime *rt) {
-  int n;
-  luaio__push_R(L, rt);
-  lua_getfield(L, -1, "reports");
-  n = (int)lua_rawlen(L, -1) + 1;
-  lua_pushvalue(L, -3);
-  lua_rawseti(L, -2, n);
-  lua_pop(L, 3);
-  rt->nreports++;
-  luaio__schedule(rt, E_REPORT, NULL, 0);
-}
-
-static int core_set_dispatcher (lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &DISPATCHKEY);
-  return 0;
-}
-
 
 /* ---------------------------------------------------------- runtimes */
 
@@ -318,7 +32,7 @@ static void free_rt (lua_State *L, luaio_Runtime *rt) {
     if (*pp == rt) { *pp = rt->next; break; }
   luaio__exit_unwatch(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_R);
-  free_slots(L, rt);
+  luaio__free_slots(L, rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_loop);
   free(rt->q);
   free(rt->heap);
@@ -575,8 +289,8 @@ static int loop_stats (lua_State *L) {
   lua_pushinteger(L, rt->ntasks);
   lua_setfield(L, -2, "tasks");
   /* callbacks waiting to run, and open I/O handles (streams, servers,
-     UDP sockets, processes, signal watches): not the loop's own three */
-  lua_pushinteger(L, rt->nhandles + rt->open_handles - 3 - rt->sigint_on);
+     UDP sockets, processes, signal watches): not the loop's own */
+  lua_pushinteger(L, rt->nhandles + rt->open_handles - rt->own_handles);
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, rt->nrequests);
   lua_setfield(L, -2, "requests");
@@ -686,11 +400,11 @@ static const luaL_Reg core_funcs[] = {
   {"get_running_loop", core_get_running_loop},
   {"time", core_time},
   {"context", core_context},
-  {"set_dispatcher", core_set_dispatcher},
   {NULL, NULL}
 };
 
 void luaio__loop_open (lua_State *L) {
+  luaio__setfuncs(L, core_funcs);
   if (luaL_newmetatable(L, LUAIO_LOOP)) {
     lua_newtable(L);
     luaio__setfuncs(L, loop_methods);
@@ -705,29 +419,129 @@ void luaio__loop_open (lua_State *L) {
   lua_pop(L, 1);
 }
 
-LUAIO_API int luaopen_luaio_core (lua_State *L) {
-  luaio__state(L);
-  lua_newtable(L);
-  luaio__setfuncs(L, core_funcs);
-  luaio__loop_open(L);
-  luaio__errors_open(L);
-  luaio__future_open(L);
-  luaio__gather_open(L);
-  luaio__task_open(L);
-  luaio__handle_open(L);
-  luaio__timer_open(L);
-  luaio__coro_open(L);
-  luaio__signal_open(L);
-  luaio__waitlist_open(L);
-  luaio__queue_open(L);
-  luaio__stream_open(L);
-  luaio__tls_link_open(L);
-  luaio__udp_open(L);
-  luaio__dns_open(L);
-  luaio__fs_open(L);
-  luaio__process_open(L);
-  luaio__thread_open(L);
-  lua_pushliteral(L, LUAIO_VERSION);
-  lua_setfield(L, -2, "version");
-  return 1;
+
+/* ---------------------------------------------------------- running */
+
+/*
+** Runs the loop until task main is done.  Returns 0, or 1 with an error
+** value pushed (the scheduler failed, a deadlock, or Ctrl-C).
+*/
+int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main) {
+  GState *G = rt->G;
+  luaio_Runtime *saved = G->rt;
+  int watched, status = 0;
+  G->rt = rt;
+  rt->running_depth++;
+  rt->main = main;
+  main->is_main = 1;
+  rt->stop = 0;
+  rt->interrupted = 0;
+  watched = luaio__watch_sigint(rt);
+  luaio__kick(rt);
+  while (main->tstate != T_DONE && !rt->fatal) {
+    int alive = uv_run(rt->loop, UV_RUN_DEFAULT);
+    if (main->tstate == T_DONE || rt->fatal) break;
+    rt->stop = 0;
+    if (!alive && rt->qlen == 0) {
+      lua_pushliteral(L, "aio.run: deadlock: the main task is waiting and "
+                      "nothing is left that could wake it");
+      status = 1;
+      break;
+    }
+  }
+  if (watched) luaio__unwatch_sigint(rt);
+  rt->stop = 0;
+  rt->main = NULL;
+  main->is_main = 0;
+  rt->running_depth--;
+  G->rt = saved;
+  if (rt->fatal) {
+    rt->fatal = 0;
+    if (rt->oom) {                     /* as Lua's own allocation failure */
+      rt->oom = 0;
+      lua_pushliteral(L, "not enough memory");
+      return 1;
+    }
+    luaio__push_R(L, rt);
+    lua_getfield(L, -1, "fatal");
+    lua_remove(L, -2);
+    return 1;
+  }
+  if (status == 0 && rt->interrupted) {
+    rt->interrupted = 0;
+    lua_pushliteral(L, "interrupted!");
+    return 1;
+  }
+  return status;
+}
+
+static void on_guard (uv_timer_t *h) { (void)h; }
+
+/* Debug mode: reports what the program left open (closed now), by kind. */
+static void report_left_open (lua_State *L, luaio_Runtime *rt) {
+  const char *kinds[8];
+  int counts[8], n = 0, i;
+  Hook *h;
+  for (h = rt->open.head; h != NULL; h = h->next) {
+    if (h->leak == NULL) continue;
+    for (i = 0; i < n && kinds[i] != h->leak; i++) {}
+    if (i == n) {
+      if (n == 8) continue;
+      kinds[n] = h->leak;
+      counts[n++] = 0;
+    }
+    counts[i]++;
+  }
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 1);
+    lua_pushfstring(L, "%d %s left open at loop close (closed now)",
+                    counts[i], kinds[i]);
+    lua_setfield(L, -2, "message");
+    luaio__report(L, rt);
+  }
+}
+
+/*
+** Shutdown: cancel every pending task once, run until they finish or
+** shutdown_timeout passes, abandon the rest, report never-retrieved
+** errors, close every handle, close the loop.
+*/
+void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
+  GState *G = rt->G;
+  luaio_Runtime *saved = G->rt;
+  uint64_t deadline;
+  rt->closing = 1;
+  G->rt = rt;
+  rt->running_depth++;
+  luaio__cancel_all(L, rt);
+  deadline = uv_hrtime() + (uint64_t)(rt->shutdown_timeout * 1e9);
+  luaio__kick(rt);
+  while (rt->ntasks > 0 && !rt->fatal) {
+    uint64_t now = uv_hrtime();
+    int alive;
+    if (now >= deadline) break;
+    uv_timer_start(&rt->guard, on_guard, (deadline - now) / 1000000 + 1, 0);
+    alive = uv_run(rt->loop, UV_RUN_ONCE);
+    rt->stop = 0;
+    if (!alive && rt->qlen == 0) break;
+  }
+  uv_timer_stop(&rt->guard);
+  luaio__abandon_all(L, rt);
+  luaio__report_unretrieved(L, rt);
+  /* Deliver whatever is still queued (reports, callbacks). */
+  while (rt->qlen > 0 && !rt->fatal) {
+    rt->stop = 0;
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  if (rt->debug) report_left_open(L, rt);
+  rt->running_depth--;
+  G->rt = saved;
+  luaio__sched_close(rt);    /* the loop's own handles */
+  luaio__close_hooks(rt);    /* what subsystems left open */
+  while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (rt->owns_loop) {
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(rt->loop) != 0)
+      luaio__report_msg(rt, "event loop closed with handles still open");
+  }
 }
