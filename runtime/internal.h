@@ -92,6 +92,9 @@ struct GState {
 
 #define luaio__G(L) ((GState *)lua_touserdata(L, lua_upvalueindex(1)))
 
+/* A Loop object: the runtime, NULL once the loop is closed (loop.c). */
+typedef struct LoopBox { luaio_Runtime *rt; } LoopBox;
+
 GState *luaio__state (lua_State *L);  /* pushes nothing */
 void luaio__setfuncs (lua_State *L, const luaL_Reg *l);  /* G upvalue */
 int luaio__hasmt (lua_State *L, int idx, const void *mt);
@@ -102,6 +105,7 @@ luaio_Runtime *luaio__need_rt (lua_State *L, const char *fname);
 luaio_Runtime *luaio__find_rt (GState *G, unsigned id);
 void luaio__push_R (lua_State *L, luaio_Runtime *rt);
 void luaio__push_loop (lua_State *L, luaio_Runtime *rt);
+luaio_Runtime *luaio__checkloop (lua_State *L, int idx);
 int luaio__anchor (lua_State *L, luaio_Runtime *rt);  /* pops the value */
 void luaio__unanchor (lua_State *L, luaio_Runtime *rt, int slot);
 void luaio__push_anchor (lua_State *L, luaio_Runtime *rt, int slot);
@@ -507,7 +511,6 @@ void luaio__request_done (luaio_Runtime *rt);
 
 /* ---------------------------------------------------------- loop.c */
 
-luaio_Runtime *luaio__checkloop (lua_State *L, int idx);
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);
 void luaio__free_runtime (lua_State *L, luaio_Runtime *rt);
 int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main);

@@ -40,13 +40,6 @@ static void free_rt (lua_State *L, luaio_Runtime *rt) {
   free(rt);
 }
 
-typedef struct LoopBox { luaio_Runtime *rt; } LoopBox;
-
-luaio_Runtime *luaio__checkloop (lua_State *L, int idx) {
-  LoopBox *b = (LoopBox *)luaL_checkudata(L, idx, LUAIO_LOOP);
-  if (b->rt == NULL) luaL_error(L, "the event loop is closed");
-  return b->rt;
-}
 
 static double optfield (lua_State *L, int t, const char *k, double d) {
   double v = d;

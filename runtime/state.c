@@ -104,6 +104,14 @@ void luaio__push_R (lua_State *L, luaio_Runtime *rt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_R);
 }
 
+/* The runtime of the Loop object at idx (made by loop.c); raises if it
+   is closed. */
+luaio_Runtime *luaio__checkloop (lua_State *L, int idx) {
+  LoopBox *b = (LoopBox *)luaL_checkudata(L, idx, LUAIO_LOOP);
+  if (b->rt == NULL) luaL_error(L, "the event loop is closed");
+  return b->rt;
+}
+
 void luaio__push_loop (lua_State *L, luaio_Runtime *rt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_loop);
 }
