@@ -132,7 +132,8 @@ end
 
 -- The handler of a TLS server: the handshake first; a connection whose
 -- handshake fails is closed and the handler never sees it (asyncio
--- logs such failures only in debug mode; so do we).
+-- logs such failures only in debug mode; we report them to the loop's
+-- exception handler in debug mode).
 local function tls_handler(handler, ctx, timeout, fname)
   if not tls().is_ssl_context(ctx) then
     error(("%s: option 'ssl' must be an SSLContext with a certificate (load_cert_chain), got %s")
@@ -147,8 +148,10 @@ local function tls_handler(handler, ctx, timeout, fname)
       if core.is(err, core.CancelledError) then error(err, 0) end
       local loop = core.get_running_loop()
       if loop:get_debug() then
-        io.stderr:write(("%s: TLS handshake with a client failed: %s\n"):format(
-          fname, tostring(err)))
+        loop:call_exception_handler({
+          message = fname .. ": TLS handshake with a client failed",
+          exception = err,
+        })
       end
       return
     end
