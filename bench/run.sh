@@ -1,5 +1,5 @@
 #!/bin/sh
-# make bench: luaio's workloads (../shared/BENCH.md) beside Python asyncio
+# make bench: luaio's workloads (bench/README.md) beside Python asyncio
 # and Node when they are installed, with programs of our own (bench/ and
 # bench/peers/), interleaved over RUNS passes, median per cell, ratio to
 # the best peer of the same run.  A benchmark, never a test.

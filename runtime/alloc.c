@@ -11,8 +11,8 @@
 ** one call (MADV_POPULATE_WRITE, Linux 5.14+; elsewhere pages fault in as
 ** before) instead of 512 page faults.  W1 with a million tasks: 0.87 s
 ** of CPU instead of 0.92 s (perf stat, 8 runs each).  (Transparent huge
-** pages did as well but stalled in compaction now and then.)  Memory of freed small blocks is
-** kept for reuse, not returned to the system.  One allocator serves one
+** pages did as well but stalled in compaction now and then.)  Memory of
+** freed small blocks is kept for reuse, not returned to the system.  One allocator serves one
 ** lua_State (no locking).  The CLI uses it unless LUAIO_ALLOC=malloc.
 */
 #include <stdint.h>

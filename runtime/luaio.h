@@ -48,7 +48,7 @@ typedef void (*luaio_ReportFn) (luaio_Runtime *rt, const char *message,
 **   luaio_Allocator *a = luaio_allocator_new();
 **   lua_State *L = lua_newstate(luaio_alloc, a);
 **   ... lua_close(L); luaio_allocator_free(a);
-** Blocks up to 512 bytes come from per-size free lists (no malloc header,
+** Blocks up to 1 KiB come from per-size free lists (no malloc header,
 ** no fragmentation; kept for reuse); larger ones from malloc.  One
 ** allocator per lua_State; not thread-safe.
 */
