@@ -426,7 +426,8 @@ describe("TaskGroup misuse", function()
         local tg <close> = aio.TaskGroup()
         scoped = tg
       end
-      assert.is_false(pcall(scoped.create_task, scoped, function() ran = true end))
+      assert.matches("TaskGroup:create_task: the task group has finished",
+        H.errof(scoped.create_task, scoped, function() ran = true end), 1, true)
       aio.sleep(0)
       assert.is_false(ran)
     end)
@@ -438,10 +439,13 @@ describe("TaskGroup misuse", function()
       local ok, err = pcall(aio.TaskGroup, function(tg)
         tg:create_task(fail_after(0, "boom"))
         pcall(aio.sleep, 10)
-        refused = not pcall(tg.create_task, tg, function() end)
+        refused = H.errof(tg.create_task, tg, function() end)
       end)
       assert.is_false(ok)
-      assert.is_true(refused)
+      assert.is_true(is_eg(err), tostring(err))
+      assert.equal("boom", err.exceptions[1])
+      assert.matches("TaskGroup:create_task: the task group is shutting down",
+        refused, 1, true)
     end, V)
   end)
 

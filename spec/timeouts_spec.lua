@@ -174,8 +174,8 @@ describe("timeout scope", function()
     H.run(function()
       local t = aio.create_task(function()
         local cm <close> = aio.timeout(1)
-        local ok = pcall(aio.sleep, 10)   -- the scope's own cancellation
-        assert(not ok)
+        local ok, err = pcall(aio.sleep, 10)   -- the scope's own cancellation
+        assert(not ok and is_cancelled(err), tostring(err))
         aio.sleep(10)                     -- then cancelled from outside
       end)
       aio.sleep(2)
@@ -244,8 +244,9 @@ describe("timeout scope", function()
       assert.is_string(err)
       assert.matches("reschedule", err, 1, true)
       local cm2 = aio.timeout(1, function(c) return c end)
-      ok = pcall(cm2.reschedule, cm2, nil)
+      ok, err = pcall(cm2.reschedule, cm2, nil)
       assert.is_false(ok)
+      assert.matches("reschedule: the timeout is exited, not active", err, 1, true)
     end)
   end)
 
