@@ -2,9 +2,12 @@
 #
 #   make            CLI (build/luaio), libluaio.a, the luaio.core module
 #   make run        run an example (installs missing Debian packages as root)
-#   make test       every spec, through the CLI and through stock lua5.4;
-#                   as root it also installs (PREFIX) and runs the conformance
-#                   cases against the installed module
+#   make test       every spec through the CLI and through stock lua5.4,
+#                   then the conformance cases (../shared/conformance; a
+#                   missing folder fails -- LUAIO_CONFORMANCE_DIR=DIR names
+#                   another, LUAIO_CONFORMANCE=skip skips them); as root it
+#                   also installs (PREFIX) and runs the cases against the
+#                   installed module
 #   make check      the specs under ASan/UBSan, stress specs, valgrind
 #   make fuzz       libFuzzer targets, FUZZ_TIME seconds each (clang)
 #   make bench      benchmarks (never part of the tests)
