@@ -62,6 +62,7 @@ describe("luaio's coroutine functions", function()
     assert.matches("^[^\n]*coroutine_spec%.lua:%d+: inner$", err)
     local e = {}
     ok, err = pcall(coroutine.wrap(function() error(e) end))
+    assert.is_false(ok)
     assert.equal(e, err)
   end)
 
@@ -122,7 +123,7 @@ describe("a user coroutine inside a task", function()
 
   it("keeps nils and the count of yielded and returned values", function()
     H.run(function()
-      local co = coroutine.create(function(...)
+      local co = coroutine.create(function()
         aio.sleep(0)
         local r = pack(coroutine.yield(nil, 2, nil))
         aio.sleep(0)

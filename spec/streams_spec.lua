@@ -131,7 +131,7 @@ describe("TCP echo", function()
 
   it("read's size is an integer or nil: a parked read keeps it; anything else is a bad argument", function()
     run(function()
-      local _, port, stop = serve(function(r, w)
+      local _, port, stop = serve(function(_, w)
         aio.sleep(0.02)
         w:write("0123456789")
         w:close()

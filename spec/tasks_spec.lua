@@ -184,7 +184,7 @@ describe("task results", function()
     H.run(function()
       local raised
       local t = aio.create_task(function()
-        local ok, e = pcall(error, "boom", 1)
+        local _, e = pcall(error, "boom", 1)
         raised = e
         error(e, 0)
       end)
@@ -334,7 +334,7 @@ describe("cancellation", function()
     H.run(function()
       local inside
       local t = aio.create_task(function()
-        local ok, err = pcall(aio.sleep, 10)
+        local _, err = pcall(aio.sleep, 10)
         inside = err
         error(err, 0)
       end)
@@ -436,7 +436,7 @@ describe("cancellation", function()
     H.run(function()
       local steps = {}
       local t = aio.create_task(function()
-        local ok, err = pcall(aio.sleep, 10)
+        local _, err = pcall(aio.sleep, 10)
         steps[#steps + 1] = is_cancelled(err) and "caught" or "?"
         aio.sleep(0)
         steps[#steps + 1] = "slept 0"
@@ -458,7 +458,7 @@ describe("cancellation", function()
       local caught = 0
       local t = aio.create_task(function()
         for _ = 1, 2 do
-          local ok, err = pcall(aio.sleep, 10)
+          local _, err = pcall(aio.sleep, 10)
           if is_cancelled(err) then caught = caught + 1 end
         end
         return caught
@@ -847,7 +847,7 @@ describe("coroutines of finished tasks", function()
       for i = 1, 50 do
         ts[i] = aio.create_task(function()
           threads[coroutine.running()] = true
-          local x <close> = setmetatable({}, { __close = function() end })
+          local _ <close> = setmetatable({}, { __close = function() end })
           aio.sleep(0)
           return i
         end)

@@ -147,6 +147,7 @@ describe("testing.async", function()
     assert.is_false(ok)
     assert.equal(e, err)
     ok, err = pcall(testing.async(function() error("plain", 0) end))
+    assert.is_false(ok)
     assert.equal("plain", err)
   end)
 
