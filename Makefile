@@ -2,9 +2,14 @@
 #
 #   make            CLI (build/luaio), libluaio.a, the luaio.core module
 #   make run        run an example (installs missing Debian packages as root)
-#   make test       every spec, through the CLI and through stock lua5.4;
-#                   as root it also installs (PREFIX) and runs the conformance
-#                   cases against the installed module
+#   make test       make lint, every spec through the CLI and through stock
+#                   lua5.4, then the conformance cases (../shared/conformance;
+#                   a missing folder fails -- LUAIO_CONFORMANCE_DIR=DIR names
+#                   another, LUAIO_CONFORMANCE=skip skips them); as root it
+#                   also installs (PREFIX) and runs the cases against the
+#                   installed module
+#   make lint       luacheck (.luacheckrc) over lua/ spec/ examples/ bench/
+#                   tools/: zero warnings or it fails
 #   make check      the specs under ASan/UBSan, stress specs, valgrind
 #   make fuzz       libFuzzer targets, FUZZ_TIME seconds each (clang)
 #   make bench      benchmarks (never part of the tests)
@@ -14,6 +19,7 @@ CC ?= cc
 LUA ?= lua5.4
 PKG_CONFIG ?= pkg-config
 BUSTED ?= busted
+LUACHECK ?= luacheck
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
@@ -122,7 +128,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 
 # ---------------------------------------------------------------- deps
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks \
-  libreadline-dev libssl-dev openssl
+  libreadline-dev libssl-dev openssl lua-check
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -145,8 +151,15 @@ SPEC_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec
 # the CI budget (a spec's own watchdog normally fails it much sooner).
 GUARD ?= timeout -k 10 600
 
+# luacheck with the repository's .luacheckrc; any warning fails the target.
+LINT_DIRS = lua spec examples bench tools
+lint: deps
+	$(LUACHECK) -q --codes $(LINT_DIRS)
+
 test: deps
 	$(MAKE) all
+	@echo "== lint"
+	$(MAKE) -s lint
 	@echo "== specs through the luaio CLI"
 	$(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec
 	@echo "== specs through stock $(LUA)"
@@ -285,4 +298,4 @@ sanitized: $(B)/luaio $(B)/libluaio.a $(TLS_MODULE)
 embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 
-.PHONY: all deps run test check fuzz bench install uninstall clean embed-test sanitized
+.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized

@@ -8,7 +8,7 @@ local aio = require "luaio"
 local clients = {}                     -- writer -> name
 
 local function broadcast(from, text)
-  for w, name in pairs(clients) do
+  for w in pairs(clients) do
     if w ~= from and not w:is_closing() then
       local ok = pcall(w.write, w, text)
       if not ok then clients[w] = nil end

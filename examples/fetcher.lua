@@ -41,7 +41,7 @@ local fetched, timeouts = 0, 0
 aio.TaskGroup(function(tg)
   for _, n in ipairs(pages) do
     tg:create_task(function()
-      local body, why = fetch(n)
+      local body = fetch(n)
       if body then fetched = fetched + 1 else timeouts = timeouts + 1 end
     end)
   end

@@ -1,6 +1,8 @@
 -- hello.lua: a few concurrent tasks.  Run: make run (or build/luaio examples/hello.lua)
 local aio = require "luaio"
 
+local START   -- set below, when the tasks are created
+
 local function worker(name, delay, times)
   for i = 1, times do
     aio.sleep(delay)

@@ -24,5 +24,5 @@ for _, line in ipairs(aio.gather(jobs)) do print(line) end
 print(("at most %d jobs ran at once"):format(peak))
 
 -- a program that is not there is an OSError, not a crash
-local ok, err = pcall(aio.create_subprocess_exec, "no-such-program", {})
+local _, err = pcall(aio.create_subprocess_exec, "no-such-program", {})
 print("missing program: " .. tostring(err.code))

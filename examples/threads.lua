@@ -29,5 +29,5 @@ ticker:cancel()
 -- arguments and results are copied; errors come back to the caller
 local t = aio.to_thread(function(cfg) return { doubled = cfg.n * 2 } end, { n = 21 })
 print("copied table: " .. t.doubled)
-local ok, err = pcall(aio.to_thread, function() error("worker failed", 0) end)
+local _, err = pcall(aio.to_thread, function() error("worker failed", 0) end)
 print("error from the worker: " .. tostring(err))

@@ -182,14 +182,17 @@ describe("bad input", function()
       assert.matches("badinput_spec.lua:%d+: calling 'Lock:acquire' on bad self " ..
         "%(Lock expected, got nil%); call it with ':'", err)
       ok, err = pcall(function() sem.release(lock) end)
+      assert.is_false(ok)
       assert.matches("calling 'BoundedSemaphore:release' on bad self " ..
         "%(BoundedSemaphore expected, got Lock%)", err)
       ok, err = pcall(function() aio.ContextVar("v").get(5) end)
+      assert.is_false(ok)
       assert.matches("calling 'ContextVar:get' on bad self %(ContextVar expected, got number%)", err)
       -- a Semaphore method on a BoundedSemaphore is fine
       assert.equal(sem, sem:acquire())
       sem:release()
       ok, err = pcall(function() aio.current_task():print_stack(42) end)
+      assert.is_false(ok)
       assert.matches("bad argument #1 to 'print_stack' %(file or object with write expected, got number%)", err)
     end)
   end)

@@ -18,12 +18,6 @@ local function after(delay, value, fail)
   end)
 end
 
--- Cancels t (if pending) and waits for it to settle.
-local function finish(t)
-  if not t:done() then t:cancel() end
-  return pcall(t.await, t)
-end
-
 ------------------------------------------------------------------ gather
 describe("gather", function()
   it("returns the first result of each child in input order, with .n", function()
@@ -67,7 +61,7 @@ describe("gather", function()
       local fut = aio.Future()
       aio.get_running_loop():call_later(0.01, function() fut:set_result("fut") end)
       local awaitable = setmetatable({}, {
-        __await = function(self) aio.sleep(0.01); return "custom" end,
+        __await = function() aio.sleep(0.01); return "custom" end,
       })
       local r = aio.gather({ after(0.01, "task"), fut, function() return "fn" end, awaitable })
       assert.same({ "task", "fut", "fn", "custom", n = 4 }, r)
@@ -110,7 +104,7 @@ describe("gather", function()
     H.run(function()
       local seen
       local child = aio.create_task(function()
-        local ok, err = pcall(aio.sleep, 10)
+        local _, err = pcall(aio.sleep, 10)
         seen = aio.current_task():cancelling()
         error(err, 0)
       end)
@@ -266,7 +260,7 @@ describe("gather", function()
       local log = {}
       local function child(name)
         return function()
-          local ok, err = pcall(aio.sleep, 10)
+          local _, err = pcall(aio.sleep, 10)
           log[#log + 1] = name .. " cancelled"
           aio.sleep(0.5)              -- cleanup that suspends
           log[#log + 1] = name .. " cleaned"
@@ -537,7 +531,7 @@ describe("wait_for", function()
       local t0 = aio.time()
       local log = {}
       local t = aio.create_task(function()
-        local ok, err = pcall(aio.sleep, 100)
+        local _, err = pcall(aio.sleep, 100)
         log[#log + 1] = "cancelled"
         aio.sleep(2)                 -- cleanup takes a while
         log[#log + 1] = "cleaned"
@@ -567,8 +561,8 @@ describe("wait_for", function()
   it("gives the value of a task that swallows the cancellation", function()
     H.run(function()
       local t = aio.create_task(function()
-        local ok = pcall(aio.sleep, 100)
-        assert(not ok)
+        local ok, err = pcall(aio.sleep, 100)
+        assert(not ok and is_cancelled(err), tostring(err))
         aio.sleep(0.5)
         return "swallowed", nil, 3
       end)
@@ -609,6 +603,7 @@ describe("wait_for", function()
       assert.is_false(ok)
       assert.equal(e, err)
       ok, err = pcall(aio.wait_for, after(0.01, "str", true), 1)
+      assert.is_false(ok)
       assert.equal("str", err)
     end)
   end)
@@ -640,14 +635,15 @@ describe("wait_for", function()
       assert.is_false(ok)
       assert.is_true(is_timeout(err))
       -- wait_for expires first: the outer scope sees an ordinary TimeoutError
-      local cm_expired
+      local cm_expired, ok2, err2
       ok, err = pcall(aio.timeout, 10, function(cm)
-        local ok2, err2 = pcall(aio.wait_for, after(100, "x"), 1)
+        ok2, err2 = pcall(aio.wait_for, after(100, "x"), 1)
         cm_expired = cm:expired()
-        return ok2, err2
       end)
-      assert.is_true(ok)
+      assert.is_true(ok, tostring(err))
       assert.is_false(cm_expired)
+      assert.is_false(ok2)
+      assert.is_true(is_timeout(err2), tostring(err2))
     end, V)
   end)
 
@@ -802,7 +798,8 @@ describe("shield", function()
       end)
       aio.sleep(0.1)
       caller:cancel()
-      assert.is_false(pcall(caller.await, caller))
+      local err = H.errof(caller.await, caller)
+      assert.is_true(is_cancelled(err), tostring(err))
       assert.is_false(finished)
       aio.sleep(2)
       assert.is_true(finished)

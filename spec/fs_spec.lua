@@ -412,8 +412,10 @@ describe("aio.fs", function()
         assert.equal(5, f:seek("cur", -2))
         assert.equal("56789", f:read("a"))
         -- before the start: fail, as io
-        local r1 = f:seek("set", -1)
+        local r1, msg, code = f:seek("set", -1)
         assert.is_nil(r1)
+        assert.equal("Invalid argument", msg)    -- EINVAL, as io gives it
+        assert.equal(22, code)
         assert.matches("bad argument", fails(f.seek, f, "middle"))
       end)
     end)

@@ -88,11 +88,11 @@ describe("Queue basics", function()
   end)
 
   it("rejects bad arguments with clear errors", function()
-    for _, f in ipairs { aio.Queue, aio.LifoQueue, aio.PriorityQueue } do
-      local ok = pcall(f, "big")
-      assert.is_false(ok)
-      ok = pcall(f, 1.5)
-      assert.is_false(ok)
+    for name, f in pairs { Queue = aio.Queue, LifoQueue = aio.LifoQueue,
+                           PriorityQueue = aio.PriorityQueue } do
+      local bad = "bad argument #1 to '" .. name .. "' (integer expected, got "
+      assert.matches(bad .. "string)", H.errof(f, "big"), 1, true)
+      assert.matches(bad .. "float)", H.errof(f, 1.5), 1, true)
     end
     local ok, err = pcall(aio.PriorityQueue, 0, 42)
     assert.is_false(ok)
@@ -132,19 +132,19 @@ describe("Queue basics", function()
     local ok, err = pcall(q.put_nowait, q, nil)
     assert.is_false(ok)
     assert.matches("nil", tostring(err), 1, true)
-    ok = pcall(q.put_nowait, q)
-    assert.is_false(ok)
+    assert.matches("put_nowait: nil cannot be queued", H.errof(q.put_nowait, q), 1, true)
     run(function()
       local ok2, err2 = pcall(q.put, q, nil)
       assert.is_false(ok2)
       assert.matches("nil", tostring(err2), 1, true)
-      assert.is_false((pcall(q.put, q)))
+      assert.matches("put: nil cannot be queued", H.errof(q.put, q), 1, true)
     end)
     assert.equal(0, q:qsize())
     -- not counted as unfinished either
-    assert.is_false((pcall(q.task_done, q)))
+    assert.matches("task_done: called more times than items were put",
+      H.errof(q.task_done, q), 1, true)
     for _, p in ipairs { aio.LifoQueue(), aio.PriorityQueue() } do
-      assert.is_false((pcall(p.put_nowait, p, nil)))
+      assert.matches("put_nowait: nil cannot be queued", H.errof(p.put_nowait, p, nil), 1, true)
       assert.equal(0, p:qsize())
     end
   end)
@@ -195,7 +195,8 @@ describe("Queue basics", function()
       end
       while not q:empty() do got[#got + 1] = q:get_nowait() end
       assert.same(want, got)
-      assert.has_error(function() q:get_nowait() end)
+      local err = H.errof(q.get_nowait, q)
+      assert.is_true(aio.is(err, aio.QueueEmpty), tostring(err))
     end
   end)
 
@@ -218,7 +219,8 @@ describe("Queue basics", function()
     local q = aio.LifoQueue(4)
     for i = 1, 4 do q:put_nowait(i) end
     assert.is_true(q:full())
-    assert.is_false((pcall(q.put_nowait, q, 5)))
+    local err = H.errof(q.put_nowait, q, 5)
+    assert.is_true(aio.is(err, aio.QueueFull), tostring(err))
     assert.equal(4, q:get_nowait())
     q:put_nowait("x")
     assert.same({ "x", 3, 2, 1 }, drain(q))
@@ -280,7 +282,8 @@ describe("PriorityQueue", function()
       q:put_nowait(5)
       q:put_nowait(3)
       assert.is_true(q:full())
-      assert.is_false((pcall(q.put_nowait, q, 1)))
+      local err = H.errof(q.put_nowait, q, 1)
+      assert.is_true(aio.is(err, aio.QueueFull), tostring(err))
       -- the getter runs after both puts: it sees the smallest
       assert.equal(3, g:await())
       assert.same({ 5 }, drain(q))
@@ -390,7 +393,8 @@ describe("Queue waiting", function()
       q:put_nowait("x")                       -- wakes g
       assert.equal(1, q:qsize())
       assert.is_true(q:full())
-      assert.is_false(pcall(q.put_nowait, q, "y"))
+      local err = H.errof(q.put_nowait, q, "y")
+      assert.is_true(aio.is(err, aio.QueueFull), tostring(err))
       assert.equal("x", q:get_nowait())       -- taken before g runs
       q:put_nowait("z")
       assert.equal("z", g:await())
@@ -762,8 +766,8 @@ describe("Queue join/task_done", function()
     q:put_nowait(1)
     q:get_nowait()
     q:task_done()
-    ok = pcall(q.task_done, q)
-    assert.is_false(ok)
+    assert.matches("task_done: called more times than items were put",
+      H.errof(q.task_done, q), 1, true)
   end)
 
   it("a joiner cancelled while it waits leaves; other joiners still return", function()
@@ -905,7 +909,8 @@ describe("Queue shutdown", function()
       assert.is_false(ok)
       assert.is_true(is_shutdown(err))
       -- the dropped items were marked done: a task_done now is one too many
-      assert.is_false((pcall(q.task_done, q)))
+      assert.matches("task_done: called more times than items were put",
+        H.errof(q.task_done, q), 1, true)
       q:join()
     end)
   end)

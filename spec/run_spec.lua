@@ -336,7 +336,7 @@ describe("aio.Runner", function()
     local t = r:run(function()
       local t = aio.create_task(function()
         local _ <close> = closer(function() log[#log + 1] = "closed" end)
-        local ok, err = pcall(aio.sleep, 10)
+        local _, err = pcall(aio.sleep, 10)
         log[#log + 1] = aio.is(err, aio.CancelledError) and "cancelled" or "woke"
         aio.sleep(0)      -- may still suspend while shutting down
         log[#log + 1] = "unwound"

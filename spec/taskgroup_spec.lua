@@ -80,7 +80,7 @@ describe("TaskGroup scope", function()
       do
         local tg <close> = aio.TaskGroup()
         victim = tg:create_task(aio.sleep, 10)
-        local other = tg:create_task(function() aio.sleep(1); return "ok" end)
+        tg:create_task(function() aio.sleep(1); return "ok" end)
         aio.sleep(0.5)
         victim:cancel()
       end
@@ -90,7 +90,7 @@ describe("TaskGroup scope", function()
 
   it("closes with no children", function()
     H.run(function()
-      do local tg <close> = aio.TaskGroup() end
+      do local _ <close> = aio.TaskGroup() end
       assert.same({ n = 0 }, pack(aio.TaskGroup(function() end)))
     end)
   end)
@@ -127,7 +127,7 @@ describe("TaskGroup failures", function()
         local tg <close> = aio.TaskGroup()
         tg:create_task(fail_after(1, e))
         tg:create_task(sleeper(log, "sibling", 10))
-        local ok2, err2 = pcall(aio.sleep, 10)       -- the body is cancelled
+        local _, err2 = pcall(aio.sleep, 10)       -- the body is cancelled
         log[#log + 1] = "body " .. (is_cancelled(err2) and "cancelled" or "not cancelled")
         error(err2, 0)
       end)
@@ -212,7 +212,7 @@ describe("TaskGroup failures", function()
       local cleaned = false
       local ok, err = pcall(aio.TaskGroup, function(tg)
         tg:create_task(function()
-          local ok2, e2 = pcall(aio.sleep, 10)
+          local _, e2 = pcall(aio.sleep, 10)
           aio.sleep(5)                 -- slow cleanup
           cleaned = true
           error(e2, 0)
@@ -263,7 +263,7 @@ describe("TaskGroup cancellation", function()
         local tg <close> = aio.TaskGroup()
         for i = 1, 2 do
           tg:create_task(function()
-            local ok, err = pcall(aio.sleep, 100)
+            local _, err = pcall(aio.sleep, 100)
             log[#log + 1] = "child" .. i .. " cancelled"
             aio.sleep(2)           -- cleanup that suspends
             log[#log + 1] = "child" .. i .. " cleaned"
@@ -307,10 +307,10 @@ describe("TaskGroup cancellation", function()
       -- parent's outside cancel request is kept (uncancel + cancel).
       local got, cancelling_after
       local parent = aio.create_task(function()
-        local ok, err = pcall(function()
+        local _, err = pcall(function()
           local tg <close> = aio.TaskGroup()
           tg:create_task(function()
-            local ok2 = pcall(aio.sleep, 100)
+            pcall(aio.sleep, 100)
             error("failed while cancelled", 0)
           end)
           aio.sleep(100)
@@ -426,7 +426,8 @@ describe("TaskGroup misuse", function()
         local tg <close> = aio.TaskGroup()
         scoped = tg
       end
-      assert.is_false(pcall(scoped.create_task, scoped, function() ran = true end))
+      assert.matches("TaskGroup:create_task: the task group has finished",
+        H.errof(scoped.create_task, scoped, function() ran = true end), 1, true)
       aio.sleep(0)
       assert.is_false(ran)
     end)
@@ -438,10 +439,13 @@ describe("TaskGroup misuse", function()
       local ok, err = pcall(aio.TaskGroup, function(tg)
         tg:create_task(fail_after(0, "boom"))
         pcall(aio.sleep, 10)
-        refused = not pcall(tg.create_task, tg, function() end)
+        refused = H.errof(tg.create_task, tg, function() end)
       end)
       assert.is_false(ok)
-      assert.is_true(refused)
+      assert.is_true(is_eg(err), tostring(err))
+      assert.equal("boom", err.exceptions[1])
+      assert.matches("TaskGroup:create_task: the task group is shutting down",
+        refused, 1, true)
     end, V)
   end)
 

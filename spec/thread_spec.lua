@@ -57,7 +57,7 @@ describe("aio.to_thread", function()
         1, 2.0, -0.5, math.maxinteger, math.mininteger, math.huge, -math.huge,
         "bin\0ary\255", true, false,
         nested = { deeper = { list = { 1, 2, 3 } } },
-        [10] = "sparse", [2.5] = "float key", [true] = "bool key",
+        [20] = "sparse", [2.5] = "float key", [true] = "bool key",
         a = shared, b = shared,           -- shared, not cyclic: fine
       }
       local back = aio.to_thread(function(t) return t end, arg)

@@ -16,7 +16,7 @@ describe("timeout scope", function()
       local cm, reached
       local ok, err = pcall(function()
         cm = aio.timeout(1)
-        local scope <close> = cm
+        local _ <close> = cm
         aio.sleep(10)
         reached = true
       end)
@@ -39,7 +39,7 @@ describe("timeout scope", function()
       local t0 = aio.time()
       local cm = aio.timeout(2)
       do
-        local scope <close> = cm
+        local _ <close> = cm
         aio.sleep(1)
       end
       assert.is_false(cm:expired())
@@ -55,7 +55,7 @@ describe("timeout scope", function()
       local cm
       local ok, err = pcall(function()
         cm = aio.timeout(0)
-        local scope <close> = cm
+        local _ <close> = cm
         aio.sleep(0)
       end)
       assert.is_false(ok)
@@ -79,7 +79,7 @@ describe("timeout scope", function()
       local cm
       local ok = pcall(function()
         cm = aio.timeout(0)
-        local scope <close> = cm
+        local _ <close> = cm
         local x = 0
         for i = 1, 100 do x = x + i end
       end)
@@ -93,13 +93,14 @@ describe("timeout scope", function()
     H.run(function()
       local e = {}
       local ok, err = pcall(function()
-        local cm <close> = aio.timeout(10)
+        local _ <close> = aio.timeout(10)
         aio.sleep(0.1)
         error(e)
       end)
       assert.is_false(ok)
       assert.equal(e, err)
       ok, err = pcall(aio.timeout, 10, function() error("str", 0) end)
+      assert.is_false(ok)
       assert.equal("str", err)
     end, V)
   end)
@@ -109,7 +110,7 @@ describe("timeout scope", function()
       local cm
       local ok, v = pcall(function()
         cm = aio.timeout(1)
-        local scope <close> = cm
+        local _ <close> = cm
         local ok2, err2 = pcall(aio.sleep, 10)
         assert(not ok2 and is_cancelled(err2))
         return "finished"
@@ -139,7 +140,7 @@ describe("timeout scope", function()
       local cm
       local t = aio.create_task(function()
         cm = aio.timeout(10)
-        local scope <close> = cm
+        local _ <close> = cm
         aio.sleep(100)
       end)
       aio.sleep(1)
@@ -158,7 +159,7 @@ describe("timeout scope", function()
       local cm
       local t = aio.create_task(function()
         cm = aio.timeout(0)
-        local scope <close> = cm
+        local _ <close> = cm
         aio.current_task():cancel()   -- a cancel not made by the scope
         aio.sleep(10)
       end)
@@ -173,9 +174,9 @@ describe("timeout scope", function()
   it("lets an outside cancel() during the expired scope's cleanup through", function()
     H.run(function()
       local t = aio.create_task(function()
-        local cm <close> = aio.timeout(1)
-        local ok = pcall(aio.sleep, 10)   -- the scope's own cancellation
-        assert(not ok)
+        local _ <close> = aio.timeout(1)
+        local ok, err = pcall(aio.sleep, 10)   -- the scope's own cancellation
+        assert(not ok and is_cancelled(err), tostring(err))
         aio.sleep(10)                     -- then cancelled from outside
       end)
       aio.sleep(2)
@@ -193,7 +194,7 @@ describe("timeout scope", function()
       local cm
       local ok, err = pcall(function()
         cm = aio.timeout(nil)
-        local scope <close> = cm
+        local _ <close> = cm
         assert.is_nil(cm:when())
         aio.sleep(100)              -- no deadline
         cm:reschedule(aio.time() + 5)
@@ -238,14 +239,15 @@ describe("timeout scope", function()
   it("refuses reschedule() once the scope has exited", function()
     H.run(function()
       local cm = aio.timeout(1)
-      do local scope <close> = cm end
+      do local _ <close> = cm end
       local ok, err = pcall(cm.reschedule, cm, aio.time() + 1)
       assert.is_false(ok)
       assert.is_string(err)
       assert.matches("reschedule", err, 1, true)
       local cm2 = aio.timeout(1, function(c) return c end)
-      ok = pcall(cm2.reschedule, cm2, nil)
+      ok, err = pcall(cm2.reschedule, cm2, nil)
       assert.is_false(ok)
+      assert.matches("reschedule: the timeout is exited, not active", err, 1, true)
     end)
   end)
 
@@ -275,7 +277,7 @@ describe("timeout_at", function()
       local cm
       local ok, err = pcall(function()
         cm = aio.timeout_at(t0 + 4)
-        local scope <close> = cm
+        local _ <close> = cm
         assert.equal(t0 + 4, cm:when())
         aio.sleep(10)
       end)
@@ -364,10 +366,10 @@ describe("nested timeouts", function()
       local outer, inner, after_inner
       local ok, err = pcall(function()
         outer = aio.timeout(10)
-        local o <close> = outer
+        local _ <close> = outer
         local ok2, err2 = pcall(function()
           inner = aio.timeout(1)
-          local i <close> = inner
+          local _ <close> = inner
           aio.sleep(5)
         end)
         assert(not ok2 and is_timeout(err2))
@@ -389,9 +391,9 @@ describe("nested timeouts", function()
       local outer, inner
       local ok, err = pcall(function()
         outer = aio.timeout(10)
-        local o <close> = outer
+        local _ <close> = outer
         inner = aio.timeout(1)
-        local i <close> = inner
+        local _ <close> = inner
         aio.sleep(5)
       end)
       assert.is_false(ok)
@@ -407,10 +409,10 @@ describe("nested timeouts", function()
       local outer, inner, inner_saw
       local ok, err = pcall(function()
         outer = aio.timeout(1)
-        local o <close> = outer
-        local ok2, err2 = pcall(function()
+        local _ <close> = outer
+        local _, err2 = pcall(function()
           inner = aio.timeout(10)
-          local i <close> = inner
+          local _ <close> = inner
           aio.sleep(5)
         end)
         inner_saw = err2
@@ -433,10 +435,10 @@ describe("nested timeouts", function()
       local outer, inner, reached
       local ok, err = pcall(function()
         outer = aio.timeout_at(when)
-        local o <close> = outer
-        local ok2, err2 = pcall(function()
+        local _ <close> = outer
+        local _, err2 = pcall(function()
           inner = aio.timeout_at(when)
-          local i <close> = inner
+          local _ <close> = inner
           aio.sleep(5)
         end)
         reached = true
@@ -460,10 +462,10 @@ describe("nested timeouts", function()
       local outer, inner
       pcall(function()
         outer = aio.timeout_at(when)
-        local o <close> = outer
+        local _ <close> = outer
         pcall(function()
           inner = aio.timeout_at(when)
-          local i <close> = inner
+          local _ <close> = inner
           aio.sleep(5)
         end)
       end)
@@ -476,7 +478,7 @@ describe("nested timeouts", function()
     H.run(function()
       local when = aio.time() + 1
       local ok, err = pcall(aio.timeout_at, nil, function(outer)
-        return aio.timeout_at(when, function(inner)
+        return aio.timeout_at(when, function()
           -- the outer scope's timer is armed after the inner one's
           outer:reschedule(when)
           aio.sleep(5)

@@ -35,7 +35,7 @@ if not package.preload["luaio.tls"] then
       "or on package.cpath; tried: " .. table.concat(tried, ", "), 0)
   end
 end
-local progname = arg and arg[-1] or "luaio"
+local progname
 do
   local i = -1
   while arg and arg[i - 1] do i = i - 1 end

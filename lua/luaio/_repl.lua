@@ -14,8 +14,8 @@ local core = require "luaio.core"
 return function(progname)
   -- A terminal with GNU readline (line editing, history), else a stream
   -- on stdin, else (a regular file) plain reads.
-  local ok, rl = pcall(require, "luaio._readline")
-  local tty = ok and core.stdin_is_tty and core.stdin_is_tty()
+  local have_rl, rl = pcall(require, "luaio._readline")
+  local tty = have_rl and core.stdin_is_tty and core.stdin_is_tty()
   local reader = not tty and core.stdin_reader() or nil
   local current_prompt = "> "
   local function readline()

@@ -182,7 +182,7 @@ function M.wait_for(aw, timeout)
     end
     return t:result()
   end
-  local cm <close> = M._timeouts.timeout(timeout)
+  local _ <close> = M._timeouts.timeout(timeout)
   return t:await()
 end
 

@@ -342,13 +342,13 @@ core.ignore_sigpipe()
 M.to_thread = core.to_thread
 
 --- loop:run_in_executor(fn, ...) is aio.to_thread(fn, ...)
-function Loop:run_in_executor(fn, ...)
+function Loop.run_in_executor(_, fn, ...)
   return core.to_thread(fn, ...)
 end
 
 --- aio.eager_task_factory: install with loop:set_task_factory(); tasks
 --- then run their first step inside create_task (asyncio 3.12).
-function M.eager_task_factory(loop, fn, ...)
+function M.eager_task_factory(_loop, fn, ...)
   return core.create_eager_task(fn, ...)
 end
 

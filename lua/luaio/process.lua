@@ -119,7 +119,7 @@ local function checkopts(opts, fname, n)
   return o, opts.limit
 end
 
-local function spawn(fname, program, args, opts, limit)
+local function spawn(program, args, opts, limit)
   local p, stdin, stdout, stderr = core.spawn(program, args, opts)
   if limit then
     if stdout then stdout:_set_limit(limit) end
@@ -138,7 +138,7 @@ function M.create_subprocess_exec(program, args, opts)
     error(("bad argument #2 to 'create_subprocess_exec' (table expected, got %s)"):format(type(args)), 2)
   end
   local o, limit = checkopts(opts, "create_subprocess_exec", 3)
-  return spawn("create_subprocess_exec", program, args or {}, o, limit)
+  return spawn(program, args or {}, o, limit)
 end
 
 --- aio.create_subprocess_shell(cmd [, opts])
@@ -147,7 +147,7 @@ function M.create_subprocess_shell(cmd, opts)
     error(("bad argument #1 to 'create_subprocess_shell' (string expected, got %s)"):format(type(cmd)), 2)
   end
   local o, limit = checkopts(opts, "create_subprocess_shell", 2)
-  return spawn("create_subprocess_shell", "/bin/sh", { "-c", cmd }, o, limit)
+  return spawn("/bin/sh", { "-c", cmd }, o, limit)
 end
 
 M.Process = Process

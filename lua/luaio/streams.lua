@@ -58,7 +58,7 @@ local function check_tls_opts(opts, fname, level)
     error(fname .. ": option 'server_hostname' must be a string", level + 1)
   end
   local t = opts.ssl_handshake_timeout
-  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then   -- (NaN too)
     error(fname .. ": option 'ssl_handshake_timeout' must be a positive number", level + 1)
   end
 end
@@ -111,7 +111,7 @@ local function client_context(ssl, fname)
 end
 
 local function handshake(w, fname, timeout)
-  local cm <close> = require("luaio.timeouts").timeout(timeout)
+  local _ <close> = require("luaio.timeouts").timeout(timeout)
   w:_tls_handshake(fname)
 end
 
@@ -351,6 +351,6 @@ reg["luaio.Server"].__close = function(s) s:close() end
 reg["luaio.StreamWriter"].__close = function(w) w:close() end
 
 --- server:get_loop()
-function Server:get_loop() return core.get_running_loop() end
+function Server.get_loop(_) return core.get_running_loop() end
 
 return M

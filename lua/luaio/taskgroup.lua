@@ -223,7 +223,7 @@ local function enter()
 end
 
 local function run_body(tg, body, ...)
-  local scope <close> = tg
+  local _ <close> = tg
   return body(tg, ...)
 end
 

@@ -110,7 +110,7 @@ local function enter(when, fname)
 end
 
 local function run_in(cm, fn, ...)
-  local scope <close> = cm
+  local _ <close> = cm
   return fn(cm, ...)
 end
 

@@ -3,8 +3,6 @@
 local aio = require "luaio"
 local H = require "helper"
 
-local function clock() return os.clock() end
-
 describe("stress", function()
   it("creates and completes 1,000,000 tasks", function()
     local n = 1000000
@@ -49,7 +47,7 @@ describe("stress", function()
         function()
           local _ <close> = lock:acquire()
           in_lock = in_lock + 1
-          local _out <close> = setmetatable({}, { __close = function() in_lock = in_lock - 1 end })
+          local _ <close> = setmetatable({}, { __close = function() in_lock = in_lock - 1 end })
           if in_lock ~= 1 then overlaps = overlaps + 1 end
           aio.sleep(0)
         end,
