@@ -51,12 +51,48 @@
 #define PENDING_KEEP 1024        /* a larger pending buffer is freed once sent */
 
 typedef struct Server Server;
+typedef struct Endpoint Endpoint;
 
 /* How what was left open is named in the loop's debug report. */
 static const char LEAK[] = "stream(s) or server(s)";
 
-typedef struct Stream {
+/*
+** What a kind of endpoint (a stream, a server) does at each step of the
+** close protocol it shares with the other kind.
+*/
+typedef struct EndpointKind {
+  void (*close) (Endpoint *e);     /* close() began (closing is set) */
+  void (*shutdown) (Endpoint *e);  /* the loop shuts down: close at once */
+  void (*closed) (Endpoint *e);    /* its own steps once the handle is
+                                      closed, before wait_closed returns */
+  void (*destroy) (Endpoint *e);   /* frees it: nothing refers to it */
+} EndpointKind;
+
+/*
+** The close protocol writers and servers share, embedded first in both
+** (so a Stream or Server is its Endpoint, and its handle's data).  The
+** handle is on rt->open from its start to its close callback (closed at
+** shutdown); close() begins once; wait_closed() parks on closers until
+** the handle is closed and so are the endpoints it waits for (a server's
+** connections: their parent); the memory is freed once all that is done
+** and no Lua object refers to it.
+*/
+struct Endpoint {
   Hook node;                   /* on rt->open while the handle is open */
+  const EndpointKind *kind;
+  luaio_Runtime *rt;
+  uv_handle_t *h;              /* its libuv handle */
+  Endpoint *parent;            /* waits for this one to close, or NULL */
+  int open;                    /* the handle is not closed yet */
+  int closing;                 /* its close has begun */
+  int refs;                    /* Lua objects referring to it */
+  int nchild;                  /* endpoints with this one as parent, open */
+  WaitList closers;            /* tasks in wait_closed() */
+};
+
+typedef struct Stream {
+  Endpoint ep;                 /* first; ep.parent: the server that
+                                  accepted it */
   union {
     uv_handle_t h;
     uv_stream_t s;
@@ -64,12 +100,7 @@ typedef struct Stream {
     uv_pipe_t pipe;
     uv_tty_t tty;
   } u;
-  luaio_Runtime *rt;
-  Server *server;              /* that accepted it, or NULL */
   struct Stream *next_pending; /* accepted, not yet given to Lua */
-  int refs;                    /* Lua objects referring to it */
-  int open;                    /* the handle is not closed yet */
-  int closing;                 /* close() was called */
   int is_pipe;
   int autoclose;               /* a child's output pipe: close at EOF */
   /* reading */
@@ -81,7 +112,7 @@ typedef struct Stream {
   /* writing */
   size_t wbuf, high, low;
   int werr, eof_sent;
-  WaitList drainers, closers;
+  WaitList drainers;
   /* peername and sockname, kept from the start (asyncio caches them) */
   struct sockaddr_storage peer, sock;
   int has_names;
@@ -97,21 +128,19 @@ typedef struct Stream {
 } Stream;
 
 struct Server {
-  Hook node;                   /* on rt->open while the handle is open */
+  Endpoint ep;                 /* first; ep.nchild: its open connections */
   union {
     uv_handle_t h;
     uv_stream_t s;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
-  luaio_Runtime *rt;
   Stream *pending;             /* accepted connections for the drain */
   int queued;                  /* run_accept is in the ready queue */
-  int open, closing, is_pipe, refs;
+  int is_pipe;
   int anchor;                  /* the Lua server, while it listens */
-  int nconns;                  /* its connections still open */
   size_t limit;
-  WaitList closers, forever;
+  WaitList forever;
 };
 
 /*
@@ -126,33 +155,115 @@ static const char READER_TAG = 'r', WRITER_TAG = 'w';
 typedef struct SBox { Server *sv; } SBox;
 
 
-/* ---------------------------------------------------------- lists */
+/* ---------------------------------------------------------- closing */
 
-/* An open handle joins the runtime's open list: closed at shutdown. */
-static void link_node (luaio_Runtime *rt, Hook *n, HookFn close) {
-  luaio__hook(&rt->open, n, close);
-  n->leak = LEAK;
+/* Its handle is open and not closing. */
+static int ep_live (Endpoint *e) {
+  return e->open && !uv_is_closing(e->h);
+}
+
+/* is_closing(): close() began, or the handle is closed. */
+static int ep_is_closing (Endpoint *e) {
+  return e->closing || !e->open;
+}
+
+/* e's handle is closed: once its children are too, its wait_closed()
+   returns; it is freed once no Lua object refers to it either. */
+static void settle (Endpoint *e) {
+  if (e->open || e->nchild > 0) return;
+  luaio__wake_all(&e->closers);
+  if (e->refs == 0) e->kind->destroy(e);
+}
+
+/* The close callback of every endpoint's handle. */
+static void ep_closed (uv_handle_t *h) {
+  Endpoint *e = (Endpoint *)h->data;
+  Endpoint *parent = e->parent;
+  e->open = 0;
+  luaio__unhook(&e->rt->open, &e->node);
+  e->rt->open_handles--;
+  e->kind->closed(e);
+  settle(e);                           /* (may free e) */
+  if (parent != NULL) {
+    parent->nchild--;
+    settle(parent);
+  }
+}
+
+/* Shutdown: what is still open is closed. */
+static void ep_shutdown (luaio_Runtime *rt, Hook *h) {
+  Endpoint *e = (Endpoint *)h;
+  (void)rt;
+  e->kind->shutdown(e);
+}
+
+/* The handle h of e has started: e joins the runtime's open list (its
+   data is e). */
+static void ep_start (Endpoint *e, const EndpointKind *kind,
+                      luaio_Runtime *rt, uv_handle_t *h) {
+  e->kind = kind;
+  e->rt = rt;
+  e->h = h;
+  h->data = e;
+  e->open = 1;
+  luaio__hook(&rt->open, &e->node, ep_shutdown);
+  e->node.leak = LEAK;
   rt->open_handles++;
 }
 
-static void close_stream_hook (luaio_Runtime *rt, Hook *h);
-static void close_server_hook (luaio_Runtime *rt, Hook *h);
-
-/* Its close callback has run. */
-static void unlink_node (luaio_Runtime *rt, Hook *n) {
-  luaio__unhook(&rt->open, n);
-  rt->open_handles--;
+/* child was accepted by parent: parent's close waits for child's. */
+static void ep_adopt (Endpoint *parent, Endpoint *child) {
+  child->parent = parent;
+  parent->nchild++;
 }
 
+/* Closes the handle now, unless it is closed or closing: 1 if it did. */
+static int ep_close_handle (Endpoint *e) {
+  if (!ep_live(e)) return 0;
+  e->closing = 1;
+  uv_close(e->h, ep_closed);
+  return 1;
+}
 
+/* close(): begins e's close, once: 1 if this call began it. */
+static int ep_close (Endpoint *e) {
+  if (e->closing || !e->open) return 0;
+  e->closing = 1;
+  e->kind->close(e);
+  return 1;
+}
 
-/* ---------------------------------------------------------- closing */
+static int closed_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return 0;
+}
 
-static void server_conn_closed (Server *sv);
+/* wait_closed(): until e is closed, and its children too (suspends;
+   cancelled, it only stops waiting). */
+static int ep_wait_closed (lua_State *L, Endpoint *e, const char *what) {
+  Task *t;
+  if (e->closing && !e->open && e->nchild == 0) return 0;
+  t = luaio__check_suspend(L, "wait_closed");
+  return luaio__park(L, t, &e->closers, NULL, what, e, 0, closed_k);
+}
+
+/* A Lua object of e is collected.  When it was the last, e closes the
+   way close() does it, or, closed already, is freed. */
+static void ep_drop (Endpoint *e) {
+  if (--e->refs > 0) return;
+  if (e->open) ep_close(e);            /* freed once closed */
+  else if (e->nchild == 0) e->kind->destroy(e);
+}
+
+/* ---------------------------------------------------------- closing streams */
 
 static void drop_pending (Stream *s);
+static void try_pending (Stream *s);
+static void send_pending_now (Stream *s);
 
-static void stream_free (Stream *s) {
+static void stream_destroy (Endpoint *e) {
+  Stream *s = (Stream *)e;
   drop_pending(s);
   if (s->tls != NULL) s->tlsops->destroy(s->tls);
   free(s->buf);
@@ -160,17 +271,13 @@ static void stream_free (Stream *s) {
   free(s);
 }
 
-static void stream_closed (uv_handle_t *h) {
-  Stream *s = (Stream *)h->data;
-  s->open = 0;
+/* The handle is closed: readers see EOF; who waits on it wakes. */
+static void stream_closed (Endpoint *e) {
+  Stream *s = (Stream *)e;
   s->eof = 1;
-  unlink_node(s->rt, &s->node);
   luaio__wake_all(&s->readers);
   luaio__wake_all(&s->drainers);
-  luaio__wake_all(&s->closers);
   luaio__wake_all(&s->handshakers);
-  if (s->server != NULL) server_conn_closed(s->server);
-  if (s->refs == 0) stream_free(s);
 }
 
 /*
@@ -187,32 +294,38 @@ static void discard_input (Stream *s) {
     if (recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) <= 0) break;
 }
 
-static void try_pending (Stream *s);
-
 /* Closes the handle now: queued writes are cancelled; of the pending
    bytes, the socket gets what it takes at once. */
 static void close_now (Stream *s) {
   try_pending(s);
-  if (!s->open || uv_is_closing(&s->u.h)) return;
+  if (!ep_live(&s->ep)) return;
   if (s->tls != NULL) discard_input(s);
-  s->closing = 1;
   if (s->reading) uv_read_stop(&s->u.s);
   s->reading = 0;
-  uv_close(&s->u.h, stream_closed);
+  ep_close_handle(&s->ep);
 }
 
-static void send_pending_now (Stream *s);
-
-/* close(): once what is queued (and TLS's close_notify) is written. */
-static void close_soon (Stream *s) {
-  int bye = s->tls != NULL && s->open && !s->closing && s->werr == 0;
-  s->closing = 1;                      /* writes are no longer coalesced */
+/* close(): once what is queued (and TLS's close_notify) is written.
+   closing is set: writes are no longer coalesced. */
+static void close_soon (Endpoint *e) {
+  Stream *s = (Stream *)e;
+  int bye = s->tls != NULL && s->werr == 0;
   send_pending_now(s);                 /* what was written goes first */
   if (bye) s->tlsops->shutdown(s->tls);
   s->eof = 1;
   luaio__wake_all(&s->readers);
   if (s->wbuf == 0 || s->werr != 0) close_now(s);
 }
+
+/* Shutdown: closed at once (what was written still goes to the socket
+   if it takes it). */
+static void stream_shutdown (Endpoint *e) {
+  close_now((Stream *)e);
+}
+
+static const EndpointKind stream_kind = {
+  close_soon, stream_shutdown, stream_closed, stream_destroy
+};
 
 /*
 ** A reader or writer object is collected.  When the last goes, the stream
@@ -225,9 +338,7 @@ static int box_gc (lua_State *L) {
   Stream *s = b->s;
   if (s == NULL) return 0;
   b->s = NULL;
-  if (--s->refs > 0) return 0;
-  if (s->open) close_soon(s);          /* freed in its close callback */
-  else stream_free(s);
+  ep_drop(&s->ep);
   return 0;
 }
 
@@ -343,7 +454,7 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
 }
 
 static void start_reading (Stream *s) {
-  if (!s->reading && !s->eof && s->open && !s->closing) {
+  if (!s->reading && !s->eof && s->ep.open && !s->ep.closing) {
     if (uv_read_start(&s->u.s, on_alloc, on_read) == 0) s->reading = 1;
   }
 }
@@ -402,7 +513,7 @@ static int wait_data (lua_State *L, Stream *s, const char *fname,
   if (s->readers.head != NULL)
     return luaL_error(L, "%s: another task is already reading from this "
                       "stream", fname);
-  t = luaio__check_suspend_G(L, s->rt->G, fname);
+  t = luaio__check_suspend_G(L, s->ep.rt->G, fname);
   start_reading(s);
   return luaio__park(L, t, &s->readers, NULL, fname, s, ctx, k);
 }
@@ -442,7 +553,7 @@ static int do_read (lua_State *L) {
 static int read_k (lua_State *L, int status, lua_KContext ctx) {
   Stream *s = ((Box *)lua_touserdata(L, 1))->s;
   (void)status;
-  luaio__resumed_G(L, s->rt->G);
+  luaio__resumed_G(L, s->ep.rt->G);
   return read_some(L, s, (lua_Integer)ctx);
 }
 
@@ -622,7 +733,7 @@ static void on_write (uv_write_t *req, int status) {
     luaio__wake_all(&s->drainers);
   }
   if (s->wbuf <= s->low) luaio__wake_all(&s->drainers);
-  if (s->closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
+  if (s->ep.closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
 }
 
 /* Sends bytes: the socket takes what it can, the rest is queued in a
@@ -660,7 +771,7 @@ static void send_pending_now (Stream *s);
 
 /* Takes s off the runtime's pass-end list. */
 static void unlink_pending (Stream *s) {
-  luaio__unhook(&s->rt->pass_end, &s->flush);
+  luaio__unhook(&s->ep.rt->pass_end, &s->flush);
 }
 
 /* The pass has ended (or the process exits): s sends what it holds. */
@@ -673,7 +784,7 @@ static void on_pass_end (luaio_Runtime *rt, Hook *h) {
 /* Puts s last on the pass-end list: the first to write is the first to
    send (a pass serves connections in the order their data came in). */
 static void link_pending (Stream *s) {
-  luaio__hook(&s->rt->pass_end, &s->flush, on_pass_end);
+  luaio__hook(&s->ep.rt->pass_end, &s->flush, on_pass_end);
 }
 
 /* Forgets the pending bytes (the stream closes at once). */
@@ -686,7 +797,7 @@ static void drop_pending (Stream *s) {
    now (all it would have got had they not waited), the rest is dropped:
    the alert of a failed TLS handshake still reaches the peer. */
 static void try_pending (Stream *s) {
-  if (s->npend > 0 && s->open && !uv_is_closing(&s->u.h)) {
+  if (s->npend > 0 && ep_live(&s->ep)) {
     uv_buf_t b = uv_buf_init(s->pend, (unsigned)s->npend);
     (void)uv_try_write(&s->u.s, &b, 1);
   }
@@ -699,7 +810,7 @@ static int send_pending (Stream *s) {
   size_t n = s->npend;
   int r = 0;
   drop_pending(s);
-  if (n > 0 && s->open && !uv_is_closing(&s->u.h))
+  if (n > 0 && ep_live(&s->ep))
     r = send_bytes(s, s->pend, n);
   if (s->pendcap > PENDING_KEEP) {     /* (send_bytes copied what it kept) */
     free(s->pend);
@@ -724,7 +835,7 @@ static void send_pending_now (Stream *s) {
    it comes from this write, as without coalescing). */
 static int coalesce (Stream *s, const char *p, size_t len) {
   size_t total = s->npend + len;
-  if (s->wbuf != 0 || s->closing || s->eof || s->rerr != 0 || s->direct ||
+  if (s->wbuf != 0 || s->ep.closing || s->eof || s->rerr != 0 || s->direct ||
       total > COALESCE_MAX || total > s->high)
     return 0;
   if (total > s->pendcap) {
@@ -738,7 +849,7 @@ static int coalesce (Stream *s, const char *p, size_t len) {
     s->pendcap = cap;
   }
   if (s->npend == 0) {                 /* first bytes of this pass */
-    if (!luaio__want_pass(s->rt)) return 0;
+    if (!luaio__want_pass(s->ep.rt)) return 0;
     link_pending(s);
   }
   memcpy(s->pend + s->npend, p, len);
@@ -758,7 +869,7 @@ static int raw_write (Stream *s, const char *p, size_t len) {
 void luaio__stream_tls_out (void *p, const char *data, size_t len) {
   Stream *s = (Stream *)p;
   int r;
-  if (s->werr != 0 || !s->open || uv_is_closing(&s->u.h)) return;
+  if (s->werr != 0 || !ep_live(&s->ep)) return;
   r = raw_write(s, data, len);
   if (r != 0) {
     s->werr = r;
@@ -778,7 +889,7 @@ static int write_bytes (Stream *s, const char *p, size_t len) {
 
 static void check_writable (lua_State *L, Stream *s, const char *fname) {
   if (s->werr != 0) stream_error(L, s, s->werr, fname);
-  if (s->closing || !s->open)
+  if (ep_is_closing(&s->ep))
     luaL_error(L, "%s: the writer is closed", fname);
   if (s->eof_sent) luaL_error(L, "%s: write_eof() was called", fname);
 }
@@ -834,7 +945,7 @@ static int w_drain (lua_State *L) {
   Stream *s = checkwriter(L);
   Task *t;
   if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
-  if (!s->open && s->wbuf > 0)
+  if (!s->ep.open && s->wbuf > 0)
     return luaio__oserror(L, UV_EPIPE, "drain");
   if (s->wbuf <= s->high) return 0;
   t = luaio__check_suspend(L, "drain");
@@ -846,7 +957,7 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   luaio__resumed(L);
   if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
-  if (s->wbuf > s->low && s->open) {
+  if (s->wbuf > s->low && s->ep.open) {
     Task *t = luaio__check_suspend(L, "drain");
     return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
   }
@@ -866,7 +977,7 @@ static int w_write_eof (lua_State *L) {
   if (s->tls != NULL)
     return luaL_error(L, "write_eof: a TLS stream cannot half-close "
                       "(can_write_eof() is false); close() it instead");
-  if (s->eof_sent || s->closing || !s->open) return 0;
+  if (s->eof_sent || ep_is_closing(&s->ep)) return 0;
   send_pending_now(s);                 /* the data goes before the EOF */
   req = (uv_shutdown_t *)malloc(sizeof(*req));
   if (req == NULL) return luaL_error(L, "not enough memory");
@@ -882,30 +993,18 @@ static int w_can_write_eof (lua_State *L) {
 }
 
 static int w_close (lua_State *L) {
-  Stream *s = checkwriter(L);
-  if (!s->closing && s->open) close_soon(s);
+  ep_close(&checkwriter(L)->ep);
   return 0;
 }
 
 static int w_is_closing (lua_State *L) {
-  Stream *s = checkwriter(L);
-  lua_pushboolean(L, s->closing || !s->open);
+  lua_pushboolean(L, ep_is_closing(&checkwriter(L)->ep));
   return 1;
-}
-
-static int closed_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
-  return 0;
 }
 
 /* wait_closed(): until the socket is closed. */
 static int w_wait_closed (lua_State *L) {
-  Stream *s = checkwriter(L);
-  Task *t;
-  if (!s->open) return 0;
-  t = luaio__check_suspend(L, "wait_closed");
-  return luaio__park(L, t, &s->closers, NULL, "wait_closed", s, 0, closed_k);
+  return ep_wait_closed(L, &checkwriter(L)->ep, "wait_closed");
 }
 
 static int w_transport_buffered (lua_State *L) {
@@ -958,7 +1057,7 @@ static int push_names (lua_State *L, Stream *s, int peer) {
     char path[1024];
     size_t len = sizeof path;
     int r;
-    if (!s->open) return 0;
+    if (!s->ep.open) return 0;
     r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
              : uv_pipe_getsockname(&s->u.pipe, path, &len);
     if (r != 0) return 0;
@@ -1004,7 +1103,7 @@ static int w_tls_wrap (lua_State *L) {
   Stream *s = checkwriter(L);
   const char *host = luaL_optstring(L, 3, NULL);
   const char *fname = luaL_optstring(L, 4, "start_tls");
-  int server = lua_isnoneornil(L, 5) ? s->server != NULL : lua_toboolean(L, 5);
+  int server = lua_isnoneornil(L, 5) ? s->ep.parent != NULL : lua_toboolean(L, 5);
   const TlsOps *ops = luaio__G(L)->tls_ops;
   if (ops == NULL)                     /* (no context can exist then) */
     return luaL_error(L, "%s: TLS is not loaded (require \"luaio.tls\")", fname);
@@ -1027,7 +1126,7 @@ static int handshake_wait (lua_State *L, Stream *s, const char *fname) {
   Task *t;
   if (s->tlsops->done(s->tls)) return 0;
   if (s->rerr != 0) return stream_error(L, s, s->rerr, fname);
-  if (s->closing || !s->open)
+  if (ep_is_closing(&s->ep))
     return luaL_error(L, "%s: the stream was closed during the TLS "
                       "handshake", fname);
   if (s->eof) {                        /* the peer closed before we began */
@@ -1050,7 +1149,7 @@ static int w_tls_handshake (lua_State *L) {
   Stream *s = checkwriter(L);
   const char *fname = luaL_optstring(L, 2, "start_tls");
   if (s->tls == NULL) return luaL_error(L, "%s: the stream does not use TLS", fname);
-  if (!s->eof && s->open && !s->closing) tls_pump(s);   /* the first flight */
+  if (!s->eof && !ep_is_closing(&s->ep)) tls_pump(s);   /* the first flight */
   return handshake_wait(L, s, fname);
 }
 
@@ -1074,19 +1173,24 @@ static int w_abort (lua_State *L) {
 
 /* ---------------------------------------------------------- objects */
 
-static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
+/* A stream with the default limits, its handle not yet initialised. */
+static Stream *alloc_stream (int is_pipe) {
   Stream *s = (Stream *)calloc(1, sizeof(Stream));
   if (s == NULL) return NULL;
-  s->rt = rt;
   s->is_pipe = is_pipe;
   s->limit = DEFAULT_LIMIT;
   s->high = HIGH_WATER;
   s->low = LOW_WATER;
+  return s;
+}
+
+/* A new TCP socket or pipe, on the runtime's open list. */
+static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
+  Stream *s = alloc_stream(is_pipe);
+  if (s == NULL) return NULL;
   if (is_pipe) uv_pipe_init(rt->loop, &s->u.pipe, 0);
   else uv_tcp_init(rt->loop, &s->u.tcp);
-  s->u.h.data = s;
-  s->open = 1;
-  link_node(rt, &s->node, close_stream_hook);
+  ep_start(&s->ep, &stream_kind, rt, &s->u.h);
   return s;
 }
 
@@ -1095,7 +1199,7 @@ static void push_end (lua_State *L, Stream *s, int reader) {
   Box *b = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
   b->tag = reader ? &READER_TAG : &WRITER_TAG;
   b->s = s;
-  s->refs++;
+  s->ep.refs++;
   luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
 }
 
@@ -1121,13 +1225,8 @@ static int l_stdin_reader (lua_State *L) {
   Stream *s;
   int r;
   if (type != UV_TTY && type != UV_NAMED_PIPE) return 0;
-  s = (Stream *)calloc(1, sizeof(Stream));
+  s = alloc_stream(1);
   if (s == NULL) return luaL_error(L, "not enough memory");
-  s->rt = rt;
-  s->is_pipe = 1;
-  s->limit = DEFAULT_LIMIT;
-  s->high = HIGH_WATER;
-  s->low = LOW_WATER;
   if (type == UV_TTY) r = uv_tty_init(rt->loop, &s->u.tty, 0, 1);
   else {
     r = uv_pipe_init(rt->loop, &s->u.pipe, 0);
@@ -1137,9 +1236,7 @@ static int l_stdin_reader (lua_State *L) {
     free(s);
     return luaio__oserror(L, r, "stdin");
   }
-  s->u.h.data = s;
-  s->open = 1;
-  link_node(rt, &s->node, close_stream_hook);
+  ep_start(&s->ep, &stream_kind, rt, &s->u.h);
   luaio__push_stream_end(L, s, 1);
   s->autoclose = 0;
   return 1;
@@ -1170,7 +1267,7 @@ void luaio__push_stream_end (lua_State *L, void *p, int reader) {
 /* A pipe nobody will use (the spawn failed): close and free it. */
 void luaio__stream_discard (void *p) {
   Stream *s = (Stream *)p;
-  s->refs = 0;
+  s->ep.refs = 0;
   close_now(s);
 }
 
@@ -1197,7 +1294,7 @@ static int connect_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   Connect *c = (Connect *)t->wobj;
   (void)L; (void)rt;
   c->t = NULL;
-  c->s->refs = 0;
+  c->s->ep.refs = 0;
   close_now(c->s);
   return 0;
 }
@@ -1212,7 +1309,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   if (t->must_cancel) {
     if (!t->aborted) {                 /* cancelled after it completed */
       free(c);
-      s->refs = 0;
+      s->ep.refs = 0;
       close_now(s);
     }                                  /* else c frees itself in on_connect */
     return luaio__raise_cancel(L, t);
@@ -1220,7 +1317,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   status = c->status;
   free(c);
   if (status != 0) {
-    s->refs = 0;
+    s->ep.refs = 0;
     close_now(s);
     return luaio__oserror(L, status, "connect");
   }
@@ -1304,43 +1401,48 @@ static Server *checkserver (lua_State *L) {
   return b->sv;
 }
 
-static void server_closed (uv_handle_t *h) {
-  Server *sv = (Server *)h->data;
-  sv->open = 0;
-  unlink_node(sv->rt, &sv->node);
-  luaio__wake_all(&sv->forever);
-  if (sv->nconns == 0) luaio__wake_all(&sv->closers);
-  if (sv->refs == 0 && sv->nconns == 0) free(sv);
+/* close(): the listening handle closes at once; wait_closed() also waits
+   for the connections it accepted. */
+static void server_close (Endpoint *e) {
+  ep_close_handle(e);
 }
 
-static void server_conn_closed (Server *sv) {
-  sv->nconns--;
-  if (!sv->open && sv->nconns == 0) {
-    luaio__wake_all(&sv->closers);
-    if (sv->refs == 0) free(sv);
-  }
+static void server_shutdown (Endpoint *e) {
+  ep_close(e);
 }
+
+/* The handle is closed: serve_forever() returns. */
+static void server_closed (Endpoint *e) {
+  luaio__wake_all(&((Server *)e)->forever);
+}
+
+static void server_destroy (Endpoint *e) {
+  free(e);
+}
+
+static const EndpointKind server_kind = {
+  server_close, server_shutdown, server_closed, server_destroy
+};
 
 static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx);
 
 static void on_connection (uv_stream_t *h, int status) {
   Server *sv = (Server *)h->data;
   Stream *s;
-  if (status < 0 || sv->closing) return;
-  s = new_stream(sv->rt, sv->is_pipe);
+  if (status < 0 || sv->ep.closing) return;
+  s = new_stream(sv->ep.rt, sv->is_pipe);
   if (s == NULL) return;
   if (uv_accept(h, &s->u.s) != 0) {
     close_now(s);
     return;
   }
   s->limit = sv->limit;
-  s->server = sv;
-  sv->nconns++;
+  ep_adopt(&sv->ep, &s->ep);
   s->next_pending = sv->pending;
   sv->pending = s;
   if (!sv->queued) {
     sv->queued = 1;
-    luaio__schedule(sv->rt, run_accept, sv, 0);
+    luaio__schedule(sv->ep.rt, run_accept, sv, 0);
   }
 }
 
@@ -1373,13 +1475,6 @@ static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
   }
 }
 
-static int server_close (Server *sv) {
-  if (sv->closing) return 0;
-  sv->closing = 1;
-  if (sv->open) uv_close(&sv->u.h, server_closed);
-  return 1;
-}
-
 /* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
 static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   Server *sv;
@@ -1390,14 +1485,11 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   luaL_checktype(L, 5, LUA_TFUNCTION);
   sv = (Server *)calloc(1, sizeof(Server));
   if (sv == NULL) return luaL_error(L, "not enough memory");
-  sv->rt = rt;
   sv->is_pipe = is_pipe;
   sv->limit = limit > 0 ? (size_t)limit : DEFAULT_LIMIT;
   if (is_pipe) uv_pipe_init(rt->loop, &sv->u.pipe, 0);
   else uv_tcp_init(rt->loop, &sv->u.tcp);
-  sv->u.h.data = sv;
-  sv->open = 1;
-  link_node(rt, &sv->node, close_server_hook);
+  ep_start(&sv->ep, &server_kind, rt, &sv->u.h);
   if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
   else {
     struct sockaddr_storage a;
@@ -1406,12 +1498,12 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   }
   if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);
   if (r != 0) {
-    server_close(sv);
+    ep_close(&sv->ep);                 /* freed once closed */
     return luaio__oserror(L, r, is_pipe ? "start_unix_server" : "start_server");
   }
   b = (SBox *)lua_newuserdatauv(L, sizeof(SBox), 1);
   b->sv = sv;
-  sv->refs = 1;
+  sv->ep.refs = 1;
   luaL_setmetatable(L, LUAIO_SERVER);
   lua_pushvalue(L, 5);
   lua_setiuservalue(L, -2, 1);
@@ -1430,8 +1522,8 @@ static int l_pipe_listen (lua_State *L) {
 
 static int sv_close (lua_State *L) {
   Server *sv = checkserver(L);
-  if (server_close(sv) && sv->anchor) {
-    luaio__unanchor(L, sv->rt, sv->anchor);
+  if (ep_close(&sv->ep) && sv->anchor) {
+    luaio__unanchor(L, sv->ep.rt, sv->anchor);
     sv->anchor = 0;
   }
   return 0;
@@ -1439,39 +1531,28 @@ static int sv_close (lua_State *L) {
 
 static int sv_is_serving (lua_State *L) {
   Server *sv = checkserver(L);
-  lua_pushboolean(L, sv->open && !sv->closing);
+  lua_pushboolean(L, !ep_is_closing(&sv->ep));
   return 1;
 }
 
-static int sv_wait_k (lua_State *L, int status, lua_KContext ctx) {
+/* wait_closed(): until it is closed and its connections are too (asyncio
+   3.12: before close() it waits for close()). */
+static int sv_wait_closed (lua_State *L) {
+  return ep_wait_closed(L, &checkserver(L)->ep, "server wait_closed");
+}
+
+static int forever_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   luaio__resumed(L);
   return 0;
-}
-
-/* wait_closed(): until it is closed and its connections are too. */
-static int sv_wait_closed (lua_State *L) {
-  Server *sv = checkserver(L);
-  Task *t;
-  if (!sv->closing || (!sv->open && sv->nconns == 0)) {
-    if (!sv->closing) {                /* asyncio 3.12: wait for close() */
-      t = luaio__check_suspend(L, "wait_closed");
-      return luaio__park(L, t, &sv->closers, NULL, "server wait_closed", sv,
-                         0, sv_wait_k);
-    }
-    return 0;
-  }
-  t = luaio__check_suspend(L, "wait_closed");
-  return luaio__park(L, t, &sv->closers, NULL, "server wait_closed", sv, 0,
-                     sv_wait_k);
 }
 
 /* Cancelling serve_forever closes the server (asyncio). */
 static int forever_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   Server *sv = (Server *)t->wobj;
   (void)rt;
-  if (server_close(sv) && sv->anchor) {
-    luaio__unanchor(L, sv->rt, sv->anchor);
+  if (ep_close(&sv->ep) && sv->anchor) {
+    luaio__unanchor(L, sv->ep.rt, sv->anchor);
     sv->anchor = 0;
   }
   return 0;
@@ -1481,15 +1562,15 @@ static int forever_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
 static int sv_serve_forever (lua_State *L) {
   Server *sv = checkserver(L);
   Task *t;
-  if (!sv->open || sv->closing) return 0;
+  if (ep_is_closing(&sv->ep)) return 0;
   t = luaio__check_suspend(L, "serve_forever");
   return luaio__park(L, t, &sv->forever, forever_abort, "serve_forever", sv,
-                     0, sv_wait_k);
+                     0, forever_k);
 }
 
 static int sv_getsockname (lua_State *L) {
   Server *sv = checkserver(L);
-  if (!sv->open) return 0;
+  if (!sv->ep.open) return 0;
   if (sv->is_pipe) {
     char path[1024];
     size_t len = sizeof path;
@@ -1511,22 +1592,8 @@ static int sv_gc (lua_State *L) {
   Server *sv = b->sv;
   if (sv == NULL) return 0;
   b->sv = NULL;
-  sv->refs = 0;
-  if (sv->open) server_close(sv);
-  else if (sv->nconns == 0) free(sv);
+  ep_drop(&sv->ep);
   return 0;
-}
-
-/* Shutdown: what is still open is closed (what was written still goes
-   to the sockets that take it). */
-static void close_stream_hook (luaio_Runtime *rt, Hook *h) {
-  (void)rt;
-  close_now((Stream *)h);
-}
-
-static void close_server_hook (luaio_Runtime *rt, Hook *h) {
-  (void)rt;
-  server_close((Server *)h);
 }
 
 
