@@ -84,8 +84,9 @@ LDFLAGS ?=
 B ?= build
 CORE_SRC = runtime/state.c runtime/report.c runtime/loop.c runtime/init.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/future.c runtime/gather.c runtime/task.c runtime/errors.c runtime/coro.c runtime/signal.c \
-  runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
-  runtime/dns.c runtime/fs.c \
+  runtime/waitlist.c runtime/queue.c \
+  runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
+  runtime/udp.c runtime/dns.c runtime/fs.c \
   runtime/process.c runtime/thread.c runtime/embed.c \
   runtime/alloc.c runtime/tls_link.c runtime/exit.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)

@@ -1,6 +1,10 @@
 /*
-** stream.c -- TCP and unix-socket streams: StreamReader / StreamWriter on
-** one C buffer per stream, connecting, and servers.
+** stream.c -- TCP, unix-socket and pipe streams: StreamReader and
+** StreamWriter on one C buffer per stream.  This file holds their
+** lifecycle (the close protocol they share with servers, new streams, the
+** reader and writer objects, closing, __gc), reading, stdin and a child's
+** pipes, and the registration of the subsystem (stream.h lists the other
+** stream files: writing, TLS, connecting and servers).
 **
 ** Reading: libuv reads into one growable buffer (no allocation per read);
 ** a reader parks until the bytes it needs are there; separators are
@@ -9,168 +13,154 @@
 ** read is an error.  At EOF, read(n) and readline() return nil, read()
 ** the rest ("" when nothing is left).
 **
-** Writing: small writes are coalesced: while nothing is queued, up to
-** 8 KiB (and never more than the high-water mark) written during a pass
-** of the ready queue wait in the stream's pending buffer and go out in
-** one send when the pass ends (sched.c calls luaio__send_coalesced).  A
-** send tries uv_try_write first and queues only what the socket did not
-** take (copied once into the write request); a write that does not fit
-** sends what is pending, then itself, at once, and so does every write
-** to a peer known to have closed and to a child's pipe.  drain() parks
-** while more than the high-water mark (64 KiB) is queued, until it falls
-** to the low-water mark (16 KiB).  A write error is kept and raised by
-** the next write or drain.  close() and write_eof() let pending and
-** queued data go out first.
-**
-** Memory: the Stream struct holds the libuv handle and is freed in its
-** close callback once no Lua object (reader, writer) refers to it.  Every
-** open stream and server is on the runtime's list and closed at shutdown.
-** libuv callbacks only move data and wake tasks; new connections are
-** handed to Lua from the drain (E_ACCEPT).
+** Closing, for writers and servers alike (the Endpoint): close() begins
+** once; every open stream and server is on the runtime's open list from
+** its start to its close callback, and what is still open at shutdown is
+** closed then; wait_closed() returns once the handle is closed (and, for
+** a server, its connections); the struct, which holds the libuv handle,
+** is freed in the close callback, or later, once no Lua object (reader,
+** writer, server) refers to it.  A writer's close() lets what was written
+** (and TLS's close_notify) go out first; so does the collection of the
+** last reader or writer object of a stream.  libuv callbacks only move
+** data and wake tasks.
 **
 ** Cancellation: a cancelled read leaves the buffer intact (nothing is
-** consumed); a cancelled connect closes its socket; a cancelled drain
-** leaves the data queued.
+** consumed); a cancelled wait_closed() only stops waiting.
 */
 #define _GNU_SOURCE          /* memmem */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "tls_abi.h"
-
-#define LUAIO_READER "luaio.StreamReader"
-#define LUAIO_WRITER "luaio.StreamWriter"
-#define LUAIO_SERVER "luaio.Server"
-
-#define DEFAULT_LIMIT (64 * 1024)
-#define HIGH_WATER (64 * 1024)
-#define LOW_WATER (16 * 1024)
-#define READ_CHUNK (64 * 1024)
-#define COALESCE_MAX (8 * 1024)  /* bytes a stream may hold for a pass */
-#define PENDING_KEEP 1024        /* a larger pending buffer is freed once sent */
-
-typedef struct Server Server;
+#include "stream.h"
 
 /* How what was left open is named in the loop's debug report. */
 static const char LEAK[] = "stream(s) or server(s)";
 
-typedef struct Stream {
-  Hook node;                   /* on rt->open while the handle is open */
-  union {
-    uv_handle_t h;
-    uv_stream_t s;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_tty_t tty;
-  } u;
-  luaio_Runtime *rt;
-  Server *server;              /* that accepted it, or NULL */
-  struct Stream *next_pending; /* accepted, not yet given to Lua */
-  int refs;                    /* Lua objects referring to it */
-  int open;                    /* the handle is not closed yet */
-  int closing;                 /* close() was called */
-  int is_pipe;
-  int autoclose;               /* a child's output pipe: close at EOF */
-  /* reading */
-  char *buf;
-  size_t off, len, cap, limit;
-  int reading, eof, rerr;
-  WaitList readers;
-  size_t want;                 /* bytes a waiting readexactly needs */
-  /* writing */
-  size_t wbuf, high, low;
-  int werr, eof_sent;
-  WaitList drainers, closers;
-  /* peername and sockname, kept from the start (asyncio caches them) */
-  struct sockaddr_storage peer, sock;
-  int has_names;
-  /* TLS (tls.c): the buffer holds plaintext; NULL for plain streams */
-  Tls *tls;
-  const TlsOps *tlsops;
-  WaitList handshakers;
-  /* writes coalesced for the end of the pass (flush on rt->pass_end) */
-  char *pend;
-  size_t npend, pendcap;
-  int direct;                  /* never coalesce (a child's pipe) */
-  Hook flush;
-} Stream;
-
-struct Server {
-  Hook node;                   /* on rt->open while the handle is open */
-  union {
-    uv_handle_t h;
-    uv_stream_t s;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u;
-  luaio_Runtime *rt;
-  Stream *pending;             /* accepted connections for the drain */
-  int queued;                  /* run_accept is in the ready queue */
-  int open, closing, is_pipe, refs;
-  int anchor;                  /* the Lua server, while it listens */
-  int nconns;                  /* its connections still open */
-  size_t limit;
-  WaitList closers, forever;
-};
-
-/*
-** A reader or writer object.  It is recognised by its size and tag (the
-** address of a private static) instead of by its metatable: as safe (the
-** tag is read only from a block of the right size, and no Lua code can
-** write a userdata's bytes), and a third of the C API calls of a
-** metatable check, on every read and write.
-*/
-typedef struct Box { const char *tag; Stream *s; } Box;
+/* The tags of reader and writer objects (Box). */
 static const char READER_TAG = 'r', WRITER_TAG = 'w';
-typedef struct SBox { Server *sv; } SBox;
 
 
-/* ---------------------------------------------------------- lists */
+/* ---------------------------------------------------------- close protocol */
 
-/* An open handle joins the runtime's open list: closed at shutdown. */
-static void link_node (luaio_Runtime *rt, Hook *n, HookFn close) {
-  luaio__hook(&rt->open, n, close);
-  n->leak = LEAK;
+/* (Endpoint, in stream.h: what writers and servers share.) */
+
+/* Its handle is open and not closing. */
+int luaio__ep_live (Endpoint *e) {
+  return e->open && !uv_is_closing(e->h);
+}
+
+/* is_closing(): close() began, or the handle is closed. */
+int luaio__ep_is_closing (Endpoint *e) {
+  return e->closing || !e->open;
+}
+
+/* e's handle is closed: once its children are too, its wait_closed()
+   returns; it is freed once no Lua object refers to it either. */
+static void settle (Endpoint *e) {
+  if (e->open || e->nchild > 0) return;
+  luaio__wake_all(&e->closers);
+  if (e->refs == 0) e->kind->destroy(e);
+}
+
+/* The close callback of every endpoint's handle. */
+static void ep_closed (uv_handle_t *h) {
+  Endpoint *e = (Endpoint *)h->data;
+  Endpoint *parent = e->parent;
+  e->open = 0;
+  luaio__unhook(&e->rt->open, &e->node);
+  e->rt->open_handles--;
+  e->kind->closed(e);
+  settle(e);                           /* (may free e) */
+  if (parent != NULL) {
+    parent->nchild--;
+    settle(parent);
+  }
+}
+
+/* Shutdown: what is still open is closed. */
+static void ep_shutdown (luaio_Runtime *rt, Hook *h) {
+  Endpoint *e = (Endpoint *)h;
+  (void)rt;
+  e->kind->shutdown(e);
+}
+
+/* The handle h of e has started: e joins the runtime's open list (its
+   data is e). */
+void luaio__ep_start (Endpoint *e, const EndpointKind *kind,
+                      luaio_Runtime *rt, uv_handle_t *h) {
+  e->kind = kind;
+  e->rt = rt;
+  e->h = h;
+  h->data = e;
+  e->open = 1;
+  luaio__hook(&rt->open, &e->node, ep_shutdown);
+  e->node.leak = LEAK;
   rt->open_handles++;
 }
 
-static void close_stream_hook (luaio_Runtime *rt, Hook *h);
-static void close_server_hook (luaio_Runtime *rt, Hook *h);
-
-/* Its close callback has run. */
-static void unlink_node (luaio_Runtime *rt, Hook *n) {
-  luaio__unhook(&rt->open, n);
-  rt->open_handles--;
+/* child was accepted by parent: parent's close waits for child's. */
+void luaio__ep_adopt (Endpoint *parent, Endpoint *child) {
+  child->parent = parent;
+  parent->nchild++;
 }
 
+/* Closes the handle now, unless it is closed or closing. */
+void luaio__ep_close_handle (Endpoint *e) {
+  if (!luaio__ep_live(e)) return;
+  e->closing = 1;
+  uv_close(e->h, ep_closed);
+}
 
+/* close(): begins e's close, once: 1 if this call began it. */
+int luaio__ep_close (Endpoint *e) {
+  if (e->closing || !e->open) return 0;
+  e->closing = 1;
+  e->kind->close(e);
+  return 1;
+}
 
-/* ---------------------------------------------------------- closing */
+static int closed_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return 0;
+}
 
-static void server_conn_closed (Server *sv);
+/* wait_closed(): until e is closed, and its children too (suspends;
+   cancelled, it only stops waiting). */
+int luaio__ep_wait_closed (lua_State *L, Endpoint *e, const char *what) {
+  Task *t;
+  if (e->closing && !e->open && e->nchild == 0) return 0;
+  t = luaio__check_suspend(L, "wait_closed");
+  return luaio__park(L, t, &e->closers, NULL, what, e, 0, closed_k);
+}
 
-static void drop_pending (Stream *s);
+/* A Lua object of e is collected.  When it was the last, e closes the
+   way close() does it, or, closed already, is freed. */
+void luaio__ep_drop (Endpoint *e) {
+  if (--e->refs > 0) return;
+  if (e->open) luaio__ep_close(e);     /* freed once closed */
+  else if (e->nchild == 0) e->kind->destroy(e);
+}
 
-static void stream_free (Stream *s) {
-  drop_pending(s);
+/* ---------------------------------------------------------- closing streams */
+
+static void stream_destroy (Endpoint *e) {
+  Stream *s = (Stream *)e;
+  luaio__stream_drop_pending(s);
   if (s->tls != NULL) s->tlsops->destroy(s->tls);
   free(s->buf);
   free(s->pend);
   free(s);
 }
 
-static void stream_closed (uv_handle_t *h) {
-  Stream *s = (Stream *)h->data;
-  s->open = 0;
+/* The handle is closed: readers see EOF; who waits on it wakes. */
+static void stream_closed (Endpoint *e) {
+  Stream *s = (Stream *)e;
   s->eof = 1;
-  unlink_node(s->rt, &s->node);
   luaio__wake_all(&s->readers);
   luaio__wake_all(&s->drainers);
-  luaio__wake_all(&s->closers);
   luaio__wake_all(&s->handshakers);
-  if (s->server != NULL) server_conn_closed(s->server);
-  if (s->refs == 0) stream_free(s);
 }
 
 /*
@@ -187,32 +177,37 @@ static void discard_input (Stream *s) {
     if (recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) <= 0) break;
 }
 
-static void try_pending (Stream *s);
-
 /* Closes the handle now: queued writes are cancelled; of the pending
    bytes, the socket gets what it takes at once. */
-static void close_now (Stream *s) {
-  try_pending(s);
-  if (!s->open || uv_is_closing(&s->u.h)) return;
+void luaio__stream_close_now (Stream *s) {
+  luaio__stream_try_pending(s);
+  if (!luaio__ep_live(&s->ep)) return;
   if (s->tls != NULL) discard_input(s);
-  s->closing = 1;
-  if (s->reading) uv_read_stop(&s->u.s);
-  s->reading = 0;
-  uv_close(&s->u.h, stream_closed);
+  luaio__stream_stop_reading(s);
+  luaio__ep_close_handle(&s->ep);
 }
 
-static void send_pending_now (Stream *s);
-
-/* close(): once what is queued (and TLS's close_notify) is written. */
-static void close_soon (Stream *s) {
-  int bye = s->tls != NULL && s->open && !s->closing && s->werr == 0;
-  s->closing = 1;                      /* writes are no longer coalesced */
-  send_pending_now(s);                 /* what was written goes first */
+/* close(): once what is queued (and TLS's close_notify) is written.
+   closing is set: writes are no longer coalesced. */
+static void close_soon (Endpoint *e) {
+  Stream *s = (Stream *)e;
+  int bye = s->tls != NULL && s->werr == 0;
+  luaio__stream_flush_pending(s);      /* what was written goes first */
   if (bye) s->tlsops->shutdown(s->tls);
   s->eof = 1;
   luaio__wake_all(&s->readers);
-  if (s->wbuf == 0 || s->werr != 0) close_now(s);
+  if (s->wbuf == 0 || s->werr != 0) luaio__stream_close_now(s);
 }
+
+/* Shutdown: closed at once (what was written still goes to the socket
+   if it takes it). */
+static void stream_shutdown (Endpoint *e) {
+  luaio__stream_close_now((Stream *)e);
+}
+
+static const EndpointKind stream_kind = {
+  close_soon, stream_shutdown, stream_closed, stream_destroy
+};
 
 /*
 ** A reader or writer object is collected.  When the last goes, the stream
@@ -225,9 +220,33 @@ static int box_gc (lua_State *L) {
   Stream *s = b->s;
   if (s == NULL) return 0;
   b->s = NULL;
-  if (--s->refs > 0) return 0;
-  if (s->open) close_soon(s);          /* freed in its close callback */
-  else stream_free(s);
+  luaio__ep_drop(&s->ep);
+  return 0;
+}
+
+/* close(): see close_soon. */
+static int w_close (lua_State *L) {
+  luaio__ep_close(&luaio__stream_checkwriter(L)->ep);
+  return 0;
+}
+
+static int w_is_closing (lua_State *L) {
+  lua_pushboolean(L, luaio__ep_is_closing(&luaio__stream_checkwriter(L)->ep));
+  return 1;
+}
+
+/* wait_closed(): until the socket is closed. */
+static int w_wait_closed (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  return luaio__ep_wait_closed(L, &s->ep, "wait_closed");
+}
+
+/* _abort(): closes at once, dropping what is queued (a failed handshake). */
+static int w_abort (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  s->eof = 1;
+  luaio__wake_all(&s->readers);
+  luaio__stream_close_now(s);
   return 0;
 }
 
@@ -235,7 +254,7 @@ static int box_gc (lua_State *L) {
 /* ---------------------------------------------------------- reading */
 
 /* Makes room for want more bytes after the buffered ones: 0 or -1. */
-static int reserve (Stream *s, size_t want) {
+int luaio__stream_reserve (Stream *s, size_t want) {
   if (s->len == 0) s->off = 0;
   if (s->cap - s->off - s->len < want) {
     if (s->off > 0) {                  /* compact first */
@@ -258,70 +277,27 @@ static int reserve (Stream *s, size_t want) {
 static void on_alloc (uv_handle_t *h, size_t hint, uv_buf_t *out) {
   Stream *s = (Stream *)h->data;
   (void)hint;
-  if (reserve(s, READ_CHUNK) != 0) { out->base = NULL; out->len = 0; return; }
+  if (luaio__stream_reserve(s, READ_CHUNK) != 0) {
+    out->base = NULL;
+    out->len = 0;
+    return;
+  }
   out->base = s->buf + s->off + s->len;
   out->len = s->cap - s->off - s->len;
 }
 
-static void stop_reading (Stream *s) {
+void luaio__stream_stop_reading (Stream *s) {
   if (s->reading) uv_read_stop(&s->u.s);
   s->reading = 0;
-}
-
-/* The TLS session failed: reads and writes raise its SSLError. */
-static void tls_failed (Stream *s) {
-  if (s->rerr == 0) s->rerr = LUAIO_ETLS;
-  if (s->werr == 0) s->werr = LUAIO_ETLS;
-  s->eof = 1;
-  stop_reading(s);
-  luaio__wake_all(&s->handshakers);
-  luaio__wake_first(&s->readers);
-  luaio__wake_all(&s->drainers);
-}
-
-/*
-** Runs the TLS engine over the ciphertext it has: the handshake first
-** (waking who waits for it), then decrypts everything into the buffer.
-*/
-static void tls_pump (Stream *s) {
-  int r = s->tlsops->handshake(s->tls);
-  if (r == 0) return;
-  if (r < 0) { tls_failed(s); return; }
-  luaio__wake_all(&s->handshakers);
-  for (;;) {
-    long n;
-    if (reserve(s, 16 * 1024) != 0) {
-      if (s->rerr == 0) s->rerr = UV_ENOMEM;
-      s->eof = 1;
-      stop_reading(s);
-      return;
-    }
-    n = s->tlsops->read(s->tls, s->buf + s->off + s->len,
-                        s->cap - s->off - s->len);
-    if (n > 0) s->len += (size_t)n;
-    else if (n == 0) return;           /* needs more ciphertext */
-    else if (n == LUAIO_TLS_CLOSED) {  /* close_notify: EOF */
-      s->eof = 1;
-      stop_reading(s);
-      return;
-    }
-    else { tls_failed(s); return; }
-  }
-}
-
-/* Ciphertext just read into the buffer's free tail: decrypt it. */
-static void tls_input (Stream *s, const char *p, size_t n) {
-  if (s->tlsops->feed(s->tls, p, n) != 0) { tls_failed(s); return; }
-  tls_pump(s);
 }
 
 static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   Stream *s = (Stream *)h->data;
   if (n > 0) {
-    if (s->tls != NULL) tls_input(s, b->base, (size_t)n);
+    if (s->tls != NULL) luaio__stream_tls_input(s, b->base, (size_t)n);
     else s->len += (size_t)n;
-    if (s->reading && s->len > 2 * s->limit && s->len >= s->want) {   /* pause */
-      uv_read_stop(h);
+    if (s->reading && s->len > 2 * s->limit && s->len >= s->want) {
+      uv_read_stop(h);                 /* pause */
       s->reading = 0;
     }
   }
@@ -335,15 +311,15 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     s->reading = 0;
     if (s->autoclose) {                /* nothing more can come: release it */
       luaio__wake_first(&s->readers);
-      close_now(s);
+      luaio__stream_close_now(s);
       return;
     }
   }
   luaio__wake_first(&s->readers);
 }
 
-static void start_reading (Stream *s) {
-  if (!s->reading && !s->eof && s->open && !s->closing) {
+void luaio__stream_start_reading (Stream *s) {
+  if (!s->reading && !s->eof && s->ep.open && !s->ep.closing) {
     if (uv_read_start(&s->u.s, on_alloc, on_read) == 0) s->reading = 1;
   }
 }
@@ -361,6 +337,10 @@ static Stream *checkreader (lua_State *L) {
   return checkend(L, &READER_TAG, LUAIO_READER);
 }
 
+Stream *luaio__stream_checkwriter (lua_State *L) {
+  return checkend(L, &WRITER_TAG, LUAIO_WRITER);
+}
+
 /* Takes n bytes from the buffer, pushing them. */
 static void consume (lua_State *L, Stream *s, size_t n) {
   if (n == 0) lua_pushliteral(L, "");     /* (buf may still be NULL) */
@@ -368,23 +348,11 @@ static void consume (lua_State *L, Stream *s, size_t n) {
   s->off += n;
   s->len -= n;
   if (s->len == 0) s->off = 0;
-  if (!s->reading && s->len <= s->limit) start_reading(s);
-}
-
-/* Remembers the socket's names (asyncio keeps them after close). */
-static void keep_names (Stream *s) {
-  int n = sizeof s->peer;
-  if (s->is_pipe || s->has_names) return;
-  if (uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&s->peer, &n) != 0)
-    s->peer.ss_family = AF_UNSPEC;
-  n = sizeof s->sock;
-  if (uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&s->sock, &n) != 0)
-    s->sock.ss_family = AF_UNSPEC;
-  s->has_names = 1;
+  if (!s->reading && s->len <= s->limit) luaio__stream_start_reading(s);
 }
 
 /* Raises a kept error: OSError from libuv, SSLError from the TLS engine. */
-static int stream_error (lua_State *L, Stream *s, int err, const char *fname) {
+int luaio__stream_error (lua_State *L, Stream *s, int err, const char *fname) {
   if (err == LUAIO_ETLS && s->tls != NULL)
     return s->tlsops->error(L, s->tls, fname);
   return luaio__oserror(L, err, fname);
@@ -392,7 +360,7 @@ static int stream_error (lua_State *L, Stream *s, int err, const char *fname) {
 
 /* Raises a read error kept from libuv, if any. */
 static void check_rerr (lua_State *L, Stream *s, const char *fname) {
-  if (s->rerr != 0 && s->len == 0) stream_error(L, s, s->rerr, fname);
+  if (s->rerr != 0 && s->len == 0) luaio__stream_error(L, s, s->rerr, fname);
 }
 
 /* Parks the calling task until more data or EOF; k retries. */
@@ -402,8 +370,8 @@ static int wait_data (lua_State *L, Stream *s, const char *fname,
   if (s->readers.head != NULL)
     return luaL_error(L, "%s: another task is already reading from this "
                       "stream", fname);
-  t = luaio__check_suspend_G(L, s->rt->G, fname);
-  start_reading(s);
+  t = luaio__check_suspend_G(L, s->ep.rt->G, fname);
+  luaio__stream_start_reading(s);
   return luaio__park(L, t, &s->readers, NULL, fname, s, ctx, k);
 }
 
@@ -442,7 +410,7 @@ static int do_read (lua_State *L) {
 static int read_k (lua_State *L, int status, lua_KContext ctx) {
   Stream *s = ((Box *)lua_touserdata(L, 1))->s;
   (void)status;
-  luaio__resumed_G(L, s->rt->G);
+  luaio__resumed_G(L, s->ep.rt->G);
   return read_some(L, s, (lua_Integer)ctx);
 }
 
@@ -505,7 +473,7 @@ static int do_readline (lua_State *L) {
   if (s->len > s->limit) {
     size_t n = s->len;
     s->off = s->len = 0;
-    start_reading(s);
+    luaio__stream_start_reading(s);
     return limit_error(L, s, n, "readline");
   }
   if (!s->eof) return wait_data(L, s, "readline", 0, readline_k);
@@ -599,494 +567,26 @@ static int r_buffered (lua_State *L) {
 }
 
 
-/* ---------------------------------------------------------- writing */
-
-typedef struct WriteReq {
-  uv_write_t req;
-  Stream *s;
-  size_t len;
-  char data[1];
-} WriteReq;
-
-static Stream *checkwriter (lua_State *L) {
-  return checkend(L, &WRITER_TAG, LUAIO_WRITER);
-}
-
-static void on_write (uv_write_t *req, int status) {
-  WriteReq *w = (WriteReq *)req;
-  Stream *s = w->s;
-  s->wbuf -= w->len;
-  free(w);
-  if (status < 0 && status != UV_ECANCELED && s->werr == 0) {
-    s->werr = status;
-    luaio__wake_all(&s->drainers);
-  }
-  if (s->wbuf <= s->low) luaio__wake_all(&s->drainers);
-  if (s->closing && (s->wbuf == 0 || s->werr != 0)) close_now(s);
-}
-
-/* Sends bytes: the socket takes what it can, the rest is queued in a
-   write request; returns 0 or a libuv error. */
-static int send_bytes (Stream *s, const char *p, size_t len) {
-  uv_buf_t b;
-  WriteReq *w;
-  int r;
-  if (s->wbuf == 0) {
-    b = uv_buf_init((char *)p, (unsigned)len);
-    r = uv_try_write(&s->u.s, &b, 1);
-    if (r >= 0) {
-      p += r;
-      len -= (size_t)r;
-      if (len == 0) return 0;
-    }
-    else if (r != UV_EAGAIN && r != UV_ENOSYS) return r;
-  }
-  w = (WriteReq *)malloc(sizeof(WriteReq) + len);
-  if (w == NULL) return UV_ENOMEM;
-  w->s = s;
-  w->len = len;
-  memcpy(w->data, p, len);
-  b = uv_buf_init(w->data, (unsigned)len);
-  r = uv_write(&w->req, &s->u.s, &b, 1, on_write);
-  if (r != 0) { free(w); return r; }
-  s->wbuf += len;
-  return 0;
-}
-
-
-/* ---------------------------------------------------------- coalescing */
-
-static void send_pending_now (Stream *s);
-
-/* Takes s off the runtime's pass-end list. */
-static void unlink_pending (Stream *s) {
-  luaio__unhook(&s->rt->pass_end, &s->flush);
-}
-
-/* The pass has ended (or the process exits): s sends what it holds. */
-static void on_pass_end (luaio_Runtime *rt, Hook *h) {
-  Stream *s = (Stream *)((char *)h - offsetof(Stream, flush));
-  (void)rt;
-  send_pending_now(s);
-}
-
-/* Puts s last on the pass-end list: the first to write is the first to
-   send (a pass serves connections in the order their data came in). */
-static void link_pending (Stream *s) {
-  luaio__hook(&s->rt->pass_end, &s->flush, on_pass_end);
-}
-
-/* Forgets the pending bytes (the stream closes at once). */
-static void drop_pending (Stream *s) {
-  s->npend = 0;
-  unlink_pending(s);
-}
-
-/* Closing at once: the socket gets what it takes of the pending bytes
-   now (all it would have got had they not waited), the rest is dropped:
-   the alert of a failed TLS handshake still reaches the peer. */
-static void try_pending (Stream *s) {
-  if (s->npend > 0 && s->open && !uv_is_closing(&s->u.h)) {
-    uv_buf_t b = uv_buf_init(s->pend, (unsigned)s->npend);
-    (void)uv_try_write(&s->u.s, &b, 1);
-  }
-  drop_pending(s);
-}
-
-/* Sends the pending bytes (taken before any error was kept: a failed TLS
-   handshake's alert is among them); returns 0 or a libuv error. */
-static int send_pending (Stream *s) {
-  size_t n = s->npend;
-  int r = 0;
-  drop_pending(s);
-  if (n > 0 && s->open && !uv_is_closing(&s->u.h))
-    r = send_bytes(s, s->pend, n);
-  if (s->pendcap > PENDING_KEEP) {     /* (send_bytes copied what it kept) */
-    free(s->pend);
-    s->pend = NULL;
-    s->pendcap = 0;
-  }
-  return r;
-}
-
-/* Sends the pending bytes now, keeping an error for the next write. */
-static void send_pending_now (Stream *s) {
-  int r = send_pending(s);
-  if (r != 0 && s->werr == 0) {
-    s->werr = r;
-    luaio__wake_all(&s->drainers);
-  }
-}
-
-/* Keeps len bytes for the end of the pass: 1, or 0 when they must be sent
-   now: they do not fit, something is queued, no pass will come, or the
-   peer is known to have closed or reset (so that the error of writing to
-   it comes from this write, as without coalescing). */
-static int coalesce (Stream *s, const char *p, size_t len) {
-  size_t total = s->npend + len;
-  if (s->wbuf != 0 || s->closing || s->eof || s->rerr != 0 || s->direct ||
-      total > COALESCE_MAX || total > s->high)
-    return 0;
-  if (total > s->pendcap) {
-    size_t cap = s->pendcap ? s->pendcap * 2 : 256;
-    char *np;
-    while (cap < total) cap *= 2;
-    if (cap > COALESCE_MAX) cap = COALESCE_MAX;
-    np = (char *)realloc(s->pend, cap);
-    if (np == NULL) return 0;
-    s->pend = np;
-    s->pendcap = cap;
-  }
-  if (s->npend == 0) {                 /* first bytes of this pass */
-    if (!luaio__want_pass(s->rt)) return 0;
-    link_pending(s);
-  }
-  memcpy(s->pend + s->npend, p, len);
-  s->npend = total;
-  return 1;
-}
-
-/* Writes bytes to the socket (coalesced when small); 0 or a libuv error. */
-static int raw_write (Stream *s, const char *p, size_t len) {
-  int r;
-  if (coalesce(s, p, len)) return 0;
-  if (s->npend > 0 && (r = send_pending(s)) != 0) return r;  /* in order */
-  return send_bytes(s, p, len);
-}
-
-/* Ciphertext from the TLS engine (tls.c's output BIO). */
-void luaio__stream_tls_out (void *p, const char *data, size_t len) {
-  Stream *s = (Stream *)p;
-  int r;
-  if (s->werr != 0 || !s->open || uv_is_closing(&s->u.h)) return;
-  r = raw_write(s, data, len);
-  if (r != 0) {
-    s->werr = r;
-    luaio__wake_all(&s->drainers);
-  }
-}
-
-/* Writes data (through TLS when the stream uses it); 0 or an error. */
-static int write_bytes (Stream *s, const char *p, size_t len) {
-  if (s->tls == NULL) return raw_write(s, p, len);
-  if (s->tlsops->write(s->tls, p, len) != 0) {
-    tls_failed(s);
-    return LUAIO_ETLS;
-  }
-  return s->werr;
-}
-
-static void check_writable (lua_State *L, Stream *s, const char *fname) {
-  if (s->werr != 0) stream_error(L, s, s->werr, fname);
-  if (s->closing || !s->open)
-    luaL_error(L, "%s: the writer is closed", fname);
-  if (s->eof_sent) luaL_error(L, "%s: write_eof() was called", fname);
-}
-
-/* write(data) */
-static int w_write (lua_State *L) {
-  Stream *s = checkwriter(L);
-  size_t len;
-  const char *p;
-  int r;
-  if (lua_type(L, 2) != LUA_TSTRING)
-    return luaio__typeerror(L, 2, "write", "string");
-  p = lua_tolstring(L, 2, &len);
-  check_writable(L, s, "write");
-  if (len == 0) return 0;
-  r = write_bytes(s, p, len);
-  if (r != 0) {
-    if (s->werr == 0) s->werr = r;
-    return stream_error(L, s, r, "write");
-  }
-  return 0;
-}
-
-/* writelines(list) */
-static int w_writelines (lua_State *L) {
-  Stream *s = checkwriter(L);
-  luaL_Buffer b;
-  lua_Integer i, n;
-  int r;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  check_writable(L, s, "writelines");
-  n = luaL_len(L, 2);
-  luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
-      return luaL_error(L, "writelines: item %I is not a string", i);
-    luaL_addvalue(&b);
-  }
-  luaL_pushresult(&b);
-  if (lua_rawlen(L, -1) == 0) return 0;
-  r = write_bytes(s, lua_tostring(L, -1), lua_rawlen(L, -1));
-  if (r != 0) {
-    if (s->werr == 0) s->werr = r;
-    return stream_error(L, s, r, "writelines");
-  }
-  return 0;
-}
-
-static int drain_k (lua_State *L, int status, lua_KContext ctx);
-
-/* drain(): waits while more than the high-water mark is queued. */
-static int w_drain (lua_State *L) {
-  Stream *s = checkwriter(L);
-  Task *t;
-  if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
-  if (!s->open && s->wbuf > 0)
-    return luaio__oserror(L, UV_EPIPE, "drain");
-  if (s->wbuf <= s->high) return 0;
-  t = luaio__check_suspend(L, "drain");
-  return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
-}
-
-static int drain_k (lua_State *L, int status, lua_KContext ctx) {
-  Stream *s = checkwriter(L);
-  (void)status; (void)ctx;
-  luaio__resumed(L);
-  if (s->werr != 0) return stream_error(L, s, s->werr, "drain");
-  if (s->wbuf > s->low && s->open) {
-    Task *t = luaio__check_suspend(L, "drain");
-    return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
-  }
-  return 0;
-}
-
-static void on_shutdown (uv_shutdown_t *req, int status) {
-  (void)status;
-  free(req);
-}
-
-/* write_eof(): no more writes; the peer reads EOF once data is sent. */
-static int w_write_eof (lua_State *L) {
-  Stream *s = checkwriter(L);
-  uv_shutdown_t *req;
-  int r;
-  if (s->tls != NULL)
-    return luaL_error(L, "write_eof: a TLS stream cannot half-close "
-                      "(can_write_eof() is false); close() it instead");
-  if (s->eof_sent || s->closing || !s->open) return 0;
-  send_pending_now(s);                 /* the data goes before the EOF */
-  req = (uv_shutdown_t *)malloc(sizeof(*req));
-  if (req == NULL) return luaL_error(L, "not enough memory");
-  r = uv_shutdown(req, &s->u.s, on_shutdown);
-  if (r != 0) { free(req); return luaio__oserror(L, r, "write_eof"); }
-  s->eof_sent = 1;
-  return 0;
-}
-
-static int w_can_write_eof (lua_State *L) {
-  lua_pushboolean(L, checkwriter(L)->tls == NULL);
-  return 1;
-}
-
-static int w_close (lua_State *L) {
-  Stream *s = checkwriter(L);
-  if (!s->closing && s->open) close_soon(s);
-  return 0;
-}
-
-static int w_is_closing (lua_State *L) {
-  Stream *s = checkwriter(L);
-  lua_pushboolean(L, s->closing || !s->open);
-  return 1;
-}
-
-static int closed_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
-  return 0;
-}
-
-/* wait_closed(): until the socket is closed. */
-static int w_wait_closed (lua_State *L) {
-  Stream *s = checkwriter(L);
-  Task *t;
-  if (!s->open) return 0;
-  t = luaio__check_suspend(L, "wait_closed");
-  return luaio__park(L, t, &s->closers, NULL, "wait_closed", s, 0, closed_k);
-}
-
-static int w_transport_buffered (lua_State *L) {
-  Stream *s = checkwriter(L);
-  lua_pushinteger(L, (lua_Integer)(s->wbuf + s->npend));
-  return 1;
-}
-
-/* set_write_buffer_limits([high [, low]]) */
-static int w_set_limits (lua_State *L) {
-  Stream *s = checkwriter(L);
-  lua_Integer high = luaL_optinteger(L, 2, HIGH_WATER);
-  lua_Integer low = luaL_optinteger(L, 3, high / 4);
-  if (high < 0 || low < 0 || low > high)
-    return luaL_error(L, "set_write_buffer_limits: need high >= low >= 0");
-  s->high = (size_t)high;
-  s->low = (size_t)low;
-  send_pending_now(s);                 /* (pending bytes fit the old mark) */
-  return 0;
-}
-
-/* Pushes host, port of a socket address (2 values), or nil. */
-static int push_addr (lua_State *L, const struct sockaddr_storage *a) {
-  char ip[64];
-  if (a->ss_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)a;
-    uv_ip4_name(in, ip, sizeof ip);
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, ntohs(in->sin_port));
-    return 2;
-  }
-  if (a->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)a;
-    uv_ip6_name(in, ip, sizeof ip);
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, ntohs(in->sin6_port));
-    return 2;
-  }
-  lua_pushnil(L);
-  return 1;
-}
-
-int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a) {
-  return push_addr(L, a);
-}
-
-/* Pushes the names of a socket (1 or 2 values), or nothing (0). */
-static int push_names (lua_State *L, Stream *s, int peer) {
-  if (s->is_pipe) {
-    char path[1024];
-    size_t len = sizeof path;
-    int r;
-    if (!s->open) return 0;
-    r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
-             : uv_pipe_getsockname(&s->u.pipe, path, &len);
-    if (r != 0) return 0;
-    lua_pushlstring(L, path, len);
-    return 1;
-  }
-  keep_names(s);
-  return push_addr(L, peer ? &s->peer : &s->sock);
-}
-
-/*
-** get_extra_info(name [, default]) -> "peername"/"sockname": host, port
-** (a path for unix sockets); on TLS streams "peercert" and "cipher" too
-** ("ssl_object", "sslcontext": streams.lua); default for anything else.
-*/
-static int w_extra (lua_State *L) {
-  Stream *s = checkwriter(L);
-  const char *name = luaL_checkstring(L, 2);
-  int n = 0;
-  lua_settop(L, 3);
-  if (strcmp(name, "peername") == 0) n = push_names(L, s, 1);
-  else if (strcmp(name, "sockname") == 0) n = push_names(L, s, 0);
-  else if (s->tls != NULL && (strcmp(name, "peercert") == 0 ||
-                              strcmp(name, "cipher") == 0))
-    n = s->tlsops->info(L, s->tls, name);
-  if (n == 0 || (n == 1 && lua_isnil(L, -1))) {
-    lua_pushvalue(L, 3);
-    return 1;
-  }
-  return n;
-}
-
-
-/* ---------------------------------------------------------- TLS */
-
-/*
-** _tls_wrap(ctx, server_hostname, fname [, server_side]): the stream
-** speaks TLS from now on.  The side, unless given: the server's for a
-** connection a server accepted (asyncio's start_tls), else the client's.
-** Bytes already read are the start of the peer's handshake.
-*/
-static int w_tls_wrap (lua_State *L) {
-  Stream *s = checkwriter(L);
-  const char *host = luaL_optstring(L, 3, NULL);
-  const char *fname = luaL_optstring(L, 4, "start_tls");
-  int server = lua_isnoneornil(L, 5) ? s->server != NULL : lua_toboolean(L, 5);
-  const TlsOps *ops = luaio__G(L)->tls_ops;
-  if (ops == NULL)                     /* (no context can exist then) */
-    return luaL_error(L, "%s: TLS is not loaded (require \"luaio.tls\")", fname);
-  if (s->tls != NULL)
-    return luaL_error(L, "%s: the stream already uses TLS", fname);
-  check_writable(L, s, fname);
-  s->tls = ops->create(L, 2, server, host, s, fname);
-  s->tlsops = ops;
-  if (s->len > 0) {
-    if (ops->feed(s->tls, s->buf + s->off, s->len) != 0) tls_failed(s);
-    s->off = s->len = 0;
-  }
-  return 0;
-}
-
-static int handshake_k (lua_State *L, int status, lua_KContext ctx);
-
-/* Raises if the handshake failed, parks until it ends, or returns. */
-static int handshake_wait (lua_State *L, Stream *s, const char *fname) {
-  Task *t;
-  if (s->tlsops->done(s->tls)) return 0;
-  if (s->rerr != 0) return stream_error(L, s, s->rerr, fname);
-  if (s->closing || !s->open)
-    return luaL_error(L, "%s: the stream was closed during the TLS "
-                      "handshake", fname);
-  if (s->eof) {                        /* the peer closed before we began */
-    s->tlsops->eof(s->tls);
-    return s->tlsops->error(L, s->tls, fname);
-  }
-  start_reading(s);
-  t = luaio__check_suspend(L, fname);
-  return luaio__park(L, t, &s->handshakers, NULL, fname, s, 0, handshake_k);
-}
-
-static int handshake_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
-  return handshake_wait(L, checkwriter(L), luaL_optstring(L, 2, "start_tls"));
-}
-
-/* _tls_handshake(fname): waits until the handshake is done (suspends). */
-static int w_tls_handshake (lua_State *L) {
-  Stream *s = checkwriter(L);
-  const char *fname = luaL_optstring(L, 2, "start_tls");
-  if (s->tls == NULL) return luaL_error(L, "%s: the stream does not use TLS", fname);
-  if (!s->eof && s->open && !s->closing) tls_pump(s);   /* the first flight */
-  return handshake_wait(L, s, fname);
-}
-
-/* _tls_info(what): a fact about the session (tls.c), nil if not TLS. */
-static int w_tls_info (lua_State *L) {
-  Stream *s = checkwriter(L);
-  const char *what = luaL_checkstring(L, 2);
-  if (s->tls == NULL) return 0;
-  return s->tlsops->info(L, s->tls, what);
-}
-
-/* _abort(): closes at once, dropping what is queued (a failed handshake). */
-static int w_abort (lua_State *L) {
-  Stream *s = checkwriter(L);
-  s->eof = 1;
-  luaio__wake_all(&s->readers);
-  close_now(s);
-  return 0;
-}
-
-
 /* ---------------------------------------------------------- objects */
 
-static Stream *new_stream (luaio_Runtime *rt, int is_pipe) {
+/* A stream with the default limits, its handle not yet initialised. */
+static Stream *alloc_stream (int is_pipe) {
   Stream *s = (Stream *)calloc(1, sizeof(Stream));
   if (s == NULL) return NULL;
-  s->rt = rt;
   s->is_pipe = is_pipe;
   s->limit = DEFAULT_LIMIT;
   s->high = HIGH_WATER;
   s->low = LOW_WATER;
+  return s;
+}
+
+/* A new TCP socket or pipe, on the runtime's open list. */
+Stream *luaio__stream_new (luaio_Runtime *rt, int is_pipe) {
+  Stream *s = alloc_stream(is_pipe);
+  if (s == NULL) return NULL;
   if (is_pipe) uv_pipe_init(rt->loop, &s->u.pipe, 0);
   else uv_tcp_init(rt->loop, &s->u.tcp);
-  s->u.h.data = s;
-  s->open = 1;
-  link_node(rt, &s->node, close_stream_hook);
+  luaio__ep_start(&s->ep, &stream_kind, rt, &s->u.h);
   return s;
 }
 
@@ -1095,19 +595,19 @@ static void push_end (lua_State *L, Stream *s, int reader) {
   Box *b = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
   b->tag = reader ? &READER_TAG : &WRITER_TAG;
   b->s = s;
-  s->refs++;
+  s->ep.refs++;
   luaL_setmetatable(L, reader ? LUAIO_READER : LUAIO_WRITER);
 }
 
 /* Pushes reader, writer for s (which starts reading). */
-static void push_pair (lua_State *L, Stream *s) {
+void luaio__stream_push_pair (lua_State *L, Stream *s) {
   push_end(L, s, 1);
   push_end(L, s, 0);
   if (!s->is_pipe) {
     uv_tcp_nodelay(&s->u.tcp, 1);
-    keep_names(s);
+    luaio__stream_keep_names(s);
   }
-  start_reading(s);
+  luaio__stream_start_reading(s);
 }
 
 
@@ -1121,13 +621,8 @@ static int l_stdin_reader (lua_State *L) {
   Stream *s;
   int r;
   if (type != UV_TTY && type != UV_NAMED_PIPE) return 0;
-  s = (Stream *)calloc(1, sizeof(Stream));
+  s = alloc_stream(1);
   if (s == NULL) return luaL_error(L, "not enough memory");
-  s->rt = rt;
-  s->is_pipe = 1;
-  s->limit = DEFAULT_LIMIT;
-  s->high = HIGH_WATER;
-  s->low = LOW_WATER;
   if (type == UV_TTY) r = uv_tty_init(rt->loop, &s->u.tty, 0, 1);
   else {
     r = uv_pipe_init(rt->loop, &s->u.pipe, 0);
@@ -1137,9 +632,7 @@ static int l_stdin_reader (lua_State *L) {
     free(s);
     return luaio__oserror(L, r, "stdin");
   }
-  s->u.h.data = s;
-  s->open = 1;
-  link_node(rt, &s->node, close_stream_hook);
+  luaio__ep_start(&s->ep, &stream_kind, rt, &s->u.h);
   luaio__push_stream_end(L, s, 1);
   s->autoclose = 0;
   return 1;
@@ -1148,7 +641,7 @@ static int l_stdin_reader (lua_State *L) {
 /* A child's stdio pipe (process.c): its writes are never coalesced (a
    child that exited is found by the write itself, as before). */
 void *luaio__stream_pipe (luaio_Runtime *rt) {
-  Stream *s = (Stream *)new_stream(rt, 1);
+  Stream *s = (Stream *)luaio__stream_new(rt, 1);
   if (s != NULL) s->direct = 1;
   return s;
 }
@@ -1163,370 +656,15 @@ void luaio__push_stream_end (lua_State *L, void *p, int reader) {
   push_end(L, s, reader);
   if (reader) {
     s->autoclose = 1;
-    start_reading(s);
+    luaio__stream_start_reading(s);
   }
 }
 
 /* A pipe nobody will use (the spawn failed): close and free it. */
 void luaio__stream_discard (void *p) {
   Stream *s = (Stream *)p;
-  s->refs = 0;
-  close_now(s);
-}
-
-/* ---------------------------------------------------------- connecting */
-
-typedef struct Connect {
-  uv_connect_t req;
-  Stream *s;
-  Task *t;               /* NULL once the task gave up */
-  int status;
-  int done;
-} Connect;
-
-static void on_connect (uv_connect_t *req, int status) {
-  Connect *c = (Connect *)req->data;
-  c->status = status;
-  c->done = 1;
-  if (c->t == NULL) { free(c); return; }   /* abandoned: socket closed */
-  luaio__wake(c->t->rt, c->t);
-}
-
-/* Cancelled while connecting: close the socket; the request frees itself. */
-static int connect_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
-  Connect *c = (Connect *)t->wobj;
-  (void)L; (void)rt;
-  c->t = NULL;
-  c->s->refs = 0;
-  close_now(c->s);
-  return 0;
-}
-
-static int connect_k (lua_State *L, int status, lua_KContext ctx) {
-  Connect *c = (Connect *)ctx;
-  Task *t = luaio__resumed_task(L);
-  Stream *s;
-  (void)status;
-  if (t->must_cancel && t->aborted) return luaio__raise_cancel(L, t);
-  s = c->s;
-  if (t->must_cancel) {
-    if (!t->aborted) {                 /* cancelled after it completed */
-      free(c);
-      s->refs = 0;
-      close_now(s);
-    }                                  /* else c frees itself in on_connect */
-    return luaio__raise_cancel(L, t);
-  }
-  status = c->status;
-  free(c);
-  if (status != 0) {
-    s->refs = 0;
-    close_now(s);
-    return luaio__oserror(L, status, "connect");
-  }
-  push_pair(L, s);
-  return 2;
-}
-
-static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
-                          const char *path) {
-  Task *t = luaio__check_suspend(L, "connect");
-  Connect *c = (Connect *)calloc(1, sizeof(Connect));
-  int r;
-  if (c == NULL) { close_now(s); return luaL_error(L, "not enough memory"); }
-  c->s = s;
-  c->t = t;
-  c->req.data = c;
-  if (path != NULL) {
-    uv_pipe_connect(&c->req, &s->u.pipe, path, on_connect);
-    r = 0;
-  }
-  else r = uv_tcp_connect(&c->req, &s->u.tcp, a, on_connect);
-  if (r != 0) {
-    free(c);
-    close_now(s);
-    return luaio__oserror(L, r, "connect");
-  }
-  return luaio__park(L, t, NULL, connect_abort, "connect", c,
-                     (lua_KContext)c, connect_k);
-}
-
-/* Parses a numeric address; returns 0 or a libuv error. */
-static int parse_addr (const char *ip, int port, struct sockaddr_storage *a) {
-  memset(a, 0, sizeof *a);
-  if (strchr(ip, ':') != NULL)
-    return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)a);
-  return uv_ip4_addr(ip, port, (struct sockaddr_in *)a);
-}
-
-static int checkport (lua_State *L, int arg, const char *fname) {
-  lua_Integer port;
-  if (!lua_isinteger(L, arg))
-    luaio__typeerror(L, arg, fname, "integer port");
-  port = lua_tointeger(L, arg);
-  if (port < 0 || port > 65535)
-    luaio__argerror(L, arg, fname, "port out of range");
-  return (int)port;
-}
-
-/* core.tcp_connect(ip, port) -> reader, writer (suspends) */
-static int l_tcp_connect (lua_State *L) {
-  luaio_Runtime *rt = luaio__need_rt(L, "open_connection");
-  const char *ip = luaL_checkstring(L, 1);
-  int port = checkport(L, 2, "open_connection");
-  struct sockaddr_storage a;
-  Stream *s;
-  int r = parse_addr(ip, port, &a);
-  if (r != 0) return luaio__oserror(L, r, "open_connection");
-  luaio__check_suspend(L, "open_connection");
-  s = new_stream(rt, 0);
-  if (s == NULL) return luaL_error(L, "not enough memory");
-  return start_connect(L, s, (struct sockaddr *)&a, NULL);
-}
-
-/* core.pipe_connect(path) -> reader, writer (suspends) */
-static int l_pipe_connect (lua_State *L) {
-  luaio_Runtime *rt = luaio__need_rt(L, "open_unix_connection");
-  const char *path = luaL_checkstring(L, 1);
-  Stream *s;
-  luaio__check_suspend(L, "open_unix_connection");
-  s = new_stream(rt, 1);
-  if (s == NULL) return luaL_error(L, "not enough memory");
-  return start_connect(L, s, NULL, path);
-}
-
-
-/* ---------------------------------------------------------- servers */
-
-static Server *checkserver (lua_State *L) {
-  SBox *b = (SBox *)luaL_checkudata(L, 1, LUAIO_SERVER);
-  if (b->sv == NULL) luaL_error(L, "the server is gone");
-  return b->sv;
-}
-
-static void server_closed (uv_handle_t *h) {
-  Server *sv = (Server *)h->data;
-  sv->open = 0;
-  unlink_node(sv->rt, &sv->node);
-  luaio__wake_all(&sv->forever);
-  if (sv->nconns == 0) luaio__wake_all(&sv->closers);
-  if (sv->refs == 0 && sv->nconns == 0) free(sv);
-}
-
-static void server_conn_closed (Server *sv) {
-  sv->nconns--;
-  if (!sv->open && sv->nconns == 0) {
-    luaio__wake_all(&sv->closers);
-    if (sv->refs == 0) free(sv);
-  }
-}
-
-static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx);
-
-static void on_connection (uv_stream_t *h, int status) {
-  Server *sv = (Server *)h->data;
-  Stream *s;
-  if (status < 0 || sv->closing) return;
-  s = new_stream(sv->rt, sv->is_pipe);
-  if (s == NULL) return;
-  if (uv_accept(h, &s->u.s) != 0) {
-    close_now(s);
-    return;
-  }
-  s->limit = sv->limit;
-  s->server = sv;
-  sv->nconns++;
-  s->next_pending = sv->pending;
-  sv->pending = s;
-  if (!sv->queued) {
-    sv->queued = 1;
-    luaio__schedule(sv->rt, run_accept, sv, 0);
-  }
-}
-
-/* From the drain: each new connection gets a task running the handler. */
-static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
-  Server *sv = (Server *)p;
-  Stream *list = NULL, *s;
-  int top = lua_gettop(L);
-  (void)idx;
-  sv->queued = 0;
-  while (sv->pending != NULL) {        /* oldest first */
-    s = sv->pending;
-    sv->pending = s->next_pending;
-    s->next_pending = list;
-    list = s;
-  }
-  if (sv->anchor == 0) {               /* the server went away */
-    for (; list != NULL; list = s) { s = list->next_pending; close_now(list); }
-    return;
-  }
-  while (list != NULL) {
-    s = list;
-    list = s->next_pending;
-    s->next_pending = NULL;
-    luaio__push_anchor(L, rt, sv->anchor);   /* the server */
-    lua_getiuservalue(L, -1, 1);             /* handler */
-    push_pair(L, s);                         /* handler, reader, writer */
-    luaio__create_task(L, rt, top + 2, 2);
-    lua_settop(L, top);
-  }
-}
-
-static int server_close (Server *sv) {
-  if (sv->closing) return 0;
-  sv->closing = 1;
-  if (sv->open) uv_close(&sv->u.h, server_closed);
-  return 1;
-}
-
-/* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
-static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
-  Server *sv;
-  SBox *b;
-  int backlog = (int)luaL_optinteger(L, 3, 511);
-  lua_Integer limit = luaL_optinteger(L, 4, DEFAULT_LIMIT);
-  int r;
-  luaL_checktype(L, 5, LUA_TFUNCTION);
-  sv = (Server *)calloc(1, sizeof(Server));
-  if (sv == NULL) return luaL_error(L, "not enough memory");
-  sv->rt = rt;
-  sv->is_pipe = is_pipe;
-  sv->limit = limit > 0 ? (size_t)limit : DEFAULT_LIMIT;
-  if (is_pipe) uv_pipe_init(rt->loop, &sv->u.pipe, 0);
-  else uv_tcp_init(rt->loop, &sv->u.tcp);
-  sv->u.h.data = sv;
-  sv->open = 1;
-  link_node(rt, &sv->node, close_server_hook);
-  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
-  else {
-    struct sockaddr_storage a;
-    r = parse_addr(luaL_checkstring(L, 1), checkport(L, 2, "start_server"), &a);
-    if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
-  }
-  if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);
-  if (r != 0) {
-    server_close(sv);
-    return luaio__oserror(L, r, is_pipe ? "start_unix_server" : "start_server");
-  }
-  b = (SBox *)lua_newuserdatauv(L, sizeof(SBox), 1);
-  b->sv = sv;
-  sv->refs = 1;
-  luaL_setmetatable(L, LUAIO_SERVER);
-  lua_pushvalue(L, 5);
-  lua_setiuservalue(L, -2, 1);
-  lua_pushvalue(L, -1);
-  sv->anchor = luaio__anchor(L, rt);
-  return 1;
-}
-
-static int l_tcp_listen (lua_State *L) {
-  return listen_common(L, luaio__need_rt(L, "start_server"), 0);
-}
-
-static int l_pipe_listen (lua_State *L) {
-  return listen_common(L, luaio__need_rt(L, "start_unix_server"), 1);
-}
-
-static int sv_close (lua_State *L) {
-  Server *sv = checkserver(L);
-  if (server_close(sv) && sv->anchor) {
-    luaio__unanchor(L, sv->rt, sv->anchor);
-    sv->anchor = 0;
-  }
-  return 0;
-}
-
-static int sv_is_serving (lua_State *L) {
-  Server *sv = checkserver(L);
-  lua_pushboolean(L, sv->open && !sv->closing);
-  return 1;
-}
-
-static int sv_wait_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
-  return 0;
-}
-
-/* wait_closed(): until it is closed and its connections are too. */
-static int sv_wait_closed (lua_State *L) {
-  Server *sv = checkserver(L);
-  Task *t;
-  if (!sv->closing || (!sv->open && sv->nconns == 0)) {
-    if (!sv->closing) {                /* asyncio 3.12: wait for close() */
-      t = luaio__check_suspend(L, "wait_closed");
-      return luaio__park(L, t, &sv->closers, NULL, "server wait_closed", sv,
-                         0, sv_wait_k);
-    }
-    return 0;
-  }
-  t = luaio__check_suspend(L, "wait_closed");
-  return luaio__park(L, t, &sv->closers, NULL, "server wait_closed", sv, 0,
-                     sv_wait_k);
-}
-
-/* Cancelling serve_forever closes the server (asyncio). */
-static int forever_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
-  Server *sv = (Server *)t->wobj;
-  (void)rt;
-  if (server_close(sv) && sv->anchor) {
-    luaio__unanchor(L, sv->rt, sv->anchor);
-    sv->anchor = 0;
-  }
-  return 0;
-}
-
-/* serve_forever(): until the server is closed or the task cancelled. */
-static int sv_serve_forever (lua_State *L) {
-  Server *sv = checkserver(L);
-  Task *t;
-  if (!sv->open || sv->closing) return 0;
-  t = luaio__check_suspend(L, "serve_forever");
-  return luaio__park(L, t, &sv->forever, forever_abort, "serve_forever", sv,
-                     0, sv_wait_k);
-}
-
-static int sv_getsockname (lua_State *L) {
-  Server *sv = checkserver(L);
-  if (!sv->open) return 0;
-  if (sv->is_pipe) {
-    char path[1024];
-    size_t len = sizeof path;
-    if (uv_pipe_getsockname(&sv->u.pipe, path, &len) != 0) return 0;
-    lua_pushlstring(L, path, len);
-    return 1;
-  }
-  {
-    struct sockaddr_storage a;
-    int alen = sizeof a;
-    if (uv_tcp_getsockname(&sv->u.tcp, (struct sockaddr *)&a, &alen) != 0)
-      return 0;
-    return push_addr(L, &a);
-  }
-}
-
-static int sv_gc (lua_State *L) {
-  SBox *b = (SBox *)lua_touserdata(L, 1);
-  Server *sv = b->sv;
-  if (sv == NULL) return 0;
-  b->sv = NULL;
-  sv->refs = 0;
-  if (sv->open) server_close(sv);
-  else if (sv->nconns == 0) free(sv);
-  return 0;
-}
-
-/* Shutdown: what is still open is closed (what was written still goes
-   to the sockets that take it). */
-static void close_stream_hook (luaio_Runtime *rt, Hook *h) {
-  (void)rt;
-  close_now((Stream *)h);
-}
-
-static void close_server_hook (luaio_Runtime *rt, Hook *h) {
-  (void)rt;
-  server_close((Server *)h);
+  s->ep.refs = 0;
+  luaio__stream_close_now(s);
 }
 
 
@@ -1549,50 +687,32 @@ static const luaL_Reg reader_methods[] = {
   {NULL, NULL}
 };
 
+/* the writer's methods of this file; the other stream files add theirs */
 static const luaL_Reg writer_methods[] = {
-  {"write", w_write},
-  {"writelines", w_writelines},
-  {"drain", w_drain},
-  {"write_eof", w_write_eof},
-  {"can_write_eof", w_can_write_eof},
   {"close", w_close},
   {"is_closing", w_is_closing},
   {"wait_closed", w_wait_closed},
-  {"get_extra_info", w_extra},
-  {"transport_buffered", w_transport_buffered},
-  {"set_write_buffer_limits", w_set_limits},
-  {"_tls_wrap", w_tls_wrap},
-  {"_tls_handshake", w_tls_handshake},
-  {"_tls_info", w_tls_info},
   {"_abort", w_abort},
   {NULL, NULL}
 };
 
-static const luaL_Reg server_methods[] = {
-  {"close", sv_close},
-  {"is_serving", sv_is_serving},
-  {"wait_closed", sv_wait_closed},
-  {"serve_forever", sv_serve_forever},
-  {"getsockname", sv_getsockname},
-  {NULL, NULL}
-};
-
 static const luaL_Reg funcs[] = {
-  {"tcp_connect", l_tcp_connect},
-  {"pipe_connect", l_pipe_connect},
-  {"tcp_listen", l_tcp_listen},
-  {"pipe_listen", l_pipe_listen},
   {"stdin_reader", l_stdin_reader},
   {"stdin_is_tty", l_stdin_is_tty},
   {NULL, NULL}
 };
 
-static void newclass (lua_State *L, const char *tname, const char *name,
-                      const luaL_Reg *methods, lua_CFunction gc,
-                      const char *field) {
+/*
+** Makes class tname (its metatable in the registry), its methods those
+** of the NULL-terminated list of tables, and sets core.<field> to the
+** methods table.  The core table is on the top of the stack.
+*/
+void luaio__stream_class (lua_State *L, const char *tname,
+                          const char *name, const luaL_Reg *const *methods,
+                          lua_CFunction gc, const char *field) {
   luaL_newmetatable(L, tname);
   lua_newtable(L);
-  luaio__setfuncs(L, methods);
+  for (; *methods != NULL; methods++) luaio__setfuncs(L, *methods);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_setfield(L, -3, field);        /* core.<field> = methods */
@@ -1604,11 +724,15 @@ static void newclass (lua_State *L, const char *tname, const char *name,
 }
 
 void luaio__stream_open (lua_State *L) {
-  newclass(L, LUAIO_READER, "StreamReader", reader_methods, box_gc,
-           "ReaderMethods");
-  newclass(L, LUAIO_WRITER, "StreamWriter", writer_methods, box_gc,
-           "WriterMethods");
-  newclass(L, LUAIO_SERVER, "Server", server_methods, sv_gc,
-           "ServerMethods");
+  static const luaL_Reg *const reader[] = {reader_methods, NULL};
+  static const luaL_Reg *const writer[] = {
+    writer_methods, luaio__stream_write_methods, luaio__stream_tls_methods,
+    luaio__stream_net_methods, NULL
+  };
+  luaio__stream_class(L, LUAIO_READER, "StreamReader", reader, box_gc,
+                      "ReaderMethods");
+  luaio__stream_class(L, LUAIO_WRITER, "StreamWriter", writer, box_gc,
+                      "WriterMethods");
   luaio__setfuncs(L, funcs);
+  luaio__stream_net_open(L);           /* servers, connecting */
 }

@@ -4,11 +4,11 @@
 **
 ** Built as the module luaio.tls (the CLI loads it on first use) or linked
 ** into core.so / libluaio (luaio__tls_builtin preloads it); either way it
-** reaches the core only through TlsCore and serves stream.c through
-** TlsOps (internal.h).
+** reaches the core only through TlsCore and serves the streams
+** (stream_tls.c) through TlsOps (tls_abi.h).
 **
 ** Ciphertext in: libuv reads into the stream's buffer exactly as for
-** plain TCP; stream.c copies those bytes into a memory BIO and asks
+** plain TCP; stream_tls.c copies those bytes into a memory BIO and asks
 ** ops.read to decrypt them back into the same buffer.
 ** Ciphertext out: a BIO of our own whose write callback hands each record
 ** to the stream (uv_try_write first, queued otherwise): no second copy,

@@ -2,7 +2,7 @@
 ** tls_link.c -- the core's side of the link to the TLS engine (tls.c),
 ** which may live in its own module (luaio.tls): the registry holds the
 ** core functions the engine calls; the engine hands back its operations,
-** kept per state for stream.c.
+** kept per state for the streams (stream_tls.c).
 */
 #include "tls_abi.h"
 

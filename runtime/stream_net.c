@@ -1,0 +1,467 @@
+/*
+** stream_net.c -- the network side of streams: connecting (TCP and unix
+** sockets), servers (listening, accepting, serve_forever), and socket
+** names (get_extra_info's peername and sockname, luaio__push_sockaddr).
+**
+** A new connection is accepted in libuv's callback, which only queues it
+** on its server; run_accept, a ready-queue entry, hands each to Lua from
+** the drain, in a new task running the server's handler.  A server's
+** close() stops listening at once; the connections it accepted stay open,
+** and, as their parent (the Endpoint, stream.h), it waits for them: its
+** wait_closed() returns, and it is freed, only once they are closed too.
+**
+** Cancellation: a cancelled connect closes its socket (its request is
+** freed by its callback, or at once if it had completed); cancelling
+** serve_forever() closes the server (asyncio); a cancelled wait_closed()
+** only stops waiting.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+
+
+/* ---------------------------------------------------------- names */
+
+/* Remembers the socket's names (asyncio keeps them after close). */
+void luaio__stream_keep_names (Stream *s) {
+  int n = sizeof s->peer;
+  if (s->is_pipe || s->has_names) return;
+  if (uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&s->peer, &n) != 0)
+    s->peer.ss_family = AF_UNSPEC;
+  n = sizeof s->sock;
+  if (uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&s->sock, &n) != 0)
+    s->sock.ss_family = AF_UNSPEC;
+  s->has_names = 1;
+}
+
+/* Pushes host, port of a socket address (2 values), or nil. */
+static int push_addr (lua_State *L, const struct sockaddr_storage *a) {
+  char ip[64];
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+    uv_ip4_name(in, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, ntohs(in->sin_port));
+    return 2;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)a;
+    uv_ip6_name(in, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, ntohs(in->sin6_port));
+    return 2;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a) {
+  return push_addr(L, a);
+}
+
+/* Pushes the names of a socket (1 or 2 values), or nothing (0). */
+static int push_names (lua_State *L, Stream *s, int peer) {
+  if (s->is_pipe) {
+    char path[1024];
+    size_t len = sizeof path;
+    int r;
+    if (!s->ep.open) return 0;
+    r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len)
+             : uv_pipe_getsockname(&s->u.pipe, path, &len);
+    if (r != 0) return 0;
+    lua_pushlstring(L, path, len);
+    return 1;
+  }
+  luaio__stream_keep_names(s);
+  return push_addr(L, peer ? &s->peer : &s->sock);
+}
+
+/*
+** get_extra_info(name [, default]) -> "peername"/"sockname": host, port
+** (a path for unix sockets); on TLS streams "peercert" and "cipher" too
+** ("ssl_object", "sslcontext": streams.lua); default for anything else.
+*/
+static int w_extra (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  const char *name = luaL_checkstring(L, 2);
+  int n = 0;
+  lua_settop(L, 3);
+  if (strcmp(name, "peername") == 0) n = push_names(L, s, 1);
+  else if (strcmp(name, "sockname") == 0) n = push_names(L, s, 0);
+  else if (s->tls != NULL && (strcmp(name, "peercert") == 0 ||
+                              strcmp(name, "cipher") == 0))
+    n = s->tlsops->info(L, s->tls, name);
+  if (n == 0 || (n == 1 && lua_isnil(L, -1))) {
+    lua_pushvalue(L, 3);
+    return 1;
+  }
+  return n;
+}
+
+
+/* ---------------------------------------------------------- connecting */
+
+typedef struct Connect {
+  uv_connect_t req;
+  Stream *s;
+  Task *t;               /* NULL once the task gave up */
+  int status;
+  int done;
+} Connect;
+
+static void on_connect (uv_connect_t *req, int status) {
+  Connect *c = (Connect *)req->data;
+  c->status = status;
+  c->done = 1;
+  if (c->t == NULL) { free(c); return; }   /* abandoned: socket closed */
+  luaio__wake(c->t->rt, c->t);
+}
+
+/* Cancelled while connecting: close the socket; the request frees itself. */
+static int connect_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
+  Connect *c = (Connect *)t->wobj;
+  (void)L; (void)rt;
+  c->t = NULL;
+  c->s->ep.refs = 0;
+  luaio__stream_close_now(c->s);
+  return 0;
+}
+
+static int connect_k (lua_State *L, int status, lua_KContext ctx) {
+  Connect *c = (Connect *)ctx;
+  Task *t = luaio__resumed_task(L);
+  Stream *s;
+  (void)status;
+  if (t->must_cancel && t->aborted) return luaio__raise_cancel(L, t);
+  s = c->s;
+  if (t->must_cancel) {
+    if (!t->aborted) {                 /* cancelled after it completed */
+      free(c);
+      s->ep.refs = 0;
+      luaio__stream_close_now(s);
+    }                                  /* else c frees itself in on_connect */
+    return luaio__raise_cancel(L, t);
+  }
+  status = c->status;
+  free(c);
+  if (status != 0) {
+    s->ep.refs = 0;
+    luaio__stream_close_now(s);
+    return luaio__oserror(L, status, "connect");
+  }
+  luaio__stream_push_pair(L, s);
+  return 2;
+}
+
+static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
+                          const char *path) {
+  Task *t = luaio__check_suspend(L, "connect");
+  Connect *c = (Connect *)calloc(1, sizeof(Connect));
+  int r;
+  if (c == NULL) {
+    luaio__stream_close_now(s);
+    return luaL_error(L, "not enough memory");
+  }
+  c->s = s;
+  c->t = t;
+  c->req.data = c;
+  if (path != NULL) {
+    uv_pipe_connect(&c->req, &s->u.pipe, path, on_connect);
+    r = 0;
+  }
+  else r = uv_tcp_connect(&c->req, &s->u.tcp, a, on_connect);
+  if (r != 0) {
+    free(c);
+    luaio__stream_close_now(s);
+    return luaio__oserror(L, r, "connect");
+  }
+  return luaio__park(L, t, NULL, connect_abort, "connect", c,
+                     (lua_KContext)c, connect_k);
+}
+
+/* Parses a numeric address; returns 0 or a libuv error. */
+static int parse_addr (const char *ip, int port, struct sockaddr_storage *a) {
+  memset(a, 0, sizeof *a);
+  if (strchr(ip, ':') != NULL)
+    return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)a);
+  return uv_ip4_addr(ip, port, (struct sockaddr_in *)a);
+}
+
+static int checkport (lua_State *L, int arg, const char *fname) {
+  lua_Integer port;
+  if (!lua_isinteger(L, arg))
+    luaio__typeerror(L, arg, fname, "integer port");
+  port = lua_tointeger(L, arg);
+  if (port < 0 || port > 65535)
+    luaio__argerror(L, arg, fname, "port out of range");
+  return (int)port;
+}
+
+/* core.tcp_connect(ip, port) -> reader, writer (suspends) */
+static int l_tcp_connect (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "open_connection");
+  const char *ip = luaL_checkstring(L, 1);
+  int port = checkport(L, 2, "open_connection");
+  struct sockaddr_storage a;
+  Stream *s;
+  int r = parse_addr(ip, port, &a);
+  if (r != 0) return luaio__oserror(L, r, "open_connection");
+  luaio__check_suspend(L, "open_connection");
+  s = luaio__stream_new(rt, 0);
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  return start_connect(L, s, (struct sockaddr *)&a, NULL);
+}
+
+/* core.pipe_connect(path) -> reader, writer (suspends) */
+static int l_pipe_connect (lua_State *L) {
+  luaio_Runtime *rt = luaio__need_rt(L, "open_unix_connection");
+  const char *path = luaL_checkstring(L, 1);
+  Stream *s;
+  luaio__check_suspend(L, "open_unix_connection");
+  s = luaio__stream_new(rt, 1);
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  return start_connect(L, s, NULL, path);
+}
+
+
+/* ---------------------------------------------------------- servers */
+
+static Server *checkserver (lua_State *L) {
+  SBox *b = (SBox *)luaL_checkudata(L, 1, LUAIO_SERVER);
+  if (b->sv == NULL) luaL_error(L, "the server is gone");
+  return b->sv;
+}
+
+/* close(): the listening handle closes at once; wait_closed() also waits
+   for the connections it accepted. */
+static void server_close (Endpoint *e) {
+  luaio__ep_close_handle(e);
+}
+
+static void server_shutdown (Endpoint *e) {
+  luaio__ep_close(e);
+}
+
+/* The handle is closed: serve_forever() returns. */
+static void server_closed (Endpoint *e) {
+  luaio__wake_all(&((Server *)e)->forever);
+}
+
+static void server_destroy (Endpoint *e) {
+  free(e);
+}
+
+static const EndpointKind server_kind = {
+  server_close, server_shutdown, server_closed, server_destroy
+};
+
+static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx);
+
+static void on_connection (uv_stream_t *h, int status) {
+  Server *sv = (Server *)h->data;
+  Stream *s;
+  if (status < 0 || sv->ep.closing) return;
+  s = luaio__stream_new(sv->ep.rt, sv->is_pipe);
+  if (s == NULL) return;
+  if (uv_accept(h, &s->u.s) != 0) {
+    luaio__stream_close_now(s);
+    return;
+  }
+  s->limit = sv->limit;
+  luaio__ep_adopt(&sv->ep, &s->ep);
+  s->next_pending = sv->pending;
+  sv->pending = s;
+  if (!sv->queued) {
+    sv->queued = 1;
+    luaio__schedule(sv->ep.rt, run_accept, sv, 0);
+  }
+}
+
+/* From the drain: each new connection gets a task running the handler. */
+static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
+  Server *sv = (Server *)p;
+  Stream *list = NULL, *s;
+  int top = lua_gettop(L);
+  (void)idx;
+  sv->queued = 0;
+  while (sv->pending != NULL) {        /* oldest first */
+    s = sv->pending;
+    sv->pending = s->next_pending;
+    s->next_pending = list;
+    list = s;
+  }
+  if (sv->anchor == 0) {               /* the server went away */
+    for (; list != NULL; list = s) {
+      s = list->next_pending;
+      luaio__stream_close_now(list);
+    }
+    return;
+  }
+  while (list != NULL) {
+    s = list;
+    list = s->next_pending;
+    s->next_pending = NULL;
+    luaio__push_anchor(L, rt, sv->anchor);   /* the server */
+    lua_getiuservalue(L, -1, 1);             /* handler */
+    luaio__stream_push_pair(L, s);           /* handler, reader, writer */
+    luaio__create_task(L, rt, top + 2, 2);
+    lua_settop(L, top);
+  }
+}
+
+/* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
+static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
+  Server *sv;
+  SBox *b;
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  lua_Integer limit = luaL_optinteger(L, 4, DEFAULT_LIMIT);
+  int r;
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  sv = (Server *)calloc(1, sizeof(Server));
+  if (sv == NULL) return luaL_error(L, "not enough memory");
+  sv->is_pipe = is_pipe;
+  sv->limit = limit > 0 ? (size_t)limit : DEFAULT_LIMIT;
+  if (is_pipe) uv_pipe_init(rt->loop, &sv->u.pipe, 0);
+  else uv_tcp_init(rt->loop, &sv->u.tcp);
+  luaio__ep_start(&sv->ep, &server_kind, rt, &sv->u.h);
+  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
+  else {
+    struct sockaddr_storage a;
+    r = parse_addr(luaL_checkstring(L, 1), checkport(L, 2, "start_server"), &a);
+    if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
+  }
+  if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);
+  if (r != 0) {
+    luaio__ep_close(&sv->ep);          /* freed once closed */
+    return luaio__oserror(L, r, is_pipe ? "start_unix_server" : "start_server");
+  }
+  b = (SBox *)lua_newuserdatauv(L, sizeof(SBox), 1);
+  b->sv = sv;
+  sv->ep.refs = 1;
+  luaL_setmetatable(L, LUAIO_SERVER);
+  lua_pushvalue(L, 5);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  sv->anchor = luaio__anchor(L, rt);
+  return 1;
+}
+
+static int l_tcp_listen (lua_State *L) {
+  return listen_common(L, luaio__need_rt(L, "start_server"), 0);
+}
+
+static int l_pipe_listen (lua_State *L) {
+  return listen_common(L, luaio__need_rt(L, "start_unix_server"), 1);
+}
+
+/* Begins the close, once; the Lua server is no longer kept alive. */
+static void stop_serving (lua_State *L, Server *sv) {
+  if (luaio__ep_close(&sv->ep) && sv->anchor) {
+    luaio__unanchor(L, sv->ep.rt, sv->anchor);
+    sv->anchor = 0;
+  }
+}
+
+static int sv_close (lua_State *L) {
+  stop_serving(L, checkserver(L));
+  return 0;
+}
+
+static int sv_is_serving (lua_State *L) {
+  Server *sv = checkserver(L);
+  lua_pushboolean(L, !luaio__ep_is_closing(&sv->ep));
+  return 1;
+}
+
+/* wait_closed(): until it is closed and its connections are too (asyncio
+   3.12: before close() it waits for close()). */
+static int sv_wait_closed (lua_State *L) {
+  return luaio__ep_wait_closed(L, &checkserver(L)->ep, "server wait_closed");
+}
+
+static int forever_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  return 0;
+}
+
+/* Cancelling serve_forever closes the server (asyncio). */
+static int forever_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
+  (void)rt;
+  stop_serving(L, (Server *)t->wobj);
+  return 0;
+}
+
+/* serve_forever(): until the server is closed or the task cancelled. */
+static int sv_serve_forever (lua_State *L) {
+  Server *sv = checkserver(L);
+  Task *t;
+  if (luaio__ep_is_closing(&sv->ep)) return 0;
+  t = luaio__check_suspend(L, "serve_forever");
+  return luaio__park(L, t, &sv->forever, forever_abort, "serve_forever", sv,
+                     0, forever_k);
+}
+
+static int sv_getsockname (lua_State *L) {
+  Server *sv = checkserver(L);
+  if (!sv->ep.open) return 0;
+  if (sv->is_pipe) {
+    char path[1024];
+    size_t len = sizeof path;
+    if (uv_pipe_getsockname(&sv->u.pipe, path, &len) != 0) return 0;
+    lua_pushlstring(L, path, len);
+    return 1;
+  }
+  {
+    struct sockaddr_storage a;
+    int alen = sizeof a;
+    if (uv_tcp_getsockname(&sv->u.tcp, (struct sockaddr *)&a, &alen) != 0)
+      return 0;
+    return push_addr(L, &a);
+  }
+}
+
+static int sv_gc (lua_State *L) {
+  SBox *b = (SBox *)lua_touserdata(L, 1);
+  Server *sv = b->sv;
+  if (sv == NULL) return 0;
+  b->sv = NULL;
+  luaio__ep_drop(&sv->ep);
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- registration */
+
+/* the writer's methods of this file (stream.c makes the class) */
+const luaL_Reg luaio__stream_net_methods[] = {
+  {"get_extra_info", w_extra},
+  {NULL, NULL}
+};
+
+static const luaL_Reg server_methods[] = {
+  {"close", sv_close},
+  {"is_serving", sv_is_serving},
+  {"wait_closed", sv_wait_closed},
+  {"serve_forever", sv_serve_forever},
+  {"getsockname", sv_getsockname},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"tcp_connect", l_tcp_connect},
+  {"pipe_connect", l_pipe_connect},
+  {"tcp_listen", l_tcp_listen},
+  {"pipe_listen", l_pipe_listen},
+  {NULL, NULL}
+};
+
+/* The Server class and the core's connect and listen functions (the
+   core table is on the top of the stack). */
+void luaio__stream_net_open (lua_State *L) {
+  static const luaL_Reg *const server[] = {server_methods, NULL};
+  luaio__stream_class(L, LUAIO_SERVER, "Server", server, sv_gc,
+                      "ServerMethods");
+  luaio__setfuncs(L, funcs);
+}

@@ -1,0 +1,347 @@
+/*
+** stream_write.c -- writing to a stream: sends and write requests, drain
+** and flow control, coalescing, write_eof, the write buffer's limits.
+**
+** Small writes are coalesced: while nothing is queued, up to 8 KiB (and
+** never more than the high-water mark) written during a pass of the ready
+** queue wait in the stream's pending buffer and go out in one send when
+** the pass ends (the stream's hook on rt->pass_end; exit.c runs the hooks
+** too when a script calls os.exit()).  A send tries uv_try_write first
+** and queues only what the socket did not take (copied once into the
+** write request); a write that does not fit sends what is pending, then
+** itself, at once, and so does every write to a peer known to have closed
+** and to a child's pipe.  drain() parks while more than the high-water
+** mark (64 KiB) is queued, until it falls to the low-water mark (16 KiB).
+** A write error is kept and raised by the next write or drain.  close()
+** (stream.c) and write_eof() let pending and queued data go out first; a
+** stream closed at once still offers its pending bytes to the socket.
+**
+** Cancellation: a cancelled drain leaves the data queued.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+
+
+/* ---------------------------------------------------------- sending */
+
+typedef struct WriteReq {
+  uv_write_t req;
+  Stream *s;
+  size_t len;
+  char data[1];
+} WriteReq;
+
+static void on_write (uv_write_t *req, int status) {
+  WriteReq *w = (WriteReq *)req;
+  Stream *s = w->s;
+  s->wbuf -= w->len;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && s->werr == 0) {
+    s->werr = status;
+    luaio__wake_all(&s->drainers);
+  }
+  if (s->wbuf <= s->low) luaio__wake_all(&s->drainers);
+  if (s->ep.closing && (s->wbuf == 0 || s->werr != 0))
+    luaio__stream_close_now(s);
+}
+
+/* Sends bytes: the socket takes what it can, the rest is queued in a
+   write request; returns 0 or a libuv error. */
+static int send_bytes (Stream *s, const char *p, size_t len) {
+  uv_buf_t b;
+  WriteReq *w;
+  int r;
+  if (s->wbuf == 0) {
+    b = uv_buf_init((char *)p, (unsigned)len);
+    r = uv_try_write(&s->u.s, &b, 1);
+    if (r >= 0) {
+      p += r;
+      len -= (size_t)r;
+      if (len == 0) return 0;
+    }
+    else if (r != UV_EAGAIN && r != UV_ENOSYS) return r;
+  }
+  w = (WriteReq *)malloc(sizeof(WriteReq) + len);
+  if (w == NULL) return UV_ENOMEM;
+  w->s = s;
+  w->len = len;
+  memcpy(w->data, p, len);
+  b = uv_buf_init(w->data, (unsigned)len);
+  r = uv_write(&w->req, &s->u.s, &b, 1, on_write);
+  if (r != 0) { free(w); return r; }
+  s->wbuf += len;
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- coalescing */
+
+/* Takes s off the runtime's pass-end list. */
+static void unlink_pending (Stream *s) {
+  luaio__unhook(&s->ep.rt->pass_end, &s->flush);
+}
+
+/* The pass has ended (or the process exits): s sends what it holds. */
+static void on_pass_end (luaio_Runtime *rt, Hook *h) {
+  Stream *s = (Stream *)((char *)h - offsetof(Stream, flush));
+  (void)rt;
+  luaio__stream_flush_pending(s);
+}
+
+/* Puts s last on the pass-end list: the first to write is the first to
+   send (a pass serves connections in the order their data came in). */
+static void link_pending (Stream *s) {
+  luaio__hook(&s->ep.rt->pass_end, &s->flush, on_pass_end);
+}
+
+/* Forgets the pending bytes (the stream closes at once). */
+void luaio__stream_drop_pending (Stream *s) {
+  s->npend = 0;
+  unlink_pending(s);
+}
+
+/* Closing at once: the socket gets what it takes of the pending bytes
+   now (all it would have got had they not waited), the rest is dropped:
+   the alert of a failed TLS handshake still reaches the peer. */
+void luaio__stream_try_pending (Stream *s) {
+  if (s->npend > 0 && luaio__ep_live(&s->ep)) {
+    uv_buf_t b = uv_buf_init(s->pend, (unsigned)s->npend);
+    (void)uv_try_write(&s->u.s, &b, 1);
+  }
+  luaio__stream_drop_pending(s);
+}
+
+/* Sends the pending bytes (taken before any error was kept: a failed TLS
+   handshake's alert is among them); returns 0 or a libuv error. */
+static int send_pending (Stream *s) {
+  size_t n = s->npend;
+  int r = 0;
+  luaio__stream_drop_pending(s);
+  if (n > 0 && luaio__ep_live(&s->ep))
+    r = send_bytes(s, s->pend, n);
+  if (s->pendcap > PENDING_KEEP) {     /* (send_bytes copied what it kept) */
+    free(s->pend);
+    s->pend = NULL;
+    s->pendcap = 0;
+  }
+  return r;
+}
+
+/* Sends the pending bytes now, keeping an error for the next write. */
+void luaio__stream_flush_pending (Stream *s) {
+  int r = send_pending(s);
+  if (r != 0 && s->werr == 0) {
+    s->werr = r;
+    luaio__wake_all(&s->drainers);
+  }
+}
+
+/* Keeps len bytes for the end of the pass: 1, or 0 when they must be sent
+   now: they do not fit, something is queued, no pass will come, or the
+   peer is known to have closed or reset (so that the error of writing to
+   it comes from this write, as without coalescing). */
+static int coalesce (Stream *s, const char *p, size_t len) {
+  size_t total = s->npend + len;
+  if (s->wbuf != 0 || s->ep.closing || s->eof || s->rerr != 0 || s->direct ||
+      total > COALESCE_MAX || total > s->high)
+    return 0;
+  if (total > s->pendcap) {
+    size_t cap = s->pendcap ? s->pendcap * 2 : 256;
+    char *np;
+    while (cap < total) cap *= 2;
+    if (cap > COALESCE_MAX) cap = COALESCE_MAX;
+    np = (char *)realloc(s->pend, cap);
+    if (np == NULL) return 0;
+    s->pend = np;
+    s->pendcap = cap;
+  }
+  if (s->npend == 0) {                 /* first bytes of this pass */
+    if (!luaio__want_pass(s->ep.rt)) return 0;
+    link_pending(s);
+  }
+  memcpy(s->pend + s->npend, p, len);
+  s->npend = total;
+  return 1;
+}
+
+
+/* ---------------------------------------------------------- writing */
+
+/* Writes bytes to the socket (coalesced when small); 0 or a libuv error. */
+static int raw_write (Stream *s, const char *p, size_t len) {
+  int r;
+  if (coalesce(s, p, len)) return 0;
+  if (s->npend > 0 && (r = send_pending(s)) != 0) return r;  /* in order */
+  return send_bytes(s, p, len);
+}
+
+/* Ciphertext from the TLS engine (tls.c's output BIO). */
+void luaio__stream_tls_out (void *p, const char *data, size_t len) {
+  Stream *s = (Stream *)p;
+  int r;
+  if (s->werr != 0 || !luaio__ep_live(&s->ep)) return;
+  r = raw_write(s, data, len);
+  if (r != 0) {
+    s->werr = r;
+    luaio__wake_all(&s->drainers);
+  }
+}
+
+/* Writes data (through TLS when the stream uses it); 0 or an error. */
+static int write_bytes (Stream *s, const char *p, size_t len) {
+  if (s->tls == NULL) return raw_write(s, p, len);
+  if (s->tlsops->write(s->tls, p, len) != 0) {
+    luaio__stream_tls_failed(s);
+    return LUAIO_ETLS;
+  }
+  return s->werr;
+}
+
+/* Raises unless s can be written to. */
+void luaio__stream_check_writable (lua_State *L, Stream *s,
+                                   const char *fname) {
+  if (s->werr != 0) luaio__stream_error(L, s, s->werr, fname);
+  if (luaio__ep_is_closing(&s->ep))
+    luaL_error(L, "%s: the writer is closed", fname);
+  if (s->eof_sent) luaL_error(L, "%s: write_eof() was called", fname);
+}
+
+/* write(data) */
+static int w_write (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  size_t len;
+  const char *p;
+  int r;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return luaio__typeerror(L, 2, "write", "string");
+  p = lua_tolstring(L, 2, &len);
+  luaio__stream_check_writable(L, s, "write");
+  if (len == 0) return 0;
+  r = write_bytes(s, p, len);
+  if (r != 0) {
+    if (s->werr == 0) s->werr = r;
+    return luaio__stream_error(L, s, r, "write");
+  }
+  return 0;
+}
+
+/* writelines(list) */
+static int w_writelines (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  luaL_Buffer b;
+  lua_Integer i, n;
+  int r;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaio__stream_check_writable(L, s, "writelines");
+  n = luaL_len(L, 2);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
+      return luaL_error(L, "writelines: item %I is not a string", i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  if (lua_rawlen(L, -1) == 0) return 0;
+  r = write_bytes(s, lua_tostring(L, -1), lua_rawlen(L, -1));
+  if (r != 0) {
+    if (s->werr == 0) s->werr = r;
+    return luaio__stream_error(L, s, r, "writelines");
+  }
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- flow control */
+
+static int drain_k (lua_State *L, int status, lua_KContext ctx);
+
+/* drain(): waits while more than the high-water mark is queued. */
+static int w_drain (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  Task *t;
+  if (s->werr != 0) return luaio__stream_error(L, s, s->werr, "drain");
+  if (!s->ep.open && s->wbuf > 0)
+    return luaio__oserror(L, UV_EPIPE, "drain");
+  if (s->wbuf <= s->high) return 0;
+  t = luaio__check_suspend(L, "drain");
+  return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
+}
+
+static int drain_k (lua_State *L, int status, lua_KContext ctx) {
+  Stream *s = luaio__stream_checkwriter(L);
+  (void)status; (void)ctx;
+  luaio__resumed(L);
+  if (s->werr != 0) return luaio__stream_error(L, s, s->werr, "drain");
+  if (s->wbuf > s->low && s->ep.open) {
+    Task *t = luaio__check_suspend(L, "drain");
+    return luaio__park(L, t, &s->drainers, NULL, "drain", s, 0, drain_k);
+  }
+  return 0;
+}
+
+static int w_transport_buffered (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  lua_pushinteger(L, (lua_Integer)(s->wbuf + s->npend));
+  return 1;
+}
+
+/* set_write_buffer_limits([high [, low]]) */
+static int w_set_limits (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  lua_Integer high = luaL_optinteger(L, 2, HIGH_WATER);
+  lua_Integer low = luaL_optinteger(L, 3, high / 4);
+  if (high < 0 || low < 0 || low > high)
+    return luaL_error(L, "set_write_buffer_limits: need high >= low >= 0");
+  s->high = (size_t)high;
+  s->low = (size_t)low;
+  luaio__stream_flush_pending(s);      /* (pending bytes fit the old mark) */
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- write_eof */
+
+static void on_shutdown (uv_shutdown_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+/* write_eof(): no more writes; the peer reads EOF once data is sent. */
+static int w_write_eof (lua_State *L) {
+  Stream *s = luaio__stream_checkwriter(L);
+  uv_shutdown_t *req;
+  int r;
+  if (s->tls != NULL)
+    return luaL_error(L, "write_eof: a TLS stream cannot half-close "
+                      "(can_write_eof() is false); close() it instead");
+  if (s->eof_sent || luaio__ep_is_closing(&s->ep)) return 0;
+  luaio__stream_flush_pending(s);      /* the data goes before the EOF */
+  req = (uv_shutdown_t *)malloc(sizeof(*req));
+  if (req == NULL) return luaL_error(L, "not enough memory");
+  r = uv_shutdown(req, &s->u.s, on_shutdown);
+  if (r != 0) { free(req); return luaio__oserror(L, r, "write_eof"); }
+  s->eof_sent = 1;
+  return 0;
+}
+
+static int w_can_write_eof (lua_State *L) {
+  lua_pushboolean(L, luaio__stream_checkwriter(L)->tls == NULL);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------- registration */
+
+/* the writer's methods of this file (stream.c makes the class) */
+const luaL_Reg luaio__stream_write_methods[] = {
+  {"write", w_write},
+  {"writelines", w_writelines},
+  {"drain", w_drain},
+  {"write_eof", w_write_eof},
+  {"can_write_eof", w_can_write_eof},
+  {"transport_buffered", w_transport_buffered},
+  {"set_write_buffer_limits", w_set_limits},
+  {NULL, NULL}
+};
