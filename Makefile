@@ -79,7 +79,7 @@ B ?= build
 CORE_SRC = runtime/runtime.c runtime/sched.c runtime/timer.c runtime/handle.c \
   runtime/future.c runtime/gather.c runtime/task.c runtime/errors.c runtime/coro.c runtime/signal.c \
   runtime/waitlist.c runtime/queue.c runtime/stream.c runtime/udp.c \
-  runtime/dns.c runtime/fs.c \
+  runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/process.c runtime/thread.c runtime/embed.c \
   runtime/alloc.c runtime/tls_link.c runtime/exit.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "request.h"
 
 typedef struct Lookup {
   uv_getaddrinfo_t req;

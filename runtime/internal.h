@@ -420,7 +420,6 @@ void luaio__stream_discard (void *s);
 void luaio__process_open (lua_State *L);
 void luaio__thread_open (lua_State *L);
 void luaio__close_processes (luaio_Runtime *rt);
-void luaio__request_done (luaio_Runtime *rt);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
 /*

@@ -388,12 +388,6 @@ void luaio__sched_init (luaio_Runtime *rt) {
   rt->open_handles = 3;
 }
 
-/* A thread-pool request (DNS, files, threads) has completed. */
-void luaio__request_done (luaio_Runtime *rt) {
-  if (--rt->nrequests == 0 && rt->virtual_clock && rt->qlen == 0)
-    luaio__arm_timer(rt);
-}
-
 /* Makes sure the loop runs a pass soon (and, after it, sends coalesced
    writes): 0 if it never will (the runtime is closed). */
 int luaio__want_pass (luaio_Runtime *rt) {

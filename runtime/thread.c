@@ -20,7 +20,7 @@
 
 #include "lualib.h"
 
-#include "internal.h"
+#include "request.h"
 
 /* ---------------------------------------------------------- buffers */
 
