@@ -11,10 +11,15 @@
 **   proc:kill(signal)
 **
 ** The handle stays open until the child exits, so libuv always reaps it:
-** a cancelled wait() leaves no zombie.  A running child counts as an
-** outstanding request (a virtual clock does not jump past it).  Children
-** get every signal disposition back to its default (libuv resets them),
-** SIGPIPE included.
+** a cancelled wait() leaves no zombie.  Children get every signal
+** disposition back to its default (libuv resets them), SIGPIPE included.
+**
+** A running child counts as an outstanding request (a virtual clock does
+** not jump past it), through the request tier's count (request.h).  The
+** rest of the tier does not fit: a Proc is a handle, freed by its close
+** callback once its userdata is gone, and any number of tasks wait for
+** it on a wait list; a cancelled wait() just leaves the list, so there is
+** nothing to abandon.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -243,7 +248,7 @@ static int l_spawn (lua_State *L) {
   if (p->next) p->next->prev = p;
   rt->procs = p;
   rt->open_handles++;
-  rt->nrequests++;
+  luaio__request_add(rt);
   b = (PBox *)lua_newuserdatauv(L, sizeof(PBox), 0);
   b->p = p;
   p->refs = 1;
