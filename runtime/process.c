@@ -13,13 +13,9 @@
 ** The handle stays open until the child exits, so libuv always reaps it:
 ** a cancelled wait() leaves no zombie.  Children get every signal
 ** disposition back to its default (libuv resets them), SIGPIPE included.
-**
-** A running child counts as an outstanding request (a virtual clock does
-** not jump past it), through the request tier's count (request.h).  The
-** rest of the tier does not fit: a Proc is a handle, freed by its close
-** callback once its userdata is gone, and any number of tasks wait for
-** it on a wait list; a cancelled wait() just leaves the list, so there is
-** nothing to abandon.
+** A running child is counted as a request (request.h: a virtual clock
+** does not jump past it), but not abandoned: a Proc is a handle its close
+** callback frees, and a cancelled wait() just leaves its wait list.
 */
 #include <stdlib.h>
 #include <string.h>
