@@ -82,13 +82,16 @@ ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu99 -fPIC -fvisibility=hidden \
 LDFLAGS ?=
 
 B ?= build
-CORE_SRC = runtime/state.c runtime/report.c runtime/loop.c runtime/init.c runtime/sched.c runtime/timer.c runtime/handle.c \
-  runtime/future.c runtime/gather.c runtime/task.c runtime/errors.c runtime/coro.c runtime/signal.c \
-  runtime/waitlist.c runtime/queue.c \
+# The core by floors (docs/design.md): the core, tasks and futures, the
+# subsystems, the top.
+CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
+  runtime/timer.c runtime/waitlist.c runtime/alloc.c runtime/exit.c \
+  runtime/future.c runtime/gather.c runtime/task.c runtime/handle.c runtime/coro.c \
+  runtime/signal.c runtime/queue.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
-  runtime/udp.c runtime/dns.c runtime/fs.c \
-  runtime/process.c runtime/thread.c runtime/embed.c \
-  runtime/alloc.c runtime/tls_link.c runtime/exit.c
+  runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
+  runtime/thread.c runtime/process.c \
+  runtime/loop.c runtime/init.c runtime/embed.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)

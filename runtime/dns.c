@@ -5,44 +5,34 @@
 **     {family = "inet"|"inet6", addr = "127.0.0.1", port = n,
 **      socktype = "stream"|"dgram"|"raw"}            (suspends)
 **
-** The request is counted in rt->nrequests (a virtual clock does not jump
-** while one is outstanding).  Cancelling the caller cancels the request
-** if it has not started, else abandons it: it frees itself when done.
-** Failure raises aio.OSError with libuv's code (e.g. "EAI_NONAME").
+** A request of the request tier (request.h): cancelling the caller
+** cancels the lookup if it has not started, else abandons it.  Failure
+** raises aio.OSError with libuv's code (e.g. "EAI_NONAME").
 */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "request.h"
 
 typedef struct Lookup {
+  Request base;                /* first: the request tier's part */
   uv_getaddrinfo_t req;
-  luaio_Runtime *rt;
-  Task *t;               /* NULL once abandoned */
   int status;
   struct addrinfo *res;
 } Lookup;
 
+static void release (Request *r) {
+  Lookup *q = (Lookup *)r;
+  if (q->res) uv_freeaddrinfo(q->res);
+  free(q);
+}
+
 static void on_resolved (uv_getaddrinfo_t *req, int status,
                          struct addrinfo *res) {
   Lookup *q = (Lookup *)req->data;
-  luaio__request_done(q->rt);
-  if (q->t == NULL) {
-    if (res) uv_freeaddrinfo(res);
-    free(q);
-    return;
-  }
   q->status = status;
   q->res = res;
-  luaio__wake(q->rt, q->t);
-}
-
-static int lookup_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
-  Lookup *q = (Lookup *)t->wobj;
-  (void)L; (void)rt;
-  q->t = NULL;                         /* it frees itself when it ends */
-  uv_cancel((uv_req_t *)&q->req);
-  return 0;
+  luaio__request_finish(&q->base);
 }
 
 static const char *socktype_name (int st) {
@@ -55,21 +45,13 @@ static const char *socktype_name (int st) {
 
 static int resolved_k (lua_State *L, int status, lua_KContext ctx) {
   Lookup *q = (Lookup *)ctx;
-  Task *t = luaio__resumed_task(L);
   struct addrinfo *ai;
   int i = 0;
   (void)status;
-  if (t->must_cancel) {
-    if (!t->aborted) {
-      if (q->res) uv_freeaddrinfo(q->res);
-      free(q);
-    }
-    return luaio__raise_cancel(L, t);
-  }
+  luaio__request_resumed(L, &q->base);
   if (q->status != 0) {
     int st = q->status;
-    if (q->res) uv_freeaddrinfo(q->res);
-    free(q);
+    release(&q->base);
     return luaio__oserror(L, st, lua_pushfstring(L, "getaddrinfo '%s'",
                                                  lua_tostring(L, 1)));
   }
@@ -91,8 +73,7 @@ static int resolved_k (lua_State *L, int status, lua_KContext ctx) {
     lua_setfield(L, -2, "socktype");
     lua_rawseti(L, -2, ++i);
   }
-  uv_freeaddrinfo(q->res);
-  free(q);
+  release(&q->base);
   return 1;
 }
 
@@ -125,17 +106,13 @@ static int l_getaddrinfo (lua_State *L) {
   if (st == 0) hints.ai_socktype = SOCK_STREAM;  /* one entry per address */
   q = (Lookup *)calloc(1, sizeof(Lookup));
   if (q == NULL) return luaL_error(L, "not enough memory");
-  q->rt = rt;
-  q->t = t;
-  q->req.data = q;
+  luaio__request_init(&q->base, (uv_req_t *)&q->req, release);
   r = uv_getaddrinfo(rt->loop, &q->req, on_resolved, host, service, &hints);
   if (r != 0) {
     free(q);
     return luaio__oserror(L, r, "getaddrinfo");
   }
-  rt->nrequests++;
-  return luaio__park(L, t, NULL, lookup_abort, "getaddrinfo", q,
-                     (lua_KContext)q, resolved_k);
+  return luaio__request_start(L, t, &q->base, "getaddrinfo", resolved_k);
 }
 
 static const luaL_Reg funcs[] = {

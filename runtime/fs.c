@@ -9,16 +9,16 @@
 **   unlink(path)  rename(from, to)     scandir(path) -> {{name, type}...}
 **   ftruncate(fd, len)  fsync(fd)
 **
-** Each call suspends the task; the loop never blocks.  Requests count in
-** rt->nrequests.  Cancelling the caller cancels a queued request, or
-** abandons a running one: it frees itself when done (and closes what an
-** abandoned open opened).  Failures raise aio.OSError ("ENOENT", ...).
+** Each call suspends the task; the loop never blocks.  Each is a request
+** of the request tier (request.h): cancelling the caller cancels a queued
+** request, or abandons a running one (release closes what an abandoned
+** open opened).  Failures raise aio.OSError ("ENOENT", ...).
 */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "request.h"
 
 enum { OPEN, CLOSE, READ, WRITE, STAT, FSTAT, MKDIR, RMDIR, UNLINK, RENAME,
        SCANDIR, FTRUNCATE, FSYNC };
@@ -29,15 +29,15 @@ static const char *const ops[] = {
 };
 
 typedef struct FsReq {
+  Request base;                /* first: the request tier's part */
   uv_fs_t req;
-  luaio_Runtime *rt;
-  Task *t;               /* NULL once abandoned */
   int op;
   char *buf;                   /* read target / write copy */
   size_t len;
 } FsReq;
 
-static void release (FsReq *r) {
+static void release (Request *base) {
+  FsReq *r = (FsReq *)base;
   if (r->op == OPEN && r->req.result >= 0) {   /* abandoned open */
     uv_fs_t c;
     uv_fs_close(NULL, &c, (uv_file)r->req.result, NULL);
@@ -49,18 +49,7 @@ static void release (FsReq *r) {
 }
 
 static void on_done (uv_fs_t *req) {
-  FsReq *r = (FsReq *)req->data;
-  luaio__request_done(r->rt);
-  if (r->t == NULL) { release(r); return; }
-  luaio__wake(r->rt, r->t);
-}
-
-static int fs_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
-  FsReq *r = (FsReq *)t->wobj;
-  (void)L; (void)rt;
-  r->t = NULL;
-  uv_cancel((uv_req_t *)&r->req);      /* fails if it runs: it frees itself */
-  return 0;
+  luaio__request_finish((Request *)req->data);
 }
 
 static const char *type_name (uint64_t mode) {
@@ -145,13 +134,9 @@ static int results (lua_State *L, FsReq *r) {
 
 static int fs_k (lua_State *L, int status, lua_KContext ctx) {
   FsReq *r = (FsReq *)ctx;
-  Task *t = luaio__resumed_task(L);
   int n;
   (void)status;
-  if (t->must_cancel) {
-    if (!t->aborted) release(r);       /* else it frees itself */
-    return luaio__raise_cancel(L, t);
-  }
+  luaio__request_resumed(L, &r->base);
   if (r->req.result < 0) {
     int err = (int)r->req.result;
     const char *what = lua_pushfstring(L, "%s%s%s%s", ops[r->op],
@@ -159,12 +144,12 @@ static int fs_k (lua_State *L, int status, lua_KContext ctx) {
       lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "",
       lua_type(L, 2) == LUA_TSTRING ? "'" : "");
     r->op = CLOSE;                     /* nothing to undo */
-    release(r);
+    release(&r->base);
     return luaio__oserror(L, err, what);
   }
   n = results(L, r);
   if (r->op == OPEN) r->req.result = -1;   /* the fd is the caller's now */
-  release(r);
+  release(&r->base);
   return n;
 }
 
@@ -205,10 +190,8 @@ static int l_fs (lua_State *L) {
   t = luaio__check_suspend(L, ops[op]);
   r = (FsReq *)calloc(1, sizeof(FsReq));
   if (r == NULL) return luaL_error(L, "not enough memory");
-  r->rt = rt;
-  r->t = t;
+  luaio__request_init(&r->base, (uv_req_t *)&r->req, release);
   r->op = op;
-  r->req.data = r;
   switch (op) {
     case OPEN:
       e = uv_fs_open(rt->loop, &r->req, lua_tostring(L, 2),
@@ -265,8 +248,7 @@ static int l_fs (lua_State *L) {
     free(r);
     return luaio__oserror(L, e, ops[op]);
   }
-  rt->nrequests++;
-  return luaio__park(L, t, NULL, fs_abort, ops[op], r, (lua_KContext)r, fs_k);
+  return luaio__request_start(L, t, &r->base, ops[op], fs_k);
 }
 
 /* core.fs_close_sync(fd): for a file object collected while open. */

@@ -506,7 +506,6 @@ int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
 void luaio__process_open (lua_State *L);
 void luaio__thread_open (lua_State *L);
-void luaio__request_done (luaio_Runtime *rt);
 
 
 /* ---------------------------------------------------------- loop.c */

@@ -11,15 +11,16 @@
 **   proc:kill(signal)
 **
 ** The handle stays open until the child exits, so libuv always reaps it:
-** a cancelled wait() leaves no zombie.  A running child counts as an
-** outstanding request (a virtual clock does not jump past it).  Children
-** get every signal disposition back to its default (libuv resets them),
-** SIGPIPE included.
+** a cancelled wait() leaves no zombie.  Children get every signal
+** disposition back to its default (libuv resets them), SIGPIPE included.
+** A running child is counted as a request (request.h: a virtual clock
+** does not jump past it), but not abandoned: a Proc is a handle its close
+** callback frees, and a cancelled wait() just leaves its wait list.
 */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "request.h"
 
 #define LUAIO_PROCESS "luaio.Process"
 
@@ -235,7 +236,7 @@ static int l_spawn (lua_State *L) {
   p->open = 1;
   luaio__hook(&rt->open, &p->node, close_hook);
   rt->open_handles++;
-  rt->nrequests++;
+  luaio__request_add(rt);
   b = (PBox *)lua_newuserdatauv(L, sizeof(PBox), 0);
   b->p = p;
   p->refs = 1;

@@ -393,12 +393,6 @@ void luaio__close_hooks (luaio_Runtime *rt) {
   }
 }
 
-/* A thread-pool request (DNS, files, threads) has completed. */
-void luaio__request_done (luaio_Runtime *rt) {
-  if (--rt->nrequests == 0 && rt->virtual_clock && rt->qlen == 0)
-    luaio__arm_timer(rt);
-}
-
 /* Makes sure the loop runs a pass soon (and, after it, the pass-end
    hooks): 0 if it never will (the runtime is closed). */
 int luaio__want_pass (luaio_Runtime *rt) {

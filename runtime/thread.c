@@ -13,14 +13,15 @@
 ** caller's state: everything crosses as bytes.
 **
 ** Cancelling the caller cancels the work if it has not started; if it
-** runs, it finishes and its result is dropped.
+** runs, it finishes and its result is dropped (a request of the request
+** tier, request.h).
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "lualib.h"
 
-#include "internal.h"
+#include "request.h"
 
 /* ---------------------------------------------------------- buffers */
 
@@ -258,15 +259,14 @@ static void put_state (lua_State *W) {
 /* ---------------------------------------------------------- the work */
 
 typedef struct Work {
+  Request base;                /* first: the request tier's part */
   uv_work_t req;
-  luaio_Runtime *rt;
-  Task *t;               /* NULL once abandoned */
   Buf fn, args, res;
   int ok;                      /* res holds results (1) or the error (0) */
-  int cancelled;
 } Work;
 
-static void free_work (Work *w) {
+static void free_work (Request *r) {
+  Work *w = (Work *)r;
   free(w->fn.p);
   free(w->args.p);
   free(w->res.p);
@@ -343,38 +343,23 @@ static void work_cb (uv_work_t *req) {
 }
 
 static void after_cb (uv_work_t *req, int status) {
-  Work *w = (Work *)req->data;
-  luaio__request_done(w->rt);
-  if (w->t == NULL) { free_work(w); return; }
-  w->cancelled = status == UV_ECANCELED;
-  luaio__wake(w->rt, w->t);
-}
-
-static int work_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
-  Work *w = (Work *)t->wobj;
-  (void)L; (void)rt;
-  w->t = NULL;                         /* after_cb frees it */
-  uv_cancel((uv_req_t *)&w->req);
-  return 0;
+  (void)status;              /* UV_ECANCELED only for an abandoned work */
+  luaio__request_finish((Request *)req->data);
 }
 
 static int work_k (lua_State *L, int status, lua_KContext ctx) {
   Work *w = (Work *)ctx;
-  Task *t = luaio__resumed_task(L);
   int n;
   (void)status;
-  if (t->must_cancel) {
-    if (!t->aborted) free_work(w);
-    return luaio__raise_cancel(L, t);
-  }
+  luaio__request_resumed(L, &w->base);
   if (w->res.len == 0) {
-    free_work(w);
+    free_work(&w->base);
     return luaL_error(L, "to_thread: the worker could not run the function");
   }
   lua_settop(L, 0);
   n = deser_values(L, w->res.p);
-  if (w->ok) { free_work(w); return n; }
-  free_work(w);
+  if (w->ok) { free_work(&w->base); return n; }
+  free_work(&w->base);
   /* the error value (1) and the worker's traceback (2) */
   if (lua_istable(L, 1) && !lua_isnil(L, 2)) {
     lua_getfield(L, 1, "traceback");
@@ -416,28 +401,24 @@ static int l_to_thread (lua_State *L) {
   uv_once(&once, init_pool);
   w = (Work *)calloc(1, sizeof(Work));
   if (w == NULL) return luaL_error(L, "not enough memory");
+  luaio__request_init(&w->base, (uv_req_t *)&w->req, free_work);
   lua_pushvalue(L, 1);
   if (lua_dump(L, writer, &w->fn, 0) != 0) {
-    free_work(w);
+    free_work(&w->base);
     return luaL_error(L, "to_thread: cannot dump the function");
   }
   lua_pop(L, 1);
   err = ser_values(L, 2, n, &w->args, &which);
   if (err != NULL) {
-    free_work(w);
+    free_work(&w->base);
     return luaL_error(L, "to_thread: cannot copy %s (argument #%d)", err,
                       which + 1);
   }
-  w->rt = rt;
-  w->t = t;
-  w->req.data = w;
   if ((i = uv_queue_work(rt->loop, &w->req, work_cb, after_cb)) != 0) {
-    free_work(w);
+    free_work(&w->base);
     return luaio__oserror(L, i, "to_thread");
   }
-  rt->nrequests++;
-  return luaio__park(L, t, NULL, work_abort, "to_thread", w, (lua_KContext)w,
-                     work_k);
+  return luaio__request_start(L, t, &w->base, "to_thread", work_k);
 }
 
 static const luaL_Reg funcs[] = {
