@@ -185,6 +185,12 @@ void luaio__close_hooks (luaio_Runtime *rt);  /* runs the open list's */
 
 /* park/wake */
 
+/* Tasks parked on one thing, in the order they came (intrusive: a task
+   links itself through its wprev/wnext; park and wake link and unlink). */
+struct WaitList {
+  Task *head, *tail;
+};
+
 /*
 ** Abort hook of a parked task, called when the task is cancelled.  It
 ** returns 1 when it has arranged the task's wake-up itself (awaiting a
@@ -239,12 +245,6 @@ void luaio__timer_open (lua_State *L);
 
 /* ---------------------------------------------------------- waitlist.c */
 
-struct WaitList {
-  Task *head, *tail;
-};
-
-void luaio__waitlist_push (WaitList *wl, Task *t);
-void luaio__waitlist_remove (WaitList *wl, Task *t);
 void luaio__wake_first (WaitList *wl);
 int luaio__wake_all (WaitList *wl);   /* returns how many */
 void luaio__waitlist_open (lua_State *L);

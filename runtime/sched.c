@@ -86,9 +86,29 @@ static Entry pop_entry (luaio_Runtime *rt) {
 
 /* ---------------------------------------------------------- park/wake */
 
+/* Links t last on wl (luaio__park does, for a task it parks). */
+static void waitlist_push (WaitList *wl, Task *t) {
+  t->wnext = NULL;
+  t->wprev = wl->tail;
+  if (wl->tail) wl->tail->wnext = t;
+  else wl->head = t;
+  wl->tail = t;
+  t->wlist = wl;
+}
+
+/* Unlinks t from wl (luaio__unpark does, for a task it wakes). */
+static void waitlist_remove (WaitList *wl, Task *t) {
+  if (t->wprev) t->wprev->wnext = t->wnext;
+  else wl->head = t->wnext;
+  if (t->wnext) t->wnext->wprev = t->wprev;
+  else wl->tail = t->wprev;
+  t->wprev = t->wnext = NULL;
+  t->wlist = NULL;
+}
+
 /* Forgets what a task waits on (wait list and timer). */
 void luaio__unpark (Task *t) {
-  if (t->wlist != NULL) luaio__waitlist_remove(t->wlist, t);
+  if (t->wlist != NULL) waitlist_remove(t->wlist, t);
   if (t->heap > 0) luaio__heap_remove(t->rt, t->heap - 1);
   t->abort = NULL;
   t->what = NULL;
@@ -193,7 +213,7 @@ int luaio__park (lua_State *L, Task *t, WaitList *wl,
   t->what = what;
   t->wobj = obj;
   t->aborted = 0;
-  if (wl != NULL) luaio__waitlist_push(wl, t);
+  if (wl != NULL) waitlist_push(wl, t);
   t->tstate = T_PARKED;
   if (t->must_cancel) {       /* cancelled while it ran: deliver now */
     t->must_cancel = 0;

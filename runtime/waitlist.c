@@ -1,8 +1,9 @@
 /*
-** waitlist.c -- wait lists: the C lists tasks park on (a future's
-** waiters, a stream's readers, a queue's getters ...), and core.WaitList,
-** the park/wake primitive for Lua policies (Lock, Event, Condition,
-** Semaphore, Barrier in lua/luaio/sync.lua).
+** waitlist.c -- waking the tasks of a wait list (a future's waiters, a
+** stream's readers, a queue's getters ...: linked and unlinked by park
+** and wake in sched.c), and core.WaitList, the park/wake primitive for
+** Lua policies (Lock, Event, Condition, Semaphore, Barrier in
+** lua/luaio/sync.lua).
 **
 **   wl:wait(fname) -> true                 woken by wake_one/wake_all
 **                  -> false, woken         cancelled; woken tells whether
@@ -19,27 +20,6 @@
 
 
 /* ---------------------------------------------------------- lists */
-
-/* Links t last on wl (luaio__park does, for a task it parks). */
-void luaio__waitlist_push (WaitList *wl, Task *t) {
-  t->wnext = NULL;
-  t->wprev = wl->tail;
-  if (wl->tail) wl->tail->wnext = t;
-  else wl->head = t;
-  wl->tail = t;
-  t->wlist = wl;
-}
-
-/* Unlinks t from wl (luaio__unpark does, for a task it wakes). */
-void luaio__waitlist_remove (WaitList *wl, Task *t) {
-  if (t->wprev) t->wprev->wnext = t->wnext;
-  else wl->head = t->wnext;
-  if (t->wnext) t->wnext->wprev = t->wprev;
-  else wl->tail = t->wprev;
-  t->wprev = t->wnext = NULL;
-  t->wlist = NULL;
-}
-
 
 /* Wakes the first task parked on wl, if any. */
 void luaio__wake_first (WaitList *wl) {
