@@ -489,12 +489,10 @@ void luaio__signal_open (lua_State *L);
 void luaio__queue_open (lua_State *L);
 
 
-/* ------------------------------------------- stream*.c, udp.c, dns.c, fs.c */
+/* ---------------------------------------------------------- stream*.c */
 
+/* (stream.h is the streams' own header; these are for other subsystems) */
 void luaio__stream_open (lua_State *L);
-void luaio__udp_open (lua_State *L);
-void luaio__dns_open (lua_State *L);
-void luaio__fs_open (lua_State *L);
 void *luaio__stream_pipe (luaio_Runtime *rt);
 uv_stream_t *luaio__stream_handle (void *s);
 void luaio__push_stream_end (lua_State *L, void *s, int reader);
@@ -502,10 +500,15 @@ void luaio__stream_discard (void *s);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
 
-/* ------------------------------------------- process.c, thread.c, tls */
+/* ------------------------------------ udp.c, dns.c, fs.c, thread.c, process.c */
 
-void luaio__process_open (lua_State *L);
+/* (request.h declares the request tier that dns, fs, thread and process
+   use; tls_abi.h the TLS engine's link to the streams) */
+void luaio__udp_open (lua_State *L);
+void luaio__dns_open (lua_State *L);
+void luaio__fs_open (lua_State *L);
 void luaio__thread_open (lua_State *L);
+void luaio__process_open (lua_State *L);
 
 
 /* ---------------------------------------------------------- loop.c */
