@@ -1,0 +1,73 @@
+-- spec/nul_bytes_spec.lua: input that the system would silently truncate
+-- (issue 18, item 6).  A '\0' inside a file path is refused with
+-- "embedded null byte" instead of reaching a system call that would cut
+-- the string there.
+local aio = require "luaio"
+local H = require "helper"
+
+local errof = H.errof
+
+local function nul_error(err, fname, n)
+  assert.is_string(err)
+  assert.matches(("bad argument #%d to '%s' %%(embedded null byte%%)"):format(n, fname),
+    err, 1, false)
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() return true end
+  return false
+end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir " .. H.quote(d)))
+  return d
+end
+
+local function rmrf(d) os.execute("rm -rf " .. H.quote(d)) end
+
+------------------------------------------------------------------ files
+describe("a NUL in a file path", function()
+  local dir
+  before_each(function() dir = tmpdir() end)
+  after_each(function() rmrf(dir) end)
+
+  it("write_file(\"a.txt\\0.jpg\") raises and creates nothing", function()
+    H.run(function()
+      local err = errof(aio.fs.write_file, dir .. "/a.txt\0.jpg", "data")
+      nul_error(err, "open", 1)
+      assert.is_false(exists(dir .. "/a.txt"))
+      assert.same({}, aio.fs.scandir(dir))
+    end)
+  end)
+
+  it("read_file and open refuse it instead of opening the prefix", function()
+    H.run(function()
+      aio.fs.write_file(dir .. "/a.txt", "secret")
+      nul_error(errof(aio.fs.read_file, dir .. "/a.txt\0.jpg"), "open", 1)
+      nul_error(errof(aio.fs.open, dir .. "/a.txt\0.jpg", "r"), "open", 1)
+      nul_error(errof(aio.fs.open, dir .. "/b.txt\0", "w"), "open", 1)
+      assert.is_false(exists(dir .. "/b.txt"))
+    end)
+  end)
+
+  it("stat, mkdir, rmdir, unlink, scandir and rename refuse it and change nothing", function()
+    H.run(function()
+      aio.fs.write_file(dir .. "/f", "x")
+      aio.fs.mkdir(dir .. "/d")
+      nul_error(errof(aio.fs.stat, dir .. "/f\0x"), "stat", 1)
+      nul_error(errof(aio.fs.mkdir, dir .. "/new\0x"), "mkdir", 1)
+      assert.is_false(exists(dir .. "/new"))
+      nul_error(errof(aio.fs.rmdir, dir .. "/d\0x"), "rmdir", 1)
+      nul_error(errof(aio.fs.unlink, dir .. "/f\0x"), "unlink", 1)
+      nul_error(errof(aio.fs.scandir, dir .. "\0x"), "scandir", 1)
+      nul_error(errof(aio.fs.rename, dir .. "/f\0x", dir .. "/g"), "rename", 1)
+      nul_error(errof(aio.fs.rename, dir .. "/f", dir .. "/g\0x"), "rename", 2)
+      assert.equal("directory", aio.fs.stat(dir .. "/d").type)
+      assert.equal("x", aio.fs.read_file(dir .. "/f"))
+      assert.is_false(exists(dir .. "/g"))
+    end)
+  end)
+end)
