@@ -1,7 +1,8 @@
 -- spec/nul_bytes_spec.lua: input that the system would silently truncate
--- (issue 18, item 6).  A '\0' inside a file path is refused with
--- "embedded null byte" instead of reaching a system call that would cut
--- the string there.
+-- (issue 18, item 6).  A '\0' inside a path, a program argument or an
+-- environment entry is refused with "embedded null byte" instead of
+-- reaching a system call that would cut the string there; environment
+-- names with '=' (or empty) are refused.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -68,6 +69,62 @@ describe("a NUL in a file path", function()
       assert.equal("directory", aio.fs.stat(dir .. "/d").type)
       assert.equal("x", aio.fs.read_file(dir .. "/f"))
       assert.is_false(exists(dir .. "/g"))
+    end)
+  end)
+end)
+
+------------------------------------------------------------------ processes
+describe("a NUL in what a child process is started with", function()
+  local exec, shell, PIPE = aio.create_subprocess_exec, aio.create_subprocess_shell, aio.PIPE
+  local dir
+  before_each(function() dir = tmpdir() end)
+  after_each(function() rmrf(dir) end)
+
+  it("the program", function()
+    H.run(function()
+      nul_error(errof(exec, "/bin/echo\0evil", {}), "create_subprocess", 1)
+    end)
+  end)
+
+  it("an argument: nothing runs", function()
+    H.run(function()
+      local err = errof(exec, "touch", { dir .. "/made\0evil" })
+      assert.matches("create_subprocess: argument 1 has an embedded null byte", err, 1, true)
+      err = errof(shell, "touch " .. dir .. "/made\0; evil")
+      assert.matches("create_subprocess: argument 2 has an embedded null byte", err, 1, true)
+      aio.sleep(0.05)
+      assert.is_false(exists(dir .. "/made"))
+    end)
+  end)
+
+  it("an environment name or value", function()
+    H.run(function()
+      local err = errof(exec, "env", {}, { env = { A = "1\0B=2" }, stdout = PIPE })
+      assert.matches("create_subprocess: option 'env' has an embedded null byte (variable 'A')",
+        err, 1, true)
+      err = errof(exec, "env", {}, { env = { ["A\0B"] = "1" }, stdout = PIPE })
+      assert.matches("create_subprocess: option 'env' has an embedded null byte", err, 1, true)
+    end)
+  end)
+
+  it("an environment name with '=' or an empty one", function()
+    H.run(function()
+      local err = errof(exec, "env", {}, { env = { ["A=B"] = "1" }, stdout = PIPE })
+      assert.matches("create_subprocess_exec: option 'env' has an invalid variable name 'A=B'",
+        err, 1, true)
+      err = errof(shell, "env", { env = { [""] = "1" }, stdout = PIPE })
+      assert.matches("create_subprocess_shell: option 'env' has an invalid variable name ''",
+        err, 1, true)
+      -- '=' in a value is fine
+      local p = exec("env", {}, { env = { A = "B=C" }, stdout = PIPE })
+      assert.equal("A=B=C\n", (p:communicate()))
+    end)
+  end)
+
+  it("the working directory", function()
+    H.run(function()
+      local err = errof(exec, "pwd", {}, { cwd = dir .. "\0/etc", stdout = PIPE })
+      assert.matches("create_subprocess: option 'cwd' has an embedded null byte", err, 1, true)
     end)
   end)
 end)
