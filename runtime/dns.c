@@ -7,7 +7,8 @@
 **
 ** A request of the request tier (request.h): cancelling the caller
 ** cancels the lookup if it has not started, else abandons it.  Failure
-** raises aio.OSError with libuv's code (e.g. "EAI_NONAME").
+** raises aio.OSError with libuv's code (e.g. "EAI_NONAME").  A host or
+** port holding a '\0' is refused ("embedded null byte").
 */
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ static int l_getaddrinfo (lua_State *L) {
   static const char *const families[] = {"any", "inet", "inet6", NULL};
   static const char *const types[] = {"any", "stream", "dgram", NULL};
   luaio_Runtime *rt = luaio__need_rt(L, "getaddrinfo");
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = luaio__checkcstring(L, 1, "getaddrinfo");
   const char *service = NULL;
   struct addrinfo hints;
   Task *t;
@@ -94,7 +95,8 @@ static int l_getaddrinfo (lua_State *L) {
     lua_replace(L, 2);
     service = lua_tostring(L, 2);
   }
-  else if (lua_type(L, 2) == LUA_TSTRING) service = lua_tostring(L, 2);
+  else if (lua_type(L, 2) == LUA_TSTRING)
+    service = luaio__checkcstring(L, 2, "getaddrinfo");
   else if (!lua_isnoneornil(L, 2))
     return luaio__typeerror(L, 2, "getaddrinfo", "port (integer or string)");
   fam = luaL_checkoption(L, 3, "any", families);

@@ -10,6 +10,9 @@
 ** and, as their parent (the Endpoint, stream.h), it waits for them: its
 ** wait_closed() returns, and it is freed, only once they are closed too.
 **
+** An address holding a '\0' is refused ("embedded null byte"): the
+** system would see it cut there.
+**
 ** Cancellation: a cancelled connect closes its socket (its request is
 ** freed by its callback, or at once if it had completed); cancelling
 ** serve_forever() closes the server (asyncio); a cancelled wait_closed()
@@ -201,7 +204,7 @@ static int checkport (lua_State *L, int arg, const char *fname) {
 /* core.tcp_connect(ip, port) -> reader, writer (suspends) */
 static int l_tcp_connect (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "open_connection");
-  const char *ip = luaL_checkstring(L, 1);
+  const char *ip = luaio__checkcstring(L, 1, "open_connection");
   int port = checkport(L, 2, "open_connection");
   struct sockaddr_storage a;
   Stream *s;
@@ -314,6 +317,9 @@ static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
 static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   Server *sv;
   SBox *b;
+  const char *where = is_pipe ? luaL_checkstring(L, 1)
+                              : luaio__checkcstring(L, 1, "start_server");
+  int port = is_pipe ? 0 : checkport(L, 2, "start_server");
   int backlog = (int)luaL_optinteger(L, 3, 511);
   lua_Integer limit = luaL_optinteger(L, 4, DEFAULT_LIMIT);
   int r;
@@ -325,10 +331,10 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   if (is_pipe) uv_pipe_init(rt->loop, &sv->u.pipe, 0);
   else uv_tcp_init(rt->loop, &sv->u.tcp);
   luaio__ep_start(&sv->ep, &server_kind, rt, &sv->u.h);
-  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
+  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, where);
   else {
     struct sockaddr_storage a;
-    r = parse_addr(luaL_checkstring(L, 1), checkport(L, 2, "start_server"), &a);
+    r = parse_addr(where, port, &a);
     if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
   }
   if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);

@@ -1,8 +1,8 @@
 -- spec/nul_bytes_spec.lua: input that the system would silently truncate
--- (issue 18, item 6).  A '\0' inside a path, a program argument or an
--- environment entry is refused with "embedded null byte" instead of
--- reaching a system call that would cut the string there; environment
--- names with '=' (or empty) are refused.
+-- (issue 18, item 6).  A '\0' inside a path, a program argument, an
+-- environment entry or a host name is refused with "embedded null byte"
+-- instead of reaching a system call that would cut the string there;
+-- environment names with '=' (or empty) are refused.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -28,6 +28,16 @@ local function tmpdir()
 end
 
 local function rmrf(d) os.execute("rm -rf " .. H.quote(d)) end
+
+-- H.closes_fds with a watchdog: libuv keeps one spare fd per loop from
+-- its first listen on, so one is opened before counting.
+local function run(fn)
+  return H.closes_fds(fn, nil, function()
+    local s = aio.start_server(function() end, "127.0.0.1", 0)
+    s:close()
+    s:wait_closed()
+  end)
+end
 
 ------------------------------------------------------------------ files
 describe("a NUL in a file path", function()
@@ -125,6 +135,90 @@ describe("a NUL in what a child process is started with", function()
     H.run(function()
       local err = errof(exec, "pwd", {}, { cwd = dir .. "\0/etc", stdout = PIPE })
       assert.matches("create_subprocess: option 'cwd' has an embedded null byte", err, 1, true)
+    end)
+  end)
+end)
+
+------------------------------------------------------------------ hosts
+describe("a NUL in a host name", function()
+  it("open_connection(\"127.0.0.1\\0evil\", port) raises and connects nowhere", function()
+    run(function()
+      local srv, port, stop = H.serve(function() end)
+      nul_error(errof(aio.open_connection, "127.0.0.1\0evil", port), "open_connection", 1)
+      nul_error(errof(aio.open_connection, "localhost\0evil", port), "open_connection", 1)
+      H.spin(5)
+      assert.equal(0, stop())
+      assert.is_false(srv:is_serving())
+    end)
+  end)
+
+  it("start_server", function()
+    run(function()
+      nul_error(errof(aio.start_server, function() end, "127.0.0.1\0evil", 0),
+        "start_server", 2)
+      nul_error(errof(aio.start_server, function() end, "localhost\0evil", 0),
+        "start_server", 2)
+    end)
+  end)
+
+  it("getaddrinfo, host or port", function()
+    H.run(function()
+      nul_error(errof(aio.getaddrinfo, "localhost\0.evil.example"), "getaddrinfo", 1)
+      nul_error(errof(require("luaio.core").getaddrinfo, "localhost", "80\0x"),
+        "getaddrinfo", 2)
+    end)
+  end)
+
+  it("open_udp's host and sendto's address: nothing is sent", function()
+    run(function()
+      nul_error(errof(aio.open_udp, { host = "127.0.0.1\0evil", port = 0 }), "open_udp", 1)
+      local rx = aio.open_udp { host = "127.0.0.1", port = 0 }
+      local _, port = rx:getsockname()
+      local tx = aio.open_udp()
+      nul_error(errof(function() tx:sendto("x", "127.0.0.1\0evil", port) end), "sendto", 2)
+      tx:sendto("ok", "127.0.0.1", port)
+      assert.equal("ok", (rx:recvfrom()))   -- the first datagram to arrive
+      tx:close()
+      rx:close()
+    end)
+  end)
+end)
+
+describe("a NUL below the Lua checks", function()
+  local core = require "luaio.core"
+  it("the core's connect, listen and bind refuse it too", function()
+    run(function()
+      local srv, port, stop = H.serve(function() end)
+      nul_error(errof(core.tcp_connect, "127.0.0.1\0evil", port), "open_connection", 1)
+      nul_error(errof(core.tcp_listen, "127.0.0.1\0evil", 0, nil, nil, print),
+        "start_server", 1)
+      nul_error(errof(core.udp_open, "127.0.0.1\0evil", 0), "open_udp", 1)
+      H.spin(5)
+      assert.equal(0, stop())
+      assert.is_false(srv:is_serving())
+    end)
+  end)
+end)
+
+describe("a NUL in server_hostname", function()
+  it("open_connection and start_tls refuse it before connecting or wrapping", function()
+    if not aio.ssl.HAS_TLS then return end   -- a TLS=0 build
+    run(function()
+      local ctx = aio.ssl.create_default_context()
+      local _, port, stop = H.serve(function(r) r:read() end)
+      local err = errof(aio.open_connection, "127.0.0.1", port,
+        { ssl = ctx, server_hostname = "good.example\0.evil.example" })
+      assert.matches("open_connection: option 'server_hostname' has an embedded null byte",
+        err, 1, true)
+      H.spin(5)
+      local _, w = aio.open_connection("127.0.0.1", port)
+      err = errof(w.start_tls, w, ctx, { server_hostname = "good.example\0.evil" })
+      assert.matches("start_tls: option 'server_hostname' has an embedded null byte",
+        err, 1, true)
+      assert.is_nil(w:get_extra_info("ssl_object"))   -- still plain
+      w:close()
+      w:wait_closed()
+      assert.equal(1, stop())          -- only the plain connection reached it
     end)
   end)
 end)
