@@ -1,8 +1,10 @@
 -- spec/nul_bytes_spec.lua: input that the system would silently truncate
 -- (issue 18, item 6).  A '\0' inside a path, a program argument, an
--- environment entry or a host name is refused with "embedded null byte"
--- instead of reaching a system call that would cut the string there;
--- environment names with '=' (or empty) are refused.
+-- environment entry, a host name or a unix socket path is refused with
+-- "embedded null byte" instead of reaching a system call that would cut
+-- the string there; environment names with '=' (or empty) are refused;
+-- a unix socket path longer than sun_path holds is refused ("AF_UNIX
+-- path too long") instead of being cut at byte 107.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -219,6 +221,59 @@ describe("a NUL in server_hostname", function()
       w:close()
       w:wait_closed()
       assert.equal(1, stop())          -- only the plain connection reached it
+    end)
+  end)
+end)
+
+------------------------------------------------------------------ unix sockets
+describe("unix socket paths", function()
+  local dir
+  before_each(function() dir = tmpdir() end)
+  after_each(function() rmrf(dir) end)
+
+  it("with a NUL: start_unix_server creates nothing, open_unix_connection connects nowhere", function()
+    run(function()
+      local path = dir .. "/s"
+      nul_error(errof(aio.start_unix_server, function() end, path .. "\0evil"),
+        "start_unix_server", 2)
+      assert.is_false(exists(path))
+      local n = 0
+      local srv = aio.start_unix_server(function(_, w) n = n + 1; w:close() end, path)
+      nul_error(errof(aio.open_unix_connection, path .. "\0evil"), "open_unix_connection", 1)
+      H.spin(5)
+      srv:close()
+      srv:wait_closed()
+      assert.equal(0, n)
+    end)
+  end)
+
+  it("longer than sun_path holds: two paths differing after byte 107 are refused", function()
+    run(function()
+      local base = dir .. "/"
+      local prefix = base .. ("p"):rep(107 - #base)        -- 107 bytes: fits
+      assert.equal(107, #prefix)
+      local a, b = prefix .. "-one", prefix .. "-two"      -- cut, both would be prefix
+      local n = 0
+      local err = errof(aio.start_unix_server, function(_, w) n = n + 1; w:close() end, a)
+      assert.is_true(aio.is(err, aio.OSError), tostring(err))
+      assert.equal("ENAMETOOLONG", err.code)
+      assert.matches("start_unix_server: AF_UNIX path too long (111 bytes, at most 107)",
+        err.message, 1, true)
+      assert.is_false(exists(prefix))
+      -- a server on the 107-byte prefix: a longer path must not reach it
+      local srv = aio.start_unix_server(function(_, w) n = n + 1; w:close() end, prefix)
+      err = errof(aio.open_unix_connection, b)
+      assert.is_true(aio.is(err, aio.OSError), tostring(err))
+      assert.equal("ENAMETOOLONG", err.code)
+      assert.matches("open_unix_connection: AF_UNIX path too long (111 bytes, at most 107)",
+        err.message, 1, true)
+      local _, w = aio.open_unix_connection(prefix)   -- the longest that fits works
+      w:close()
+      w:wait_closed()
+      H.spin(5)
+      srv:close()
+      srv:wait_closed()
+      assert.equal(1, n)
     end)
   end)
 end)
