@@ -4,7 +4,8 @@
 -- "embedded null byte" instead of reaching a system call that would cut
 -- the string there; environment names with '=' (or empty) are refused;
 -- a unix socket path longer than sun_path holds is refused ("AF_UNIX
--- path too long") instead of being cut at byte 107.
+-- path too long") instead of being cut at byte 107; a Semaphore's value
+-- never wraps around.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -274,6 +275,25 @@ describe("unix socket paths", function()
       srv:close()
       srv:wait_closed()
       assert.equal(1, n)
+    end)
+  end)
+end)
+
+------------------------------------------------------------------ Semaphore
+describe("Semaphore", function()
+  it("release past math.maxinteger raises instead of wrapping around", function()
+    H.run(function()
+      local s = aio.Semaphore(math.maxinteger)
+      local err = errof(s.release, s)
+      assert.matches("release: the Semaphore's value would overflow", err, 1, true)
+      assert.is_false(s:locked())
+      s:acquire()                       -- the value is intact
+      s:release()
+      err = errof(s.release, s)
+      assert.matches("release: the Semaphore's value would overflow", err, 1, true)
+      -- a BoundedSemaphore is bounded before that
+      local b = aio.BoundedSemaphore(math.maxinteger)
+      assert.matches("BoundedSemaphore released too many times", errof(b.release, b), 1, true)
     end)
   end)
 end)
