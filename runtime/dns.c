@@ -7,11 +7,15 @@
 **
 ** A request of the request tier (request.h): cancelling the caller
 ** cancels the lookup if it has not started, else abandons it.  Failure
-** raises aio.OSError with libuv's code (e.g. "EAI_NONAME").  A host or
+** raises aio.OSError with libuv's code (e.g. "EAI_NONAME"), or "EMFILE"
+** when the process is out of descriptors (see real_cause).  A host or
 ** port holding a '\0' is refused ("embedded null byte").
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "request.h"
 
@@ -28,10 +32,30 @@ static void release (Request *r) {
   free(q);
 }
 
+/*
+** Out of descriptors, glibc's getaddrinfo fails with EAI_NONAME ("unknown
+** node or service"): it could open neither /etc/hosts nor a socket, and
+** the errno that says so was the worker thread's.  So a lookup that
+** failed that way is checked here, just after: if this process cannot
+** open a descriptor now either, that is the cause reported.
+*/
+static int real_cause (int status) {
+  int fd;
+  if (status != UV_EAI_NONAME && status != UV_EAI_AGAIN &&
+      status != UV_EAI_FAIL && status != UV_EAI_NODATA)
+    return status;
+  fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return status;
+  }
+  return (errno == EMFILE || errno == ENFILE) ? -errno : status;
+}
+
 static void on_resolved (uv_getaddrinfo_t *req, int status,
                          struct addrinfo *res) {
   Lookup *q = (Lookup *)req->data;
-  q->status = status;
+  q->status = status < 0 ? real_cause(status) : status;
   q->res = res;
   luaio__request_finish(&q->base);
 }

@@ -5,7 +5,7 @@
 -- the string there; environment names with '=' (or empty) are refused;
 -- a unix socket path longer than sun_path holds is refused ("AF_UNIX
 -- path too long") instead of being cut at byte 107; a Semaphore's value
--- never wraps around.
+-- never wraps around; getaddrinfo under EMFILE names the real cause.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -295,5 +295,31 @@ describe("Semaphore", function()
       local b = aio.BoundedSemaphore(math.maxinteger)
       assert.matches("BoundedSemaphore released too many times", errof(b.release, b), 1, true)
     end)
+  end)
+end)
+
+------------------------------------------------------------------ EMFILE
+describe("getaddrinfo out of file descriptors", function()
+  it("names the real cause (EMFILE), not 'unknown node or service'", function()
+    local script = H.script([[
+      local aio = require "luaio"
+      aio.run(function()
+        local files = {}
+        while true do
+          local f = io.open("/dev/null")
+          if not f then break end
+          files[#files + 1] = f
+        end
+        local ok, err = pcall(aio.getaddrinfo, "localhost", 80)
+        for _, f in ipairs(files) do f:close() end
+        print(ok, aio.is(err, aio.OSError), err.code, err.message)
+      end)
+    ]])
+    local p = assert(io.popen("ulimit -n 64 && " .. H.quote(H.LUAIO) .. " " .. H.quote(script)
+      .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("^false\ttrue\tEMFILE\tgetaddrinfo 'localhost': too many open files\n$", out)
   end)
 end)
