@@ -7,10 +7,15 @@
 **
 ** A request of the request tier (request.h): cancelling the caller
 ** cancels the lookup if it has not started, else abandons it.  Failure
-** raises aio.OSError with libuv's code (e.g. "EAI_NONAME").
+** raises aio.OSError with libuv's code (e.g. "EAI_NONAME"), or "EMFILE"
+** when the process is out of descriptors (see real_cause).  A host or
+** port holding a '\0' is refused ("embedded null byte").
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "request.h"
 
@@ -27,10 +32,30 @@ static void release (Request *r) {
   free(q);
 }
 
+/*
+** Out of descriptors, glibc's getaddrinfo fails with EAI_NONAME ("unknown
+** node or service"): it could open neither /etc/hosts nor a socket, and
+** the errno that says so was the worker thread's.  So a lookup that
+** failed that way is checked here, just after: if this process cannot
+** open a descriptor now either, that is the cause reported.
+*/
+static int real_cause (int status) {
+  int fd;
+  if (status != UV_EAI_NONAME && status != UV_EAI_AGAIN &&
+      status != UV_EAI_FAIL && status != UV_EAI_NODATA)
+    return status;
+  fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return status;
+  }
+  return (errno == EMFILE || errno == ENFILE) ? -errno : status;
+}
+
 static void on_resolved (uv_getaddrinfo_t *req, int status,
                          struct addrinfo *res) {
   Lookup *q = (Lookup *)req->data;
-  q->status = status;
+  q->status = status < 0 ? real_cause(status) : status;
   q->res = res;
   luaio__request_finish(&q->base);
 }
@@ -81,7 +106,7 @@ static int l_getaddrinfo (lua_State *L) {
   static const char *const families[] = {"any", "inet", "inet6", NULL};
   static const char *const types[] = {"any", "stream", "dgram", NULL};
   luaio_Runtime *rt = luaio__need_rt(L, "getaddrinfo");
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = luaio__checkcstring(L, 1, "getaddrinfo");
   const char *service = NULL;
   struct addrinfo hints;
   Task *t;
@@ -94,7 +119,8 @@ static int l_getaddrinfo (lua_State *L) {
     lua_replace(L, 2);
     service = lua_tostring(L, 2);
   }
-  else if (lua_type(L, 2) == LUA_TSTRING) service = lua_tostring(L, 2);
+  else if (lua_type(L, 2) == LUA_TSTRING)
+    service = luaio__checkcstring(L, 2, "getaddrinfo");
   else if (!lua_isnoneornil(L, 2))
     return luaio__typeerror(L, 2, "getaddrinfo", "port (integer or string)");
   fam = luaL_checkoption(L, 3, "any", families);

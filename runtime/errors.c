@@ -281,6 +281,29 @@ int luaio__typeerror (lua_State *L, int arg, const char *fname,
 }
 
 /*
+** Strings handed to the system are C strings: a '\0' inside one cuts it
+** there ("a.txt\0.jpg" opens a.txt, "127.0.0.1\0evil" connects).  Every
+** such argument goes through these two, so it is refused instead.
+** luaio__tocstring: the string at idx (a string or a number), or NULL if
+** it holds a '\0'.  luaio__checkcstring: luaL_checkstring for the
+** system, raising "bad argument #arg to 'fname' (embedded null byte)".
+*/
+const char *luaio__tocstring (lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  return (s != NULL && strlen(s) == len) ? s : NULL;
+}
+
+const char *luaio__checkcstring (lua_State *L, int arg, const char *fname) {
+  const char *s;
+  if (lua_type(L, arg) != LUA_TSTRING && lua_type(L, arg) != LUA_TNUMBER)
+    luaio__typeerror(L, arg, fname, "string");
+  s = luaio__tocstring(L, arg);
+  if (s == NULL) luaio__argerror(L, arg, fname, "embedded null byte");
+  return s;
+}
+
+/*
 ** Pushes an aio.OSError for libuv error uverr: message "what: strerror",
 ** .errno (positive), .code (libuv's name, e.g. "ECONNREFUSED").
 */

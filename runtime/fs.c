@@ -12,7 +12,9 @@
 ** Each call suspends the task; the loop never blocks.  Each is a request
 ** of the request tier (request.h): cancelling the caller cancels a queued
 ** request, or abandons a running one (release closes what an abandoned
-** open opened).  Failures raise aio.OSError ("ENOENT", ...).
+** open opened).  Failures raise aio.OSError ("ENOENT", ...); a path
+** holding a '\0' is refused before anything starts ("embedded null
+** byte": the system would see the path cut there).
 */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -170,6 +172,13 @@ static uv_file checkfd (lua_State *L, int arg) {
   return (uv_file)fd;
 }
 
+/* A path: the string at idx, the argument idx - 1 of aio.fs's op. */
+static void checkpath (lua_State *L, int idx, int op) {
+  luaL_checkstring(L, idx);
+  if (luaio__tocstring(L, idx) == NULL)
+    luaio__argerror(L, idx - 1, ops[op], "embedded null byte");
+}
+
 /* core.fs(op, ...) -> results (suspends) */
 static int l_fs (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "fs");
@@ -179,13 +188,13 @@ static int l_fs (lua_State *L) {
   int e = 0;
   /* check every argument before any bookkeeping */
   switch (op) {
-    case OPEN: luaL_checkstring(L, 2); open_flags(L, luaL_checkstring(L, 3)); break;
+    case OPEN: checkpath(L, 2, op); open_flags(L, luaL_checkstring(L, 3)); break;
     case READ: checkfd(L, 2); luaL_checkinteger(L, 3); break;
     case WRITE: checkfd(L, 2); luaL_checkstring(L, 3); break;
     case CLOSE: case FSTAT: case FSYNC: checkfd(L, 2); break;
     case FTRUNCATE: checkfd(L, 2); luaL_checkinteger(L, 3); break;
-    case RENAME: luaL_checkstring(L, 2); luaL_checkstring(L, 3); break;
-    default: luaL_checkstring(L, 2); break;
+    case RENAME: checkpath(L, 2, op); checkpath(L, 3, op); break;
+    default: checkpath(L, 2, op); break;
   }
   t = luaio__check_suspend(L, ops[op]);
   r = (FsReq *)calloc(1, sizeof(FsReq));

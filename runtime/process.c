@@ -10,6 +10,8 @@
 **   number when a signal killed it), proc:wait() (suspends),
 **   proc:kill(signal)
 **
+** A program, argument, env entry or cwd holding a '\0' is refused before
+** anything starts (the child would get it cut there).
 ** The handle stays open until the child exits, so libuv always reaps it:
 ** a cancelled wait() leaves no zombie.  Children get every signal
 ** disposition back to its default (libuv resets them), SIGPIPE included.
@@ -141,10 +143,20 @@ static int stdio_mode (lua_State *L, int opts, const char *name) {
   return m;
 }
 
+/* Raises for the entry of opts.env at the top, which holds a '\0'
+   (process.lua made it "NAME=value"; the NAME shown ends at the '\0'). */
+static int bad_env (lua_State *L) {
+  const char *e = luaL_checkstring(L, -1);
+  const char *eq = strchr(e, '=');
+  size_t n = eq != NULL ? (size_t)(eq - e) : strlen(e);
+  return luaL_error(L, "create_subprocess: option 'env' has an embedded "
+                    "null byte (variable '%s')", lua_pushlstring(L, e, n));
+}
+
 /* core.spawn(file, args, opts) */
 static int l_spawn (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "create_subprocess");
-  const char *file = luaL_checkstring(L, 1);
+  const char *file = luaio__checkcstring(L, 1, "create_subprocess");
   uv_process_options_t o;
   uv_stdio_container_t io[3];
   void *pipes[3] = {NULL, NULL, NULL};
@@ -165,15 +177,19 @@ static int l_spawn (lua_State *L) {
     lua_rawgeti(L, 2, i);
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
       return luaL_error(L, "create_subprocess: argument %d is not a string", i);
-    args[i] = (char *)lua_tostring(L, -1);
+    args[i] = (char *)luaio__tocstring(L, -1);
+    if (args[i] == NULL)
+      return luaL_error(L, "create_subprocess: argument %d has an embedded "
+                           "null byte", i);
   }
   args[nargs + 1] = NULL;
   if (lua_getfield(L, 3, "env") == LUA_TTABLE) {
     nenv = (int)luaL_len(L, -1);
     env = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nenv + 1), 0);
-    for (i = 1; i <= nenv; i++) {
+    for (i = 1; i <= nenv; i++) {     /* process.lua made them: strings */
       lua_rawgeti(L, -2, i);
-      env[i - 1] = (char *)luaL_checkstring(L, -1);
+      env[i - 1] = (char *)luaio__tocstring(L, -1);
+      if (env[i - 1] == NULL) return bad_env(L);
       lua_pop(L, 1);
     }
     env[nenv] = NULL;
@@ -183,7 +199,12 @@ static int l_spawn (lua_State *L) {
   o.args = args;
   o.env = env;
   o.exit_cb = on_child_exit;
-  if (lua_getfield(L, 3, "cwd") == LUA_TSTRING) o.cwd = lua_tostring(L, -1);
+  if (lua_getfield(L, 3, "cwd") == LUA_TSTRING) {
+    o.cwd = luaio__tocstring(L, -1);
+    if (o.cwd == NULL)
+      return luaL_error(L, "create_subprocess: option 'cwd' has an embedded "
+                           "null byte");
+  }
   for (i = 0; i < 3; i++) {
     switch (mode[i]) {
       case 0: io[i].flags = UV_INHERIT_FD; io[i].data.fd = i; break;

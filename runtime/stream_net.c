@@ -10,6 +10,10 @@
 ** and, as their parent (the Endpoint, stream.h), it waits for them: its
 ** wait_closed() returns, and it is freed, only once they are closed too.
 **
+** Addresses and paths holding a '\0' are refused ("embedded null byte"),
+** and so is a unix socket path longer than sun_path holds (OSError
+** ENAMETOOLONG, "AF_UNIX path too long"): the system would see them cut.
+**
 ** Cancellation: a cancelled connect closes its socket (its request is
 ** freed by its callback, or at once if it had completed); cancelling
 ** serve_forever() closes the server (asyncio); a cancelled wait_closed()
@@ -17,6 +21,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "stream.h"
 
@@ -198,10 +203,36 @@ static int checkport (lua_State *L, int arg, const char *fname) {
   return (int)port;
 }
 
+/*
+** A unix socket path (at idx, argument arg of fname): no '\0', and short
+** enough for sun_path -- libuv 1.44 cuts a longer one at 107 bytes
+** without a word, so two long paths that differ after that would reach
+** the same socket.
+*/
+static const char *checkpipepath (lua_State *L, int idx, int arg,
+                                  const char *fname) {
+  struct sockaddr_un a;
+  size_t len;
+  const char *path;
+  luaL_checkstring(L, idx);
+  path = luaio__tocstring(L, idx);
+  if (path == NULL) luaio__argerror(L, arg, fname, "embedded null byte");
+  len = strlen(path);
+  if (len >= sizeof a.sun_path) {
+    luaio__push_oserror(L, UV_ENAMETOOLONG, NULL);
+    lua_pushfstring(L, "%s: AF_UNIX path too long (%I bytes, at most %I)",
+                    fname, (lua_Integer)len,
+                    (lua_Integer)(sizeof a.sun_path - 1));
+    lua_setfield(L, -2, "message");
+    lua_error(L);
+  }
+  return path;
+}
+
 /* core.tcp_connect(ip, port) -> reader, writer (suspends) */
 static int l_tcp_connect (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "open_connection");
-  const char *ip = luaL_checkstring(L, 1);
+  const char *ip = luaio__checkcstring(L, 1, "open_connection");
   int port = checkport(L, 2, "open_connection");
   struct sockaddr_storage a;
   Stream *s;
@@ -216,7 +247,7 @@ static int l_tcp_connect (lua_State *L) {
 /* core.pipe_connect(path) -> reader, writer (suspends) */
 static int l_pipe_connect (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "open_unix_connection");
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = checkpipepath(L, 1, 1, "open_unix_connection");
   Stream *s;
   luaio__check_suspend(L, "open_unix_connection");
   s = luaio__stream_new(rt, 1);
@@ -314,6 +345,9 @@ static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
 static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   Server *sv;
   SBox *b;
+  const char *where = is_pipe ? checkpipepath(L, 1, 2, "start_unix_server")
+                              : luaio__checkcstring(L, 1, "start_server");
+  int port = is_pipe ? 0 : checkport(L, 2, "start_server");
   int backlog = (int)luaL_optinteger(L, 3, 511);
   lua_Integer limit = luaL_optinteger(L, 4, DEFAULT_LIMIT);
   int r;
@@ -325,10 +359,10 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   if (is_pipe) uv_pipe_init(rt->loop, &sv->u.pipe, 0);
   else uv_tcp_init(rt->loop, &sv->u.tcp);
   luaio__ep_start(&sv->ep, &server_kind, rt, &sv->u.h);
-  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, luaL_checkstring(L, 1));
+  if (is_pipe) r = uv_pipe_bind(&sv->u.pipe, where);
   else {
     struct sockaddr_storage a;
-    r = parse_addr(luaL_checkstring(L, 1), checkport(L, 2, "start_server"), &a);
+    r = parse_addr(where, port, &a);
     if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
   }
   if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);

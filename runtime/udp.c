@@ -8,7 +8,8 @@
 **
 ** Received datagrams wait in a C list until read; receiving stops while
 ** LUAIO_UDP_BACKLOG of them are unread (the kernel then drops, as UDP
-** does).  One receiver at a time.
+** does).  One receiver at a time.  An address holding a '\0' is refused
+** ("embedded null byte"): the system would see it cut there.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,7 @@ static int l_udp_open (lua_State *L) {
   Udp *u;
   UBox *b;
   int r = 0, bind = !lua_isnoneornil(L, 1);
-  const char *ip = bind ? luaL_checkstring(L, 1) : NULL;
+  const char *ip = bind ? luaio__checkcstring(L, 1, "open_udp") : NULL;
   int port = bind && !lua_isnoneornil(L, 2) ? getport(L, 2, "open_udp") : 0;
   u = (Udp *)calloc(1, sizeof(Udp));
   if (u == NULL) return luaL_error(L, "not enough memory");
@@ -186,7 +187,7 @@ static int u_sendto (lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING)
     return luaio__typeerror(L, 2, "sendto", "string");
   data = lua_tolstring(L, 2, &len);
-  r = parse(luaL_checkstring(L, 3), getport(L, 4, "sendto"), &a);
+  r = parse(luaio__checkcstring(L, 3, "sendto"), getport(L, 4, "sendto"), &a);
   if (r != 0) return luaio__oserror(L, r, "sendto");
   buf = uv_buf_init((char *)data, (unsigned)len);
   r = uv_udp_try_send(&u->h, &buf, 1, (struct sockaddr *)&a);

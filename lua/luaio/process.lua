@@ -5,7 +5,9 @@
 --   aio.create_subprocess_shell(cmd [, opts]) -> process   (/bin/sh -c)
 --   opts.stdin/stdout/stderr = aio.PIPE | aio.DEVNULL | aio.STDOUT (stderr
 --   only) | nil (inherit); opts.env (name -> value, replaces the
---   environment); opts.cwd; opts.limit (pipe readers' limit).
+--   environment; a name is not empty and has no '='); opts.cwd;
+--   opts.limit (pipe readers' limit).  A '\0' in the program, an
+--   argument, env or cwd is refused (runtime/process.c).
 --   process.pid, .stdin (writer), .stdout/.stderr (readers), .returncode
 --   process:wait() -> code; process:communicate([input]) -> stdout, stderr
 --   process:send_signal(sig), :terminate(), :kill()
@@ -110,6 +112,9 @@ local function checkopts(opts, fname, n)
     for k, v in pairs(opts.env) do
       if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
         error(fname .. ": option 'env' maps names to string values", 3)
+      end
+      if k == "" or k:find("=", 1, true) then   -- the child would split it elsewhere
+        error(("%s: option 'env' has an invalid variable name '%s'"):format(fname, k), 3)
       end
       env[#env + 1] = k .. "=" .. tostring(v)
     end

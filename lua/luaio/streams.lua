@@ -30,11 +30,17 @@ local function argerror(n, fname, msg, level)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 4)
 end
 
+-- Host names hold no '\0': getaddrinfo, inet_pton and OpenSSL would see
+-- them cut there ("127.0.0.1\0evil" is 127.0.0.1).  (The core refuses
+-- one too, but would name its own function.)
+local function has_nul(s) return s:find("\0", 1, true) ~= nil end
+
 local function checkhost(host, fname, n, optional)
   if host == nil and optional then return nil end
   if type(host) ~= "string" then
     argerror(n, fname, "host name or address expected, got " .. type(host))
   end
+  if has_nul(host) then argerror(n, fname, "embedded null byte") end
   return host
 end
 
@@ -56,6 +62,9 @@ end
 local function check_tls_opts(opts, fname, level)
   if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
     error(fname .. ": option 'server_hostname' must be a string", level + 1)
+  end
+  if opts.server_hostname ~= nil and has_nul(opts.server_hostname) then
+    error(fname .. ": option 'server_hostname' has an embedded null byte", level + 1)
   end
   local t = opts.ssl_handshake_timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then   -- (NaN too)

@@ -275,6 +275,9 @@ end
 
 function Semaphore:release()
   if not SEMAPHORES[getmetatable(self)] then bad_self(self, "Semaphore", "release") end
+  if self._value == math.maxinteger then    -- +1 would wrap around to minint
+    error("release: the Semaphore's value would overflow", 2)
+  end
   self._value = self._value + 1
   sem_wake_next(self)
 end
