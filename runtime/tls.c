@@ -641,12 +641,20 @@ static int passwd_cb (char *buf, int size, int rw, void *u) {
   return (int)n;
 }
 
+/* A file name or password argument (def when absent); one with a '\0'
+   in it, which OpenSSL would cut short, is refused. */
+static const char *optcstring (lua_State *L, int arg, const char *def,
+                               const char *fname) {
+  if (lua_isnoneornil(L, arg)) return def;
+  return core->checkcstring(L, arg, fname);
+}
+
 /* ctx:load_cert_chain(certfile [, keyfile [, password]]) */
 static int ctx_load_cert_chain (lua_State *L) {
   Ctx *c = checkctx(L, 1);
-  const char *cert = luaL_checkstring(L, 2);
-  const char *key = luaL_optstring(L, 3, cert);
-  const char *pw = luaL_optstring(L, 4, NULL);
+  const char *cert = core->checkcstring(L, 2, "load_cert_chain");
+  const char *key = optcstring(L, 3, cert, "load_cert_chain");
+  const char *pw = optcstring(L, 4, NULL, "load_cert_chain");
   int ok;
   checkfile(L, cert, "load_cert_chain");
   checkfile(L, key, "load_cert_chain");
@@ -666,8 +674,8 @@ static int ctx_load_cert_chain (lua_State *L) {
 /* ctx:load_verify_locations([cafile [, capath]]) */
 static int ctx_load_verify_locations (lua_State *L) {
   Ctx *c = checkctx(L, 1);
-  const char *file = luaL_optstring(L, 2, NULL);
-  const char *path = luaL_optstring(L, 3, NULL);
+  const char *file = optcstring(L, 2, NULL, "load_verify_locations");
+  const char *path = optcstring(L, 3, NULL, "load_verify_locations");
   if (file == NULL && path == NULL)
     return luaL_error(L, "load_verify_locations: cafile or capath expected");
   if (file != NULL) checkfile(L, file, "load_verify_locations");

@@ -5,7 +5,8 @@
 -- the string there; environment names with '=' (or empty) are refused;
 -- a unix socket path longer than sun_path holds is refused ("AF_UNIX
 -- path too long") instead of being cut at byte 107; a Semaphore's value
--- never wraps around; getaddrinfo under EMFILE names the real cause.
+-- never wraps around; getaddrinfo under EMFILE names the real cause; TLS
+-- certificate and CA file names and key passwords are refused likewise.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -227,6 +228,23 @@ describe("a NUL in server_hostname", function()
 end)
 
 ------------------------------------------------------------------ unix sockets
+describe("a NUL in a TLS file name or password", function()
+  it("load_cert_chain and load_verify_locations refuse it before OpenSSL sees it", function()
+    local ctx = aio.ssl.create_default_context("client_auth")
+    -- the files need not exist: the name is refused before it is looked up
+    nul_error(errof(function() ctx:load_cert_chain("/etc/hostname\0.pem") end),
+      "load_cert_chain", 1)
+    nul_error(errof(function() ctx:load_cert_chain("/etc/hostname", "k\0.key") end),
+      "load_cert_chain", 2)
+    nul_error(errof(function() ctx:load_cert_chain("/etc/hostname", "/etc/hostname", "p\0w") end),
+      "load_cert_chain", 3)
+    nul_error(errof(function() ctx:load_verify_locations("/etc/hostname\0") end),
+      "load_verify_locations", 1)
+    nul_error(errof(function() ctx:load_verify_locations(nil, "/etc\0/ssl") end),
+      "load_verify_locations", 2)
+  end)
+end)
+
 describe("unix socket paths", function()
   local dir
   before_each(function() dir = tmpdir() end)
