@@ -100,7 +100,7 @@ local function sweep(cmd, script)
   return seen, last_thread, table.concat(log, "\n")
 end
 
-describe("out of memory in to_thread", function()
+describe("to_thread and the thread pool under resource limits", function()
   for _, interp in ipairs(interpreters(true)) do
     it("ends in a clean error, never a panic or an abort (" .. interp.name .. " under ulimit -v)", function()
       local script = H.script(LOOP)
@@ -181,6 +181,25 @@ describe("out of memory in to_thread", function()
       end
       os.remove(script)
       assert.is_true(seen.done == true, table.concat(log, "\n"))
+    end)
+  end
+
+  -- RLIMIT_NPROC counts the processes and threads of a user; root is
+  -- exempt, so the child runs as nobody, with a limit of 1: itself.
+  local as_nobody = os.execute("[ \"$(id -u)\" = 0 ] && command -v setpriv >/dev/null && command -v prlimit >/dev/null")
+  for _, interp in ipairs(interpreters(false)) do
+    it("raises 'can't start new thread' when RLIMIT_NPROC forbids threads (" .. interp.name .. " as nobody)", function()
+      assert.is_true(as_nobody == true, "needs root, setpriv and prlimit (util-linux) to run a child as nobody")
+      local script = H.script(LOOP)
+      assert(os.execute("chmod 644 " .. quote(script)))
+      local out, err = os.tmpname(), os.tmpname()
+      local _, _, code = os.execute(("timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups prlimit --nproc=1 %s %s </dev/null >%s 2>%s"):format(
+        interp.cmd, quote(script), quote(out), quote(err)))
+      local r = { status = code, stdout = H.readall(out), stderr = H.readall(err) }
+      os.remove(out); os.remove(err); os.remove(script)
+      assert.equal(0, r.status, r.stderr)
+      assert.equal("ERR OSError: to_thread: can't start new thread: resource temporarily unavailable\n", r.stdout)
+      assert.equal("", r.stderr)
     end)
   end
 
