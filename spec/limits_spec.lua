@@ -209,3 +209,117 @@ describe("to_thread and the thread pool under resource limits", function()
     end)
   end
 end)
+
+-- Runs the shell command `cmd` with its standard output into `head -1`
+-- (which exits after one line, closing the pipe) and SIGPIPE at its
+-- default (this busted process ignores it, and children inherit that);
+-- -> what head printed, cmd's exit status (128 + n: killed by signal n;
+-- 124: still running after the watchdog's 20 s), cmd's stderr.
+-- (opts.stderr: its standard error into head instead, its output to
+-- /dev/null; opts.ignored: SIGPIPE ignored, as by a parent process.)
+local function into_head(cmd, opts)
+  opts = opts or {}
+  local errf = os.tmpname()
+  local sig = opts.ignored and "env --ignore-signal=PIPE " or "env --default-signal=PIPE "
+  local redir = opts.stderr and "2>&1 >/dev/null" or "2>" .. quote(errf)
+  local p = assert(io.popen(("bash -c %s"):format(quote(
+    ("timeout 20 %s%s %s | head -1; echo \"status=${PIPESTATUS[0]}\""):format(sig, cmd, redir)))))
+  local out = p:read("a")
+  p:close()
+  local stderr = H.readall(errf)
+  os.remove(errf)
+  local status = tonumber(out:match("status=(%d+)\n$"))
+  return (out:gsub("status=%d+\n$", "")), status, stderr
+end
+
+-- The commands that run Lua code `src` with luaio loaded.
+local function runners(src)
+  return {
+    { name = "the CLI", cmd = quote(H.LUAIO) .. " -e " .. quote(src) },
+    { name = "lua5.4", cmd = "lua5.4 -e " .. quote("require 'luaio'") .. " -e " .. quote(src) },
+  }
+end
+
+describe("writing to a closed standard output", function()
+  local cases = {
+    { "print", "for i = 1, 1e7 do print(i) end" },
+    { "io.write", "for i = 1, 1e7 do io.write(i, '\\n') end" },
+    { "io.stdout:write", "for i = 1, 1e7 do io.stdout:write(i, '\\n') end" },
+    { "print inside aio.run", "require('luaio').run(function() for i = 1, 1e7 do print(i) end end)" },
+    { "io.write between suspensions in a task",
+      "local aio = require 'luaio' aio.run(function() for i = 1, 1e7 do io.write(i, '\\n'); aio.sleep(0) end end)" },
+    { "io.write then io.flush",
+      "for i = 1, 1e7 do io.write(i, '\\n'); io.flush() end" },
+  }
+  for _, case in ipairs(cases) do
+    for _, run in ipairs(runners(case[2])) do
+      it("with " .. case[1] .. " ends the program by SIGPIPE as lua5.4 does (" .. run.name .. ")", function()
+        local out, status, stderr = into_head(run.cmd)
+        assert.equal("1\n", out)
+        assert.equal(141, status, stderr)      -- 128 + SIGPIPE, not 124: no spin
+        assert.equal("", stderr)
+      end)
+    end
+  end
+
+  for _, run in ipairs(runners("while true do io.stderr:write('x\\n') end")) do
+    it("with io.stderr:write to a closed standard error ends the same way (" .. run.name .. ")", function()
+      local out, status = into_head(run.cmd, { stderr = true })
+      assert.equal("x\n", out)
+      assert.equal(141, status)
+    end)
+  end
+
+  -- A pipe and a socket whose readers are gone raise EPIPE (the process
+  -- lives on); then standard output, closed too, ends the process.
+  local PEERS = [[
+    local aio = require "luaio"
+    aio.run(function()
+      local p = aio.create_subprocess_exec("true", {}, { stdin = aio.PIPE })
+      p:wait()
+      local ok, err = pcall(function()
+        for _ = 1, 3 do p.stdin:write("x"); p.stdin:drain() end
+      end)
+      io.stderr:write("pipe: ", tostring(ok), " ", tostring(err.code), "\n")
+      p.stdin:close()
+      local srv = aio.start_server(function(_, w) w:close() end, "127.0.0.1", 0)
+      local _, port = srv:getsockname()
+      local r, w = aio.open_connection("127.0.0.1", port)
+      assert(r:read(100) == nil)              -- the peer closed
+      ok, err = pcall(function()
+        for _ = 1, 100 do w:write(("x"):rep(65536)); w:drain() end
+      end)
+      local code = err.code == "ECONNRESET" and "EPIPE" or err.code
+      io.stderr:write("socket: ", tostring(ok), " ", tostring(code), "\n")
+      w:close()
+      srv:close()
+    end)
+    io.stderr:write("alive\n")
+    while true do print("line") end
+  ]]
+  for _, run in ipairs(runners(PEERS)) do
+    it("keeps EPIPE from pipes and sockets an error, in the same process (" .. run.name .. ")", function()
+      local out, status, stderr = into_head(run.cmd)
+      assert.equal("line\n", out)
+      assert.equal("pipe: false EPIPE\nsocket: false EPIPE\nalive\n", stderr)
+      assert.equal(141, status, stderr)
+    end)
+  end
+
+  -- A process started with SIGPIPE ignored keeps lua5.4's behaviour: the
+  -- write fails and says so; nothing dies.
+  local IGNORED = [[
+    io.stdout:setvbuf("no")
+    for i = 1, 1e4 do print(i) end
+    local a, b = { io.write("x") }, { io.stdout:write("x") }
+    io.stderr:write(tostring(a[3]), " ", tostring(b[3]), "\n")
+  ]]
+  for _, run in ipairs(runners(IGNORED)) do
+    it("leaves a SIGPIPE the process ignored itself alone (" .. run.name .. ")", function()
+      local out, status, stderr = into_head(run.cmd, { ignored = true })
+      assert.equal("1\n", out)
+      assert.equal(0, status, stderr)
+      assert.equal("32 32\n", stderr)          -- EPIPE
+    end)
+  end
+end)
