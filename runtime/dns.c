@@ -126,6 +126,7 @@ static int l_getaddrinfo (lua_State *L) {
   fam = luaL_checkoption(L, 3, "any", families);
   st = luaL_checkoption(L, 4, "any", types);
   t = luaio__check_suspend(L, "getaddrinfo");
+  luaio__request_pool(L, "getaddrinfo");
   memset(&hints, 0, sizeof hints);
   hints.ai_family = fam == 1 ? AF_INET : fam == 2 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = st == 1 ? SOCK_STREAM : st == 2 ? SOCK_DGRAM : 0;

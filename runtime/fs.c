@@ -197,6 +197,7 @@ static int l_fs (lua_State *L) {
     default: checkpath(L, 2, op); break;
   }
   t = luaio__check_suspend(L, ops[op]);
+  luaio__request_pool(L, ops[op]);
   r = (FsReq *)calloc(1, sizeof(FsReq));
   if (r == NULL) return luaL_error(L, "not enough memory");
   luaio__request_init(&r->base, (uv_req_t *)&r->req, release);

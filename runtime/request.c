@@ -8,7 +8,15 @@
 ** luaio__request_resumed first.  Cancelling the task abandons the
 ** request: the task gets CancelledError at once, uv_cancel stops the
 ** request if it has not started, and its callback releases it either way.
+**
+** libuv starts its thread pool on the first request of the process and
+** aborts it if a thread cannot be made (RLIMIT_NPROC, no memory for a
+** stack).  luaio__request_pool, called before a request is made, first
+** makes the threads libuv will make, so that a request raises instead.
 */
+#include <pthread.h>
+#include <stdlib.h>
+
 #include "request.h"
 
 /* The live-request count: a virtual clock does not jump while it is > 0. */
@@ -20,6 +28,80 @@ void luaio__request_done (luaio_Runtime *rt) {
   if (--rt->nrequests == 0 && rt->virtual_clock && rt->qlen == 0)
     luaio__arm_timer(rt);
 }
+
+/* ---------------------------------------------------------- the pool */
+
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static int pool_ok;            /* the probe succeeded (atomic reads) */
+
+/* How many threads libuv's pool starts (its own reading of the variable). */
+static unsigned pool_size (void) {
+  const char *v = getenv("UV_THREADPOOL_SIZE");
+  unsigned n = v != NULL ? (unsigned)atoi(v) : 4;
+  if (n == 0) n = 1;
+  if (n > 1024) n = 1024;      /* libuv's MAX_THREADPOOL_SIZE */
+  return n;
+}
+
+static void probe_wait (void *arg) {
+  uv_sem_wait((uv_sem_t *)arg);
+}
+
+/* One thread as libuv's pool makes it: 8 MiB of stack from libuv 1.45,
+   before that uv_thread_create's default. */
+static int probe_create (uv_thread_t *tid, uv_sem_t *sem) {
+  if (uv_version() >= 0x012d00) {
+    uv_thread_options_t o;
+    o.flags = UV_THREAD_HAS_STACK_SIZE;
+    o.stack_size = 8u << 20;
+    return uv_thread_create_ex(tid, &o, probe_wait, sem);
+  }
+  return uv_thread_create(tid, probe_wait, sem);
+}
+
+/*
+** Makes as many threads as libuv's pool, all alive at once, then lets
+** them end and joins them.  Returns 0 or the libuv error of the first
+** thread that could not be made.
+*/
+static int probe (void) {
+  unsigned n = pool_size(), made = 0, i;
+  uv_thread_t *tids = (uv_thread_t *)malloc(n * sizeof(uv_thread_t));
+  uv_sem_t sem;
+  int r;
+  if (tids == NULL) return UV_ENOMEM;
+  if ((r = uv_sem_init(&sem, 0)) != 0) {
+    free(tids);
+    return r;
+  }
+  while (made < n && (r = probe_create(&tids[made], &sem)) == 0) made++;
+  for (i = 0; i < made; i++) uv_sem_post(&sem);
+  for (i = 0; i < made; i++) uv_thread_join(&tids[i]);
+  uv_sem_destroy(&sem);
+  free(tids);
+  return r;
+}
+
+/*
+** Before a request is made (nothing allocated yet): raises aio.OSError
+** "<what>: can't start new thread: <strerror>" unless libuv's thread
+** pool can start.  The probe runs until it succeeds once per process
+** (a failure may pass later: memory comes back); then this is one read.
+*/
+void luaio__request_pool (lua_State *L, const char *what) {
+  int r;
+  if (__atomic_load_n(&pool_ok, __ATOMIC_ACQUIRE)) return;
+  pthread_mutex_lock(&probe_lock);
+  r = pool_ok ? 0 : probe();
+  if (r == 0) __atomic_store_n(&pool_ok, 1, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&probe_lock);
+  if (r != 0)
+    luaio__oserror(L, r, lua_pushfstring(L, "%s: can't start new thread",
+                                         what));
+}
+
+
+/* ---------------------------------------------------------- requests */
 
 /* Before the libuv request uv starts: its data becomes r. */
 void luaio__request_init (Request *r, uv_req_t *uv,

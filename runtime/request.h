@@ -17,6 +17,7 @@ typedef struct Request {
   void (*release) (struct Request *r);
 } Request;
 
+void luaio__request_pool (lua_State *L, const char *what);
 void luaio__request_init (Request *r, uv_req_t *uv,
                           void (*release) (Request *r));
 int luaio__request_start (lua_State *L, Task *t, Request *r,

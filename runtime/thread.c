@@ -14,7 +14,9 @@
 **
 ** Cancelling the caller cancels the work if it has not started; if it
 ** runs, it finishes and its result is dropped (a request of the request
-** tier, request.h).
+** tier, request.h).  A worker's state does everything under lua_pcall:
+** out of memory, even while the state is being made, is an error raised
+** in the caller, never a panic.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -50,31 +52,34 @@ static int putc_ (Buf *b, char c) { return put(b, &c, 1); }
 
 /* ---------------------------------------------------------- copying */
 
+/* What ser returns when a buffer cannot grow. */
+static const char nomem[] = "memory";
+
 /*
 ** Serialises the value at idx into b.  visiting (a table on the stack at
-** vidx) holds the tables being copied, to refuse cycles.  Returns NULL or
-** a static description of what cannot be copied.
+** vidx) holds the tables being copied, to refuse cycles.  Returns NULL,
+** nomem, or a static description of what cannot be copied.
 */
 static const char *ser (lua_State *L, int idx, Buf *b, int vidx, int depth) {
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: return putc_(b, 'n') ? NULL : "memory";
+    case LUA_TNIL: return putc_(b, 'n') ? NULL : nomem;
     case LUA_TBOOLEAN:
-      return putc_(b, lua_toboolean(L, idx) ? 't' : 'f') ? NULL : "memory";
+      return putc_(b, lua_toboolean(L, idx) ? 't' : 'f') ? NULL : nomem;
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx)) {
         lua_Integer i = lua_tointeger(L, idx);
-        return putc_(b, 'i') && put(b, &i, sizeof i) ? NULL : "memory";
+        return putc_(b, 'i') && put(b, &i, sizeof i) ? NULL : nomem;
       }
       else {
         lua_Number d = lua_tonumber(L, idx);
-        return putc_(b, 'd') && put(b, &d, sizeof d) ? NULL : "memory";
+        return putc_(b, 'd') && put(b, &d, sizeof d) ? NULL : nomem;
       }
     case LUA_TSTRING: {
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
       return putc_(b, 's') && put(b, &n, sizeof n) && put(b, s, n) ? NULL
-                                                                   : "memory";
+                                                                   : nomem;
     }
     case LUA_TTABLE: {
       const char *err = NULL;
@@ -92,7 +97,7 @@ static const char *ser (lua_State *L, int idx, Buf *b, int vidx, int depth) {
       lua_pushvalue(L, idx);
       lua_pushboolean(L, 1);
       lua_rawset(L, vidx);
-      if (!putc_(b, 'T')) return "memory";
+      if (!putc_(b, 'T')) return nomem;
       luaL_checkstack(L, 4, "to_thread");
       lua_pushnil(L);
       while (err == NULL && lua_next(L, idx) != 0) {
@@ -104,7 +109,7 @@ static const char *ser (lua_State *L, int idx, Buf *b, int vidx, int depth) {
       lua_pushvalue(L, idx);
       lua_pushnil(L);
       lua_rawset(L, vidx);
-      return putc_(b, 'e') ? NULL : "memory";
+      return putc_(b, 'e') ? NULL : nomem;
     }
     case LUA_TFUNCTION: return "a function";
     case LUA_TTHREAD: return "a coroutine";
@@ -117,9 +122,10 @@ static const char *ser_values (lua_State *L, int first, int n, Buf *b,
                                int *which) {
   int i, vidx;
   const char *err = NULL;
+  *which = 0;
   lua_newtable(L);
   vidx = lua_gettop(L);
-  put(b, &n, sizeof n);
+  if (!put(b, &n, sizeof n)) err = nomem;
   for (i = 0; i < n && err == NULL; i++) {
     err = ser(L, first + i, b, vidx, 0);
     *which = i + 1;
@@ -225,6 +231,20 @@ static const char make_env[] =
   "  return env\n"
   "end\n";
 
+/* Opens a new worker state's libraries (protected: memory may run out). */
+static int open_worker (lua_State *W) {
+  luaL_openlibs(W);
+  lua_getglobal(W, "os");
+  lua_pushcfunction(W, no_exit);
+  lua_setfield(W, -2, "exit");
+  lua_pop(W, 1);
+  if (luaL_loadstring(W, make_env) != LUA_OK) return lua_error(W);
+  lua_call(W, 0, 1);
+  lua_setfield(W, LUA_REGISTRYINDEX, "luaio.make_env");
+  return 0;
+}
+
+/* A pooled worker state or a new one; NULL when memory runs out. */
 static lua_State *get_state (void) {
   lua_State *W = NULL;
   uv_mutex_lock(&pool_lock);
@@ -233,16 +253,11 @@ static lua_State *get_state (void) {
   if (W != NULL) return W;
   W = luaL_newstate();
   if (W == NULL) return NULL;
-  luaL_openlibs(W);
-  lua_getglobal(W, "os");
-  lua_pushcfunction(W, no_exit);
-  lua_setfield(W, -2, "exit");
-  lua_pop(W, 1);
-  if (luaL_loadstring(W, make_env) != LUA_OK || lua_pcall(W, 0, 1, 0) != LUA_OK) {
+  lua_pushcfunction(W, open_worker);   /* a light C function: no memory */
+  if (lua_pcall(W, 0, 0, 0) != LUA_OK) {
     lua_close(W);
     return NULL;
   }
-  lua_setfield(W, LUA_REGISTRYINDEX, "luaio.make_env");
   return W;
 }
 
@@ -263,6 +278,7 @@ typedef struct Work {
   uv_work_t req;
   Buf fn, args, res;
   int ok;                      /* res holds results (1) or the error (0) */
+  const char *why;             /* res empty: why (a static string) */
 } Work;
 
 static void free_work (Request *r) {
@@ -280,15 +296,23 @@ static int worker_msgh (lua_State *W) {
   return 1;
 }
 
-/* Error results: {value, traceback}, serialised; strings for copy errors. */
-static void fail (lua_State *W, Work *w, const char *msg) {
-  int which;
-  w->res.len = 0;
+/*
+** Error results: {value, traceback}, serialised.  A failure of the
+** worker itself stores msg and no traceback, made from its bytes in C,
+** without the worker's state: msg may be a string the state is about to
+** drop, and the state may be out of memory.
+*/
+static void fail (Work *w, const char *msg) {
+  size_t n = strlen(msg);
+  int two = 2;
   w->ok = 0;
-  lua_settop(W, 0);
-  lua_pushstring(W, msg);
-  lua_pushnil(W);
-  ser_values(W, 1, 2, &w->res, &which);
+  w->res.len = 0;
+  if (!(put(&w->res, &two, sizeof two) && putc_(&w->res, 's') &&
+        put(&w->res, &n, sizeof n) && put(&w->res, msg, n) &&
+        putc_(&w->res, 'n'))) {
+    w->res.len = 0;
+    w->why = "to_thread: not enough memory";
+  }
 }
 
 static int call_in_worker (lua_State *W) {
@@ -313,32 +337,43 @@ static int call_in_worker (lua_State *W) {
     w->ok = 0;
     w->res.len = 0;
     err = ser_values(W, 2, 2, &w->res, &which);
-    if (err != NULL) {                 /* an error value we cannot copy */
+    if (err != NULL && err != nomem) { /* an error value we cannot copy */
       luaL_tolstring(W, 2, NULL);
       lua_replace(W, 2);
       w->res.len = 0;
-      ser_values(W, 2, 2, &w->res, &which);
+      err = ser_values(W, 2, 2, &w->res, &which);
     }
+    if (err != NULL) fail(w, "to_thread: not enough memory for the error");
     return 0;
   }
   n = lua_gettop(W) - 1;
   w->ok = 1;
   err = ser_values(W, base, n, &w->res, &which);
-  if (err != NULL) {
+  if (err == nomem) fail(w, "to_thread: not enough memory for the results");
+  else if (err != NULL) {
     lua_pushfstring(W, "to_thread: cannot copy %s (result #%d)", err, which);
-    fail(W, w, lua_tostring(W, -1));
+    fail(w, lua_tostring(W, -1));
   }
   return 0;
 }
 
+/*
+** Runs on a pool thread: everything the worker's state does is under
+** lua_pcall (its panic function would abort the process).
+*/
 static void work_cb (uv_work_t *req) {
   Work *w = (Work *)req->data;
   lua_State *W = get_state();
-  if (W == NULL) { w->ok = 0; return; }
+  if (W == NULL) {
+    w->ok = 0;
+    w->why = "to_thread: not enough memory to start a worker";
+    return;
+  }
   lua_pushcfunction(W, call_in_worker);
   lua_pushlightuserdata(W, w);
   if (lua_pcall(W, 1, 0, 0) != LUA_OK)
-    fail(W, w, lua_isstring(W, -1) ? lua_tostring(W, -1) : "to_thread failed");
+    fail(w, lua_type(W, -1) == LUA_TSTRING ? lua_tostring(W, -1)
+                                           : "to_thread: the worker failed");
   put_state(W);
 }
 
@@ -353,8 +388,10 @@ static int work_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   luaio__request_resumed(L, &w->base);
   if (w->res.len == 0) {
+    const char *msg = w->why != NULL ? w->why
+                        : "to_thread: the worker could not run the function";
     free_work(&w->base);
-    return luaL_error(L, "to_thread: the worker could not run the function");
+    return luaL_error(L, "%s", msg);
   }
   lua_settop(L, 0);
   n = deser_values(L, w->res.p);
@@ -398,6 +435,7 @@ static int l_to_thread (lua_State *L) {
                         "globals", name);
   }
   t = luaio__check_suspend(L, "to_thread");
+  luaio__request_pool(L, "to_thread");
   uv_once(&once, init_pool);
   w = (Work *)calloc(1, sizeof(Work));
   if (w == NULL) return luaL_error(L, "not enough memory");
@@ -409,6 +447,10 @@ static int l_to_thread (lua_State *L) {
   }
   lua_pop(L, 1);
   err = ser_values(L, 2, n, &w->args, &which);
+  if (err == nomem) {
+    free_work(&w->base);
+    return luaL_error(L, "to_thread: not enough memory for the arguments");
+  }
   if (err != NULL) {
     free_work(&w->base);
     return luaL_error(L, "to_thread: cannot copy %s (argument #%d)", err,
