@@ -87,7 +87,7 @@ B ?= build
 CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/timer.c runtime/waitlist.c runtime/alloc.c runtime/exit.c \
   runtime/future.c runtime/gather.c runtime/task.c runtime/handle.c runtime/coro.c \
-  runtime/signal.c runtime/queue.c \
+  runtime/signal.c runtime/sigpipe.c runtime/queue.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/thread.c runtime/process.c \

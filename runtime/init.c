@@ -17,6 +17,7 @@ static void (*const parts[]) (lua_State *L) = {
   luaio__timer_open,
   luaio__coro_open,
   luaio__signal_open,
+  luaio__sigpipe_open,
   luaio__waitlist_open,
   luaio__queue_open,
   luaio__stream_open,

@@ -486,6 +486,11 @@ void luaio__unwatch_sigint (luaio_Runtime *rt);
 void luaio__signal_open (lua_State *L);
 
 
+/* ---------------------------------------------------------- sigpipe.c */
+
+void luaio__sigpipe_open (lua_State *L);
+
+
 /* ---------------------------------------------------------- queue.c */
 
 void luaio__queue_open (lua_State *L);
