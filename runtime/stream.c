@@ -733,6 +733,10 @@ void luaio__stream_open (lua_State *L) {
                       "ReaderMethods");
   luaio__stream_class(L, LUAIO_WRITER, "StreamWriter", writer, box_gc,
                       "WriterMethods");
+  luaL_getmetatable(L, LUAIO_WRITER);  /* <close>: close() */
+  lua_pushcfunction(L, w_close);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
   luaio__setfuncs(L, funcs);
   luaio__stream_net_open(L);           /* servers, connecting */
 }

@@ -5,7 +5,8 @@
 **
 ** A new connection is accepted in libuv's callback, which only queues it
 ** on its server; run_accept, a ready-queue entry, hands each to Lua from
-** the drain, in a new task running the server's handler.  A server's
+** the drain, in a new task running the server's handler, and the
+** connection is closed when that task ends, however it ends.  A server's
 ** close() stops listening at once; the connections it accepted stay open,
 ** and, as their parent (the Endpoint, stream.h), it waits for them: its
 ** wait_closed() returns, and it is freed, only once they are closed too.
@@ -278,7 +279,32 @@ static void on_connection (uv_stream_t *h, int status) {
   }
 }
 
-/* From the drain: each new connection gets a task running the handler. */
+static int conn_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L) - 3;            /* the handler's results */
+}
+
+/*
+** conn_main(handler, reader, writer): the function of a connection's
+** task.  The writer is a to-be-closed slot: however the handler ends
+** (returns, raises, is cancelled), the connection is closed as close()
+** closes it -- what was written still goes out -- as asyncio 3.12 closes
+** the transport; a handler's own close() comes first and this one does
+** nothing.  A handler that hands its streams to another task must wait
+** for it.  (Descriptors are then released when a handler ends, not when
+** a collection finds its streams: a small heap may never start one.)
+*/
+static int conn_main (lua_State *L) {
+  lua_toclose(L, 3);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_callk(L, 2, LUA_MULTRET, 0, conn_k);
+  return conn_k(L, LUA_OK, 0);
+}
+
+/* From the drain: each new connection gets a task running the handler
+   (conn_main). */
 static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
   Server *sv = (Server *)p;
   Stream *list = NULL, *s;
@@ -303,9 +329,10 @@ static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
     list = s->next_pending;
     s->next_pending = NULL;
     luaio__push_anchor(L, rt, sv->anchor);   /* the server */
-    lua_getiuservalue(L, -1, 1);             /* handler */
-    luaio__stream_push_pair(L, s);           /* handler, reader, writer */
-    luaio__create_task(L, rt, top + 2, 2);
+    lua_pushcfunction(L, conn_main);
+    lua_getiuservalue(L, -2, 1);             /* conn_main, handler */
+    luaio__stream_push_pair(L, s);           /* ..., handler, reader, writer */
+    luaio__create_task(L, rt, top + 2, 3);
     lua_settop(L, top);
   }
 }
