@@ -323,6 +323,37 @@ end)
 end)
 
 describe("what the collector does not see", function()
+  it("a closed stream's read buffer is freed at close, not when it is collected", function()
+    local maps = H.readall("/proc/self/maps")
+    if maps:find("libasan", 1, true) then
+      pending("AddressSanitizer keeps freed memory (quarantine): the heap grows anyway")
+      return
+    end
+    local function data_kb()            -- the heap, touched or not
+      local f = assert(io.open("/proc/self/status"))
+      local kb = tonumber(f:read("a"):match("VmData:%s*(%d+)"))
+      f:close()
+      return kb
+    end
+    H.closes_fds(function()
+      without_gc(function()
+        local srv = aio.start_server(function(r, w)
+          w:write(r:readline())
+        end, HOST, 0)
+        local _, port = srv:getsockname()
+        ask(port, "warm\n")
+        local before = data_kb()
+        for i = 1, 300 do                -- two streams, two buffers each time
+          assert.equal("n" .. i .. "\n", (ask(port, "n" .. i .. "\n")))
+        end
+        local grown = data_kb() - before
+        assert.is_true(grown < 12 * 1024, ("the heap grew by %d KiB"):format(grown))
+        srv:close()
+        srv:wait_closed()
+      end)
+    end, 10, warm_up)
+  end)
+
   it("out of descriptors, the server runs a collection: streams dropped without "
      .. "close() give theirs back and the waiting client is served", function()
     H.guarded(function()
