@@ -154,9 +154,16 @@ static void stream_destroy (Endpoint *e) {
   free(s);
 }
 
-/* The handle is closed: readers see EOF; who waits on it wakes. */
+/* The handle is closed: readers see EOF; who waits on it wakes.  An
+   empty read buffer (64 KiB once reading began) goes now, not when a
+   collection finds the reader and writer: the collector does not see it. */
 static void stream_closed (Endpoint *e) {
   Stream *s = (Stream *)e;
+  if (s->len == 0) {
+    free(s->buf);
+    s->buf = NULL;
+    s->off = s->cap = 0;
+  }
   s->eof = 1;
   luaio__wake_all(&s->readers);
   luaio__wake_all(&s->drainers);
@@ -733,6 +740,10 @@ void luaio__stream_open (lua_State *L) {
                       "ReaderMethods");
   luaio__stream_class(L, LUAIO_WRITER, "StreamWriter", writer, box_gc,
                       "WriterMethods");
+  luaL_getmetatable(L, LUAIO_WRITER);  /* <close>: close() */
+  lua_pushcfunction(L, w_close);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
   luaio__setfuncs(L, funcs);
   luaio__stream_net_open(L);           /* servers, connecting */
 }

@@ -103,6 +103,12 @@ typedef struct Stream {
   Hook flush;
 } Stream;
 
+/*
+** A server.  Its handle is the bound socket, which luaio listens on and
+** accepts from itself (stream_net.c): poll reports it readable.  An
+** accept error pauses accepting (retry, a timer entry) instead of
+** dropping connections.
+*/
 struct Server {
   Endpoint ep;                 /* first; ep.nchild: its open connections */
   union {
@@ -111,8 +117,15 @@ struct Server {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
+  uv_poll_t poll;              /* the listening socket is readable */
+  uv_os_fd_t fd;               /* the listening socket */
+  int poll_open;               /* the poll handle is not closed yet */
   Stream *pending;             /* accepted connections for the drain */
   int queued;                  /* run_accept is in the ready queue */
+  int err;                     /* an accept error for run_accept */
+  int failing;                 /* accepting fails: reported already */
+  int pause;                   /* the last pause (ms), 0 = none */
+  int retry;                   /* the retry's heap index + 1, 0 = none */
   int is_pipe;
   int anchor;                  /* the Lua server, while it listens */
   size_t limit;

@@ -3,12 +3,23 @@
 ** sockets), servers (listening, accepting, serve_forever), and socket
 ** names (get_extra_info's peername and sockname, luaio__push_sockaddr).
 **
-** A new connection is accepted in libuv's callback, which only queues it
-** on its server; run_accept, a ready-queue entry, hands each to Lua from
-** the drain, in a new task running the server's handler.  A server's
-** close() stops listening at once; the connections it accepted stay open,
-** and, as their parent (the Endpoint, stream.h), it waits for them: its
-** wait_closed() returns, and it is freed, only once they are closed too.
+** luaio accepts itself, on a poll handle of the listening socket (libuv,
+** out of descriptors, would accept and close every waiting connection
+** and tell nobody): the poll callback accepts what waits and only queues
+** it on its server; run_accept, a ready-queue entry, hands each to Lua
+** from the drain, in a new task running the server's handler, and the
+** connection is closed when that task ends, however it ends.  An accept
+** error (out of descriptors or memory) stops accepting: run_accept
+** reports it (once, until the server has caught up with its backlog),
+** runs a full collection (streams dropped without close() hold
+** descriptors the collector cannot see), and a timer entry resumes
+** accepting after a pause (100 ms, doubling up to 1 s); waiting clients
+** stay in the listen backlog meanwhile.  A connection whose task cannot
+** be made is closed and reported; the rest of its batch is still handed
+** over.  A server's close() stops listening at once; the connections it
+** accepted stay open, and, as their parent (the Endpoint, stream.h), it
+** waits for them: its wait_closed() returns, and it is freed, only once
+** they are closed too.
 **
 ** Addresses and paths holding a '\0' are refused ("embedded null byte"),
 ** and so is a unix socket path longer than sun_path holds (OSError
@@ -19,9 +30,14 @@
 ** serve_forever() closes the server (asyncio); a cancelled wait_closed()
 ** only stops waiting.
 */
+#define _GNU_SOURCE          /* accept4 */
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "stream.h"
 
@@ -258,16 +274,46 @@ static int l_pipe_connect (lua_State *L) {
 
 /* ---------------------------------------------------------- servers */
 
+/* How long accepting pauses after an error (out of descriptors, out of
+   memory), in ms: doubled while it keeps failing, up to the maximum. */
+#ifndef LUAIO_ACCEPT_PAUSE
+#define LUAIO_ACCEPT_PAUSE 100
+#endif
+#ifndef LUAIO_ACCEPT_PAUSE_MAX
+#define LUAIO_ACCEPT_PAUSE_MAX 1000
+#endif
+
 static Server *checkserver (lua_State *L) {
   SBox *b = (SBox *)luaL_checkudata(L, 1, LUAIO_SERVER);
   if (b->sv == NULL) luaL_error(L, "the server is gone");
   return b->sv;
 }
 
-/* close(): the listening handle closes at once; wait_closed() also waits
-   for the connections it accepted. */
+static const char *server_fname (Server *sv) {
+  return sv->is_pipe ? "start_unix_server" : "start_server";
+}
+
+/* The poll handle is closed: now the listening socket closes. */
+static void poll_closed (uv_handle_t *h) {
+  Server *sv = (Server *)h->data;
+  sv->ep.rt->open_handles--;
+  luaio__ep_close_handle(&sv->ep);
+}
+
+/* close(): listening stops at once (no retry is left; the poll handle
+   closes first, then the socket); wait_closed() also waits for the
+   connections it accepted. */
 static void server_close (Endpoint *e) {
-  luaio__ep_close_handle(e);
+  Server *sv = (Server *)e;
+  if (sv->retry > 0) {
+    luaio__heap_remove(e->rt, sv->retry - 1);
+    e->refs--;                         /* the retry's (e is open) */
+  }
+  if (sv->poll_open) {
+    sv->poll_open = 0;
+    uv_close((uv_handle_t *)&sv->poll, poll_closed);
+  }
+  else luaio__ep_close_handle(e);
 }
 
 static void server_shutdown (Endpoint *e) {
@@ -289,27 +335,211 @@ static const EndpointKind server_kind = {
 
 static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx);
 
-static void on_connection (uv_stream_t *h, int status) {
-  Server *sv = (Server *)h->data;
-  Stream *s;
-  if (status < 0 || sv->ep.closing) return;
-  s = luaio__stream_new(sv->ep.rt, sv->is_pipe);
-  if (s == NULL) return;
-  if (uv_accept(h, &s->u.s) != 0) {
-    luaio__stream_close_now(s);
-    return;
-  }
-  s->limit = sv->limit;
-  luaio__ep_adopt(&sv->ep, &s->ep);
-  s->next_pending = sv->pending;
-  sv->pending = s;
-  if (!sv->queued) {
-    sv->queued = 1;
-    luaio__schedule(sv->ep.rt, run_accept, sv, 0);
+/* run_accept goes into the ready queue, once; the server is kept (a
+   reference) until it has run. */
+static void queue_accept (Server *sv) {
+  if (sv->queued) return;
+  sv->queued = 1;
+  sv->ep.refs++;
+  luaio__schedule(sv->ep.rt, run_accept, sv, 0);
+}
+
+/* Accepting failed (err, a libuv error): it stops until run_accept has
+   reported the error and the pause is over. */
+static void accept_failed (Server *sv, int err) {
+  uv_poll_stop(&sv->poll);
+  sv->err = err;
+  queue_accept(sv);
+}
+
+/* accept(2) errors that concern one connection only (Linux passes a new
+   connection's pending network error to accept): the next is tried. */
+static int transient (int err) {
+  switch (err) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENOPROTOOPT:
+    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP:
+    case ENETDOWN: case ENETUNREACH: case EPERM:
+      return 1;
+    default:
+      return 0;
   }
 }
 
-/* From the drain: each new connection gets a task running the handler. */
+/*
+** The listening socket is readable: every connection waiting is accepted
+** onto a new stream and queued for run_accept.  luaio accepts itself
+** because libuv, out of descriptors, accepts and closes every waiting
+** connection and tells nobody; here an error stops accepting, leaving
+** the connections in the listen backlog (accept_failed).
+*/
+static void on_listen (uv_poll_t *p, int status, int events) {
+  Server *sv = (Server *)p->data;
+  (void)events;
+  if (status < 0) {
+    accept_failed(sv, status);
+    return;
+  }
+  while (!sv->ep.closing) {
+    Stream *s;
+    int r, fd = accept4(sv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        sv->failing = 0;               /* caught up: a burst of errors, */
+        sv->pause = 0;                 /* if any, is over */
+        return;
+      }
+      if (transient(err)) continue;
+      accept_failed(sv, uv_translate_sys_error(err));
+      return;
+    }
+    s = luaio__stream_new(sv->ep.rt, sv->is_pipe);
+    if (s == NULL) {
+      close(fd);
+      accept_failed(sv, UV_ENOMEM);
+      return;
+    }
+    r = sv->is_pipe ? uv_pipe_open(&s->u.pipe, fd)
+                    : uv_tcp_open(&s->u.tcp, fd);
+    if (r != 0) {
+      close(fd);
+      luaio__stream_close_now(s);      /* (nothing refers to it) */
+      accept_failed(sv, r);
+      return;
+    }
+    s->limit = sv->limit;
+    luaio__ep_adopt(&sv->ep, &s->ep);
+    s->next_pending = sv->pending;
+    sv->pending = s;
+    queue_accept(sv);
+  }
+}
+
+/* The pause is over: accepting resumes (a timer entry). */
+static void accept_retry (lua_State *L, luaio_Runtime *rt, void *p,
+                          int idx) {
+  Server *sv = (Server *)((char *)p - offsetof(Server, retry));
+  (void)L; (void)rt; (void)idx;
+  if (sv->poll_open && !sv->ep.closing)
+    uv_poll_start(&sv->poll, UV_READABLE, on_listen);
+  luaio__ep_drop(&sv->ep);             /* the retry's reference */
+}
+
+/*
+** l_report(exception, err, rt, server, fname): reports a failure of the
+** server (err 0: the exception is why a connection could not be handed
+** to its handler; else err, a libuv error, stopped accepting).  Called
+** protected: out of memory, nothing is reported.
+*/
+static int l_report (lua_State *L) {
+  int err = (int)lua_tointeger(L, 2);
+  luaio_Runtime *rt = (luaio_Runtime *)lua_touserdata(L, 3);
+  const char *fname = (const char *)lua_touserdata(L, 5);
+  lua_createtable(L, 0, 3);
+  if (err != 0) {
+    lua_pushfstring(L, "%s: accepting failed (%s: %s); the server pauses "
+                    "accepting and retries until it works", fname,
+                    uv_err_name(err), uv_strerror(err));
+    luaio__push_oserror(L, err, "accept");
+    lua_pushnil(L);                    /* (a traceback would show no Lua) */
+    lua_setfield(L, -2, "traceback");
+  }
+  else {
+    lua_pushfstring(L, "%s: a new connection could not be handed to its "
+                    "handler (it was closed)", fname);
+    lua_pushvalue(L, 1);
+  }
+  lua_setfield(L, -3, "exception");
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, 4);
+  lua_setfield(L, -2, "server");
+  luaio__report(L, rt);
+  return 0;
+}
+
+/* Reports err, or with err 0 the error on top (popped); see l_report. */
+static void report (lua_State *L, luaio_Runtime *rt, Server *sv, int err) {
+  int top = lua_gettop(L) - (err == 0);
+  if (err != 0) lua_pushnil(L);
+  lua_pushcfunction(L, l_report);
+  lua_insert(L, -2);                   /* l_report, exception */
+  lua_pushinteger(L, err);
+  lua_pushlightuserdata(L, rt);
+  if (sv->anchor != 0) luaio__push_anchor(L, rt, sv->anchor);
+  else lua_pushnil(L);
+  lua_pushlightuserdata(L, (void *)server_fname(sv));
+  lua_pcall(L, 5, 0, 0);
+  lua_settop(L, top);
+}
+
+/*
+** Accepting failed: reported once for a burst of failures (until the
+** server has accepted every connection waiting).  Out of descriptors or
+** memory, a full collection closes the streams dropped without close()
+** (their descriptors are what the collector cannot see); then accepting
+** pauses, the pause doubling while it keeps failing.
+*/
+static void accept_paused (lua_State *L, luaio_Runtime *rt, Server *sv) {
+  int err = sv->err;
+  uint64_t ns;
+  sv->err = 0;
+  if (!sv->failing) {
+    sv->failing = 1;
+    report(L, rt, sv, err);
+  }
+  if (err == UV_EMFILE || err == UV_ENFILE || err == UV_ENOMEM ||
+      err == UV_ENOBUFS)
+    lua_gc(L, LUA_GCCOLLECT, 0);
+  if (sv->ep.closing || sv->retry > 0) return;   /* (closed meanwhile) */
+  sv->pause = sv->pause == 0 ? LUAIO_ACCEPT_PAUSE : 2 * sv->pause;
+  if (sv->pause > LUAIO_ACCEPT_PAUSE_MAX) sv->pause = LUAIO_ACCEPT_PAUSE_MAX;
+  ns = (uint64_t)sv->pause * 1000000;
+  if (luaio__heap_push(rt, luaio__now(rt) + ns, accept_retry, &sv->retry))
+    sv->ep.refs++;                     /* kept until the retry ran */
+  else uv_poll_start(&sv->poll, UV_READABLE, on_listen);  /* no memory */
+}
+
+static int conn_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L) - 3;            /* the handler's results */
+}
+
+/*
+** conn_main(handler, reader, writer): the function of a connection's
+** task.  The writer is a to-be-closed slot: however the handler ends
+** (returns, raises, is cancelled), the connection is closed as close()
+** closes it -- what was written still goes out -- as asyncio 3.12 closes
+** the transport; a handler's own close() comes first and this one does
+** nothing.  A handler that hands its streams to another task must wait
+** for it.  (Descriptors are then released when a handler ends, not when
+** a collection finds its streams: a small heap may never start one.)
+*/
+static int conn_main (lua_State *L) {
+  lua_toclose(L, 3);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_callk(L, 2, LUA_MULTRET, 0, conn_k);
+  return conn_k(L, LUA_OK, 0);
+}
+
+/* dispatch(server, stream, rt): the task of a new connection (protected:
+   a failure is that connection's alone). */
+static int l_dispatch (lua_State *L) {
+  Stream *s = (Stream *)lua_touserdata(L, 2);
+  luaio_Runtime *rt = (luaio_Runtime *)lua_touserdata(L, 3);
+  lua_pushcfunction(L, conn_main);
+  lua_getiuservalue(L, 1, 1);          /* conn_main, handler */
+  luaio__stream_push_pair(L, s);       /* ..., handler, reader, writer */
+  luaio__create_task(L, rt, 4, 3);
+  return 0;
+}
+
+/*
+** From the drain: each new connection gets a task running the handler;
+** one that cannot (out of memory) is closed and reported, and the others
+** are still handed over.  Then an accept error is dealt with.
+*/
 static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
   Server *sv = (Server *)p;
   Stream *list = NULL, *s;
@@ -322,23 +552,49 @@ static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
     s->next_pending = list;
     list = s;
   }
-  if (sv->anchor == 0) {               /* the server went away */
-    for (; list != NULL; list = s) {
-      s = list->next_pending;
-      luaio__stream_close_now(list);
-    }
-    return;
-  }
   while (list != NULL) {
     s = list;
     list = s->next_pending;
     s->next_pending = NULL;
+    if (sv->anchor == 0) {             /* the server went away */
+      luaio__stream_close_now(s);
+      continue;
+    }
+    lua_pushcfunction(L, l_dispatch);
     luaio__push_anchor(L, rt, sv->anchor);   /* the server */
-    lua_getiuservalue(L, -1, 1);             /* handler */
-    luaio__stream_push_pair(L, s);           /* handler, reader, writer */
-    luaio__create_task(L, rt, top + 2, 2);
+    lua_pushlightuserdata(L, s);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+      luaio__stream_close_now(s);
+      report(L, rt, sv, 0);
+    }
     lua_settop(L, top);
   }
+  if (sv->err != 0) accept_paused(L, rt, sv);
+  luaio__ep_drop(&sv->ep);             /* queue_accept's (may free sv) */
+}
+
+/*
+** listen(2) on the bound socket and a poll handle on it (on_listen
+** accepts).  Returns 0 or a libuv error.
+*/
+static int start_listening (luaio_Runtime *rt, Server *sv, int backlog) {
+  int r;
+  if (!sv->is_pipe) {                  /* a bind error libuv kept back */
+    struct sockaddr_storage a;
+    int n = sizeof a;
+    r = uv_tcp_getsockname(&sv->u.tcp, (struct sockaddr *)&a, &n);
+    if (r != 0) return r;
+  }
+  r = uv_fileno(&sv->u.h, &sv->fd);
+  if (r != 0) return r;
+  if (listen(sv->fd, backlog) != 0) return uv_translate_sys_error(errno);
+  r = uv_poll_init_socket(rt->loop, &sv->poll, sv->fd);
+  if (r != 0) return r;
+  sv->poll.data = sv;
+  sv->poll_open = 1;
+  rt->open_handles++;
+  return uv_poll_start(&sv->poll, UV_READABLE, on_listen);
 }
 
 /* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
@@ -365,7 +621,7 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
     r = parse_addr(where, port, &a);
     if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
   }
-  if (r == 0) r = uv_listen(&sv->u.s, backlog, on_connection);
+  if (r == 0) r = start_listening(rt, sv, backlog);
   if (r != 0) {
     luaio__ep_close(&sv->ep);          /* freed once closed */
     return luaio__oserror(L, r, is_pipe ? "start_unix_server" : "start_server");

@@ -10,7 +10,9 @@
 -- wait_closed, serve_forever (cancelling it closes the server), recvfrom,
 -- getaddrinfo, the TLS handshake (open_connection with ssl, start_tls: a
 -- cancelled or failed handshake closes the socket).  A cancelled read
--- consumes nothing.
+-- consumes nothing.  A server's handler runs as a task per connection;
+-- when the task ends, however it ends (cancelled too), the connection is
+-- closed as writer:close() closes it.
 --
 -- TLS (opts.ssl, writer:start_tls): the same stream and buffers, with
 -- OpenSSL in between (runtime/tls.c); contexts come from luaio.ssl.
@@ -206,7 +208,8 @@ function M.open_connection(host, port, opts)
 end
 
 --- aio.start_server(handler, host, port [, opts]) -> server
---- handler(reader, writer) runs as a task per connection.  host nil:
+--- handler(reader, writer) runs as a task per connection; the streams
+--- are closed when it ends, however it ends.  host nil:
 --- every IPv4 interface; port 0: any free port (server:getsockname()).
 --- opts: backlog, limit.
 function M.start_server(handler, host, port, opts)
@@ -357,7 +360,7 @@ end
 
 local Server = core.ServerMethods
 reg["luaio.Server"].__close = function(s) s:close() end
-reg["luaio.StreamWriter"].__close = function(w) w:close() end
+-- (a writer's __close is close() itself, set in runtime/stream.c)
 
 --- server:get_loop()
 function Server.get_loop(_) return core.get_running_loop() end

@@ -212,4 +212,62 @@ describe("stress", function()
     end)
     os.remove(client)
   end)
+
+  it("a server under ulimit -n 1024 serves on after 3,000 clients that reset (issue 18)", function()
+    -- Each client asks for 256 KiB, reads a byte and closes with the rest
+    -- unread (a reset): the handler's read fails with ECONNRESET.  No
+    -- collection runs in the server: its handlers' streams must be closed
+    -- when they end, or its descriptors run out and it never serves again.
+    local script = H.script([[
+      local aio = require "luaio"
+      collectgarbage("stop")
+      aio.run(function()
+        local big = ("x"):rep(256 * 1024)
+        local srv
+        srv = aio.start_server(function(r, w)
+          local line = r:readline()
+          if line == "big\n" then w:write(big); r:readline()
+          elseif line == "quit\n" then srv:close()
+          elseif line then w:write("pong " .. line) end
+        end, "127.0.0.1", 0, { backlog = 1024 })
+        local _, port = srv:getsockname()
+        print("PORT " .. port)
+        io.stdout:flush()
+        srv:serve_forever()
+      end)
+    ]])
+    H.run(function()
+      local proc = aio.create_subprocess_shell(("ulimit -n 1024 && exec %s %s"):format(
+        H.quote(H.LUAIO), H.quote(script)), { stdout = aio.PIPE, stderr = aio.DEVNULL })
+      local ok, err = pcall(aio.wait_for, function()
+        local port = tonumber(proc.stdout:readline():match("PORT (%d+)"))
+        local function ask(line, opts)
+          local r, w = aio.open_connection("127.0.0.1", port, opts)
+          w:write(line)
+          local reply = opts and r:read(1) or r:readline()
+          w:close()
+          w:wait_closed()
+          return reply
+        end
+        for _ = 1, 3000 / 20 do
+          local batch = {}
+          for i = 1, 20 do
+            batch[i] = aio.create_task(pcall, ask, "big\n", { limit = 1 })
+          end
+          aio.wait(batch)
+        end
+        local served = 0
+        for i = 1, 50 do
+          local got, reply = pcall(ask, "ping " .. i .. "\n")
+          if got and reply == "pong ping " .. i .. "\n" then served = served + 1 end
+        end
+        assert.equal(50, served)
+        ask("quit\n")
+        assert.equal(0, proc:wait())
+      end, 120)
+      if proc.returncode == nil then proc:kill(); proc:wait() end
+      assert.is_true(ok, tostring(err))
+    end)
+    os.remove(script)
+  end)
 end)
