@@ -507,7 +507,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   G->rt = rt;
   rt->running_depth++;
   luaio__cancel_all(L, rt);
-  deadline = uv_hrtime() + (uint64_t)(rt->shutdown_timeout * 1e9);
+  deadline = luaio__real_after(rt->shutdown_timeout);
   luaio__kick(rt);
   while (rt->ntasks > 0 && !rt->fatal) {
     uint64_t now = uv_hrtime();
