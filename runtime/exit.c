@@ -1,6 +1,14 @@
 /*
-** exit.c -- what a process that exits in the middle of a pass still does
-** at its end.  Small writes wait for the end of their pass (the streams'
+** exit.c -- the end of a run's writes, and what a process that exits in
+** the middle of a pass still does at its end.
+**
+** Writes still queued when a run ends: shutdown (loop.c) runs the loop
+** until the objects on the writing list (streams with queued bytes) have
+** written them, or shutdown_timeout passes; then luaio__end_writing has
+** each write what it can without the loop and close, and one report says
+** what will not be sent.
+**
+** exit(): small writes wait for the end of their pass (the streams'
 ** pass-end hooks); a script that writes and then calls os.exit() (C's
 ** exit) would lose them where asyncio and Node, which try the socket at
 ** once, lose nothing.  Every runtime is on a process-wide list, and an
@@ -9,6 +17,7 @@
 ** what the kernel takes goes out, nothing waits).  Other threads'
 ** runtimes are left alone: their loops may be running.
 */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -16,6 +25,34 @@
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t lock;
 static luaio_Runtime *runtimes;       /* linked by exit_next */
+
+/*
+** rt's loop will not write again: each hook on its writing list writes
+** what is queued, without the loop, blocking until `seconds` from now
+** (shared), and closes; those that could not write it all are on the
+** list again, counting what is left, and one report (at `when`; NULL:
+** none) says how much will not be sent.
+*/
+void luaio__end_writing (luaio_Runtime *rt, double seconds,
+                         const char *when) {
+  HookList l = rt->writing;
+  Hook *h;
+  char msg[200];
+  int n = 0;
+  if (l.head == NULL) return;
+  rt->writing.head = rt->writing.tail = NULL;
+  rt->wdeadline = luaio__real_after(seconds);
+  while ((h = l.head) != NULL) {
+    luaio__unhook(&l, h);
+    h->fn(rt, h);
+  }
+  for (h = rt->writing.head; h != NULL; h = h->next) n++;
+  if (n == 0 || when == NULL) return;
+  snprintf(msg, sizeof msg, "%d stream(s) still writing %s: %zu bytes not "
+           "sent (gave up after %g s, the shutdown_timeout)", n, when,
+           rt->wqueued, rt->shutdown_timeout);
+  luaio__report_msg(rt, msg);
+}
 
 static void at_exit (void) {
   uv_thread_t self = uv_thread_self();

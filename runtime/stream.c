@@ -157,6 +157,7 @@ static void stream_destroy (Endpoint *e) {
 /* The handle is closed: readers see EOF; who waits on it wakes. */
 static void stream_closed (Endpoint *e) {
   Stream *s = (Stream *)e;
+  luaio__stream_uncount(s);            /* (its writes were cancelled) */
   s->eof = 1;
   luaio__wake_all(&s->readers);
   luaio__wake_all(&s->drainers);
