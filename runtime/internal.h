@@ -341,6 +341,7 @@ struct luaio_Runtime {
   int has_handler, has_factory;
   int cli;                     /* the CLI's loop: may nest one aio.run */
   luaio_Runtime *exit_next;    /* on exit.c's list of every runtime */
+  int exit_seen;               /* exit.c's atexit handler did its part */
   uv_thread_t owner;           /* the thread that made it */
   luaio_ReportFn report;       /* a host's report function, or NULL */
   void *report_ud;
