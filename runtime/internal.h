@@ -155,10 +155,13 @@ typedef struct Entry {
 /*
 ** A subsystem's object on one of the runtime's hook lists: the pass-end
 ** list (called once when the pass that queued it ends: streams send
-** what their tasks wrote) or the open list (called at shutdown to close
-** it: streams, servers, UDP sockets, processes, signal watches).  The
-** core unlinks a hook before it calls it.  leak, if set, names the kind
-** in the debug report of what was left open at loop close.
+** what their tasks wrote), the open list (called at shutdown to close
+** it: streams, servers, UDP sockets, processes, signal watches) or the
+** writing list (objects with output still queued, counted in
+** rt->wqueued; the hook is called when the run ends: see exit.c's
+** luaio__end_writing).  The core unlinks a hook before it calls it.
+** leak, if set, names the kind in the debug report of what was left
+** open at loop close.
 */
 typedef struct Hook Hook;
 typedef void (*HookFn) (luaio_Runtime *rt, Hook *h);
@@ -236,6 +239,7 @@ typedef struct TimerEntry {
 } TimerEntry;
 
 uint64_t luaio__now (luaio_Runtime *rt);
+uint64_t luaio__real_after (double seconds);
 int luaio__delay_ns (lua_State *L, int arg, const char *fname,
                     uint64_t *ns);
 int luaio__heap_push (luaio_Runtime *rt, uint64_t when, RunFn run, void *p);
@@ -256,6 +260,8 @@ void luaio__waitlist_open (lua_State *L);
 
 void luaio__exit_watch (luaio_Runtime *rt);
 void luaio__exit_unwatch (luaio_Runtime *rt);
+void luaio__end_writing (luaio_Runtime *rt, double seconds,
+                         const char *when);
 
 
 /* ---------------------------------------------------------- runtime */
@@ -318,6 +324,11 @@ struct luaio_Runtime {
   /* what subsystems registered */
   HookList pass_end;           /* to call when the pass ends (FIFO) */
   HookList open;               /* to close at shutdown */
+  HookList writing;            /* with output still queued: shutdown
+                                  waits for them (shutdown_timeout); then
+                                  luaio__end_writing calls their hooks */
+  size_t wqueued;              /* the bytes they queued, kept by them */
+  uint64_t wdeadline;          /* until when those hooks may block */
   struct { const void *key; void *p; } ext[LUAIO_NEXT];
   /* flags */
   int running_depth;           /* inside luaio__run_until */
@@ -332,6 +343,7 @@ struct luaio_Runtime {
   int has_handler, has_factory;
   int cli;                     /* the CLI's loop: may nest one aio.run */
   luaio_Runtime *exit_next;    /* on exit.c's list of every runtime */
+  int exit_seen;               /* exit.c's atexit handler did its part */
   uv_thread_t owner;           /* the thread that made it */
   luaio_ReportFn report;       /* a host's report function, or NULL */
   void *report_ud;

@@ -495,9 +495,10 @@ static void report_left_open (lua_State *L, luaio_Runtime *rt) {
 }
 
 /*
-** Shutdown: cancel every pending task once, run until they finish or
-** shutdown_timeout passes, abandon the rest, report never-retrieved
-** errors, close every handle, close the loop.
+** Shutdown: cancel every pending task once, run until they finish and
+** the streams have written what they queued, or shutdown_timeout
+** passes; abandon the tasks left, report never-retrieved errors, report
+** what will not be written, close every handle, close the loop.
 */
 void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   GState *G = rt->G;
@@ -507,9 +508,10 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   G->rt = rt;
   rt->running_depth++;
   luaio__cancel_all(L, rt);
-  deadline = uv_hrtime() + (uint64_t)(rt->shutdown_timeout * 1e9);
+  deadline = luaio__real_after(rt->shutdown_timeout);
   luaio__kick(rt);
-  while (rt->ntasks > 0 && !rt->fatal) {
+  luaio__end_pass(rt);       /* (coalesced writes join the queued ones) */
+  while ((rt->ntasks > 0 || rt->writing.head != NULL) && !rt->fatal) {
     uint64_t now = uv_hrtime();
     int alive;
     if (now >= deadline) break;
@@ -527,6 +529,8 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
   }
   if (rt->debug) report_left_open(L, rt);
+  luaio__end_pass(rt);
+  luaio__end_writing(rt, 0, "at loop close");  /* (closing drops it) */
   rt->running_depth--;
   G->rt = saved;
   luaio__sched_close(rt);    /* the loop's own handles */

@@ -84,8 +84,10 @@ LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
                                      char *err, size_t errlen);
 
 /*
-** Closes the runtime: cancels every task and lets it unwind (running the
-** loop, at most shutdown_timeout = 5 s), closes luaio's handles, frees
+** Closes the runtime: cancels every task and lets it unwind, and lets the
+** streams write what they queued (running the loop, at most
+** shutdown_timeout = 5 s; then one report says what is dropped), closes
+** luaio's handles, frees
 ** everything; closes the state if luaio made it, and the loop if it is
 ** private.  Called from inside a task or callback: LUAIO_ERROR, nothing
 ** done.  With a borrowed loop, the host's own callbacks may run meanwhile.

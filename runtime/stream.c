@@ -154,11 +154,13 @@ static void stream_destroy (Endpoint *e) {
   free(s);
 }
 
-/* The handle is closed: readers see EOF; who waits on it wakes.  An
-   empty read buffer (64 KiB once reading began) goes now, not when a
-   collection finds the reader and writer: the collector does not see it. */
+/* The handle is closed: its cancelled writes no longer count as queued;
+   readers see EOF; who waits on it wakes.  An empty read buffer (64 KiB
+   once reading began) goes now, not when a collection finds the reader
+   and writer: the collector does not see it. */
 static void stream_closed (Endpoint *e) {
   Stream *s = (Stream *)e;
+  luaio__stream_uncount(s);            /* (its writes were cancelled) */
   if (s->len == 0) {
     free(s->buf);
     s->buf = NULL;

@@ -86,9 +86,12 @@ typedef struct Stream {
   WaitList readers;
   size_t want;                 /* bytes a waiting readexactly needs */
   /* writing */
-  size_t wbuf, high, low;
+  size_t wbuf, high, low;      /* wbuf: bytes in write requests */
   int werr, eof_sent;
   WaitList drainers;
+  struct WriteReq *whead, *wtail;  /* its write requests, oldest first */
+  Hook writing;                /* on rt->writing while it counts bytes */
+  size_t counted;              /* its bytes in rt->wqueued */
   /* peername and sockname, kept from the start (asyncio caches them) */
   struct sockaddr_storage peer, sock;
   int has_names;
@@ -175,6 +178,7 @@ void luaio__stream_class (lua_State *L, const char *tname,
 /* ---------------------------------------------------------- stream_write.c */
 
 void luaio__stream_flush_pending (Stream *s);
+void luaio__stream_uncount (Stream *s);
 void luaio__stream_try_pending (Stream *s);
 void luaio__stream_drop_pending (Stream *s);
 void luaio__stream_check_writable (lua_State *L, Stream *s,

@@ -16,32 +16,72 @@
 ** (stream.c) and write_eof() let pending and queued data go out first; a
 ** stream closed at once still offers its pending bytes to the socket.
 **
+** The end of a run: a stream with queued bytes (and no write error) is
+** on the runtime's writing list, its bytes counted in rt->wqueued, so
+** shutdown runs the loop until they are written or shutdown_timeout
+** passes (loop.c), closed by the script or not.  Then, and at exit()
+** (os.exit), where the loop will not run again, its hook writes what
+** libuv still has queued itself, polling the socket until a deadline
+** (exit.c: none at loop close, shutdown_timeout at exit), and closes.
+**
 ** Cancellation: a cancelled drain leaves the data queued.
 */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "stream.h"
 
 
 /* ---------------------------------------------------------- sending */
 
+/* A write request: a copy of what the socket did not take at once. */
 typedef struct WriteReq {
   uv_write_t req;
   Stream *s;
+  struct WriteReq *prev, *next;  /* s's requests, oldest first */
   size_t len;
   char data[1];
 } WriteReq;
+
+static void write_at_end (luaio_Runtime *rt, Hook *h);
+
+/* s counts n bytes still to write in rt->wqueued; it is on the runtime's
+   writing list while n > 0. */
+static void count (Stream *s, size_t n) {
+  luaio_Runtime *rt = s->ep.rt;
+  rt->wqueued = rt->wqueued - s->counted + n;
+  s->counted = n;
+  if (n == 0) luaio__unhook(&rt->writing, &s->writing);
+  else if (!s->writing.linked)
+    luaio__hook(&rt->writing, &s->writing, write_at_end);
+}
+
+/* s writes nothing more (its handle is closed). */
+void luaio__stream_uncount (Stream *s) {
+  count(s, 0);
+}
 
 static void on_write (uv_write_t *req, int status) {
   WriteReq *w = (WriteReq *)req;
   Stream *s = w->s;
   s->wbuf -= w->len;
+  if (w->prev != NULL) w->prev->next = w->next;
+  else s->whead = w->next;
+  if (w->next != NULL) w->next->prev = w->prev;
+  else s->wtail = w->prev;
   free(w);
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) {
     s->werr = status;
     luaio__wake_all(&s->drainers);
   }
+  /* after an error, or a write cancelled by a close, nothing more will
+     be written */
+  count(s, s->werr != 0 || status == UV_ECANCELED ? 0 : s->wbuf);
   if (s->wbuf <= s->low) luaio__wake_all(&s->drainers);
   if (s->ep.closing && (s->wbuf == 0 || s->werr != 0))
     luaio__stream_close_now(s);
@@ -71,8 +111,89 @@ static int send_bytes (Stream *s, const char *p, size_t len) {
   b = uv_buf_init(w->data, (unsigned)len);
   r = uv_write(&w->req, &s->u.s, &b, 1, on_write);
   if (r != 0) { free(w); return r; }
+  w->next = NULL;
+  w->prev = s->wtail;
+  if (s->wtail != NULL) s->wtail->next = w;
+  else s->whead = w;
+  s->wtail = w;
   s->wbuf += len;
+  if (s->werr == 0) count(s, s->wbuf);
   return 0;
+}
+
+
+/* ---------------------------------------------------------- at exit() */
+
+/*
+** Writes n bytes of p to fd, which is non-blocking, polling it while it
+** is full until deadline (uv_hrtime): returns how many it wrote.  A
+** socket is written with send(MSG_NOSIGNAL): a peer gone is an error,
+** not a SIGPIPE at exit.
+*/
+static size_t write_until (uv_os_fd_t fd, const char *p, size_t n,
+                           uint64_t deadline) {
+  size_t done = 0;
+  int sock = 1;
+  while (done < n) {
+    ssize_t r;
+    if (sock) {
+      r = send(fd, p + done, n - done, MSG_NOSIGNAL);
+      if (r < 0 && errno == ENOTSOCK) { sock = 0; continue; }
+    }
+    else r = write(fd, p + done, n - done);
+    if (r > 0) done += (size_t)r;
+    else if (r < 0 && errno == EINTR) continue;
+    else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd;
+      uint64_t now = uv_hrtime(), ms;
+      if (now >= deadline) break;
+      ms = (deadline - now) / 1000000 + 1;
+      pfd.fd = fd;
+      pfd.events = POLLOUT;
+      pfd.revents = 0;
+      if (poll(&pfd, 1, ms > INT_MAX ? INT_MAX : (int)ms) < 0 &&
+          errno != EINTR)
+        break;
+    }
+    else break;                        /* an error: the peer is gone */
+  }
+  return done;
+}
+
+/*
+** The hook of a stream on the writing list, called when the run ends
+** and the loop will not write again (exit.c): at loop close, after
+** shutdown_timeout, and at exit().  What libuv has not written yet --
+** the last uv_stream_get_write_queue_size() bytes of s's requests, in
+** order: the requests before them are written, their callbacks not run
+** -- is written now, until rt->wdeadline.  Then the handle is closed, so
+** that libuv, should the loop run again, cannot write the bytes a second
+** time (it cancels the requests).  What could not be written stays
+** counted, and s on the list.  (libuv's queue is only read, through its
+** public API.)
+*/
+static void write_at_end (luaio_Runtime *rt, Hook *h) {
+  Stream *s = (Stream *)((char *)h - offsetof(Stream, writing));
+  size_t left = uv_stream_get_write_queue_size(&s->u.s), skip;
+  uv_os_fd_t fd;
+  WriteReq *w;
+  if (!luaio__ep_live(&s->ep) || uv_fileno(&s->u.h, &fd) != 0) {
+    count(s, 0);                       /* closed at once: dropped */
+    return;
+  }
+  if (left > s->wbuf) left = s->wbuf;
+  skip = s->wbuf - left;
+  for (w = s->whead; w != NULL && skip >= w->len; w = w->next)
+    skip -= w->len;
+  for (; w != NULL && left > 0; w = w->next) {
+    size_t n = w->len - skip;
+    size_t done = write_until(fd, w->data + skip, n, rt->wdeadline);
+    left -= done;
+    skip = 0;
+    if (done < n) break;
+  }
+  luaio__stream_close_now(s);
+  count(s, left);
 }
 
 

@@ -44,6 +44,13 @@ int luaio__delay_ns (lua_State *L, int arg, const char *fname,
   return 0;
 }
 
+/* The real clock's time seconds (>= 0) from now; a longer wait than
+   MAX_DELAY (math.huge) is as long as MAX_DELAY. */
+uint64_t luaio__real_after (double seconds) {
+  if (seconds > MAX_DELAY) seconds = MAX_DELAY;
+  return uv_hrtime() + (uint64_t)(seconds * 1e9);
+}
+
 
 /* ---------------------------------------------------------- the heap */
 

@@ -181,7 +181,9 @@ Runner.__index = Runner
 Runner.__name = "Runner"
 
 --- aio.Runner([opts]) -> runner; opts: debug, clock ("real"|"virtual"),
---- shutdown_timeout (seconds, default 5).
+--- shutdown_timeout (seconds, default 5, or LUAIO_SHUTDOWN_TIMEOUT): how
+--- long closing waits for tasks to unwind and streams to write what they
+--- queued.
 function M.Runner(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #1 to 'Runner' (table expected, got %s)"):format(
@@ -190,6 +192,17 @@ function M.Runner(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   if o.debug == nil and os.getenv("LUAIO_DEBUG") == "1" then o.debug = true end
+  if o.shutdown_timeout == nil then
+    local env = os.getenv("LUAIO_SHUTDOWN_TIMEOUT")
+    if env ~= nil then
+      local t = tonumber(env)
+      if t == nil or t < 0 then   -- (tonumber makes no NaN)
+        error(("LUAIO_SHUTDOWN_TIMEOUT must be a number of seconds >= 0 "
+          .. "(got %q)"):format(env), 0)
+      end
+      o.shutdown_timeout = t
+    end
+  end
   return setmetatable({ _opts = o }, Runner)
 end
 
