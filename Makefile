@@ -90,9 +90,17 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/signal.c runtime/sigpipe.c runtime/queue.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
+  runtime/http_parser.c \
   runtime/thread.c runtime/process.c \
   runtime/loop.c runtime/init.c runtime/embed.c
-CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o)
+CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
+
+# llhttp, Node's HTTP parser: Debian's node-llhttp ships its C sources.
+# They are third-party code: built with their own flags (-Wall, not
+# -Wextra -Werror: they have unused parameters).
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+LLHTTP_OBJ = $(B)/obj/llhttp_llhttp.o $(B)/obj/llhttp_api.o $(B)/obj/llhttp_http.o
 LUA_SRC = $(sort $(wildcard lua/luaio/*.lua))
 DEPS = $(wildcard runtime/*.h)
 
@@ -100,6 +108,12 @@ all: $(B)/luaio $(B)/libluaio.a $(B)/libluaio.so $(B)/lib/luaio/core.so $(TLS_MO
 
 $(B)/obj/%.o: runtime/%.c $(DEPS) | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/obj/http_parser.o: runtime/http_parser.c $(DEPS) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+
+$(B)/obj/llhttp_%.o: $(LLHTTP_DIR)/%.c | $(B)/obj
+	$(CC) $(OPT) -Wall -std=gnu99 -fPIC -fvisibility=hidden -I$(LLHTTP_INC) -c -o $@ $<
 
 $(B)/libluaio.a: $(CORE_OBJ) $(LIB_TLS_OBJ) $(B)/obj/stdlib.o
 	rm -f $@
@@ -131,7 +145,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 	mkdir -p $@
 
 # ---------------------------------------------------------------- deps
-DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks \
+DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

@@ -27,6 +27,7 @@ static void (*const parts[]) (lua_State *L) = {
   luaio__fs_open,
   luaio__process_open,
   luaio__thread_open,
+  luaio__http_parser_open,
   NULL
 };
 

@@ -530,6 +530,11 @@ void luaio__thread_open (lua_State *L);
 void luaio__process_open (lua_State *L);
 
 
+/* ---------------------------------------------------------- http_parser.c */
+
+void luaio__http_parser_open (lua_State *L);
+
+
 /* ---------------------------------------------------------- loop.c */
 
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);

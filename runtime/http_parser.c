@@ -1,0 +1,450 @@
+/*
+** http_parser.c -- core.http_parser: HTTP/1.x messages parsed by llhttp
+** (Node's parser; Debian's node-llhttp ships its C sources), pulled one
+** event at a time by the Lua side of aio.http.
+**
+**   p = core.http_parser("request" | "response" [, limits])
+**     limits: max_head (bytes of a message head, 8192), max_headers (100),
+**             max_uri (8192)
+**   ev, pos, x, y = p:execute(data [, init])   parses data from init on:
+**     "head", pos, head     a head is complete: head is a table (below)
+**     "done", pos, body     the message is complete; body: the body bytes
+**                           that came in this call before its end
+**     "more", pos, body     data is used up (pos = #data + 1); body: the
+**                           body bytes it held ("" if none)
+**     "upgrade", pos        the message is complete and asks for another
+**                           protocol: data from pos on is not HTTP
+**     "error", pos, code, reason   code: llhttp's name ("HPE_INVALID_METHOD"
+**                           ...) or ours: "HEAD_TOO_LARGE", "URI_TOO_LONG",
+**                           "TOO_MANY_HEADERS"; every later call fails too
+**   p:finish() -> "done", body | nil | "error", nil, code, reason  (EOF: a
+**     response whose body runs to the end of the connection ends here)
+**   p:skip_body()  the coming response has no body (it answers HEAD)
+**   head: {method, target (requests) | status, reason (responses),
+**          version ("1.1"), headers = {name1, value1, name2, value2, ...}
+**          (as sent, in order), keep_alive, upgrade, chunked,
+**          content_length (nil if none)}
+**
+** llhttp calls back with pieces of the data; they are copied into the
+** parser's head buffer (the head may arrive over many calls) and its
+** body buffer (this call's body bytes).  A complete head and a complete
+** message pause llhttp, so execute returns there.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "llhttp.h"
+
+#include "internal.h"
+
+#define LUAIO_HTTP_PARSER "luaio.HttpParser"
+
+enum { EV_NONE, EV_HEAD, EV_DONE };
+
+/* One header: its name and value in the head buffer. */
+typedef struct Field {
+  size_t name, nlen, value, vlen;
+} Field;
+
+typedef struct Parser {
+  llhttp_t p;
+  llhttp_settings_t s;
+  /* the head: the URL (or reason) first, then names and values */
+  char *head;
+  size_t hlen, hcap;
+  size_t ulen;                 /* the URL's (or reason's) length */
+  Field *fields;
+  int nfields, fcap;
+  int piece;                   /* the last piece: 0 none, 1 name, 2 value */
+  size_t raw;                  /* bytes of the head seen so far */
+  int in_head;                 /* a message began, its head is not done */
+  /* this call's body bytes */
+  char *body;
+  size_t blen, bcap;
+  /* what the last pause was for */
+  int event;
+  int head_out;                /* the head of a message without a body
+                                  (skip_body) is still to be returned */
+  int skip;                    /* the next response has no body */
+  int done_next;               /* "done" is due before parsing on */
+  int stuck;                   /* failed outside llhttp: fails again */
+  /* our own error */
+  const char *code, *reason;
+  /* limits */
+  size_t max_head, max_uri;
+  int max_headers;
+} Parser;
+
+
+/* ---------------------------------------------------------- buffers */
+
+/* Appends n bytes to *buf (of length *len and capacity *cap): 0 when out
+   of memory. */
+static int append (char **buf, size_t *len, size_t *cap, const char *at,
+                   size_t n) {
+  if (*len + n > *cap) {
+    size_t c = *cap ? *cap : 256;
+    char *nb;
+    while (c < *len + n) c *= 2;
+    nb = (char *)realloc(*buf, c);
+    if (nb == NULL) return 0;
+    *buf = nb;
+    *cap = c;
+  }
+  memcpy(*buf + *len, at, n);
+  *len += n;
+  return 1;
+}
+
+/* Refuses the message with our own code (llhttp then reports HPE_USER). */
+static int refuse (Parser *q, const char *code, const char *reason) {
+  q->code = code;
+  q->reason = reason;
+  llhttp_set_error_reason(&q->p, reason);
+  return HPE_USER;
+}
+
+static int out_of_memory (Parser *q) {
+  return refuse(q, "ENOMEM", "not enough memory");
+}
+
+/* Head bytes: at most max_head of them. */
+static int head_bytes (Parser *q, const char *at, size_t n) {
+  if (q->hlen + n > q->max_head)
+    return refuse(q, "HEAD_TOO_LARGE", "the message head is too large");
+  if (!append(&q->head, &q->hlen, &q->hcap, at, n)) return out_of_memory(q);
+  return 0;
+}
+
+
+/* ---------------------------------------------------------- callbacks */
+
+static Parser *parser_of (llhttp_t *p) {
+  return (Parser *)p->data;
+}
+
+static int on_message_begin (llhttp_t *p) {
+  Parser *q = parser_of(p);
+  q->hlen = q->ulen = 0;
+  q->nfields = 0;
+  q->piece = 0;
+  q->raw = 0;
+  q->in_head = 1;
+  return 0;
+}
+
+/* The URL of a request, or the reason phrase of a response. */
+static int on_first_line (llhttp_t *p, const char *at, size_t n) {
+  Parser *q = parser_of(p);
+  if (q->p.type == HTTP_REQUEST && q->ulen + n > q->max_uri)
+    return refuse(q, "URI_TOO_LONG", "the request target is too long");
+  q->ulen += n;
+  return head_bytes(q, at, n);
+}
+
+static int on_header_field (llhttp_t *p, const char *at, size_t n) {
+  Parser *q = parser_of(p);
+  if (q->piece != 1) {                 /* a new header */
+    Field *f;
+    if (q->nfields >= q->max_headers)
+      return refuse(q, "TOO_MANY_HEADERS", "too many header fields");
+    if (q->nfields == q->fcap) {
+      int c = q->fcap ? 2 * q->fcap : 16;
+      Field *nf = (Field *)realloc(q->fields, (size_t)c * sizeof(Field));
+      if (nf == NULL) return out_of_memory(q);
+      q->fields = nf;
+      q->fcap = c;
+    }
+    f = &q->fields[q->nfields++];
+    f->name = q->hlen;
+    f->nlen = f->value = f->vlen = 0;
+    q->piece = 1;
+  }
+  q->fields[q->nfields - 1].nlen += n;
+  return head_bytes(q, at, n);
+}
+
+static int on_header_value (llhttp_t *p, const char *at, size_t n) {
+  Parser *q = parser_of(p);
+  Field *f = &q->fields[q->nfields - 1];
+  if (q->piece != 2) {
+    f->value = q->hlen;
+    q->piece = 2;
+  }
+  f->vlen += n;
+  return head_bytes(q, at, n);
+}
+
+static int on_headers_complete (llhttp_t *p) {
+  Parser *q = parser_of(p);
+  q->in_head = 0;
+  q->event = EV_HEAD;
+  if (q->skip) {                       /* no body: on to its end */
+    q->skip = 0;
+    q->head_out = 1;
+    return 1;
+  }
+  return HPE_PAUSED;
+}
+
+static int on_body (llhttp_t *p, const char *at, size_t n) {
+  Parser *q = parser_of(p);
+  if (!append(&q->body, &q->blen, &q->bcap, at, n)) return out_of_memory(q);
+  return 0;
+}
+
+static int on_message_complete (llhttp_t *p) {
+  Parser *q = parser_of(p);
+  q->event = EV_DONE;
+  return HPE_PAUSED;
+}
+
+
+/* ---------------------------------------------------------- results */
+
+/* Pushes the head just completed (see the top of the file). */
+static void push_head (lua_State *L, Parser *q) {
+  llhttp_t *p = &q->p;
+  int i;
+  lua_createtable(L, 0, 9);
+  if (p->type == HTTP_REQUEST) {
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, q->head, q->ulen);
+    lua_setfield(L, -2, "target");
+  }
+  else {
+    lua_pushinteger(L, p->status_code);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, q->head, q->ulen);
+    lua_setfield(L, -2, "reason");
+  }
+  lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
+  lua_setfield(L, -2, "version");
+  lua_createtable(L, 2 * q->nfields, 0);
+  for (i = 0; i < q->nfields; i++) {
+    Field *f = &q->fields[i];
+    lua_pushlstring(L, q->head + f->name, f->nlen);
+    lua_rawseti(L, -2, 2 * i + 1);
+    lua_pushlstring(L, q->head + f->value, f->vlen);
+    lua_rawseti(L, -2, 2 * i + 2);
+  }
+  lua_setfield(L, -2, "headers");
+  lua_pushboolean(L, llhttp_should_keep_alive(p));
+  lua_setfield(L, -2, "keep_alive");
+  lua_pushboolean(L, p->upgrade);
+  lua_setfield(L, -2, "upgrade");
+  lua_pushboolean(L, (p->flags & F_CHUNKED) != 0);
+  lua_setfield(L, -2, "chunked");
+  if (p->flags & F_CONTENT_LENGTH) {
+    lua_pushinteger(L, (lua_Integer)p->content_length);
+    lua_setfield(L, -2, "content_length");
+  }
+}
+
+/* Pushes this call's body bytes (and forgets them). */
+static void push_body (lua_State *L, Parser *q) {
+  lua_pushlstring(L, q->body != NULL ? q->body : "", q->blen);
+  q->blen = 0;
+}
+
+/* Pushes "error", pos, code, reason for llhttp's error err. */
+static int push_error (lua_State *L, Parser *q, llhttp_errno_t err,
+                       lua_Integer pos) {
+  const char *reason = llhttp_get_error_reason(&q->p);
+  lua_pushliteral(L, "error");
+  if (pos > 0) lua_pushinteger(L, pos);
+  else lua_pushnil(L);
+  if (err == HPE_USER && q->code != NULL) {
+    lua_pushstring(L, q->code);
+    lua_pushstring(L, q->reason);
+  }
+  else {
+    lua_pushstring(L, llhttp_errno_name(err));
+    lua_pushstring(L, reason != NULL ? reason : "invalid HTTP");
+  }
+  return 4;
+}
+
+
+/* ---------------------------------------------------------- methods */
+
+static Parser *checkparser (lua_State *L) {
+  return (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
+}
+
+/* Whether the head has grown past max_head (whitespace and line ends,
+   which the callbacks do not see, included). */
+static int head_too_large (Parser *q, size_t used) {
+  if (!q->in_head) return 0;
+  q->raw += used;
+  return q->raw > q->max_head;
+}
+
+/* p:execute(data [, init]) -> event, pos, ... (see the top) */
+static int p_execute (lua_State *L) {
+  Parser *q = checkparser(L);
+  size_t len, off;
+  const char *data = luaL_checklstring(L, 2, &len);
+  lua_Integer init = luaL_optinteger(L, 3, 1);
+  llhttp_errno_t err;
+  luaL_argcheck(L, init >= 1 && (size_t)init <= len + 1, 3,
+                "initial position out of range");
+  off = (size_t)init - 1;
+  if (q->stuck) return push_error(L, q, HPE_USER, init);
+  if (q->done_next) {                  /* a head without a body */
+    q->done_next = 0;
+    lua_pushliteral(L, "done");
+    lua_pushinteger(L, init);
+    push_body(L, q);
+    return 3;
+  }
+  err = llhttp_get_errno(&q->p);
+  if (err == HPE_PAUSED_UPGRADE) {     /* the rest is not HTTP */
+    lua_pushliteral(L, "upgrade");
+    lua_pushinteger(L, init);
+    return 2;
+  }
+  if (err != HPE_OK && err != HPE_PAUSED)   /* failed before: fails again */
+    return push_error(L, q, err, init);
+  if (err == HPE_PAUSED) llhttp_resume(&q->p);
+  q->event = EV_NONE;
+  q->blen = 0;
+  err = llhttp_execute(&q->p, data + off, len - off);
+  if (err == HPE_OK) {
+    if (head_too_large(q, len - off)) {
+      q->stuck = 1;
+      return push_error(L, q, refuse(q, "HEAD_TOO_LARGE",
+                        "the message head is too large"), (lua_Integer)len + 1);
+    }
+    lua_pushliteral(L, "more");
+    lua_pushinteger(L, (lua_Integer)len + 1);
+    push_body(L, q);
+    return 3;
+  }
+  off = (size_t)(llhttp_get_error_pos(&q->p) - data);
+  if (err == HPE_PAUSED_UPGRADE) {
+    lua_pushliteral(L, "upgrade");
+    lua_pushinteger(L, (lua_Integer)off + 1);
+    return 2;
+  }
+  if (err != HPE_PAUSED) return push_error(L, q, err, (lua_Integer)off + 1);
+  if (q->event == EV_HEAD || q->head_out) {
+    if (q->head_out) {                 /* paused at its end, in fact */
+      q->head_out = 0;
+      q->done_next = 1;
+    }
+    lua_pushliteral(L, "head");
+    lua_pushinteger(L, (lua_Integer)off + 1);
+    push_head(L, q);
+    return 3;
+  }
+  lua_pushliteral(L, "done");
+  lua_pushinteger(L, (lua_Integer)off + 1);
+  push_body(L, q);
+  return 3;
+}
+
+/* p:finish(): the connection ended (see the top). */
+static int p_finish (lua_State *L) {
+  Parser *q = checkparser(L);
+  llhttp_errno_t err;
+  if (llhttp_get_errno(&q->p) == HPE_PAUSED) llhttp_resume(&q->p);
+  q->event = EV_NONE;
+  q->blen = 0;
+  err = llhttp_finish(&q->p);
+  if (q->stuck) return push_error(L, q, HPE_USER, 0);
+  if (err != HPE_OK && err != HPE_PAUSED) return push_error(L, q, err, 0);
+  if (q->event != EV_DONE) return 0;
+  lua_pushliteral(L, "done");
+  push_body(L, q);
+  return 2;
+}
+
+/* p:skip_body(): the coming response answers a HEAD request. */
+static int p_skip_body (lua_State *L) {
+  checkparser(L)->skip = 1;
+  return 0;
+}
+
+static int p_gc (lua_State *L) {
+  Parser *q = (Parser *)lua_touserdata(L, 1);
+  free(q->head);
+  free(q->fields);
+  free(q->body);
+  q->head = q->body = NULL;
+  q->fields = NULL;
+  q->hcap = q->bcap = 0;
+  q->fcap = 0;
+  return 0;
+}
+
+static size_t limit (lua_State *L, int t, const char *k, size_t d) {
+  lua_Integer v;
+  if (lua_getfield(L, t, k) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return d;
+  }
+  v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+  if (v <= 0)
+    luaL_error(L, "http_parser: limit '%s' must be a positive integer", k);
+  lua_pop(L, 1);
+  return (size_t)v;
+}
+
+/* core.http_parser(kind [, limits]) -> parser */
+static int l_http_parser (lua_State *L) {
+  static const char *const kinds[] = {"request", "response", NULL};
+  int kind = luaL_checkoption(L, 1, NULL, kinds);
+  Parser *q;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  q = (Parser *)lua_newuserdatauv(L, sizeof(Parser), 0);
+  memset(q, 0, sizeof(*q));
+  luaL_setmetatable(L, LUAIO_HTTP_PARSER);
+  q->max_head = 8192;
+  q->max_uri = 8192;
+  q->max_headers = 100;
+  if (!lua_isnoneornil(L, 2)) {
+    q->max_head = limit(L, 2, "max_head", q->max_head);
+    q->max_uri = limit(L, 2, "max_uri", q->max_uri);
+    q->max_headers = (int)limit(L, 2, "max_headers", 100);
+  }
+  llhttp_settings_init(&q->s);
+  q->s.on_message_begin = on_message_begin;
+  q->s.on_url = on_first_line;
+  q->s.on_status = on_first_line;
+  q->s.on_header_field = on_header_field;
+  q->s.on_header_value = on_header_value;
+  q->s.on_headers_complete = on_headers_complete;
+  q->s.on_body = on_body;
+  q->s.on_message_complete = on_message_complete;
+  llhttp_init(&q->p, kind == 0 ? HTTP_REQUEST : HTTP_RESPONSE, &q->s);
+  q->p.data = q;
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"execute", p_execute},
+  {"finish", p_finish},
+  {"skip_body", p_skip_body},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"http_parser", l_http_parser},
+  {NULL, NULL}
+};
+
+void luaio__http_parser_open (lua_State *L) {
+  if (luaL_newmetatable(L, LUAIO_HTTP_PARSER)) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, p_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "HttpParser");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  luaio__setfuncs(L, funcs);
+}
