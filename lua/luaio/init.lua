@@ -318,6 +318,8 @@ end
 
 parts.fs = function() rawset(M, "fs", require "luaio.fs") end
 
+parts.http = function() rawset(M, "http", require "luaio.http") end
+
 local function part_process()
   local process = require "luaio.process"
   process._aio = M
