@@ -15,7 +15,7 @@ N2=${N2:-1000000}; N3=${N3:-100000}; N5=${N5:-10000}
 export W4_D=${W4_D:-5}
 if [ "${QUICK:-0}" = 1 ]; then
   RUNS=1; N1=20000; N1M=100000; NWAVE=100000; N2=100000; N3=20000; N5=2000
-  export W4_D=1 W4_W=0.3
+  export W4_D=1 W4_W=0.3 W6_D=1
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -37,6 +37,13 @@ startup() { # peer cmd...
 
 have_py=0; command -v python3 >/dev/null && have_py=1
 have_node=0; command -v node >/dev/null && have_node=1
+# W6 (HTTP): wrk drives every server; aiohttp runs on uvloop (Debian's
+# python3-aiohttp and python3-uvloop, under /usr/bin/python3); h2o (C) is
+# the ceiling
+have_wrk=0; command -v wrk >/dev/null && have_wrk=1
+have_aiohttp=0; /usr/bin/python3 -c "import aiohttp, uvloop" 2>/dev/null && have_aiohttp=1
+have_h2o=0; command -v h2o >/dev/null && have_h2o=1
+export W6_D=${W6_D:-5}
 w4=""; [ -x "$here/../build/bench/loadgen" ] && w4=1
 # W4 over TLS: a throwaway certificate (EC P-256) for every server
 w4tls=""
@@ -82,6 +89,17 @@ while [ $pass -lt "$RUNS" ]; do
     [ $have_node = 1 ] && run W4tls node sh "$here/w4.sh" node 9314 node "$peers/w4_tls_echo.js"
     unset LOADGEN
   fi
+  if [ $have_wrk = 1 ]; then
+    for w6 in W6 W6close; do
+      W6_CLOSE=0; [ $w6 = W6close ] && W6_CLOSE=1
+      export W6_CLOSE
+      run $w6 luaio sh "$here/w6.sh" luaio 9601 "$cli" "$here/w6_hello.lua"
+      [ $have_node = 1 ] && run $w6 node sh "$here/w6.sh" node 9602 node "$peers/w6_hello.js"
+      [ $have_aiohttp = 1 ] && run $w6 aiohttp sh "$here/w6.sh" aiohttp 9603 /usr/bin/python3 "$peers/w6_hello.py"
+      [ $have_h2o = 1 ] && run $w6 h2o sh "$here/w6.sh" h2o 9604 sh "$peers/w6_h2o.sh"
+    done
+    unset W6_CLOSE
+  fi
   run W5 luaio "$cli" "$here/w5_waitfor.lua" "$N5"
   [ $have_py = 1 ] && run W5 asyncio python3 "$peers/w5_waitfor.py" "$N5"
   [ $have_node = 1 ] && run W5 node node "$peers/w5_waitfor.js" "$N5"
@@ -93,4 +111,4 @@ while [ $pass -lt "$RUNS" ]; do
 done
 
 lua5.4 "$here/table.lua" "$tmp/results" \
-  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s; $RUNS pass(es)"
+  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close); $RUNS pass(es)"
