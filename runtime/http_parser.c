@@ -19,7 +19,8 @@
 **                           "TOO_MANY_HEADERS"; every later call fails too
 **   p:finish() -> "done", body | nil | "error", nil, code, reason  (EOF: a
 **     response whose body runs to the end of the connection ends here)
-**   p:skip_body()  the coming response has no body (it answers HEAD)
+**   p:skip_body()  the coming final response has no body (it answers
+**     HEAD); interim (1xx), 204 and 304 responses never have one
 **   head: {method, target (requests) | status, reason (responses),
 **          version ("1.1"), headers = {name1, value1, name2, value2, ...}
 **          (as sent, in order), keep_alive, upgrade, chunked,
@@ -175,12 +176,24 @@ static int on_header_value (llhttp_t *p, const char *at, size_t n) {
   return head_bytes(q, at, n);
 }
 
+/* Whether the response just parsed has no body whatever its headers say:
+   1xx, 204 and 304 (RFC 9112, 6.3).  llhttp 8 would read a body its
+   Content-Length or chunked encoding announces, eating the next
+   response; llhttp 9 decides this itself. */
+static int bodiless (llhttp_t *p) {
+  return p->type == HTTP_RESPONSE &&
+         (p->status_code / 100 == 1 || p->status_code == 204 ||
+          p->status_code == 304);
+}
+
 static int on_headers_complete (llhttp_t *p) {
   Parser *q = parser_of(p);
   q->in_head = 0;
   q->event = EV_HEAD;
-  if (q->skip) {                       /* no body: on to its end */
-    q->skip = 0;
+  if (q->skip || bodiless(p)) {        /* no body: on to its end */
+    /* an interim response (1xx but 101) comes before the one skip_body
+       is for */
+    if (!(p->status_code / 100 == 1 && p->status_code != 101)) q->skip = 0;
     q->head_out = 1;
     return 1;
   }

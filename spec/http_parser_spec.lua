@@ -359,6 +359,41 @@ describe("core.http_parser", function()
       end
     end)
 
+    it("204, 304 and 1xx have no body even with a Content-Length or chunked", function()
+      -- (llhttp 8 read the announced body: the next response's bytes)
+      local next = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+      for _, head in ipairs {
+        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 103 Early Hints\r\nTransfer-Encoding: chunked\r\n\r\n",
+      } do
+        local ev = events("response", head .. next)
+        assert.same({ "done" }, ev[2], head)
+        assert.equal(200, ev[3][2].status, head)
+        assert.same({ { "body", "ok" }, { "done" } }, { ev[4], ev[5] })
+        assert.same(ev, drive("response", bytes(head .. next)))
+        local h = ev[1][2]
+        assert.is_true(h.content_length ~= nil or h.chunked)
+      end
+    end)
+
+    it("skip_body() outlives interim responses: it is for the final one", function()
+      -- (it was used up by a 103 Early Hints, and the HEAD answer's
+      -- Content-Length then swallowed the next response)
+      local data = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" ..
+        "HTTP/1.1 100 Continue\r\n\r\n" ..
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" ..
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+      local ev = events("response", data, nil, { skip = true })
+      local seen = {}
+      for _, e in ipairs(ev) do
+        seen[#seen + 1] = e[1] == "head" and e[2].status or e[1] == "body" and "body:" .. e[2] or e[1]
+      end
+      assert.same({ 103, "done", 100, "done", 200, "done", 200, "body:ok", "done" }, seen)
+    end)
+
     it("a body until EOF, ended by finish()", function()
       local p = core.http_parser("response")
       local data = "HTTP/1.1 200 OK\r\n\r\nsome"
