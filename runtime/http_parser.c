@@ -18,7 +18,8 @@
 **                           ...) or ours: "HEAD_TOO_LARGE", "URI_TOO_LONG",
 **                           "TOO_MANY_HEADERS"; every later call fails too
 **   p:finish() -> "done", body | nil | "error", nil, code, reason  (EOF: a
-**     response whose body runs to the end of the connection ends here)
+**     response whose body runs to the end of the connection ends here;
+**     nil: no message was under way; an error as execute's, and sticky)
 **   p:skip_body()  the coming final response has no body (it answers
 **     HEAD); interim (1xx), 204 and 304 responses never have one
 **   head: {method, target (requests) | status, reason (responses),
@@ -361,14 +362,38 @@ static int p_execute (lua_State *L) {
 /* p:finish(): the connection ended (see the top). */
 static int p_finish (lua_State *L) {
   Parser *q = checkparser(L);
-  llhttp_errno_t err;
-  if (llhttp_get_errno(&q->p) == HPE_PAUSED) llhttp_resume(&q->p);
+  llhttp_errno_t err = llhttp_get_errno(&q->p);
+  if (q->stuck) return push_error(L, q, HPE_USER, 0);
+  if (q->done_next) {                  /* the end of a head without body */
+    q->done_next = 0;
+    lua_pushliteral(L, "done");
+    push_body(L, q);
+    return 2;
+  }
+  if (err == HPE_PAUSED_UPGRADE) return 0;
+  if (err != HPE_OK && err != HPE_PAUSED)   /* failed before: fails again */
+    return push_error(L, q, err, 0);
   q->event = EV_NONE;
   q->blen = 0;
-  err = llhttp_finish(&q->p);
-  if (q->stuck) return push_error(L, q, HPE_USER, 0);
-  if (err != HPE_OK && err != HPE_PAUSED) return push_error(L, q, err, 0);
-  if (q->event != EV_DONE) return 0;
+  if (err == HPE_PAUSED) {
+    /* llhttp_finish judges the state at the pause, but what follows a
+       message's end or a head (the message's end, the choice of a body)
+       is still to run: run it */
+    llhttp_resume(&q->p);
+    err = llhttp_execute(&q->p, "", 0);
+    if (err == HPE_PAUSED_UPGRADE) return 0;
+    if (err != HPE_OK && !(err == HPE_PAUSED && q->event == EV_DONE))
+      return push_error(L, q, err, 0);
+  }
+  if (q->event != EV_DONE) {           /* (else a message ended above) */
+    err = llhttp_finish(&q->p);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+      q->stuck = 1;                    /* later calls fail as this one */
+      refuse(q, llhttp_errno_name(err), llhttp_get_error_reason(&q->p));
+      return push_error(L, q, HPE_USER, 0);
+    }
+    if (q->event != EV_DONE) return 0;
+  }
   lua_pushliteral(L, "done");
   push_body(L, q);
   return 2;

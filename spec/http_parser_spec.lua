@@ -442,6 +442,66 @@ describe("core.http_parser", function()
       assert.same({}, { core.http_parser("request"):finish() })
     end)
 
+    it("finish() right after done: nothing (the peer closed between messages)", function()
+      -- (it was HPE_INVALID_EOF_STATE: llhttp_finish judged the state of
+      -- the pause at the message's end)
+      for kind, data in pairs {
+        request = "GET / HTTP/1.1\r\n\r\n",
+        response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab",
+      } do
+        local p = core.http_parser(kind)
+        local ev, pos = p:execute(data)
+        assert.equal("head", ev)
+        assert.equal("done", (p:execute(data, pos)))
+        assert.same({}, { p:finish() })
+        assert.same({}, { p:finish() })
+      end
+    end)
+
+    it("finish() right after the head of a body until EOF: done", function()
+      local p = core.http_parser("response")
+      assert.equal("head", (p:execute("HTTP/1.1 200 OK\r\n\r\n")))
+      assert.same({ "done", "" }, { p:finish() })
+    end)
+
+    it("finish() right after the head of a message without body: its done", function()
+      local p = core.http_parser("response")
+      assert.equal("head", (p:execute("HTTP/1.1 204 No Content\r\n\r\n")))
+      assert.same({ "done", "" }, { p:finish() })
+      assert.same({}, { p:finish() })
+      p = core.http_parser("request")
+      assert.equal("head", (p:execute("GET / HTTP/1.1\r\n\r\n")))
+      assert.same({ "done", "" }, { p:finish() })
+    end)
+
+    it("finish() after an error gives the error again, and its error is sticky", function()
+      -- (it returned nothing after an execute error: a clean EOF)
+      local p = core.http_parser("request")
+      assert.equal("error", (p:execute("BREW / HTTP/1.1\r\n\r\n")))
+      assert.same({ "error", nil, "HPE_INVALID_METHOD", "Invalid method encountered" }, { p:finish() })
+      p = core.http_parser("request", { max_head = 50 })
+      assert.equal("error", (p:execute("GET / HTTP/1.1\r\nX: " .. ("y"):rep(100) .. "\r\n")))
+      assert.same({ "error", nil, "HEAD_TOO_LARGE", "the message head is too large" }, { p:finish() })
+      p = core.http_parser("response")
+      local data = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"
+      local _, pos = p:execute(data)
+      assert.equal("more", (p:execute(data, pos)))
+      local eof = { "error", nil, "HPE_INVALID_EOF_STATE", "Invalid EOF state" }
+      assert.same(eof, { p:finish() })
+      assert.same(eof, { p:finish() })
+      assert.same({ "error", 1, "HPE_INVALID_EOF_STATE", "Invalid EOF state" }, { p:execute("x") })
+    end)
+
+    it("finish() after an upgrade: nothing", function()
+      local _, p = drive("request", { "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n" })
+      assert.same({}, { p:finish() })
+      p = core.http_parser("request")
+      local data = "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
+      local _, pos = p:execute(data)
+      assert.equal("done", (p:execute(data, pos)))
+      assert.same({}, { p:finish() })
+    end)
+
     it("skip_body() before a HEAD request's answer: a Content-Length but no body", function()
       local data = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
       local p = core.http_parser("response")
