@@ -4,7 +4,8 @@
 ** event at a time by the Lua side of aio.http.
 **
 **   p = core.http_parser("request" | "response" [, limits])
-**     limits: max_head (bytes of a message head, 8192), max_headers (100),
+**     limits: max_head (bytes of a message head, 8192: every byte from
+**             the end of the message before it), max_headers (100),
 **             max_uri (8192)
 **   ev, pos, x, y = p:execute(data [, init])   parses data from init on:
 **     "head", pos, head     a head is complete: head is a table (below)
@@ -58,8 +59,10 @@ typedef struct Parser {
   Field *fields;
   int nfields, fcap;
   int piece;                   /* the last piece: 0 none, 1 name, 2 value */
-  size_t raw;                  /* bytes of the head seen so far */
-  int in_head;                 /* a message began, its head is not done */
+  size_t raw;                  /* bytes of the head seen in past calls */
+  int in_head;                 /* the bytes parsed are a head's: from the
+                                  end of the last message (or the start)
+                                  to the end of a head */
   /* this call's body bytes */
   char *body;
   size_t blen, bcap;
@@ -130,8 +133,6 @@ static int on_message_begin (llhttp_t *p) {
   q->hlen = q->ulen = 0;
   q->nfields = 0;
   q->piece = 0;
-  q->raw = 0;
-  q->in_head = 1;
   return 0;
 }
 
@@ -209,6 +210,7 @@ static int on_body (llhttp_t *p, const char *at, size_t n) {
 
 static int on_message_complete (llhttp_t *p) {
   Parser *q = parser_of(p);
+  q->in_head = 1;                      /* the next head's bytes from here */
   q->event = EV_DONE;
   return HPE_PAUSED;
 }
@@ -287,18 +289,27 @@ static Parser *checkparser (lua_State *L) {
   return (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
 }
 
-/* Whether the head has grown past max_head (whitespace and line ends,
-   which the callbacks do not see, included). */
+/* Whether the head has grown past max_head with the used bytes of this
+   call (whitespace and line ends, which the callbacks do not see,
+   included).  A head is counted from the end of the message before it,
+   whatever the calls it came in, so any split of the same bytes gives
+   the same verdict. */
 static int head_too_large (Parser *q, size_t used) {
-  if (!q->in_head) return 0;
   q->raw += used;
   return q->raw > q->max_head;
+}
+
+/* Pushes our HEAD_TOO_LARGE error at pos: it is sticky. */
+static int too_large (lua_State *L, Parser *q, lua_Integer pos) {
+  q->stuck = 1;
+  return push_error(L, q, refuse(q, "HEAD_TOO_LARGE",
+                    "the message head is too large"), pos);
 }
 
 /* p:execute(data [, init]) -> event, pos, ... (see the top) */
 static int p_execute (lua_State *L) {
   Parser *q = checkparser(L);
-  size_t len, off;
+  size_t len, off, start;
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer init = luaL_optinteger(L, 3, 1);
   llhttp_errno_t err;
@@ -324,13 +335,11 @@ static int p_execute (lua_State *L) {
   if (err == HPE_PAUSED) llhttp_resume(&q->p);
   q->event = EV_NONE;
   q->blen = 0;
+  start = off;
   err = llhttp_execute(&q->p, data + off, len - off);
   if (err == HPE_OK) {
-    if (head_too_large(q, len - off)) {
-      q->stuck = 1;
-      return push_error(L, q, refuse(q, "HEAD_TOO_LARGE",
-                        "the message head is too large"), (lua_Integer)len + 1);
-    }
+    if (q->in_head && head_too_large(q, len - start))
+      return too_large(L, q, (lua_Integer)len + 1);
     lua_pushliteral(L, "more");
     lua_pushinteger(L, (lua_Integer)len + 1);
     push_body(L, q);
@@ -344,6 +353,9 @@ static int p_execute (lua_State *L) {
   }
   if (err != HPE_PAUSED) return push_error(L, q, err, (lua_Integer)off + 1);
   if (q->event == EV_HEAD || q->head_out) {
+    if (head_too_large(q, off - start))
+      return too_large(L, q, (lua_Integer)off + 1);
+    q->raw = 0;
     if (q->head_out) {                 /* paused at its end, in fact */
       q->head_out = 0;
       q->done_next = 1;
@@ -439,6 +451,7 @@ static int l_http_parser (lua_State *L) {
   q = (Parser *)lua_newuserdatauv(L, sizeof(Parser), 0);
   memset(q, 0, sizeof(*q));
   luaL_setmetatable(L, LUAIO_HTTP_PARSER);
+  q->in_head = 1;
   q->max_head = 8192;
   q->max_uri = 8192;
   q->max_headers = 100;

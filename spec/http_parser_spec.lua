@@ -620,6 +620,39 @@ describe("core.http_parser", function()
       assert.same({ "error", "HEAD_TOO_LARGE" }, { ev, code })
     end)
 
+    it("max_head: many short lines in one buffer count with their line ends", function()
+      -- (only the bytes llhttp hands to callbacks were counted when the
+      -- head ended within one call: 60 "A:" lines passed a max_head of 100)
+      local data = "GET / HTTP/1.1\r\n" .. ("A:\r\n"):rep(60) .. "\r\n"
+      local limits = { max_head = 100, max_headers = 1000 }
+      assert.equal("HEAD_TOO_LARGE", one_error("request", data, limits))
+      assert.same({ { "error", "HEAD_TOO_LARGE" } }, drive("request", bytes(data), limits))
+      -- and whitespace llhttp skips before a value
+      data = "GET / HTTP/1.1\r\nA:" .. (" "):rep(200) .. "x\r\n\r\n"
+      assert.equal("HEAD_TOO_LARGE", one_error("request", data, { max_head = 100 }))
+      assert.equal("head", events("request", data, { max_head = #data })[1][1])
+    end)
+
+    it("max_head: exactly max_head bytes pass, one more fails, in any split", function()
+      -- a head counts from the end of the message before it: the empty
+      -- lines before a request are part of it
+      local head = "\r\n\r\nGET /x HTTP/1.1\r\nHost: h\r\nA:   b  \r\n\r\n"
+      local data = "GET / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" .. head
+      for _, sizes in ipairs { { #data }, { 1 }, { 2, 3 }, { 7 }, { 40, 1 } } do
+        local ok = drive("request", split(data, sizes), { max_head = #head })
+        assert.equal("/x", ok[4][2].target)
+        local bad = drive("request", split(data, sizes), { max_head = #head - 1 })
+        assert.same({ "error", "HEAD_TOO_LARGE" }, bad[4])
+      end
+    end)
+
+    it("max_head: a head without body (skip_body, 204) is checked too", function()
+      local data = "HTTP/1.1 204 No Content\r\nA:" .. (" "):rep(100) .. "b\r\n\r\n"
+      assert.equal("HEAD_TOO_LARGE", one_error("response", data, { max_head = 50 }))
+      data = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nA:" .. (" "):rep(100) .. "b\r\n\r\n"
+      assert.same({ { "error", "HEAD_TOO_LARGE" } }, events("response", data, { max_head = 50 }, { skip = true }))
+    end)
+
     it("the error is sticky: every later execute gives it again", function()
       local p = core.http_parser("request", { max_head = 50 })
       local ev, pos, code, reason = p:execute("GET / HTTP/1.1\r\nX: " .. ("y"):rep(100) .. "\r\n")
