@@ -101,7 +101,8 @@ static int append (char **buf, size_t *len, size_t *cap, const char *at,
   return 1;
 }
 
-/* Refuses the message with our own code (llhttp then reports HPE_USER). */
+/* Refuses the message with our own code (llhttp then reports HPE_USER,
+   or the error of the callback that refused). */
 static int refuse (Parser *q, const char *code, const char *reason) {
   q->code = code;
   q->reason = reason;
@@ -192,6 +193,11 @@ static int on_headers_complete (llhttp_t *p) {
   Parser *q = parser_of(p);
   q->in_head = 0;
   q->event = EV_HEAD;
+  /* llhttp takes up to 2^64 - 1: past lua_Integer it would turn negative
+     (and pass any check of a body's size) */
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > (uint64_t)LUA_MAXINTEGER)
+    return refuse(q, "HPE_INVALID_CONTENT_LENGTH", "Content-Length overflow");
   if (q->skip || bodiless(p)) {        /* no body: on to its end */
     /* an interim response (1xx but 101) comes before the one skip_body
        is for */
@@ -271,7 +277,7 @@ static int push_error (lua_State *L, Parser *q, llhttp_errno_t err,
   lua_pushliteral(L, "error");
   if (pos > 0) lua_pushinteger(L, pos);
   else lua_pushnil(L);
-  if (err == HPE_USER && q->code != NULL) {
+  if (q->code != NULL) {               /* we refused it */
     lua_pushstring(L, q->code);
     lua_pushstring(L, q->reason);
   }

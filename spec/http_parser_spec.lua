@@ -700,6 +700,22 @@ describe("core.http_parser", function()
       end)
     end
 
+    it("a Content-Length from 2^63 on: HPE_INVALID_CONTENT_LENGTH, not a negative length", function()
+      -- (llhttp takes up to 2^64 - 1; 2^64 - 1 came out as content_length -1)
+      for _, n in ipairs { "9223372036854775808", "18446744073709551615" } do
+        for _, kind in ipairs { "request", "response" } do
+          local data = (kind == "request" and "POST / HTTP/1.1" or "HTTP/1.1 200 OK") ..
+            "\r\nContent-Length: " .. n .. "\r\n\r\n"
+          local p = core.http_parser(kind)
+          assert.same({ "error", #data + 1, "HPE_INVALID_CONTENT_LENGTH", "Content-Length overflow" },
+            { p:execute(data) })
+          assert.same({ { "error", "HPE_INVALID_CONTENT_LENGTH" } }, drive(kind, bytes(data)))
+        end
+      end
+      local h = head_of("request", "POST / HTTP/1.1\r\nContent-Length: 9223372036854775807\r\n\r\n")
+      assert.equal(math.maxinteger, h.content_length)
+    end)
+
     it("gives the position of the offending byte", function()
       local p = core.http_parser("request")
       local data = "GET / HTTP/1.1\r\nA(b: 1\r\n\r\n"
