@@ -168,6 +168,20 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
   return head_bytes(q, at, n);
 }
 
+/* A header's name is complete.  llhttp 8 lets a space into a name it
+   does not know ("Host : x" came out as a header "Host ", "X Y: 1" as
+   "X Y"), which RFC 9112 (5.1) says to refuse: a server or proxy in
+   front that reads "Host" would see another request than ours. */
+static int on_header_field_complete (llhttp_t *p) {
+  Parser *q = parser_of(p);
+  Field *f;
+  if (q->nfields == 0) return 0;
+  f = &q->fields[q->nfields - 1];
+  if (memchr(q->head + f->name, ' ', f->nlen) != NULL)
+    return refuse(q, "HPE_INVALID_HEADER_TOKEN", "Invalid header field char");
+  return 0;
+}
+
 static int on_header_value (llhttp_t *p, const char *at, size_t n) {
   Parser *q = parser_of(p);
   Field *f = &q->fields[q->nfields - 1];
@@ -471,6 +485,7 @@ static int l_http_parser (lua_State *L) {
   q->s.on_url = on_first_line;
   q->s.on_status = on_first_line;
   q->s.on_header_field = on_header_field;
+  q->s.on_header_field_complete = on_header_field_complete;
   q->s.on_header_value = on_header_value;
   q->s.on_headers_complete = on_headers_complete;
   q->s.on_body = on_body;

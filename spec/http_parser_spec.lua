@@ -755,14 +755,30 @@ describe("core.http_parser", function()
       { "a space before the colon of Transfer-Encoding",
         "POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
         "HPE_INVALID_HEADER_TOKEN" },
+      -- (llhttp 8 let a space into other names: "Host " and "X Y" came out)
+      { "a space before the colon of Host", "GET / HTTP/1.1\r\nHost : evil.example\r\n\r\n",
+        "HPE_INVALID_HEADER_TOKEN" },
+      { "a space before the colon of any header", "GET / HTTP/1.1\r\nX-Forwarded-For : 1.2.3.4\r\n\r\n",
+        "HPE_INVALID_HEADER_TOKEN" },
+      { "a space inside a header name", "GET / HTTP/1.1\r\nX Y: 1\r\n\r\n", "HPE_INVALID_HEADER_TOKEN" },
+      { "a space in a trailer's name",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX T: 1\r\n\r\n",
+        "HPE_INVALID_HEADER_TOKEN" },
       { "a chunk size with a bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
         "HPE_INVALID_CHUNK_SIZE" },
     }
     for _, c in ipairs(CASES) do
       it(c[1] .. ": " .. c[3], function()
         assert.equal(c[3], one_error("request", c[2]))
+        local ev = drive("request", bytes(c[2]))
+        assert.same({ "error", c[3] }, ev[#ev])
       end)
     end
+
+    it("a space before the colon: refused in a response too", function()
+      assert.equal("HPE_INVALID_HEADER_TOKEN", one_error("response",
+        "HTTP/1.1 200 OK\r\nSet-Cookie : a=1\r\nContent-Length: 0\r\n\r\n"))
+    end)
   end)
 
   describe("arguments", function()
