@@ -33,6 +33,7 @@
 ** body buffer (this call's body bytes).  A complete head and a complete
 ** message pause llhttp, so execute returns there.
 */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -476,9 +477,11 @@ static int l_http_parser (lua_State *L) {
   q->max_uri = 8192;
   q->max_headers = 100;
   if (!lua_isnoneornil(L, 2)) {
+    size_t mh;
     q->max_head = limit(L, 2, "max_head", q->max_head);
     q->max_uri = limit(L, 2, "max_uri", q->max_uri);
-    q->max_headers = (int)limit(L, 2, "max_headers", 100);
+    mh = limit(L, 2, "max_headers", 100);
+    q->max_headers = mh > INT_MAX ? INT_MAX : (int)mh;   /* (no wrap) */
   }
   llhttp_settings_init(&q->s);
   q->s.on_message_begin = on_message_begin;

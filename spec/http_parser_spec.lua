@@ -586,6 +586,13 @@ describe("core.http_parser", function()
       assert.same({ "error", 1, "TOO_MANY_HEADERS", "too many header fields" }, { p:execute("x") })
     end)
 
+    it("max_headers past the range of a C int: no limit, not a wrapped one", function()
+      -- (2^31 and 2^32 wrapped to a negative or zero limit: every header refused)
+      for _, n in ipairs { 1 << 31, 1 << 32, math.maxinteger } do
+        assert.equal(1, #head_of("request", "GET / HTTP/1.1\r\nA: 1\r\n\r\n", { max_headers = n }).headers // 2)
+      end
+    end)
+
     it("max_headers: 100 by default", function()
       local data = "GET / HTTP/1.1\r\n" .. ("A: 1\r\n"):rep(100) .. "\r\n"
       assert.equal(200, #head_of("request", data).headers)
