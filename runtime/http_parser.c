@@ -74,6 +74,8 @@ typedef struct Parser {
   int skip;                    /* the next response has no body */
   int done_next;               /* "done" is due before parsing on */
   int stuck;                   /* failed outside llhttp: fails again */
+  int collected;               /* __gc freed the buffers (a finalizer may
+                                  still reach the parser) */
   /* our own error */
   const char *code, *reason;
   /* limits */
@@ -307,7 +309,9 @@ static int push_error (lua_State *L, Parser *q, llhttp_errno_t err,
 /* ---------------------------------------------------------- methods */
 
 static Parser *checkparser (lua_State *L) {
-  return (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
+  Parser *q = (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
+  if (q->collected) luaL_error(L, "attempt to use a collected HttpParser");
+  return q;
 }
 
 /* Whether the head has grown past max_head with the used bytes of this
@@ -447,6 +451,7 @@ static int p_gc (lua_State *L) {
   q->fields = NULL;
   q->hcap = q->bcap = 0;
   q->fcap = 0;
+  q->collected = 1;
   return 0;
 }
 

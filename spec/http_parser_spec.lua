@@ -879,6 +879,31 @@ describe("core.http_parser", function()
     -- Under an ASan build of the CLI, LeakSanitizer checks the frees (with
     -- malloc as the Lua allocator, so that no freed block keeps a pointer
     -- alive); elsewhere the variable is ignored.
+    it("a finalizer that uses a parser already collected gets an error, not a crash", function()
+      -- (execute went on into the freed buffers: a segfault.)  t is
+      -- finalized after its parser (finalizers run in the reverse order
+      -- of their setmetatable), and still reaches it.
+      local r = H.cli({ "-e", [[
+        local core = require "luaio".core
+        local got = {}
+        do
+          local t = setmetatable({}, { __gc = function(self)
+            for _, f in ipairs { "execute", "finish", "skip_body" } do
+              local ok, e = pcall(function() return self.p[f](self.p, "yz\r\nB: 1\r\n\r\n") end)
+              got[#got + 1] = tostring(ok) .. " " .. e:gsub("^[^:]+:%d+: ", "")
+            end
+          end })
+          t.p = core.http_parser("request")
+          t.p:execute("GET / HTTP/1.1\r\nA: x")
+        end
+        collectgarbage()
+        collectgarbage()
+        print(table.concat(got, "\n"))
+      ]] })
+      assert.equal("", r.stderr)
+      assert.equal(("false attempt to use a collected HttpParser\n"):rep(3), r.stdout)
+    end)
+
     it("and LeakSanitizer finds nothing left (ASan build)", function()
       local r = H.cli({ "-e", SCRIPT }, { env = "ASAN_OPTIONS=detect_leaks=1 LUAIO_ALLOC=malloc" })
       assert.equal("", r.stderr)
