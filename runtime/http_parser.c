@@ -87,9 +87,10 @@ typedef struct Parser {
 /* ---------------------------------------------------------- buffers */
 
 /* Appends n bytes to *buf (of length *len and capacity *cap): 0 when out
-   of memory. */
+   of memory.  (llhttp hands empty pieces too: an empty header name.) */
 static int append (char **buf, size_t *len, size_t *cap, const char *at,
                    size_t n) {
+  if (n == 0) return 1;                /* *buf may still be NULL */
   if (*len + n > *cap) {
     size_t c = *cap ? *cap : 256;
     char *nb;
@@ -180,7 +181,7 @@ static int on_header_field_complete (llhttp_t *p) {
   Field *f;
   if (q->nfields == 0) return 0;
   f = &q->fields[q->nfields - 1];
-  if (memchr(q->head + f->name, ' ', f->nlen) != NULL)
+  if (f->nlen > 0 && memchr(q->head + f->name, ' ', f->nlen) != NULL)
     return refuse(q, "HPE_INVALID_HEADER_TOKEN", "Invalid header field char");
   return 0;
 }
@@ -244,18 +245,19 @@ static int on_message_complete (llhttp_t *p) {
 /* Pushes the head just completed (see the top of the file). */
 static void push_head (lua_State *L, Parser *q) {
   llhttp_t *p = &q->p;
+  const char *head = q->head != NULL ? q->head : "";  /* all empty: NULL */
   int i;
   lua_createtable(L, 0, 9);
   if (p->type == HTTP_REQUEST) {
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
     lua_setfield(L, -2, "method");
-    lua_pushlstring(L, q->head, q->ulen);
+    lua_pushlstring(L, head, q->ulen);
     lua_setfield(L, -2, "target");
   }
   else {
     lua_pushinteger(L, p->status_code);
     lua_setfield(L, -2, "status");
-    lua_pushlstring(L, q->head, q->ulen);
+    lua_pushlstring(L, head, q->ulen);
     lua_setfield(L, -2, "reason");
   }
   lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
@@ -263,9 +265,9 @@ static void push_head (lua_State *L, Parser *q) {
   lua_createtable(L, 2 * q->nfields, 0);
   for (i = 0; i < q->nfields; i++) {
     Field *f = &q->fields[i];
-    lua_pushlstring(L, q->head + f->name, f->nlen);
+    lua_pushlstring(L, head + f->name, f->nlen);
     lua_rawseti(L, -2, 2 * i + 1);
-    lua_pushlstring(L, q->head + f->value, f->vlen);
+    lua_pushlstring(L, head + f->value, f->vlen);
     lua_rawseti(L, -2, 2 * i + 2);
   }
   lua_setfield(L, -2, "headers");

@@ -332,6 +332,15 @@ describe("core.http_parser", function()
       assert.equal("", head_of("response", "HTTP/1.1 200 \r\n\r\n").reason)
     end)
 
+    it("no reason and an empty header name first: an empty piece into no buffer yet", function()
+      -- (found by the fuzz target: append() added a zero offset to a NULL
+      -- buffer, undefined behaviour that UBSan reports in the ASan build)
+      local data = "HTTP/1.1 200\r\n:\r\nContent-Length: 0\r\n\r\n"
+      local h = head_of("response", data)
+      assert.same({ "", "", "Content-Length", "0" }, h.headers)
+      assert.same(events("response", data), drive("response", bytes(data)))
+    end)
+
     it("a 100 Continue, then the real response", function()
       local ev = events("response", "HTTP/1.1 100 Continue\r\n\r\n" ..
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
