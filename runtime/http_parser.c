@@ -175,13 +175,14 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
 /* A header's name is complete.  llhttp 8 lets a space into a name it
    does not know ("Host : x" came out as a header "Host ", "X Y: 1" as
    "X Y"), which RFC 9112 (5.1) says to refuse: a server or proxy in
-   front that reads "Host" would see another request than ours. */
+   front that reads "Host" would see another request than ours.  It also
+   takes an empty name (": v"), which no grammar allows. */
 static int on_header_field_complete (llhttp_t *p) {
   Parser *q = parser_of(p);
-  Field *f;
-  if (q->nfields == 0) return 0;
-  f = &q->fields[q->nfields - 1];
-  if (f->nlen > 0 && memchr(q->head + f->name, ' ', f->nlen) != NULL)
+  Field *f = q->piece == 1 ? &q->fields[q->nfields - 1] : NULL;
+  if (f == NULL || f->nlen == 0)
+    return refuse(q, "HPE_INVALID_HEADER_TOKEN", "Empty header field name");
+  if (memchr(q->head + f->name, ' ', f->nlen) != NULL)
     return refuse(q, "HPE_INVALID_HEADER_TOKEN", "Invalid header field char");
   return 0;
 }
