@@ -224,7 +224,7 @@ check:
 # against a libluaio built with ASan/UBSan.  FUZZ_TIME seconds per target;
 # new inputs go to build/fuzz/corpus/<target>, the committed corpus
 # (spec/fuzz/corpus/<target>) is read as seeds.
-FUZZ_TARGETS = stream_reader marshal tls
+FUZZ_TARGETS = stream_reader marshal tls http_parser
 FUZZ_TIME ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 

@@ -4,7 +4,8 @@
 ** event at a time by the Lua side of aio.http.
 **
 **   p = core.http_parser("request" | "response" [, limits])
-**     limits: max_head (bytes of a message head, 8192), max_headers (100),
+**     limits: max_head (bytes of a message head, 8192: every byte from
+**             the end of the message before it), max_headers (100),
 **             max_uri (8192)
 **   ev, pos, x, y = p:execute(data [, init])   parses data from init on:
 **     "head", pos, head     a head is complete: head is a table (below)
@@ -18,8 +19,10 @@
 **                           ...) or ours: "HEAD_TOO_LARGE", "URI_TOO_LONG",
 **                           "TOO_MANY_HEADERS"; every later call fails too
 **   p:finish() -> "done", body | nil | "error", nil, code, reason  (EOF: a
-**     response whose body runs to the end of the connection ends here)
-**   p:skip_body()  the coming response has no body (it answers HEAD)
+**     response whose body runs to the end of the connection ends here;
+**     nil: no message was under way; an error as execute's, and sticky)
+**   p:skip_body()  the coming final response has no body (it answers
+**     HEAD); interim (1xx), 204 and 304 responses never have one
 **   head: {method, target (requests) | status, reason (responses),
 **          version ("1.1"), headers = {name1, value1, name2, value2, ...}
 **          (as sent, in order), keep_alive, upgrade, chunked,
@@ -30,6 +33,7 @@
 ** body buffer (this call's body bytes).  A complete head and a complete
 ** message pause llhttp, so execute returns there.
 */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +60,10 @@ typedef struct Parser {
   Field *fields;
   int nfields, fcap;
   int piece;                   /* the last piece: 0 none, 1 name, 2 value */
-  size_t raw;                  /* bytes of the head seen so far */
-  int in_head;                 /* a message began, its head is not done */
+  size_t raw;                  /* bytes of the head seen in past calls */
+  int in_head;                 /* the bytes parsed are a head's: from the
+                                  end of the last message (or the start)
+                                  to the end of a head */
   /* this call's body bytes */
   char *body;
   size_t blen, bcap;
@@ -68,6 +74,8 @@ typedef struct Parser {
   int skip;                    /* the next response has no body */
   int done_next;               /* "done" is due before parsing on */
   int stuck;                   /* failed outside llhttp: fails again */
+  int collected;               /* __gc freed the buffers (a finalizer may
+                                  still reach the parser) */
   /* our own error */
   const char *code, *reason;
   /* limits */
@@ -79,9 +87,10 @@ typedef struct Parser {
 /* ---------------------------------------------------------- buffers */
 
 /* Appends n bytes to *buf (of length *len and capacity *cap): 0 when out
-   of memory. */
+   of memory.  (llhttp hands empty pieces too: an empty header name.) */
 static int append (char **buf, size_t *len, size_t *cap, const char *at,
                    size_t n) {
+  if (n == 0) return 1;                /* *buf may still be NULL */
   if (*len + n > *cap) {
     size_t c = *cap ? *cap : 256;
     char *nb;
@@ -96,7 +105,8 @@ static int append (char **buf, size_t *len, size_t *cap, const char *at,
   return 1;
 }
 
-/* Refuses the message with our own code (llhttp then reports HPE_USER). */
+/* Refuses the message with our own code (llhttp then reports HPE_USER,
+   or the error of the callback that refused). */
 static int refuse (Parser *q, const char *code, const char *reason) {
   q->code = code;
   q->reason = reason;
@@ -128,8 +138,6 @@ static int on_message_begin (llhttp_t *p) {
   q->hlen = q->ulen = 0;
   q->nfields = 0;
   q->piece = 0;
-  q->raw = 0;
-  q->in_head = 1;
   return 0;
 }
 
@@ -164,6 +172,21 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
   return head_bytes(q, at, n);
 }
 
+/* A header's name is complete.  llhttp 8 lets a space into a name it
+   does not know ("Host : x" came out as a header "Host ", "X Y: 1" as
+   "X Y"), which RFC 9112 (5.1) says to refuse: a server or proxy in
+   front that reads "Host" would see another request than ours.  It also
+   takes an empty name (": v"), which no grammar allows. */
+static int on_header_field_complete (llhttp_t *p) {
+  Parser *q = parser_of(p);
+  Field *f = q->piece == 1 ? &q->fields[q->nfields - 1] : NULL;
+  if (f == NULL || f->nlen == 0)
+    return refuse(q, "HPE_INVALID_HEADER_TOKEN", "Empty header field name");
+  if (memchr(q->head + f->name, ' ', f->nlen) != NULL)
+    return refuse(q, "HPE_INVALID_HEADER_TOKEN", "Invalid header field char");
+  return 0;
+}
+
 static int on_header_value (llhttp_t *p, const char *at, size_t n) {
   Parser *q = parser_of(p);
   Field *f = &q->fields[q->nfields - 1];
@@ -175,12 +198,29 @@ static int on_header_value (llhttp_t *p, const char *at, size_t n) {
   return head_bytes(q, at, n);
 }
 
+/* Whether the response just parsed has no body whatever its headers say:
+   1xx, 204 and 304 (RFC 9112, 6.3).  llhttp 8 would read a body its
+   Content-Length or chunked encoding announces, eating the next
+   response; llhttp 9 decides this itself. */
+static int bodiless (llhttp_t *p) {
+  return p->type == HTTP_RESPONSE &&
+         (p->status_code / 100 == 1 || p->status_code == 204 ||
+          p->status_code == 304);
+}
+
 static int on_headers_complete (llhttp_t *p) {
   Parser *q = parser_of(p);
   q->in_head = 0;
   q->event = EV_HEAD;
-  if (q->skip) {                       /* no body: on to its end */
-    q->skip = 0;
+  /* llhttp takes up to 2^64 - 1: past lua_Integer it would turn negative
+     (and pass any check of a body's size) */
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > (uint64_t)LUA_MAXINTEGER)
+    return refuse(q, "HPE_INVALID_CONTENT_LENGTH", "Content-Length overflow");
+  if (q->skip || bodiless(p)) {        /* no body: on to its end */
+    /* an interim response (1xx but 101) comes before the one skip_body
+       is for */
+    if (!(p->status_code / 100 == 1 && p->status_code != 101)) q->skip = 0;
     q->head_out = 1;
     return 1;
   }
@@ -195,6 +235,7 @@ static int on_body (llhttp_t *p, const char *at, size_t n) {
 
 static int on_message_complete (llhttp_t *p) {
   Parser *q = parser_of(p);
+  q->in_head = 1;                      /* the next head's bytes from here */
   q->event = EV_DONE;
   return HPE_PAUSED;
 }
@@ -205,18 +246,19 @@ static int on_message_complete (llhttp_t *p) {
 /* Pushes the head just completed (see the top of the file). */
 static void push_head (lua_State *L, Parser *q) {
   llhttp_t *p = &q->p;
+  const char *head = q->head != NULL ? q->head : "";  /* all empty: NULL */
   int i;
   lua_createtable(L, 0, 9);
   if (p->type == HTTP_REQUEST) {
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
     lua_setfield(L, -2, "method");
-    lua_pushlstring(L, q->head, q->ulen);
+    lua_pushlstring(L, head, q->ulen);
     lua_setfield(L, -2, "target");
   }
   else {
     lua_pushinteger(L, p->status_code);
     lua_setfield(L, -2, "status");
-    lua_pushlstring(L, q->head, q->ulen);
+    lua_pushlstring(L, head, q->ulen);
     lua_setfield(L, -2, "reason");
   }
   lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
@@ -224,9 +266,9 @@ static void push_head (lua_State *L, Parser *q) {
   lua_createtable(L, 2 * q->nfields, 0);
   for (i = 0; i < q->nfields; i++) {
     Field *f = &q->fields[i];
-    lua_pushlstring(L, q->head + f->name, f->nlen);
+    lua_pushlstring(L, head + f->name, f->nlen);
     lua_rawseti(L, -2, 2 * i + 1);
-    lua_pushlstring(L, q->head + f->value, f->vlen);
+    lua_pushlstring(L, head + f->value, f->vlen);
     lua_rawseti(L, -2, 2 * i + 2);
   }
   lua_setfield(L, -2, "headers");
@@ -255,7 +297,7 @@ static int push_error (lua_State *L, Parser *q, llhttp_errno_t err,
   lua_pushliteral(L, "error");
   if (pos > 0) lua_pushinteger(L, pos);
   else lua_pushnil(L);
-  if (err == HPE_USER && q->code != NULL) {
+  if (q->code != NULL) {               /* we refused it */
     lua_pushstring(L, q->code);
     lua_pushstring(L, q->reason);
   }
@@ -270,21 +312,32 @@ static int push_error (lua_State *L, Parser *q, llhttp_errno_t err,
 /* ---------------------------------------------------------- methods */
 
 static Parser *checkparser (lua_State *L) {
-  return (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
+  Parser *q = (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
+  if (q->collected) luaL_error(L, "attempt to use a collected HttpParser");
+  return q;
 }
 
-/* Whether the head has grown past max_head (whitespace and line ends,
-   which the callbacks do not see, included). */
+/* Whether the head has grown past max_head with the used bytes of this
+   call (whitespace and line ends, which the callbacks do not see,
+   included).  A head is counted from the end of the message before it,
+   whatever the calls it came in, so any split of the same bytes gives
+   the same verdict. */
 static int head_too_large (Parser *q, size_t used) {
-  if (!q->in_head) return 0;
   q->raw += used;
   return q->raw > q->max_head;
+}
+
+/* Pushes our HEAD_TOO_LARGE error at pos: it is sticky. */
+static int too_large (lua_State *L, Parser *q, lua_Integer pos) {
+  q->stuck = 1;
+  return push_error(L, q, refuse(q, "HEAD_TOO_LARGE",
+                    "the message head is too large"), pos);
 }
 
 /* p:execute(data [, init]) -> event, pos, ... (see the top) */
 static int p_execute (lua_State *L) {
   Parser *q = checkparser(L);
-  size_t len, off;
+  size_t len, off, start;
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer init = luaL_optinteger(L, 3, 1);
   llhttp_errno_t err;
@@ -310,13 +363,11 @@ static int p_execute (lua_State *L) {
   if (err == HPE_PAUSED) llhttp_resume(&q->p);
   q->event = EV_NONE;
   q->blen = 0;
+  start = off;
   err = llhttp_execute(&q->p, data + off, len - off);
   if (err == HPE_OK) {
-    if (head_too_large(q, len - off)) {
-      q->stuck = 1;
-      return push_error(L, q, refuse(q, "HEAD_TOO_LARGE",
-                        "the message head is too large"), (lua_Integer)len + 1);
-    }
+    if (q->in_head && head_too_large(q, len - start))
+      return too_large(L, q, (lua_Integer)len + 1);
     lua_pushliteral(L, "more");
     lua_pushinteger(L, (lua_Integer)len + 1);
     push_body(L, q);
@@ -330,6 +381,9 @@ static int p_execute (lua_State *L) {
   }
   if (err != HPE_PAUSED) return push_error(L, q, err, (lua_Integer)off + 1);
   if (q->event == EV_HEAD || q->head_out) {
+    if (head_too_large(q, off - start))
+      return too_large(L, q, (lua_Integer)off + 1);
+    q->raw = 0;
     if (q->head_out) {                 /* paused at its end, in fact */
       q->head_out = 0;
       q->done_next = 1;
@@ -348,14 +402,38 @@ static int p_execute (lua_State *L) {
 /* p:finish(): the connection ended (see the top). */
 static int p_finish (lua_State *L) {
   Parser *q = checkparser(L);
-  llhttp_errno_t err;
-  if (llhttp_get_errno(&q->p) == HPE_PAUSED) llhttp_resume(&q->p);
+  llhttp_errno_t err = llhttp_get_errno(&q->p);
+  if (q->stuck) return push_error(L, q, HPE_USER, 0);
+  if (q->done_next) {                  /* the end of a head without body */
+    q->done_next = 0;
+    lua_pushliteral(L, "done");
+    push_body(L, q);
+    return 2;
+  }
+  if (err == HPE_PAUSED_UPGRADE) return 0;
+  if (err != HPE_OK && err != HPE_PAUSED)   /* failed before: fails again */
+    return push_error(L, q, err, 0);
   q->event = EV_NONE;
   q->blen = 0;
-  err = llhttp_finish(&q->p);
-  if (q->stuck) return push_error(L, q, HPE_USER, 0);
-  if (err != HPE_OK && err != HPE_PAUSED) return push_error(L, q, err, 0);
-  if (q->event != EV_DONE) return 0;
+  if (err == HPE_PAUSED) {
+    /* llhttp_finish judges the state at the pause, but what follows a
+       message's end or a head (the message's end, the choice of a body)
+       is still to run: run it */
+    llhttp_resume(&q->p);
+    err = llhttp_execute(&q->p, "", 0);
+    if (err == HPE_PAUSED_UPGRADE) return 0;
+    if (err != HPE_OK && !(err == HPE_PAUSED && q->event == EV_DONE))
+      return push_error(L, q, err, 0);
+  }
+  if (q->event != EV_DONE) {           /* (else a message ended above) */
+    err = llhttp_finish(&q->p);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+      q->stuck = 1;                    /* later calls fail as this one */
+      refuse(q, llhttp_errno_name(err), llhttp_get_error_reason(&q->p));
+      return push_error(L, q, HPE_USER, 0);
+    }
+    if (q->event != EV_DONE) return 0;
+  }
   lua_pushliteral(L, "done");
   push_body(L, q);
   return 2;
@@ -376,6 +454,7 @@ static int p_gc (lua_State *L) {
   q->fields = NULL;
   q->hcap = q->bcap = 0;
   q->fcap = 0;
+  q->collected = 1;
   return 0;
 }
 
@@ -401,19 +480,23 @@ static int l_http_parser (lua_State *L) {
   q = (Parser *)lua_newuserdatauv(L, sizeof(Parser), 0);
   memset(q, 0, sizeof(*q));
   luaL_setmetatable(L, LUAIO_HTTP_PARSER);
+  q->in_head = 1;
   q->max_head = 8192;
   q->max_uri = 8192;
   q->max_headers = 100;
   if (!lua_isnoneornil(L, 2)) {
+    size_t mh;
     q->max_head = limit(L, 2, "max_head", q->max_head);
     q->max_uri = limit(L, 2, "max_uri", q->max_uri);
-    q->max_headers = (int)limit(L, 2, "max_headers", 100);
+    mh = limit(L, 2, "max_headers", 100);
+    q->max_headers = mh > INT_MAX ? INT_MAX : (int)mh;   /* (no wrap) */
   }
   llhttp_settings_init(&q->s);
   q->s.on_message_begin = on_message_begin;
   q->s.on_url = on_first_line;
   q->s.on_status = on_first_line;
   q->s.on_header_field = on_header_field;
+  q->s.on_header_field_complete = on_header_field_complete;
   q->s.on_header_value = on_header_value;
   q->s.on_headers_complete = on_headers_complete;
   q->s.on_body = on_body;
