@@ -787,22 +787,6 @@ local function send(client, req, fresh)
   error(res, 0)
 end
 
-local function timed_send(cm, client, req)
-  req.cm = cm
-  return send(client, req)
-end
-
--- send() within the request's deadline.
-local function send_by(client, req)
-  if not req.deadline then return send(client, req) end
-  local ok, res = pcall(timeouts.timeout_at, req.deadline, timed_send, client, req)
-  if ok then return res end
-  if is(res, core.TimeoutError) and req.cm and req.cm:expired() then
-    error(core.TimeoutError(fmt("%s: no response within %g s (timeout)", req.first, req.timeout)), 0)
-  end
-  error(res, 0)
-end
-
 -- Reads a small redirect body so that its connection can be reused.
 local function discard_body(res)
   if res._done then return end
@@ -953,24 +937,40 @@ local function redirected(req, res)
   return nreq
 end
 
-function Client:_request(method, url, opts, fname)
-  if getmetatable(self) ~= Client then core.bad_self(self, "Client", "request") end
-  core.check_task(fname)
-  if self._closed then error(HTTPError(fname .. ": the client is closed"), 0) end
-  local req = prepare(self, method, url, opts, fname)
+-- The request and the redirects it leads to -> the final Response.
+local function follow(client, req)
   local max = req.redirects
   while true do
-    local res = send_by(self, req)
-    if not REDIRECT[res.status] or req.redirects == 0 or not res.headers:get("location") then
-      if REDIRECT[res.status] and req.redirects == 0 and max > 0 and res.headers:get("location") then
-        res:close()
-        fail(req, fmt("too many redirects (more than %d)", max))
-      end
-      return res
+    local res = send(client, req)
+    local loc = REDIRECT[res.status] and res.headers:get("location")
+    if not loc or max == 0 then return res end
+    if req.redirects == 0 then
+      res:close()
+      fail(req, fmt("too many redirects (more than %d)", max))
     end
     discard_body(res)
     req = redirected(req, res)
   end
+end
+
+local function timed_follow(cm, scope, client, req)
+  scope.cm = cm
+  return follow(client, req)
+end
+
+function Client:_request(method, url, opts, fname)
+  if getmetatable(self) ~= Client then core.bad_self(self, "Client", fname) end
+  core.check_task(fname)
+  if self._closed then error(HTTPError(fname .. ": the client is closed"), 0) end
+  local req = prepare(self, method, url, opts, fname)
+  if not req.deadline then return follow(self, req) end
+  local scope = {}
+  local ok, res = pcall(timeouts.timeout_at, req.deadline, timed_follow, scope, self, req)
+  if ok then return res end
+  if is(res, core.TimeoutError) and scope.cm and scope.cm:expired() then
+    error(core.TimeoutError(fmt("%s: no response within %g s (timeout)", req.first, req.timeout)), 0)
+  end
+  error(res, 0)
 end
 
 --- client:request(method, url [, opts]) -> Response
