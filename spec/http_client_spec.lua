@@ -17,7 +17,6 @@
 -- left, every descriptor closed again).
 local aio = require "luaio"
 local H = require "helper"
-local client_mod = require "luaio.http_client"
 
 local HOST = "127.0.0.1"
 local PY = "/usr/bin/python3"
@@ -709,7 +708,7 @@ describe("aio.http client", function()
         assert.equal("OPTIONS", aio.http.options(url("node", "/echo")):json().method)
         assert.equal("PATCH", aio.http.patch(url("node", "/echo"), { body = "p" }):json().method)
         local d = aio.http.default_client()
-        assert.equal(d, client_mod.default_client())
+        assert.equal(d, aio.http.default_client())
         assert.equal("1 connections, 1 idle, 0 waiting", stats(d))
         d:close()
         assert.are_not.equal(d, aio.http.default_client())

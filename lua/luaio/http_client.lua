@@ -37,10 +37,13 @@
 -- body read before the response's end -- cancellation, a timeout, an
 -- error -- closes its connection at once: a connection is never put back
 -- half-read, and its slot is freed.
+local aio = require "luaio"
 local core = require "luaio.core"
-local streams = require "luaio.streams"
-local timeouts = require "luaio.timeouts"
 local hh = require "luaio.http_headers"
+
+-- (Streams, timeouts and TLS through the public API: a protocol does not
+-- reach into the stream modules.)
+local timeouts = { timeout = aio.timeout, timeout_at = aio.timeout_at }
 
 local M = {}
 
@@ -652,7 +655,7 @@ end
 
 local tunnel_context
 local function default_context()
-  tunnel_context = tunnel_context or require("luaio.ssl").create_default_context()
+  tunnel_context = tunnel_context or aio.ssl.create_default_context()
   return tunnel_context
 end
 
@@ -662,9 +665,9 @@ local function connect(client, req, pool)
   local ctx = u.scheme == "https" and (req.ssl or true) or nil
   local r, w
   if not px then
-    r, w = streams.open_connection(u.host, u.port, ctx and { ssl = ctx } or nil)
+    r, w = aio.open_connection(u.host, u.port, ctx and { ssl = ctx } or nil)
   else
-    r, w = streams.open_connection(px.host, px.port)
+    r, w = aio.open_connection(px.host, px.port)
     if ctx then                      -- a tunnel through the proxy
       local c = { r = r, w = w }
       local hp = authority({ host = u.host, port = u.port, scheme = "" })
@@ -870,7 +873,7 @@ local function prepare(client, method, url, opts, fname)
     end
   end
   if req.ssl == nil then req.ssl = client.ssl end
-  if req.ssl ~= nil and req.ssl ~= true and not require("luaio.ssl").is_context(req.ssl) then
+  if req.ssl ~= nil and req.ssl ~= true and not aio.ssl.is_context(req.ssl) then
     error(fmt("%s: option 'ssl' must be true or an SSLContext, got %s", fname, type(req.ssl)), 3)
   end
   local body = opts.body
