@@ -668,6 +668,25 @@ describe("aio.http client", function()
       end)
     end)
 
+    it("without lua-zlib no Accept-Encoding is sent", function()
+      local script = H.script(([[
+        package.loaded.zlib = nil
+        package.preload.zlib = function() error("no zlib here") end
+        local aio = require "luaio"
+        local e = aio.http.get(%q):json()
+        local ae = "none"
+        for i = 1, #e.headers, 2 do
+          if e.headers[i]:lower() == "accept-encoding" then ae = e.headers[i + 1] end
+        end
+        print(ae)
+        aio.http.default_client():close()
+      ]]):format(url("node", "/echo")))
+      local r = H.cli({ script })
+      os.remove(script)
+      assert.equal(0, r.status, r.stderr)
+      assert.equal("none\n", r.stdout)
+    end)
+
     it("JSON: the json option and res:json()", function()
       run(function()
         local c <close> = aio.http.Client()
