@@ -614,7 +614,6 @@ local function build_head(req)
   local buf = { req.method, " ", req.target, " HTTP/1.1\r\n" }
   h:write(buf)
   buf[#buf + 1] = "\r\n"
-  req.sent_headers = h
   return table.concat(buf)
 end
 
@@ -1006,10 +1005,10 @@ function Client:close()
   end
   self._wl:wake_all()
   if core.current_task() then
-    for w in pairs(self._closing) do
-      self._closing[w] = nil
-      pcall(w.wait_closed, w)
-    end
+    local closing = {}
+    for w in pairs(self._closing) do closing[#closing + 1] = w end
+    self._closing = setmetatable({}, { __mode = "k" })
+    for _, w in ipairs(closing) do aio.pcall(w.wait_closed, w) end
   end
 end
 Client.__close = Client.close
