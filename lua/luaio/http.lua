@@ -27,4 +27,11 @@ for _, method in ipairs { "get", "head", "post", "put", "patch", "delete", "opti
   M[method] = function(...) return client()[method](...) end
 end
 
+-- The client's error class and the running loop's default client
+-- (aio.http.HTTPError, aio.http.default_client()), on first use.
+local FROM_CLIENT = { HTTPError = true, default_client = true }
+setmetatable(M, { __index = function(_, k)
+  if FROM_CLIENT[k] then return client()[k] end
+end })
+
 return M
