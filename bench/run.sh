@@ -15,7 +15,7 @@ N2=${N2:-1000000}; N3=${N3:-100000}; N5=${N5:-10000}
 export W4_D=${W4_D:-5}
 if [ "${QUICK:-0}" = 1 ]; then
   RUNS=1; N1=20000; N1M=100000; NWAVE=100000; N2=100000; N3=20000; N5=2000
-  export W4_D=1 W4_W=0.3 W6_D=1
+  export W4_D=1 W4_W=0.3 W6_D=1 W7_N=2000
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -100,6 +100,11 @@ while [ $pass -lt "$RUNS" ]; do
     done
     unset W6_CLOSE
   fi
+  if [ $have_h2o = 1 ]; then
+    run W7 luaio sh "$here/w7.sh" 9701 "$cli" "$here/w7_client.lua"
+    [ $have_node = 1 ] && run W7 node sh "$here/w7.sh" 9702 node "$peers/w7_fetch.js"
+    [ $have_aiohttp = 1 ] && run W7 aiohttp sh "$here/w7.sh" 9703 /usr/bin/python3 "$peers/w7_client.py"
+  fi
   run W5 luaio "$cli" "$here/w5_waitfor.lua" "$N5"
   [ $have_py = 1 ] && run W5 asyncio python3 "$peers/w5_waitfor.py" "$N5"
   [ $have_node = 1 ] && run W5 node node "$peers/w5_waitfor.js" "$N5"
@@ -111,4 +116,4 @@ while [ $pass -lt "$RUNS" ]; do
 done
 
 lua5.4 "$here/table.lua" "$tmp/results" \
-  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close); $RUNS pass(es)"
+  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections; $RUNS pass(es)"

@@ -37,7 +37,7 @@ end
 local unit = {
   ["W1"] = "tasks/s", ["W1-1M"] = "tasks/s", W1wave = "tasks/s",
   W2 = "switches/s", W3 = "s overhead", W3mem = "B/task", W4 = "round trips/s",
-  W4tls = "round trips/s", W6 = "requests/s", W6close = "requests/s",
+  W4tls = "round trips/s", W6 = "requests/s", W6close = "requests/s", W7 = "requests/s",
   W5 = "s wall", ["start-up"] = "ms",
 }
 local lower = { W3 = true, W3mem = true, W5 = true, ["start-up"] = true }
