@@ -132,22 +132,23 @@ local function put_header(name, value, n, f, fname)
     if not value:match("^%d+$") then
       error(format("%s: Content-Length must be a number of bytes, got %q", fname, value), 0)
     end
-    f.cl = value
+    f._cl = value
     return n
   elseif k == "connection" then
-    if lower(value):find("close", 1, true) then f.close = true end
+    if lower(value):find("close", 1, true) then f._close = true end
     return n
   elseif k == "transfer-encoding" then
     error(fname .. ": Transfer-Encoding is the server's to set", 0)
   elseif k == "date" then
-    f.date = true
+    f._date = true
   end
   B[n + 1], B[n + 2], B[n + 3], B[n + 4] = name, ": ", value, "\r\n"
   return n + 4
 end
 
 -- The handler's headers (a Headers, or {name = value | {values}}) into B
--- after n; f gets cl, close, date.  -> n
+-- after n; f gets _cl (Content-Length), _close (Connection: close asked
+-- for), _date (a Date given).  -> n
 local function put_headers(h, n, f, fname)
   if getmetatable(h) == HeadersMT then
     local names, values = h._names, h._values
@@ -191,30 +192,31 @@ end
 
 -- The connection and date lines, then the end of the head, into B after n.
 local function end_head(c, req, n, f)
-  local keep = keep_alive(c, req, f.close)
+  local keep = keep_alive(c, req, f._close)
   c.keep = keep
   if not keep then
     n = n + 1; B[n] = "Connection: close\r\n"
   elseif req.version == "1.0" then
     n = n + 1; B[n] = "Connection: keep-alive\r\n"
   end
-  if not f.date then n = n + 1; B[n] = date() end
+  if not f._date then n = n + 1; B[n] = date() end
   n = n + 1; B[n] = "\r\n"
   return n
 end
 
-local NOFLAGS = {}
+-- The flags of a returned response's headers (nothing suspends while
+-- they are in use).
+local F = {}
 
--- The response a handler returned, written (one write when it is small).
-local function respond(c, req, status, h, body)
+-- The response a handler returned: -> what to write (the head, with the
+-- body when it is small), and a body to write after it, or nil.  Raises
+-- for what the handler got wrong; writes nothing.
+local function build_response(c, req, status, h, body)
   check_status(status, "response")
-  local f = NOFLAGS
+  F._cl, F._close, F._date = nil, false, false
   local n = 1
   B[1] = status_line(status)
-  if h ~= nil then
-    f = {}
-    n = put_headers(h, 1, f, "response")
-  end
+  if h ~= nil then n = put_headers(h, 1, F, "response") end
   local len, tb = 0, type(body)
   if tb == "string" then
     len = #body
@@ -229,23 +231,19 @@ local function respond(c, req, status, h, body)
   elseif body ~= nil then
     error("response: body must be a string or a list of strings, got " .. tb, 0)
   end
-  local head_only = req.method == "HEAD" or status == 204 or status == 304
   if (body == nil and req.method == "HEAD") or status == 304 then
-    if f.cl then n = n + 1; B[n] = "Content-Length: " .. f.cl .. "\r\n" end
+    if F._cl then n = n + 1; B[n] = "Content-Length: " .. F._cl .. "\r\n" end
   elseif status ~= 204 then                              -- (204: no length)
     n = n + 1; B[n] = "Content-Length: " .. len .. "\r\n"
   end
-  n = end_head(c, req, n, f)
-  local w = c.w
-  if head_only or len == 0 then
-    w:write(concat(B, "", 1, n))
+  n = end_head(c, req, n, F)
+  if req.method == "HEAD" or status == 204 or status == 304 or len == 0 then
+    return concat(B, "", 1, n)
   elseif tb == "string" and len <= SMALL_BODY then
     B[n + 1] = body
-    w:write(concat(B, "", 1, n + 1))
-  else
-    w:write(concat(B, "", 1, n))
-    if tb == "string" then w:write(body) else w:writelines(body) end
+    return concat(B, "", 1, n + 1)
   end
+  return concat(B, "", 1, n), body
 end
 
 ------------------------------------------------------------------ body
@@ -494,37 +492,38 @@ function Response:write_head(status, headers)
   check_res(self, "write_head")
   if self._s ~= NONE then error("write_head: the head was already given", 2) end
   check_status(status, "write_head")
-  local f = {}
   B[1] = status_line(status)
-  local n = put_headers(headers, 1, f, "write_head")
-  self._head, self._f, self._s = concat(B, "", 1, n), f, GIVEN
+  local n = put_headers(headers, 1, self, "write_head")
+  self._head, self._s = concat(B, "", 1, n), GIVEN
   self.status = status
 end
 
 -- Sends the head; known: the whole body is data (finish with nothing
 -- written), so it gets a Content-Length.
 local function send_head(res, known, data)
-  local c, req, f, status = res._c, res._req, res._f, res.status
+  local c, req, status = res._c, res._req, res.status
   local n = 1
   B[1] = res._head
   local no_body = req.method == "HEAD" or status == 204 or status == 304
   res._no_body = no_body
-  if f.cl then
-    n = n + 1; B[n] = "Content-Length: " .. f.cl .. "\r\n"
-    res._left = tonumber(f.cl)
+  if res._cl then
+    n = n + 1; B[n] = "Content-Length: " .. res._cl .. "\r\n"
+    res._left = tonumber(res._cl)
   elseif status == 204 or status == 304 then   -- (no length, no body)
     res._left = nil
   elseif known then
     local len = data and #data or 0
     n = n + 1; B[n] = "Content-Length: " .. len .. "\r\n"
     res._left = len
+  elseif no_body then                            -- (HEAD: no framing)
+    res._left = nil
   elseif req.version == "1.0" then               -- to the end of the connection
-    f.close = true
-  elseif not no_body then
+    res._close = true
+  else
     n = n + 1; B[n] = "Transfer-Encoding: chunked\r\n"
     res._chunked = true
   end
-  n = end_head(c, req, n, f)
+  n = end_head(c, req, n, res)
   if known and data and not no_body and #data <= SMALL_BODY then
     n = n + 1; B[n] = data
     data = nil
@@ -548,7 +547,6 @@ local function write_body(res, c, data)
   local left = res._left
   if left then
     if len > left then
-      c.keep = false
       error(format("write: more than the Content-Length (%d bytes left, %d given)", left, len), 3)
     end
     res._left = left - len
@@ -626,29 +624,31 @@ local function handle(c, req, res)
   last_traceback = nil
   local ok, status, h, body = xpcall(c.srv._handler, on_error, req, res)
   if ok then
+    if c.lost then c.keep = false; return end       -- no one to answer
     if status ~= nil then
       if res._s ~= NONE then
         report(req, "the handler returned a response after starting one with res", nil)
         c.keep = false
         return
       end
-      ok, h = pcall(respond, c, req, status, h, body)
-      if ok then return end
-      if not is(h, OSError) then   -- (a write error: the peer went away)
-        report(req, "the handler's response is invalid", h)
+      local head, rest
+      ok, head, rest = pcall(build_response, c, req, status, h, body)
+      if not ok then
+        report(req, "the handler's response is invalid", head)
         c.keep = false
-        if res._s == NONE then wwrite(c, error_response(500, req.method == "HEAD")) end
-      else
-        lost(c, h)
+        return wwrite(c, error_response(500, req.method == "HEAD"))
       end
+      wwrite(c, head)
+      if rest == nil then return end
+      if type(rest) == "string" then return wwrite(c, rest) end
+      for i = 1, #rest do wwrite(c, rest[i]) end
       return
     end
     if res._s == FINISHED then return end
     if res._s == NONE then
       report(req, "the handler returned no response", nil)
       c.keep = false
-      wwrite(c, error_response(500, req.method == "HEAD"))
-      return
+      return wwrite(c, error_response(500, req.method == "HEAD"))
     end
     return res:finish()
   end
@@ -656,7 +656,7 @@ local function handle(c, req, res)
   if own_cancellation(c, err) then error(err, 0) end
   c.keep = false
   if err == c.body_error then      -- a body the server refused
-    if res._s == NONE then wwrite(c, error_response(err.status, req.method == "HEAD")) end
+    if res._s < SENT then wwrite(c, error_response(err.status, req.method == "HEAD")) end
     return
   end
   if c.lost then return end        -- the peer went away: no report
@@ -714,6 +714,38 @@ local function stop_ticking(srv)
   srv._timer = nil
 end
 
+-- Before closing a connection whose client may still be sending (a
+-- refused request, a body left unread): the server's side is shut down
+-- (the client reads the response, then EOF) and what comes is read and
+-- dropped for up to LINGER seconds, until the client closes.  Closing
+-- at once would make the kernel answer that data with a reset, which
+-- can destroy the response before the client has read it.  (TLS streams
+-- cannot half-close; they drop unread input themselves.)
+local LINGER, LINGER_MAX = 2, 4 * 1024 * 1024
+
+local function linger(c)
+  local w = c.w
+  if not w:can_write_eof() or w:is_closing() then return end
+  if not pcall(w.write_eof, w) then return end
+  c.state, c.deadline, c.lost = BODY, c.srv.now + LINGER, true
+  local left = LINGER_MAX
+  while left > 0 do
+    local ok, data = pcall(c.r.read, c.r, READ_SIZE)
+    if not ok then
+      if is(data, CancelledError) then error(data, 0) end
+      return
+    end
+    if data == nil then return end
+    left = left - #data
+  end
+end
+
+-- The server's own answer to a request it refuses, then the end.
+local function refuse(c, status, head_only)
+  c.w:write(error_response(status, head_only))
+  linger(c)
+end
+
 -- The requests of one connection, in order, until it closes.
 local function serve_connection(srv, c)
   local p, r = c.p, c.r
@@ -732,8 +764,7 @@ local function serve_connection(srv, c)
       ev, pos, x = p:execute(c.buf, c.pos)
       if ev == "head" then break end
       if ev ~= "more" then                      -- (an error)
-        c.w:write(error_response(PARSE_STATUS[x] or 400))
-        return
+        return refuse(c, PARSE_STATUS[x] or 400)
       end
       c.pos = pos
       if c.state == IDLE then
@@ -754,8 +785,7 @@ local function serve_connection(srv, c)
     elseif ev == "upgrade" then
       c.body_done, c.upgrade = true, true
     else
-      c.w:write(error_response(PARSE_STATUS[x] or 400, req.method == "HEAD"))
-      return
+      return refuse(c, PARSE_STATUS[x] or 400, req.method == "HEAD")
     end
     c.pos = pos
     local raw = req.headers
@@ -767,8 +797,7 @@ local function serve_connection(srv, c)
     end
     local cl = req.content_length
     if (cl and cl > max_body) or c.body_read > max_body then
-      c.w:write(error_response(413, req.method == "HEAD"))
-      return
+      return refuse(c, 413, req.method == "HEAD")
     end
     if not c.body_done and c.chunk == nil and req.version == "1.1" then
       for i = 1, #raw, 2 do
@@ -780,7 +809,10 @@ local function serve_connection(srv, c)
     -- the handler
     handle(c, req, setmetatable({ _c = c, _req = req, _s = NONE }, Response))
     c.req = nil
-    if not c.keep or not skip_body(c) then return end
+    if not c.keep or not skip_body(c) then
+      if not c.body_done or c.pos <= #c.buf then linger(c) end
+      return
+    end
     c.w:drain()
     c.state, c.deadline = IDLE, srv.now + o.keepalive_timeout
   end
