@@ -121,12 +121,36 @@ end
 -- it is in use).
 local B = {}
 
+-- Header names and values that passed the checks, remembered (a
+-- handler's are mostly constants: the checks' patterns cost more than the
+-- rest of a small response).  name -> its lower case; value -> true.
+-- Each forgets everything when it reaches CACHE_MAX entries.
+local CACHE_MAX, CACHE_VALUE_MAX = 512, 128
+local name_keys, nnames = {}, 0
+local good_values, nvalues = {}, 0
+
 -- One header field from the handler into B after n: n, and what it says
--- that the server acts on.
-local function put_header(name, value, n, f, fname)
-  local msg = bad_header(name, value, fname)
-  if msg then error(msg, 0) end
-  local k = lower(name)
+-- that the server acts on (k: the name in lower case, when it is known to
+-- be valid, as in a Headers).
+local function put_header(name, value, n, f, fname, k)
+  if k == nil then
+    k = name_keys[name]
+    if k == nil then
+      local msg = bad_header(name, "", fname)
+      if msg then error(msg, 0) end
+      k = lower(name)
+      if nnames >= CACHE_MAX then name_keys, nnames = {}, 0 end
+      name_keys[name], nnames = k, nnames + 1
+    end
+    if good_values[value] == nil then
+      local msg = bad_header(name, value, fname)
+      if msg then error(msg, 0) end
+      if type(value) == "string" and #value <= CACHE_VALUE_MAX then
+        if nvalues >= CACHE_MAX then good_values, nvalues = {}, 0 end
+        good_values[value], nvalues = true, nvalues + 1
+      end
+    end
+  end
   if k == "content-length" then
     value = tostring(value)
     if not value:match("^%d+$") then
@@ -150,9 +174,9 @@ end
 -- after n; f gets _cl (Content-Length), _close (Connection: close asked
 -- for), _date (a Date given).  -> n
 local function put_headers(h, n, f, fname)
-  if getmetatable(h) == HeadersMT then
-    local names, values = h._names, h._values
-    for i = 1, #names do n = put_header(names[i], values[i], n, f, fname) end
+  if getmetatable(h) == HeadersMT then       -- (checked when they were set)
+    local names, keys, values = h._names, h._keys, h._values
+    for i = 1, #names do n = put_header(names[i], values[i], n, f, fname, keys[i]) end
   elseif type(h) == "table" then
     for name, v in pairs(h) do
       if type(v) == "table" then
@@ -165,6 +189,17 @@ local function put_headers(h, n, f, fname)
     error(format("%s: headers must be a table or Headers, got %s", fname, type(h)), 0)
   end
   return n
+end
+
+-- "Content-Length: n\r\n", remembered for small n.
+local cl_lines = {}
+local function cl_line(len)
+  local s = cl_lines[len]
+  if s == nil then
+    s = "Content-Length: " .. len .. "\r\n"
+    if len < 4096 then cl_lines[len] = s end
+  end
+  return s
 end
 
 local function check_status(status, fname)
@@ -234,7 +269,7 @@ local function build_response(c, req, status, h, body)
   if (body == nil and req.method == "HEAD") or status == 304 then
     if F._cl then n = n + 1; B[n] = "Content-Length: " .. F._cl .. "\r\n" end
   elseif status ~= 204 then                              -- (204: no length)
-    n = n + 1; B[n] = "Content-Length: " .. len .. "\r\n"
+    n = n + 1; B[n] = cl_line(len)
   end
   n = end_head(c, req, n, F)
   if req.method == "HEAD" or status == 204 or status == 304 or len == 0 then
@@ -513,7 +548,7 @@ local function send_head(res, known, data)
     res._left = nil
   elseif known then
     local len = data and #data or 0
-    n = n + 1; B[n] = "Content-Length: " .. len .. "\r\n"
+    n = n + 1; B[n] = cl_line(len)
     res._left = len
   elseif no_body then                            -- (HEAD: no framing)
     res._left = nil
@@ -955,6 +990,7 @@ function M.serve(handler, host, port, opts)
     error("bad argument #1 to 'serve' (function expected, got " .. ht .. ")", 2)
   end
   local o = check_opts(opts)
+  if not core.running_loop() then error("serve: no running event loop", 2) end
   local srv = setmetatable({
     _handler = handler, _o = o, _loop = core.get_running_loop(),
     _limits = { max_head = o.max_head, max_headers = o.max_headers, max_uri = o.max_uri },
@@ -963,8 +999,9 @@ function M.serve(handler, host, port, opts)
       o.keepalive_timeout) / 4)),
   }, Server)
   local function on_connection(r, w) return connection(srv, r, w) end
-  local sopts = { backlog = o.backlog, ssl = o.ssl,
-                  ssl_handshake_timeout = o.ssl_handshake_timeout }
+  local sopts = { backlog = o.backlog, ssl = o.ssl,         -- (a handshake is part
+                  ssl_handshake_timeout = o.ssl and        -- of the head's time)
+                    (o.ssl_handshake_timeout or o.head_timeout) }
   if o.path then
     srv._server = streams.start_unix_server(on_connection, o.path, sopts)
   else
