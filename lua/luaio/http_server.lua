@@ -213,7 +213,7 @@ end
 -- handler asked for it).
 local function keep_alive(c, req, close)
   local srv = c.srv
-  if close or not req.keep_alive or srv._closing or c.upgrade
+  if close or not req.keep_alive or req.upgrade or srv._closing
       or c.nreq >= srv._o.max_requests then
     return false
   end
@@ -314,6 +314,7 @@ local function next_piece(c)
   local p, srv = c.p, c.srv
   while true do
     if c.pos > #c.buf then
+      c.buf, c.pos = "", 1             -- (not kept while waiting)
       c.state, c.deadline = BODY, srv.now + srv._o.body_timeout
       local ok, data = pcall(c.r.read, c.r, READ_SIZE)
       c.state, c.deadline = BUSY, nil
@@ -341,8 +342,8 @@ local function next_piece(c)
         return x
       end
       if ev == "done" then return nil end
-    elseif ev == "upgrade" then
-      c.pos, c.body_done, c.upgrade = pos, true, true
+    elseif ev == "upgrade" then                -- (what follows is not HTTP)
+      c.pos, c.body_done = pos, true
       return nil
     else
       body_error(c, 400, "invalid request body: " .. tostring(y) .. " (" .. tostring(x) .. ")")
@@ -792,12 +793,14 @@ local function serve_connection(srv, c)
     while true do
       if c.pos > #c.buf then
         if c.state == IDLE and srv._closing then return end
+        c.buf, c.pos = "", 1           -- (an idle connection keeps no buffer)
         local data = r:read(READ_SIZE)
         if data == nil then return end          -- the peer (or a deadline) closed
         c.buf, c.pos = data, 1
       end
       ev, pos, x = p:execute(c.buf, c.pos)
       if ev == "head" then break end
+      if ev == "upgrade" then return end        -- (after an upgrade request)
       if ev ~= "more" then                      -- (an error)
         return refuse(c, PARSE_STATUS[x] or 400)
       end
@@ -818,7 +821,7 @@ local function serve_connection(srv, c)
     elseif ev == "more" then
       c.body_done = false
     elseif ev == "upgrade" then
-      c.body_done, c.upgrade = true, true
+      c.body_done = true
     else
       return refuse(c, PARSE_STATUS[x] or 400, req.method == "HEAD")
     end
