@@ -11,7 +11,13 @@
 -- body` (body: a string or a list of strings; Content-Length is set) --
 -- or what it writes with res:write_head / res:write / res:finish
 -- (chunked when no Content-Length was given; close-delimited for HTTP/1.0
--- clients).  HEAD gets the headers without the body.
+-- clients).  HEAD gets the headers without the body.  A body the handler
+-- left unread is skipped (up to 256 KiB; beyond, the connection closes);
+-- "Expect: 100-continue" is answered when the handler first reads the
+-- body.  A request asking for an upgrade is answered, then its
+-- connection closed.  A connection closed while the client may still be
+-- sending is half-closed first and drained for a moment (lingering), so
+-- that no reset destroys the answer.
 --
 -- Limits: a request head over max_head or with more than max_headers
 -- fields is answered 431, a target over max_uri 414, a body over max_body
@@ -30,10 +36,11 @@
 -- to the loop's exception handler; a peer that went away is not an error.
 --
 -- Suspension points: every read of a request (the head, and the body
--- through req:read/body/lines) and res:drain().  Cancelling a connection's
--- task (the run ending, the shutdown deadline) raises CancelledError
--- there or in the handler; the stream server closes the connection when
--- its task ends.  server:close() stops accepting, closes the idle
+-- through req:read/body/lines), res:drain(), the drain after each
+-- response, lingering, and whatever the handler awaits.  Cancelling a
+-- connection's task (the run ending, the shutdown deadline) raises
+-- CancelledError there or in the handler; the stream server closes the
+-- connection when its task ends.  server:close() stops accepting, closes the idle
 -- connections at once, lets the requests in flight finish (their
 -- connections close after them) and cancels what is left after
 -- shutdown_timeout.
