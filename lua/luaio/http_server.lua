@@ -44,9 +44,11 @@
 -- connections at once, lets the requests in flight finish (their
 -- connections close after them) and cancels what is left after
 -- shutdown_timeout.
-require "luaio"          -- (the loop's exception-handler methods)
+-- (luaio.streams is reached through aio, not required again: a second
+-- instance of it, as busted's insulation makes, would put its own
+-- methods on every stream.)
+local aio = require "luaio"
 local core = require "luaio.core"
-local streams = require "luaio.streams"
 local hh = require "luaio.http_headers"
 
 local M = {}
@@ -181,7 +183,10 @@ end
 -- after n; f gets _cl (Content-Length), _close (Connection: close asked
 -- for), _date (a Date given).  -> n
 local function put_headers(h, n, f, fname)
-  if getmetatable(h) == HeadersMT then       -- (checked when they were set)
+  local mt = getmetatable(h)
+  if mt == HeadersMT or (mt ~= nil and mt.__name == "Headers" and rawget(h, "_keys")) then
+    -- (a Headers, from this luaio.http_headers or another instance of it:
+    -- its fields were checked when they were set)
     local names, keys, values = h._names, h._keys, h._values
     for i = 1, #names do n = put_header(names[i], values[i], n, f, fname, keys[i]) end
   elseif type(h) == "table" then
@@ -1013,9 +1018,9 @@ function M.serve(handler, host, port, opts)
                   ssl_handshake_timeout = o.ssl and        -- of the head's time)
                     (o.ssl_handshake_timeout or o.head_timeout) }
   if o.path then
-    srv._server = streams.start_unix_server(on_connection, o.path, sopts)
+    srv._server = aio.start_unix_server(on_connection, o.path, sopts)
   else
-    srv._server = streams.start_server(on_connection, host, port, sopts)
+    srv._server = aio.start_server(on_connection, host, port, sopts)
   end
   return srv
 end
