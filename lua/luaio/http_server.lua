@@ -686,11 +686,11 @@ local function handle(c, req, res)
         c.keep = false
         return wwrite(c, error_response(500, req.method == "HEAD"))
       end
-      wwrite(c, head)
+      local w = c.w        -- (a write error ends the connection, unreported)
+      w:write(head)
       if rest == nil then return end
-      if type(rest) == "string" then return wwrite(c, rest) end
-      for i = 1, #rest do wwrite(c, rest[i]) end
-      return
+      if type(rest) == "string" then return w:write(rest) end
+      return w:writelines(rest)
     end
     if res._s == FINISHED then return end
     if res._s == NONE then
