@@ -31,6 +31,7 @@ static const char *const hierarchy[][2] = {
   {"ExceptionGroup", "Error"},
   {"OSError", "Error"},
   {"SSLError", "OSError"},
+  {"HTTPError", "Error"},      /* aio.http's (client and server) */
   {NULL, NULL}
 };
 

@@ -782,7 +782,7 @@ print('\n'.join(out))
         w:close()
         stop()
         assert.is_false(got[1])
-        assert.equal("HttpError: the connection closed before the request body was complete",
+        assert.equal("HTTPError: the connection closed before the request body was complete",
           tostring(got[2]))
       end)
     end)

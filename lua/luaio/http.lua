@@ -10,6 +10,7 @@ M.Headers = headers.new
 M.is_headers = headers.is_headers
 M.parse_url = headers.parse_url
 M.REASONS = headers.REASONS
+M.HTTPError = headers.HTTPError   -- the client's and the server's
 
 local function server() return require "luaio.http_server" end
 local function client() return require "luaio.http_client" end
@@ -27,11 +28,7 @@ for _, method in ipairs { "get", "head", "post", "put", "patch", "delete", "opti
   M[method] = function(...) return client()[method](...) end
 end
 
--- The client's error class and the running loop's default client
--- (aio.http.HTTPError, aio.http.default_client()), on first use.
-local FROM_CLIENT = { HTTPError = true, default_client = true }
-setmetatable(M, { __index = function(_, k)
-  if FROM_CLIENT[k] then return client()[k] end
-end })
+--- aio.http.default_client() -> the running loop's default client
+function M.default_client(...) return client().default_client(...) end
 
 return M

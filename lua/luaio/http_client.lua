@@ -47,7 +47,7 @@ local timeouts = { timeout = aio.timeout, timeout_at = aio.timeout_at }
 
 local M = {}
 
-local HTTPError = core.new_error_class("HTTPError")
+local HTTPError = core.HTTPError
 M.HTTPError = HTTPError
 
 local function optional(name)

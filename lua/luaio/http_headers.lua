@@ -4,7 +4,13 @@
 -- program sets must pass before it is written (no CR, LF or NUL: a value
 -- with a line end would let one header smuggle in others).
 -- Nothing here suspends.
+local core = require "luaio.core"
+
 local M = {}
+
+--- aio.http.HTTPError: what the client and the server raise for HTTP
+--- itself (a bad response, a body over a limit, too many redirects ...)
+M.HTTPError = core.HTTPError
 
 ------------------------------------------------------------------ Headers
 local Headers = {}

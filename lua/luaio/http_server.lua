@@ -62,8 +62,8 @@ local HeadersMT = hh.Headers
 
 --- An error raised by req:read/body/lines for a body the server refuses:
 --- .status is 413 (over max_body) or 400 (malformed).
-local HttpError = core.new_error_class("HttpError")
-M.HttpError = HttpError
+local HttpError = core.HTTPError
+M.HTTPError = HttpError
 
 local DEFAULTS = {
   max_head = 8192, max_headers = 100, max_uri = 8192,
