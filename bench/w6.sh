@@ -6,26 +6,18 @@
 # prints "RESULT requests/s p50_us p99_us".
 set -u
 name=$1; port=$2; shift 2
-pin0=""; pin1=""
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin0="taskset -c 0"; pin1="taskset -c 1"; fi
-out=$(mktemp)
-$pin0 "$@" "$port" > "$out" 2>/dev/null &
-pid=$!
-i=0
-while ! grep -q ready "$out" 2>/dev/null; do
-  i=$((i + 1)); [ $i -gt 200 ] && { kill $pid 2>/dev/null; rm -f "$out"; exit 1; }
-  sleep 0.05
-done
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+start_server "$@" "$port" || exit 1
 hdr=""; [ "${W6_CLOSE:-0}" = 1 ] && hdr="Connection: close"
 if [ -n "$hdr" ]; then
   res=$($pin1 wrk -t1 -c"${W6_C:-100}" -d"${W6_D:-5}s" --latency -H "$hdr" "http://127.0.0.1:$port/" 2>/dev/null)
 else
   res=$($pin1 wrk -t1 -c"${W6_C:-100}" -d"${W6_D:-5}s" --latency "http://127.0.0.1:$port/" 2>/dev/null)
 fi
-kill $pid 2>/dev/null; wait $pid 2>/dev/null
-rm -f "$out"
+stop_server
 # wrk prints "Requests/sec: N" and, with --latency, "50% 1.23ms" lines;
-# a run with socket errors other than timeouts says so: not a result
+# a run with answers other than 2xx/3xx ("Non-2xx") is not a result
 echo "$res" | grep -q "Non-2xx" && exit 1
 us() { # wrk's "123.45us" / "1.23ms" / "1.02s" -> microseconds
   echo "$1" | awk '/us$/ {sub(/us/,""); printf "%d", $1; exit}

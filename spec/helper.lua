@@ -82,6 +82,14 @@ function H.closes_fds(fn, limit, before)
   end)
 end
 
+-- libuv keeps one spare descriptor per loop from its first stream on
+-- (its EMFILE reserve): a before() for H.closes_fds that opens it.
+function H.warm_up()
+  local s = aio.start_server(function() end, "127.0.0.1", 0)
+  s:close()
+  s:wait_closed()
+end
+
 -- A TCP server on host (default 127.0.0.1) and a free port for specs:
 -- handler(r, w) runs per connection; its writer is closed after it
 -- returns and its errors are raised by stop(), which also closes the

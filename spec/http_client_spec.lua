@@ -246,14 +246,7 @@ local function url(name, path)
   return ("%s://%s:%d%s"):format(scheme, HOST, peers[name].port, path)
 end
 
------------------------------------------------------------------- helpers
--- libuv opens a spare descriptor (its EMFILE reserve) for each loop at
--- its first stream: one before the count.
-local function warm_up()
-  local s = aio.start_server(function() end, HOST, 0)
-  s:close()
-  s:wait_closed()
-end
+local warm_up = H.warm_up
 
 local function run(fn, limit, before)
   return H.closes_fds(fn, limit or 5, function()

@@ -14,9 +14,7 @@ local HOST = "127.0.0.1"
 -- libuv keeps a spare descriptor per loop from its first listen on, and
 -- opens its signal pipe on the first child: both before counting.
 local function warm_up()
-  local s = aio.start_server(function() end, HOST, 0)
-  s:close()
-  s:wait_closed()
+  H.warm_up()
   aio.create_subprocess_exec("true", {}):wait()
 end
 

@@ -47,13 +47,7 @@ local function fds_back_to(n)
   return now
 end
 
--- libuv keeps one spare descriptor per loop from its first stream on:
--- open it before counting.
-local function warm_up()
-  local s = aio.start_server(function() end, HOST, 0)
-  s:close()
-  s:wait_closed()
-end
+local warm_up = H.warm_up
 
 -- Sends line, returns the reply line (nil at EOF) and then what follows
 -- it up to EOF.

@@ -12,13 +12,7 @@ local HOST = "127.0.0.1"
 -- Open file descriptors: leaks are checked besides loop:stats().
 local open_fds = H.open_fds
 
--- H.closes_fds: a watchdog and no socket left open.  libuv keeps one
--- spare fd per loop from its first listen on: open it before counting.
-local function warm_up()
-  local s = aio.start_server(function() end, HOST, 0)
-  s:close()
-  s:wait_closed()
-end
+local warm_up = H.warm_up
 
 local function run(fn, limit)
   return H.closes_fds(fn, limit, warm_up)

@@ -46,13 +46,7 @@ local function client_ctx(ca)
   return aio.ssl.create_default_context("server_auth", { cafile = path((ca or "ca") .. ".pem") })
 end
 
------------------------------------------------------------------- helpers
--- libuv keeps one spare fd per loop from its first listen on.
-local function warm_up()
-  local s = aio.start_server(function() end, HOST, 0)
-  s:close()
-  s:wait_closed()
-end
+local warm_up = H.warm_up
 
 local function run(fn, limit)
   return H.closes_fds(fn, limit or 5, warm_up)
