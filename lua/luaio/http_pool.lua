@@ -26,21 +26,18 @@ local function forget(c)
   client._wl:wake_all()
 end
 
--- Closes c, queued bytes and all (a connection given up mid-way).
-local function abort(c)
+-- Closes c with its writer's method ("_abort": at once, queued bytes and
+-- all; "close": as close() does) and gives its slot back.
+local function shut(c, method)
   if c.dead then return end
   c.client._closing[c.w] = true
-  pcall(c.w._abort, c.w)
+  pcall(c.w[method], c.w)
   forget(c)
 end
 
--- Closes an idle connection (nothing is queued on it).
-local function close_idle(c)
-  if c.dead then return end
-  c.client._closing[c.w] = true
-  pcall(c.w.close, c.w)
-  forget(c)
-end
+-- A connection given up mid-way; an idle one (nothing is queued on it).
+local function abort(c) shut(c, "_abort") end
+local function close_idle(c) shut(c, "close") end
 
 local function sweep(client)
   client._timer = nil
