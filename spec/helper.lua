@@ -82,6 +82,17 @@ function H.closes_fds(fn, limit, before)
   end)
 end
 
+-- A new empty directory under the system's temporary one; H.rmrf(d)
+-- removes it and what it holds.
+function H.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. H.quote(d)))
+  return d
+end
+
+function H.rmrf(d) os.execute("rm -rf " .. H.quote(d)) end
+
 -- libuv keeps one spare descriptor per loop from its first stream on
 -- (its EMFILE reserve): a before() for H.closes_fds that opens it.
 function H.warm_up()

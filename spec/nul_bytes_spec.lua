@@ -24,14 +24,9 @@ local function exists(path)
   return false
 end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir " .. H.quote(d)))
-  return d
-end
+local tmpdir = H.tmpdir
 
-local function rmrf(d) os.execute("rm -rf " .. H.quote(d)) end
+local rmrf = H.rmrf
 
 -- H.closes_fds with a watchdog: libuv keeps one spare fd per loop from
 -- its first listen on, so one is opened before counting.

@@ -10,12 +10,7 @@ local function sh(cmd)
   return status, out:gsub("status=%d+%s*$", "")
 end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. H.quote(d)))
-  return d
-end
+local tmpdir = H.tmpdir
 
 describe("make install", function()
   local prefix

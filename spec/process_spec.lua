@@ -14,14 +14,9 @@ end
 
 local fails = H.errof
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir " .. H.quote(d)))
-  return d
-end
+local tmpdir = H.tmpdir
 
-local function rmrf(d) os.execute("rm -rf " .. H.quote(d)) end
+local rmrf = H.rmrf
 
 describe("subprocesses", function()
   it("exec with a piped stdout: communicate gives its output and the code", function()
