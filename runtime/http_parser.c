@@ -243,6 +243,48 @@ static int on_message_complete (llhttp_t *p) {
 
 /* ---------------------------------------------------------- results */
 
+/* The methods' upvalues: the head's keys and the strings it repeats,
+   interned once (lua_setfield and lua_pushstring would look each up in
+   the string cache, per request), and the metatable. */
+enum {
+  U_MT = 1, U_METHODS, U_V10, U_V11, E_HEAD, E_DONE, E_MORE,
+  K_METHOD, K_TARGET, K_STATUS, K_REASON, K_VERSION, K_HEADERS,
+  K_KEEP_ALIVE, K_UPGRADE, K_CHUNKED, K_CONTENT_LENGTH,
+  NUPVALUES = K_CONTENT_LENGTH
+};
+
+static const char *const upkeys[] = {   /* from U_V10 on */
+  "1.0", "1.1", "head", "done", "more",
+  "method", "target", "status", "reason", "version", "headers",
+  "keep_alive", "upgrade", "chunked", "content_length"
+};
+
+/* Pushes the key in upvalue k (lua_rawset(L, -3) after its value). */
+static void key (lua_State *L, int k) {
+  lua_pushvalue(L, lua_upvalueindex(k));
+}
+
+/* Pushes the event name in upvalue e. */
+static void event (lua_State *L, int e) {
+  lua_pushvalue(L, lua_upvalueindex(e));
+}
+
+static void push_method (lua_State *L, int method) {
+  if (lua_rawgeti(L, lua_upvalueindex(U_METHODS), method) == LUA_TSTRING)
+    return;
+  lua_pop(L, 1);
+  lua_pushstring(L, llhttp_method_name((llhttp_method_t)method));
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, lua_upvalueindex(U_METHODS), method);
+}
+
+static void push_version (lua_State *L, llhttp_t *p) {
+  if (p->http_major == 1 && p->http_minor <= 1)
+    lua_pushvalue(L, lua_upvalueindex(p->http_minor ? U_V11 : U_V10));
+  else
+    lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
+}
+
 /* Pushes the head just completed (see the top of the file). */
 static void push_head (lua_State *L, Parser *q) {
   llhttp_t *p = &q->p;
@@ -250,19 +292,25 @@ static void push_head (lua_State *L, Parser *q) {
   int i;
   lua_createtable(L, 0, 9);
   if (p->type == HTTP_REQUEST) {
-    lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
-    lua_setfield(L, -2, "method");
+    key(L, K_METHOD);
+    push_method(L, p->method);
+    lua_rawset(L, -3);
+    key(L, K_TARGET);
     lua_pushlstring(L, head, q->ulen);
-    lua_setfield(L, -2, "target");
+    lua_rawset(L, -3);
   }
   else {
+    key(L, K_STATUS);
     lua_pushinteger(L, p->status_code);
-    lua_setfield(L, -2, "status");
+    lua_rawset(L, -3);
+    key(L, K_REASON);
     lua_pushlstring(L, head, q->ulen);
-    lua_setfield(L, -2, "reason");
+    lua_rawset(L, -3);
   }
-  lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
-  lua_setfield(L, -2, "version");
+  key(L, K_VERSION);
+  push_version(L, p);
+  lua_rawset(L, -3);
+  key(L, K_HEADERS);
   lua_createtable(L, 2 * q->nfields, 0);
   for (i = 0; i < q->nfields; i++) {
     Field *f = &q->fields[i];
@@ -271,16 +319,20 @@ static void push_head (lua_State *L, Parser *q) {
     lua_pushlstring(L, head + f->value, f->vlen);
     lua_rawseti(L, -2, 2 * i + 2);
   }
-  lua_setfield(L, -2, "headers");
+  lua_rawset(L, -3);
+  key(L, K_KEEP_ALIVE);
   lua_pushboolean(L, llhttp_should_keep_alive(p));
-  lua_setfield(L, -2, "keep_alive");
+  lua_rawset(L, -3);
+  key(L, K_UPGRADE);
   lua_pushboolean(L, p->upgrade);
-  lua_setfield(L, -2, "upgrade");
+  lua_rawset(L, -3);
+  key(L, K_CHUNKED);
   lua_pushboolean(L, (p->flags & F_CHUNKED) != 0);
-  lua_setfield(L, -2, "chunked");
+  lua_rawset(L, -3);
   if (p->flags & F_CONTENT_LENGTH) {
+    key(L, K_CONTENT_LENGTH);
     lua_pushinteger(L, (lua_Integer)p->content_length);
-    lua_setfield(L, -2, "content_length");
+    lua_rawset(L, -3);
   }
 }
 
@@ -311,8 +363,13 @@ static int push_error (lua_State *L, Parser *q, llhttp_errno_t err,
 
 /* ---------------------------------------------------------- methods */
 
+/* The parser at 1 (its metatable is the upvalue: no registry look-up). */
 static Parser *checkparser (lua_State *L) {
-  Parser *q = (Parser *)luaL_checkudata(L, 1, LUAIO_HTTP_PARSER);
+  Parser *q = (Parser *)lua_touserdata(L, 1);
+  int same = q != NULL && lua_getmetatable(L, 1) &&
+             lua_rawequal(L, -1, lua_upvalueindex(U_MT));
+  if (!same) luaL_typeerror(L, 1, "HttpParser");
+  lua_pop(L, 1);
   if (q->collected) luaL_error(L, "attempt to use a collected HttpParser");
   return q;
 }
@@ -347,7 +404,7 @@ static int p_execute (lua_State *L) {
   if (q->stuck) return push_error(L, q, HPE_USER, init);
   if (q->done_next) {                  /* a head without a body */
     q->done_next = 0;
-    lua_pushliteral(L, "done");
+    event(L, E_DONE);
     lua_pushinteger(L, init);
     push_body(L, q);
     return 3;
@@ -368,7 +425,7 @@ static int p_execute (lua_State *L) {
   if (err == HPE_OK) {
     if (q->in_head && head_too_large(q, len - start))
       return too_large(L, q, (lua_Integer)len + 1);
-    lua_pushliteral(L, "more");
+    event(L, E_MORE);
     lua_pushinteger(L, (lua_Integer)len + 1);
     push_body(L, q);
     return 3;
@@ -388,12 +445,12 @@ static int p_execute (lua_State *L) {
       q->head_out = 0;
       q->done_next = 1;
     }
-    lua_pushliteral(L, "head");
+    event(L, E_HEAD);
     lua_pushinteger(L, (lua_Integer)off + 1);
     push_head(L, q);
     return 3;
   }
-  lua_pushliteral(L, "done");
+  event(L, E_DONE);
   lua_pushinteger(L, (lua_Integer)off + 1);
   push_body(L, q);
   return 3;
@@ -406,7 +463,7 @@ static int p_finish (lua_State *L) {
   if (q->stuck) return push_error(L, q, HPE_USER, 0);
   if (q->done_next) {                  /* the end of a head without body */
     q->done_next = 0;
-    lua_pushliteral(L, "done");
+    event(L, E_DONE);
     push_body(L, q);
     return 2;
   }
@@ -434,7 +491,7 @@ static int p_finish (lua_State *L) {
     }
     if (q->event != EV_DONE) return 0;
   }
-  lua_pushliteral(L, "done");
+  event(L, E_DONE);
   push_body(L, q);
   return 2;
 }
@@ -520,8 +577,13 @@ static const luaL_Reg funcs[] = {
 
 void luaio__http_parser_open (lua_State *L) {
   if (luaL_newmetatable(L, LUAIO_HTTP_PARSER)) {
+    size_t i;
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);                       /* U_MT */
+    lua_newtable(L);                            /* U_METHODS */
+    for (i = 0; i < sizeof(upkeys) / sizeof(upkeys[0]); i++)
+      lua_pushstring(L, upkeys[i]);
+    luaL_setfuncs(L, methods, NUPVALUES);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, p_gc);
     lua_setfield(L, -2, "__gc");

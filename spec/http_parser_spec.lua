@@ -852,13 +852,13 @@ describe("core.http_parser", function()
     it("methods called on something else", function()
       local p = core.http_parser("request")
       local other = { execute = p.execute }
-      assert.equal("calling 'execute' on bad self (luaio.HttpParser expected, got table)",
+      assert.equal("calling 'execute' on bad self (HttpParser expected, got table)",
         err(function() return other:execute("x") end))
-      assert.equal("bad argument #1 to 'execute' (luaio.HttpParser expected, got table)",
+      assert.equal("bad argument #1 to 'execute' (HttpParser expected, got table)",
         err(function() return p.execute({}, "x") end))
-      assert.equal("bad argument #1 to 'finish' (luaio.HttpParser expected, got no value)",
+      assert.equal("bad argument #1 to 'finish' (HttpParser expected, got no value)",
         err(function() return p.finish() end))
-      assert.equal("bad argument #1 to 'skip_body' (luaio.HttpParser expected, got string)",
+      assert.equal("bad argument #1 to 'skip_body' (HttpParser expected, got string)",
         err(function() return p.skip_body("x") end))
     end)
   end)

@@ -89,13 +89,15 @@ local function status_line(code)
   return s
 end
 
-local date_sec, date_line = -1, ""
-local function date()
+-- The Date line (and with the blank line that ends a head after it).
+local date_sec, date_line, date_end = -1, "", ""
+local function date(ending)
   local t = os.time()
   if t ~= date_sec then
     date_sec, date_line = t, os.date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", t)
+    date_end = date_line .. "\r\n"
   end
-  return date_line
+  return ending and date_end or date_line
 end
 
 -- A plain-text answer of the server's own, after which it closes.
@@ -130,53 +132,58 @@ end
 -- it is in use).
 local B = {}
 
--- Header names and values that passed the checks, remembered (a
--- handler's are mostly constants: the checks' patterns cost more than the
--- rest of a small response).  name -> its lower case; value -> true.
--- Each forgets everything when it reaches CACHE_MAX entries.
+-- Header lines that passed the checks, remembered: name -> value ->
+-- "name: value\r\n" (a handler's headers are mostly constants, and the
+-- checks' patterns cost more than the rest of a small response).  Not
+-- the headers the server acts on.  Forgets everything at CACHE_MAX lines.
 local CACHE_MAX, CACHE_VALUE_MAX = 512, 128
-local name_keys, nnames = {}, 0
-local good_values, nvalues = {}, 0
+local lines, nlines = {}, 0
+
+local SPECIAL = { ["content-length"] = true, connection = true,
+                  ["transfer-encoding"] = true, date = true }
 
 -- One header field from the handler into B after n: n, and what it says
 -- that the server acts on (k: the name in lower case, when it is known to
 -- be valid, as in a Headers).
 local function put_header(name, value, n, f, fname, k)
+  local known = lines[name]
+  local line = known and known[value]
+  if line then
+    B[n + 1] = line
+    return n + 1
+  end
   if k == nil then
-    k = name_keys[name]
-    if k == nil then
-      local msg = bad_header(name, "", fname)
-      if msg then error(msg, 0) end
-      k = lower(name)
-      if nnames >= CACHE_MAX then name_keys, nnames = {}, 0 end
-      name_keys[name], nnames = k, nnames + 1
-    end
-    if good_values[value] == nil then
-      local msg = bad_header(name, value, fname)
-      if msg then error(msg, 0) end
-      if type(value) == "string" and #value <= CACHE_VALUE_MAX then
-        if nvalues >= CACHE_MAX then good_values, nvalues = {}, 0 end
-        good_values[value], nvalues = true, nvalues + 1
+    local msg = bad_header(name, value, fname)
+    if msg then error(msg, 0) end
+    k = lower(name)
+  end
+  if SPECIAL[k] then
+    if k == "content-length" then
+      value = tostring(value)
+      if not value:match("^%d+$") then
+        error(format("%s: Content-Length must be a number of bytes, got %q", fname, value), 0)
       end
+      f._cl = value
+      return n
+    elseif k == "connection" then
+      if lower(value):find("close", 1, true) then f._close = true end
+      return n
+    elseif k == "transfer-encoding" then
+      error(fname .. ": Transfer-Encoding is the server's to set", 0)
     end
-  end
-  if k == "content-length" then
-    value = tostring(value)
-    if not value:match("^%d+$") then
-      error(format("%s: Content-Length must be a number of bytes, got %q", fname, value), 0)
-    end
-    f._cl = value
-    return n
-  elseif k == "connection" then
-    if lower(value):find("close", 1, true) then f._close = true end
-    return n
-  elseif k == "transfer-encoding" then
-    error(fname .. ": Transfer-Encoding is the server's to set", 0)
-  elseif k == "date" then
     f._date = true
+    B[n + 1] = name .. ": " .. value .. "\r\n"
+    return n + 1
   end
-  B[n + 1], B[n + 2], B[n + 3], B[n + 4] = name, ": ", value, "\r\n"
-  return n + 4
+  line = name .. ": " .. value .. "\r\n"
+  if type(value) == "string" and #value <= CACHE_VALUE_MAX then
+    if nlines >= CACHE_MAX then lines, nlines = {}, 0 end
+    known = lines[name]
+    if known == nil then known = {}; lines[name] = known end
+    known[value], nlines = line, nlines + 1
+  end
+  B[n + 1] = line
+  return n + 1
 end
 
 -- The handler's headers (a Headers, or {name = value | {values}}) into B
@@ -246,8 +253,8 @@ local function end_head(c, req, n, f)
   elseif req.version == "1.0" then
     n = n + 1; B[n] = "Connection: keep-alive\r\n"
   end
-  if not f._date then n = n + 1; B[n] = date() end
-  n = n + 1; B[n] = "\r\n"
+  n = n + 1
+  B[n] = f._date and "\r\n" or date(true)
   return n
 end
 
@@ -838,14 +845,13 @@ local function serve_connection(srv, c)
       return refuse(c, PARSE_STATUS[x] or 400, req.method == "HEAD")
     end
     c.pos = pos
-    local raw = req.headers
+    local raw, cl = req.headers, req.content_length
     req.headers, req._raw, req._c = nil, raw, c
     setmetatable(req, request_mt)
     c.req = req
     if x ~= "" then
       c.chunk, c.body_read = x, #x
     end
-    local cl = req.content_length
     if (cl and cl > max_body) or c.body_read > max_body then
       return refuse(c, 413, req.method == "HEAD")
     end
