@@ -1,18 +1,20 @@
 -- table.lua RESULTS NOTE: the medians of bench/run.sh's results as a table.
--- Each line of RESULTS: "<workload> <peer> <figure> [<second> [<third>]]"
--- (W4: round trips/s, p50 and p99 latency in us, peak RSS KiB).
+-- Each line of RESULTS: "<workload> <peer> <figure> [<second> [<third>
+-- [<fourth>]]]" (W4: round trips/s, p50 and p99 latency in us, peak RSS
+-- KiB; W6: requests/s, p50 and p99 in us, the server's CPU ns a request).
 local rows, order = {}, {}
 for line in io.lines(arg[1]) do
-  local w, p, a, b, c = line:match("^(%S+) (%S+) (%S+) ?(%S*) ?(%S*)")
+  local w, p, a, b, c, d = line:match("^(%S+) (%S+) (%S+) ?(%S*) ?(%S*) ?(%S*)")
   if w then
     local key = w .. " " .. p
     if not rows[key] then
-      rows[key] = { w = w, p = p, a = {}, b = {}, c = {} }
+      rows[key] = { w = w, p = p, a = {}, b = {}, c = {}, d = {} }
       order[#order + 1] = key
     end
     table.insert(rows[key].a, tonumber(a))
     if b ~= "" then table.insert(rows[key].b, tonumber(b)) end
     if c ~= "" then table.insert(rows[key].c, tonumber(c)) end
+    if d ~= "" then table.insert(rows[key].d, tonumber(d)) end
   end
 end
 
@@ -47,7 +49,7 @@ local third = { W4 = true, W4tls = true, W6 = true, W6close = true }   -- p50/p9
 
 for _, k in ipairs(order) do
   local r = rows[k]
-  r.ma, r.mb, r.mc = median(r.a), median(r.b), median(r.c)
+  r.ma, r.mb, r.mc, r.md = median(r.a), median(r.b), median(r.c), median(r.d)
 end
 
 -- the best peer other than luaio, per workload ("lua-floor", bare Lua
@@ -108,6 +110,31 @@ for _, k in ipairs(order) do
   end
   print(("| %-9s | %-9s | %-22s | %-20s | %-24s |"):format(r.w, r.p,
     fmt(r.ma) .. " " .. (unit[r.w] or ""), fig2, ratio))
+end
+print()
+
+-- W6's CPU per request: the server's user + system time over the requests
+-- it answered, and in cycles at the clock rate /proc/cpuinfo gives
+local mhz
+local f = io.open("/proc/cpuinfo")
+if f then
+  mhz = tonumber(f:read("a"):match("cpu MHz%s*:%s*([%d.]+)"))
+  f:close()
+end
+for _, w in ipairs { "W6", "W6close" } do
+  local parts, ours = {}, rows[w .. " luaio"]
+  for _, k in ipairs(order) do
+    local r = rows[k]
+    if r.w == w and r.md and r.md > 0 then
+      local s = ("%s %.2f us"):format(r.p, r.md / 1000)
+      if mhz then s = s .. (" (%.1fk cycles)"):format(r.md * mhz / 1e6) end
+      if ours and ours.md and r ~= ours then s = s .. (", luaio %.2fx"):format(ours.md / r.md) end
+      parts[#parts + 1] = s
+    end
+  end
+  if #parts > 0 then
+    print(("%s server CPU a request (user + system): %s"):format(w, table.concat(parts, "; ")))
+  end
 end
 print()
 print(arg[2])
