@@ -6,9 +6,13 @@
 **   p = core.http_parser("request" | "response" [, limits])
 **     limits: max_head (bytes of a message head, 8192: every byte from
 **             the end of the message before it), max_headers (100),
-**             max_uri (8192)
+**             max_uri (8192); and done_with_head (false): a request
+**             without a body ends with its "head" event (below)
 **   ev, pos, x, y = p:execute(data [, init])   parses data from init on:
-**     "head", pos, head     a head is complete: head is a table (below)
+**     "head", pos, head [, true]   a head is complete: head is a table
+**                           (below); true (done_with_head): the request
+**                           had no body and is complete too, pos is past
+**                           it and no "done" follows
 **     "done", pos, body     the message is complete; body: the body bytes
 **                           that came in this call before its end
 **     "more", pos, body     data is used up (pos = #data + 1); body: the
@@ -74,6 +78,8 @@ typedef struct Parser {
   int skip;                    /* the next response has no body */
   int done_next;               /* "done" is due before parsing on */
   int stuck;                   /* failed outside llhttp: fails again */
+  int fuse;                    /* done_with_head */
+  int fused;                   /* this call's request ended at its head */
   int collected;               /* __gc freed the buffers (a finalizer may
                                   still reach the parser) */
   /* our own error */
@@ -217,6 +223,15 @@ static int on_headers_complete (llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > (uint64_t)LUA_MAXINTEGER)
     return refuse(q, "HPE_INVALID_CONTENT_LENGTH", "Content-Length overflow");
+  /* done_with_head: a request with no body, told apart as llhttp does
+     next (a Transfer-Encoding other than chunked fails there: that
+     error must still come after the head, as without the option) */
+  if (q->fuse && p->type == HTTP_REQUEST && !p->upgrade &&
+      !(p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) &&
+      !((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) {
+    q->fused = 1;                      /* on to its end, one event */
+    return 0;
+  }
   if (q->skip || bodiless(p)) {        /* no body: on to its end */
     /* an interim response (1xx but 101) comes before the one skip_body
        is for */
@@ -420,6 +435,7 @@ static int p_execute (lua_State *L) {
   if (err == HPE_PAUSED) llhttp_resume(&q->p);
   q->event = EV_NONE;
   q->blen = 0;
+  q->fused = 0;
   start = off;
   err = llhttp_execute(&q->p, data + off, len - off);
   if (err == HPE_OK) {
@@ -437,7 +453,7 @@ static int p_execute (lua_State *L) {
     return 2;
   }
   if (err != HPE_PAUSED) return push_error(L, q, err, (lua_Integer)off + 1);
-  if (q->event == EV_HEAD || q->head_out) {
+  if (q->event == EV_HEAD || q->head_out || q->fused) {
     if (head_too_large(q, off - start))
       return too_large(L, q, (lua_Integer)off + 1);
     q->raw = 0;
@@ -448,7 +464,9 @@ static int p_execute (lua_State *L) {
     event(L, E_HEAD);
     lua_pushinteger(L, (lua_Integer)off + 1);
     push_head(L, q);
-    return 3;
+    if (!q->fused) return 3;
+    lua_pushboolean(L, 1);
+    return 4;
   }
   event(L, E_DONE);
   lua_pushinteger(L, (lua_Integer)off + 1);
@@ -547,6 +565,9 @@ static int l_http_parser (lua_State *L) {
     q->max_uri = limit(L, 2, "max_uri", q->max_uri);
     mh = limit(L, 2, "max_headers", 100);
     q->max_headers = mh > INT_MAX ? INT_MAX : (int)mh;   /* (no wrap) */
+    lua_getfield(L, 2, "done_with_head");
+    q->fuse = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
   llhttp_settings_init(&q->s);
   q->s.on_message_begin = on_message_begin;

@@ -17,6 +17,8 @@ local core = aio.core
 -- {"error", code}, and, with opts.finish, what finish() returns at the
 -- end ({"done"} with its {"body"}, {"error", code} or nothing).
 -- opts.skip: skip_body() before the first byte (a HEAD request's answer).
+-- With limits.done_with_head, a "head" that ends its message (a fourth
+-- value, true) shows as {"head", head}, {"done"}; opts.ended counts them.
 local function drive(kind, chunks, limits, opts)
   opts = opts or {}
   local p = core.http_parser(kind, limits)
@@ -30,9 +32,14 @@ local function drive(kind, chunks, limits, opts)
   for i, chunk in ipairs(chunks) do
     local pos = 1
     while true do
-      local ev, at, x = p:execute(chunk, pos)
+      local ev, at, x, ended = p:execute(chunk, pos)
       if ev == "head" then
         out[#out + 1] = { "head", x }
+        if ended then
+          assert.is_true(ended)
+          out[#out + 1] = { "done" }
+          opts.ended = (opts.ended or 0) + 1
+        end
       elseif ev == "done" then
         body[#body + 1] = x
         flush_body()
@@ -309,6 +316,44 @@ describe("core.http_parser", function()
         end
       end)
     end
+
+    it("done_with_head: a request without a body ends with its head, in any split", function()
+      local data = MESSAGES.request .. "GET /after-upgrade HTTP/1.1\r\n\r\n"
+      local plain = drive("request", { data }, nil, { finish = true })
+      local opts = { finish = true }
+      local fused = drive("request", { data }, { done_with_head = true }, opts)
+      assert.same(plain, fused)
+      -- the GETs before the upgrade (not the POSTs, not the upgrade itself)
+      assert.equal(2, opts.ended)
+      math.randomseed(7)
+      for _ = 1, 100 do
+        local sizes = {}
+        for j = 1, math.random(1, 8) do sizes[j] = math.random(1, 40) end
+        opts = { finish = true }
+        assert.same(plain, drive("request", split(data, sizes), { done_with_head = true }, opts))
+        assert.equal(2, opts.ended)
+      end
+      -- Content-Length: 0 has no body either; a response never fuses
+      opts = {}
+      drive("request", { "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n" },
+        { done_with_head = true }, opts)
+      assert.equal(1, opts.ended)
+      local p = core.http_parser("response", { done_with_head = true })
+      local ev, _, _, ended = p:execute("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+      assert.equal("head", ev)
+      assert.is_nil(ended)
+      -- an unknown Transfer-Encoding fails after the head, as without it
+      -- (a finding of make fuzz)
+      local bad = "POST /up HTTP/1.1\r\nTransfer-Encoding: chknued\r\n\r\n"
+      local want = drive("request", { bad })
+      assert.same({ "error", "HPE_INVALID_TRANSFER_ENCODING" }, want[2])
+      assert.same(want, drive("request", { bad }, { done_with_head = true }))
+      -- a head over max_head is refused as without it
+      p = core.http_parser("request", { done_with_head = true, max_head = 64 })
+      local ev2, _, code = p:execute("GET / HTTP/1.1\r\nX: " .. ("a"):rep(80) .. "\r\n\r\n")
+      assert.equal("error", ev2)
+      assert.equal("HEAD_TOO_LARGE", code)
+    end)
 
     it("an error comes at the same place in any split", function()
       local data = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nBad Header\r\n\r\n"

@@ -808,7 +808,7 @@ local function serve_connection(srv, c)
   local head_timeout, max_body = o.head_timeout, o.max_body
   while true do
     -- the head
-    local ev, pos, x
+    local ev, pos, x, ended
     while true do
       if c.pos > #c.buf then
         if c.state == IDLE and srv._closing then return end
@@ -817,7 +817,7 @@ local function serve_connection(srv, c)
         if data == nil then return end          -- the peer (or a deadline) closed
         c.buf, c.pos = data, 1
       end
-      ev, pos, x = p:execute(c.buf, c.pos)
+      ev, pos, x, ended = p:execute(c.buf, c.pos)
       if ev == "head" then break end
       if ev == "upgrade" then return end        -- (after an upgrade request)
       if ev ~= "more" then                      -- (an error)
@@ -834,7 +834,11 @@ local function serve_connection(srv, c)
     -- what of the body came with it
     c.body_read, c.chunk, c.cpos, c.expect, c.broken, c.body_error, c.lost =
       0, nil, 1, false, false, nil, false
-    ev, pos, x = p:execute(c.buf, c.pos)
+    if ended then                     -- (no body: done_with_head)
+      ev, x = "done", ""
+    else
+      ev, pos, x = p:execute(c.buf, c.pos)
+    end
     if ev == "done" then
       c.body_done = true
     elseif ev == "more" then
@@ -1014,7 +1018,8 @@ function M.serve(handler, host, port, opts)
   if not core.running_loop() then error("serve: no running event loop", 2) end
   local srv = setmetatable({
     _handler = handler, _o = o, _loop = core.get_running_loop(),
-    _limits = { max_head = o.max_head, max_headers = o.max_headers, max_uri = o.max_uri },
+    _limits = { max_head = o.max_head, max_headers = o.max_headers, max_uri = o.max_uri,
+                done_with_head = true },
     _conns = {}, _nconns = 0, _closing = false, now = 0,
     _tick = math.max(0.01, math.min(1, math.min(o.head_timeout, o.body_timeout,
       o.keepalive_timeout) / 4)),

@@ -8,7 +8,10 @@
 -- finish give them again).  Our own limits are checked at the end of each
 -- call, so a limit error may come where the other parser meets another
 -- error in the same message: then both must end in an error, after the
--- same events.  Any Lua error is a finding.
+-- same events.  With flag 16 the whole parser runs with done_with_head
+-- (a request without a body ends with its head) and the split one
+-- without: a fused head must equal a head and its done.  Any Lua error
+-- is a finding.
 local aio = require "luaio"
 
 local core = aio.core
@@ -77,6 +80,7 @@ local function run(kind, pieces, limits, skip, finish)
     local data, pos = piece[1], piece[2]
     while true do
       local ev, at, x, reason = p:execute(data, pos)
+      local ended = ev == "head" and reason
       if ev == "error" then
         if type(x) ~= "string" or type(reason) ~= "string" then fail("error without code or reason") end
         if at ~= nil and (math.type(at) ~= "integer" or at < pos or at > #data + 1) then
@@ -90,6 +94,10 @@ local function run(kind, pieces, limits, skip, finish)
       if ev == "head" then
         flush()
         out[#out + 1] = "head " .. show_head(x, kind)
+        if ended then
+          if ended ~= true or kind ~= "request" then fail("head with %s", tostring(ended)) end
+          out[#out + 1] = "done"
+        end
       elseif ev == "done" then
         body[#body + 1] = x
         flush()
@@ -143,7 +151,12 @@ return function(data)
   for i = 2, 5 do sizes[#sizes + 1] = data:byte(i) % 64 + 1 end
   local msg = data:sub(9)
 
-  local whole = run(kind, { { "\0\0" .. msg, 3 } }, limits, skip, finish)
+  local fused = limits or {}
+  if flags & 16 ~= 0 then
+    fused = { done_with_head = true }
+    for key, v in pairs(limits or {}) do fused[key] = v end
+  end
+  local whole = run(kind, { { "\0\0" .. msg, 3 } }, fused, skip, finish)
   local pieces, i, k = {}, 1, 0
   while i <= #msg do
     k = k % #sizes + 1
