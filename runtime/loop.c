@@ -320,6 +320,29 @@ static int core_time (lua_State *L) {
   return 1;
 }
 
+/* core.wall_time() -> seconds since the epoch, to the microsecond (the
+   system clock: LuaSocket's socket.gettime; no loop needed) */
+static int core_wall_time (lua_State *L) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0) return luaL_error(L, "wall_time: no clock");
+  lua_pushnumber(L, (double)tv.tv_sec + (double)tv.tv_usec / 1e6);
+  return 1;
+}
+
+/* core.hostname() -> this machine's name, or nil, message */
+static int core_hostname (lua_State *L) {
+  char name[UV_MAXHOSTNAMESIZE];
+  size_t n = sizeof(name);
+  int r = uv_os_gethostname(name, &n);
+  if (r != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, uv_strerror(r));
+    return 2;
+  }
+  lua_pushlstring(L, name, n);
+  return 1;
+}
+
 /*
 ** The loop's context (R at top) is about to be replaced: every pending
 ** task still running in it keeps the old one, stored in the task now.
@@ -392,6 +415,8 @@ static const luaL_Reg core_funcs[] = {
   {"running_loop", core_running_loop},
   {"get_running_loop", core_get_running_loop},
   {"time", core_time},
+  {"wall_time", core_wall_time},
+  {"hostname", core_hostname},
   {"context", core_context},
   {NULL, NULL}
 };

@@ -319,6 +319,7 @@ end
 parts.fs = function() rawset(M, "fs", require "luaio.fs") end
 
 parts.http = function() rawset(M, "http", require "luaio.http") end
+parts.socket = function() rawset(M, "socket", require "luaio.socket") end
 
 local function part_process()
   local process = require "luaio.process"
