@@ -184,10 +184,15 @@ function Master:connect(host, port)
   check(self, Master, "connect")
   need_task("connect")
   if type(host) ~= "string" then return nil, "host or service not provided, or not known" end
-  port = tonumber(port)
-  if port == nil then return nil, "service not supported for socket type" end
   if self._bound then return nil, "connect after bind is not supported by luaio.socket" end
-  local ok, r, w = waiting(deadline(self, aio.time()), aio.open_connection, host, port)
+  local open = aio.open_connection
+  if self._family == "unix" then
+    open, port = aio.open_unix_connection, nil   -- (host is the path)
+  else
+    port = tonumber(port)
+    if port == nil then return nil, "service not supported for socket type" end
+  end
+  local ok, r, w = waiting(deadline(self, aio.time()), open, host, port)
   if not ok then return nil, message(r) end
   local c = new_client(r, w, self)
   c._options = self._options
@@ -212,14 +217,20 @@ function Master:listen(backlog)
   if not b then return nil, "bind the socket before listen" end
   local srv = self
   srv._queue, srv._waiting = {}, nil
-  local ok, server = pcall(aio.start_server, function(r, w)
+  local function on_client(r, w)
     local c = new_client(r, w, srv)
     c._done = aio.Event()
     local q = srv._queue
     q[#q + 1] = c
     if srv._waiting then srv._waiting:set() end
     c._done:wait()                     -- the connection lives until closed
-  end, b.host, b.port, { backlog = backlog })
+  end
+  local ok, server
+  if self._family == "unix" then
+    ok, server = pcall(aio.start_unix_server, on_client, b.host, { backlog = backlog })
+  else
+    ok, server = pcall(aio.start_server, on_client, b.host, b.port, { backlog = backlog })
+  end
   if not ok then return nil, message(server) end
   srv._server = server
   setmetatable(srv, Server)
@@ -257,6 +268,7 @@ end
 function Server:getsockname()
   check(self, Server, "getsockname")
   local host, port = self._server:getsockname()
+  if self._family == "unix" then return host end
   return host, port, host and host:find(":", 1, true) and "inet6" or "inet"
 end
 
@@ -445,6 +457,12 @@ end
 function M.tcp() return new_master("inet") end
 M.tcp4 = M.tcp
 function M.tcp6() return new_master("inet6") end
+
+--- socket.unix() / socket.unix.stream() -> a master for unix domain
+--- sockets: master:connect(path)  (LuaSocket's socket.unix)
+M.unix = setmetatable({
+  stream = function() return new_master("unix") end,
+}, { __call = function() return new_master("unix") end })
 
 --- socket.connect(address, port) -> client | nil, err  (suspends)
 function M.connect(host, port)
@@ -792,6 +810,7 @@ function M.install(opts)
   end
   package.loaded["socket.core"] = M
   package.loaded.socket = M
+  package.loaded["socket.unix"] = M.unix
   if opts and opts.ssl then package.loaded.ssl = ssl end
   return M
 end
