@@ -334,6 +334,25 @@ for _, k in ipairs { "PIPE", "DEVNULL", "STDOUT", "create_subprocess_exec",
   parts[k] = part_process
 end
 
+-- Methods written in Lua for objects the core makes (a subprocess's
+-- pipes, stdin, servers...): whichever part made the object, the first
+-- look-up that misses in the class's methods loads the module that
+-- defines them.
+local method_modules = {
+  [core.ReaderMethods] = "luaio.streams",
+  [core.WriterMethods] = "luaio.streams",
+  [core.ServerMethods] = "luaio.streams",
+}
+for methods, name in pairs(method_modules) do
+  if not package.loaded[name] then
+    setmetatable(methods, { __index = function(t, k)
+      setmetatable(t, nil)
+      require(name)
+      return rawget(t, k)
+    end })
+  end
+end
+
 setmetatable(M, {
   __index = function(_, k)
     local load_part = parts[k]
