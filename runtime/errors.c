@@ -419,9 +419,87 @@ static int l_bad_self (lua_State *L) {
   return lua_error(L);
 }
 
+/* Levenshtein distance between a and b (names up to 63 bytes; longer
+   ones are never close). */
+static size_t distance (const char *a, size_t la, const char *b, size_t lb) {
+  size_t row[64], i, j;
+  if (la >= 64 || lb >= 64) return (size_t)-1;
+  for (j = 0; j <= lb; j++) row[j] = j;
+  for (i = 1; i <= la; i++) {
+    size_t diag = row[0], up;
+    row[0] = i;
+    for (j = 1; j <= lb; j++) {
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      up = row[j];
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+/* Raises "fname: unknown option 'k'" for the key on the top, with a
+   did-you-mean for the closest known key within 2 edits (ties: the
+   first in byte order). */
+static int unknown_option (lua_State *L, const char *fname, int known,
+                           int level) {
+  size_t lk, best_d = 3;
+  const char *k = luaL_tolstring(L, -1, &lk), *best = NULL;
+  int key = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, known)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING && lua_type(L, key - 1) == LUA_TSTRING) {
+      size_t ln;
+      const char *n = lua_tolstring(L, -1, &ln);
+      size_t d = distance(k, lk, n, ln);
+      if (d < best_d || (d == best_d && best != NULL && strcmp(n, best) < 0)) {
+        best_d = d;
+        best = n;
+      }
+    }
+  }
+  luaL_where(L, level);
+  if (best != NULL)
+    lua_pushfstring(L, "%s: unknown option '%s' (did you mean '%s'?)",
+                    fname, k, best);
+  else lua_pushfstring(L, "%s: unknown option '%s'", fname, k);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/*
+** core.check_options(opts, fname, known [, level]): the one check of an
+** options table: a key of opts (nil: none) that is not a key of known
+** raises "fname: unknown option 'stdot' (did you mean 'stdout'?)",
+** blaming level as error() does (default 1: check_options's caller).
+*/
+static int l_check_options (lua_State *L) {
+  const char *fname = luaL_checkstring(L, 2);
+  int level = (int)luaL_optinteger(L, 4, 1);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (lua_isnil(L, 1)) return 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, 3) == LUA_TNIL) {
+      lua_pop(L, 1);
+      return unknown_option(L, fname, 3, level);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 static const luaL_Reg funcs[] = {
   {"is", l_is},
   {"bad_self", l_bad_self},
+  {"check_options", l_check_options},
   {"new_error_class", l_new_class},
   {NULL, NULL}
 };

@@ -97,3 +97,76 @@ describe("lazily loaded parts", function()
     end
   end)
 end)
+
+-- The message of err without its location, checking that the location is
+-- this file (the user's call, not luaio's insides).
+local function here(err)
+  assert.is_string(err)
+  local where, msg = err:match("^(.-:%d+: )(.*)$")
+  assert(where and where:find("ux_api_spec.lua", 1, true), "not located here: " .. err)
+  return msg
+end
+
+describe("unknown option keys", function()
+  local function unknown(expected, f)
+    assert.equal(expected, here(H.errof(f)))
+  end
+
+  it("raise '<function>: unknown option' with a did-you-mean, for every options table", function()
+    H.run(function()
+      local path = H.tmpdir() .. "/s"
+      unknown("Runner: unknown option 'debg' (did you mean 'debug'?)",
+        function() aio.Runner { debg = true } end)
+      unknown("gather: unknown option 'return_exception' (did you mean 'return_exceptions'?)",
+        function() aio.gather({}, { return_exception = true }) end)
+      local done = aio.Future()
+      done:set_result(1)
+      unknown("wait: unknown option 'timout' (did you mean 'timeout'?)",
+        function() aio.wait({ done }, { timout = 1 }) end)
+      unknown("as_completed: unknown option 'retur_when'",
+        function() aio.as_completed({ done }, { retur_when = 1 }) end)
+      unknown("open_connection: unknown option 'timeout'",
+        function() aio.open_connection("127.0.0.1", 1, { timeout = 1 }) end)
+      unknown("start_server: unknown option 'reuse_address'",
+        function() aio.start_server(print, "127.0.0.1", 0, { reuse_address = true }) end)
+      unknown("open_unix_connection: unknown option 'limt' (did you mean 'limit'?)",
+        function() aio.open_unix_connection(path, { limt = 10 }) end)
+      unknown("start_unix_server: unknown option 'backlg' (did you mean 'backlog'?)",
+        function() aio.start_unix_server(print, path, { backlg = 5 }) end)
+      unknown("getaddrinfo: unknown option 'famly' (did you mean 'family'?)",
+        function() aio.getaddrinfo("localhost", nil, { famly = "inet" }) end)
+      unknown("open_udp: unknown option 'hots' (did you mean 'host'?)",
+        function() aio.open_udp { hots = "127.0.0.1" } end)
+      unknown("open_udp: unknown option '1'",
+        function() aio.open_udp { "127.0.0.1" } end)
+      unknown("create_subprocess_exec: unknown option 'stdot' (did you mean 'stdout'?)",
+        function() aio.create_subprocess_exec("true", {}, { stdot = aio.PIPE }) end)
+      unknown("create_subprocess_shell: unknown option 'cwdd' (did you mean 'cwd'?)",
+        function() aio.create_subprocess_shell("true", { cwdd = "/" }) end)
+      unknown("create_default_context: unknown option 'cafil' (did you mean 'cafile'?)",
+        function() aio.ssl.create_default_context(nil, { cafil = "x" }) end)
+      unknown("async: unknown option 'check_leftover' (did you mean 'check_leftovers'?)",
+        function() require("luaio.testing").async(print, { check_leftover = false }) end)
+      unknown("serve: unknown option 'max_bodyy' (did you mean 'max_body'?)",
+        function() aio.http.serve(print, "127.0.0.1", 0, { max_bodyy = 1 }) end)
+      unknown("get: unknown option 'timout' (did you mean 'timeout'?)",
+        function() aio.http.get("http://127.0.0.1:1/", { timout = 1 }) end)
+      unknown("Client: unknown option 'max_total_' (did you mean 'max_total'?)",
+        function() aio.http.Client { max_total_ = 1 } end)
+      H.rmrf(path:match("^(.*)/"))
+    end)
+  end)
+
+  it("start_tls checks its options too", function()
+    H.run(function()
+      local srv = aio.start_server(function(r) r:read() end, "127.0.0.1", 0)
+      local _, w = aio.open_connection("127.0.0.1", select(2, srv:getsockname()))
+      local ctx = aio.ssl.create_default_context()
+      assert.equal("start_tls: unknown option 'server_hostnme' (did you mean 'server_hostname'?)",
+        here(H.errof(function() w:start_tls(ctx, { server_hostnme = "x" }) end)))
+      w:close()
+      srv:close()
+      srv:wait_closed()
+    end)
+  end)
+end)

@@ -706,9 +706,7 @@ local function prepare(client, method, url, opts, fname)
     error(fmt("bad argument #3 to '%s' (options table expected, got %s)", fname, type(opts)), 3)
   end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTIONS[k] then error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3) end
-  end
+  core.check_options(opts, fname, OPTIONS, 3)
   local timeout = opts.timeout
   if timeout == nil then timeout = client.timeout end
   local read_timeout = opts.read_timeout
@@ -917,9 +915,7 @@ function M.Client(opts)
     error(fmt("bad argument #1 to 'Client' (options table expected, got %s)", type(opts)), 2)
   end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not CLIENT_OPTIONS[k] then error(fmt("Client: unknown option '%s'", tostring(k)), 2) end
-  end
+  core.check_options(opts, "Client", CLIENT_OPTIONS, 2)
   local function count(name, default)
     local v = opts[name]
     if v == nil then return default end

@@ -980,9 +980,9 @@ local function check_opts(opts)
   end
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
+  core.check_options(opts, "serve", OPTION_KINDS, 3)
   for k, v in pairs(opts or {}) do
     local kind = OPTION_KINDS[k]
-    if kind == nil then error(format("serve: unknown option '%s'", tostring(k)), 3) end
     if kind == "integer" and (mtype(v) ~= "integer" or v <= 0) then
       error(format("serve: option '%s' must be a positive integer", k), 3)
     elseif kind == "number" and (type(v) ~= "number" or v ~= v or v <= 0) then

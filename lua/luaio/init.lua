@@ -178,6 +178,7 @@ core.set_dispatcher(function(loop, ctx) loop:call_exception_handler(ctx) end)
 ------------------------------------------------------------------ running
 local Runner = {}
 Runner.__index = Runner
+local RUNNER_OPTIONS = { debug = true, clock = true, shutdown_timeout = true }
 Runner.__name = "Runner"
 
 --- aio.Runner([opts]) -> runner; opts: debug, clock ("real"|"virtual"),
@@ -189,6 +190,7 @@ function M.Runner(opts)
     error(("bad argument #1 to 'Runner' (table expected, got %s)"):format(
       type(opts)), 2)
   end
+  core.check_options(opts, "Runner", RUNNER_OPTIONS, 2)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   if o.debug == nil and os.getenv("LUAIO_DEBUG") == "1" then o.debug = true end

@@ -89,10 +89,14 @@ function Process:communicate(input)
   return out, err
 end
 
+local OPTIONS = { stdin = true, stdout = true, stderr = true, env = true,
+                  cwd = true, limit = true }
+
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #%d to '%s' (options table expected, got %s)"):format(n, fname, type(opts)), 3)
   end
+  core.check_options(opts, fname, OPTIONS, 3)
   opts = opts or {}
   local o = { cwd = opts.cwd }
   for _, k in ipairs { "stdin", "stdout", "stderr" } do

@@ -74,10 +74,23 @@ local function check_tls_opts(opts, fname, level)
   end
 end
 
+-- The options each function takes (core.check_options).
+local CONNECT = { ssl = true, server_hostname = true, ssl_handshake_timeout = true,
+                  limit = true }
+local LISTEN = { ssl = true, ssl_handshake_timeout = true, limit = true, backlog = true }
+local OPTIONS = {
+  open_connection = CONNECT, open_unix_connection = CONNECT,
+  start_server = LISTEN, start_unix_server = LISTEN,
+  getaddrinfo = { family = true, type = true },
+  open_udp = { host = true, port = true },
+  start_tls = { server_hostname = true, ssl_handshake_timeout = true, server_side = true },
+}
+
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(n, fname, "options table expected, got " .. type(opts))
   end
+  core.check_options(opts, fname, OPTIONS[fname], 3)
   opts = opts or {}
   if opts.ssl and not tls().has_tls then
     error(fname .. ": TLS is not available in this build (built without TLS)", 4)
@@ -178,6 +191,7 @@ function M.getaddrinfo(host, port, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(3, "getaddrinfo", "options table expected, got " .. type(opts), 3)
   end
+  core.check_options(opts, "getaddrinfo", OPTIONS.getaddrinfo, 2)
   opts = opts or {}
   return core.getaddrinfo(host, port, opts.family or "any", opts.type or "any")
 end
@@ -268,6 +282,7 @@ function M.open_udp(opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(1, "open_udp", "options table expected, got " .. type(opts), 3)
   end
+  core.check_options(opts, "open_udp", OPTIONS.open_udp, 2)
   opts = opts or {}
   local host, port = opts.host, opts.port
   if host == nil and port == nil then return core.udp_open() end
@@ -311,6 +326,7 @@ function Writer:start_tls(ctx, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(2, "start_tls", "options table expected, got " .. type(opts), 3)
   end
+  core.check_options(opts, "start_tls", OPTIONS.start_tls, 2)
   opts = opts or {}
   check_tls_opts(opts, "start_tls", 2)
   local side = opts.server_side
