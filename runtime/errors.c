@@ -309,7 +309,16 @@ const char *luaio__checkcstring (lua_State *L, int arg, const char *fname) {
 ** .errno (positive), .code (libuv's name, e.g. "ECONNREFUSED").
 */
 void luaio__push_oserror (lua_State *L, int uverr, const char *what) {
-  if (what != NULL)
+  luaio__push_oserror_at(L, uverr, what, NULL);
+}
+
+/* The same, naming the address or path the call was about, as Python's
+   asyncio does: "connect: connection refused (127.0.0.1:1)". */
+void luaio__push_oserror_at (lua_State *L, int uverr, const char *what,
+                             const char *addr) {
+  if (what != NULL && addr != NULL)
+    lua_pushfstring(L, "%s: %s (%s)", what, uv_strerror(uverr), addr);
+  else if (what != NULL)
     lua_pushfstring(L, "%s: %s", what, uv_strerror(uverr));
   else
     lua_pushstring(L, uv_strerror(uverr));
@@ -324,6 +333,18 @@ void luaio__push_oserror (lua_State *L, int uverr, const char *what) {
 int luaio__oserror (lua_State *L, int uverr, const char *what) {
   luaio__push_oserror(L, uverr, what);
   return lua_error(L);
+}
+
+int luaio__oserror_at (lua_State *L, int uverr, const char *what,
+                       const char *addr) {
+  luaio__push_oserror_at(L, uverr, what, addr);
+  return lua_error(L);
+}
+
+/* Pushes "ip:port" ("[ip]:port" for IPv6) and returns it. */
+const char *luaio__push_hostport (lua_State *L, const char *ip, int port) {
+  return lua_pushfstring(L, strchr(ip, ':') != NULL ? "[%s]:%d" : "%s:%d",
+                         ip, port);
 }
 
 /* Raises a new error of class cls with a formatted message. */

@@ -161,7 +161,8 @@ static int l_udp_open (lua_State *L) {
   }
   if (r != 0) {
     udp_close(u);
-    return luaio__oserror(L, r, "open_udp");
+    return luaio__oserror_at(L, r, "open_udp",
+                             luaio__push_hostport(L, ip, port));
   }
   return 1;
 }
