@@ -422,22 +422,94 @@ static int l_new_class (lua_State *L) {
   return 1;
 }
 
-/*
-** core.bad_self(self, "Lock", "acquire"): the error for a method of a Lua
-** class called on something else -- almost always `x.m()` for `x:m()`.
-** Called only once the caller's own metatable check failed.
-*/
-static int l_bad_self (lua_State *L) {
-  const char *cls = luaL_checkstring(L, 2);
-  const char *m = luaL_checkstring(L, 3);
+/* A class's name for messages: its __name without "luaio.". */
+static const char *class_name (const char *name) {
+  return strncmp(name, "luaio.", 6) == 0 ? name + 6 : name;
+}
+
+/* Raises "calling 'Cls:m' on bad self (Cls expected, got x); call it
+   with ':'" for the value at idx 1, blaming level as error() does. */
+static int bad_self (lua_State *L, const char *cls, const char *m,
+                     int level) {
   const char *got = luaL_typename(L, 1);
   if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING)
-    got = lua_tostring(L, -1);
-  luaL_where(L, 2);
+    got = class_name(lua_tostring(L, -1));
+  luaL_where(L, level);
   lua_pushfstring(L, "calling '%s:%s' on bad self (%s expected, got %s);"
                   " call it with ':'", cls, m, cls, got);
   lua_concat(L, 2);
   return lua_error(L);
+}
+
+/*
+** core.bad_self(self, "Lock", "acquire" [, level]): the error for a
+** method of a Lua class called on something else -- almost always `x.m()`
+** for `x:m()`.  Called only once the caller's own metatable check
+** failed; level: as error()'s, counted from bad_self's caller (default
+** 2: the method's caller, when the method itself calls bad_self).
+*/
+static int l_bad_self (lua_State *L) {
+  const char *cls = luaL_checkstring(L, 2);
+  const char *m = luaL_checkstring(L, 3);
+  return bad_self(L, cls, m, (int)luaL_optinteger(L, 4, 2));
+}
+
+/* The key of the running function in the table at idx, pushed; NULL
+   (nothing pushed) when it is not there. */
+static const char *running_as (lua_State *L, int idx) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar)) return NULL;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -3)) {
+      lua_pop(L, 1);
+      lua_remove(L, -2);
+      return lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return NULL;
+}
+
+/*
+** Called when arg idx is not an object of the core class tname (its
+** metatable in the registry): when idx is 1 and the running C function
+** is one of the class's methods, raises the bad-self error naming it
+** (`x.m()` for `x:m()`); else returns, for the caller's own error.
+*/
+void luaio__check_self (lua_State *L, int idx, const char *tname) {
+  int top = lua_gettop(L), mt, methods;
+  const char *m, *cls;
+  if (idx != 1 || luaL_getmetatable(L, tname) != LUA_TTABLE) {
+    lua_settop(L, top);
+    return;
+  }
+  mt = lua_gettop(L);
+  lua_getfield(L, mt, "__name");
+  cls = class_name(lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : tname);
+  switch (lua_getfield(L, mt, "__index")) {  /* or the table behind a */
+    case LUA_TFUNCTION:                     /* C closure's upvalue 1 */
+      methods = lua_getupvalue(L, -1, 1) != NULL && lua_istable(L, -1)
+                ? lua_gettop(L) : mt;
+      break;
+    case LUA_TTABLE: methods = lua_gettop(L); break;
+    default: methods = mt;
+  }
+  m = running_as(L, methods);
+  if (m != NULL) bad_self(L, cls, m, 1);
+  lua_settop(L, top);
+}
+
+/* luaL_checkudata for a core class, with the bad-self error for its
+   methods. */
+void *luaio__checkclass (lua_State *L, int idx, const char *tname) {
+  void *p = luaL_testudata(L, idx, tname);
+  if (p == NULL) {
+    luaio__check_self(L, idx, tname);
+    p = luaL_checkudata(L, idx, tname);
+  }
+  return p;
 }
 
 /* Levenshtein distance between a and b (names up to 63 bytes; longer

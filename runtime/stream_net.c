@@ -289,7 +289,7 @@ static int l_pipe_connect (lua_State *L) {
 #endif
 
 static Server *checkserver (lua_State *L) {
-  SBox *b = (SBox *)luaL_checkudata(L, 1, LUAIO_SERVER);
+  SBox *b = (SBox *)luaio__checkclass(L, 1, LUAIO_SERVER);
   if (b->sv == NULL) luaL_error(L, "the server is gone");
   return b->sv;
 }

@@ -45,7 +45,7 @@ typedef struct Udp {
 typedef struct UBox { Udp *u; } UBox;
 
 static Udp *checkudp (lua_State *L) {
-  UBox *b = (UBox *)luaL_checkudata(L, 1, LUAIO_UDP);
+  UBox *b = (UBox *)luaio__checkclass(L, 1, LUAIO_UDP);
   if (b->u == NULL || !b->u->open) luaL_error(L, "the UDP socket is closed");
   return b->u;
 }
@@ -248,7 +248,7 @@ static int u_getsockname (lua_State *L) {
 }
 
 static int u_close (lua_State *L) {
-  UBox *b = (UBox *)luaL_checkudata(L, 1, LUAIO_UDP);
+  UBox *b = (UBox *)luaio__checkclass(L, 1, LUAIO_UDP);
   if (b->u != NULL) udp_close(b->u);
   return 0;
 }

@@ -232,3 +232,145 @@ describe("OSErrors", function()
     H.rmrf(dir)
   end)
 end)
+
+describe("a method called with '.' instead of ':'", function()
+  -- The method table behind obj's metatable: __index itself, or the
+  -- upvalue named `up` of an __index function.
+  local function methods_of(obj, up)
+    local idx = rawget(getmetatable(obj), "__index")
+    if type(idx) == "table" then return idx end
+    for i = 1, math.huge do
+      local name, v = debug.getupvalue(idx, i)
+      if name == nil then break end
+      if name == up and type(v) == "table" then return v end
+    end
+    error("no method table for " .. tostring(obj))
+  end
+
+  -- A self-signed certificate for localhost (openssl CLI).
+  local function cert(dir)
+    assert(os.execute(("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+      .. "-nodes -keyout k.pem -out c.pem -days 2 -subj /CN=localhost "
+      .. "-addext subjectAltName=DNS:localhost >/dev/null 2>&1"):format(H.quote(dir))))
+    return dir .. "/c.pem", dir .. "/k.pem"
+  end
+
+  -- Real objects of every public class: name -> { object, message name
+  -- (nil: the name), upvalue holding the methods of an __index function,
+  -- the parent whose name the methods it inherits give }.
+  local function objects(dir, got)
+    local o = {}
+    local loop = aio.get_running_loop()
+    o.Task = { aio.current_task() }
+    o.Future = { aio.Future() }
+    o.Loop = { loop }
+    o.Handle = { loop:call_later(10, print) }
+    o.TaskGroup = { aio.TaskGroup() }
+    o.Timeout = { aio.timeout(nil) }
+    for _, c in ipairs { "Lock", "Event", "Condition", "Semaphore" } do
+      o[c] = { aio[c]() }
+    end
+    o.BoundedSemaphore = { aio.BoundedSemaphore(), nil, nil, "Semaphore" }   -- (its parent)
+    o.Barrier = { aio.Barrier(2) }
+    o.Queue = { aio.Queue() }
+    o.LifoQueue = { aio.LifoQueue(), "Queue" }
+    o.PriorityQueue = { aio.PriorityQueue(), "Queue" }
+    o.Runner = { aio.Runner() }
+    o.ContextVar = { aio.ContextVar("v") }
+    o.ExceptionGroup = { aio.ExceptionGroup("eg", { aio.Error("e") }) }
+    o.File = { aio.fs.open(dir .. "/f", "w") }
+    o.Process = { aio.create_subprocess_exec("true"), nil, "Process" }
+    o.UDPSocket = { aio.open_udp() }
+    o.Headers = { aio.http.Headers() }
+    o.Client = { aio.http.Client() }
+    -- TLS: a context, a server, a connection and its SSLObject
+    local c, k = cert(dir)
+    local sctx = aio.ssl.create_default_context("client_auth")
+    sctx:load_cert_chain(c, k)
+    o.SSLContext = { sctx, nil, "" }      -- (the upvalue of a C closure)
+    local srv = aio.start_server(function(r, w) got.w = w; r:read() end, "127.0.0.1", 0, { ssl = sctx })
+    o.Server = { srv }
+    local r, w = aio.open_connection("127.0.0.1", select(2, srv:getsockname()), {
+      ssl = aio.ssl.create_default_context("server_auth", { cafile = c }),
+      server_hostname = "localhost" })
+    o.StreamReader, o.StreamWriter = { r }, { w }
+    o.SSLObject = { w:get_extra_info("ssl_object") }
+    -- HTTP: a server, a request and response it handles, a client response
+    local hsrv = aio.http.serve(function(req, res)
+      got.req, got.res = req, res
+      return 200, nil, "ok"
+    end, "127.0.0.1", 0)
+    o.HttpServer = { hsrv }
+    local resp = o.Client[1]:get(("http://127.0.0.1:%d/"):format(select(2, hsrv:getsockname())))
+    o.Response = { resp }
+    o.HttpRequest = { got.req, nil, "Request" }
+    o.HttpResponse = { got.res }
+    return o, function()
+      resp:close()
+      o.Client[1]:close()
+      hsrv:close()
+      hsrv:wait_closed()
+      w:close()
+      w:wait_closed()
+      srv:close()
+      srv:wait_closed()
+      o.UDPSocket[1]:close()
+      o.File[1]:close()
+      o.Process[1]:wait()
+      o.Handle[1]:cancel()
+    end
+  end
+
+  local INTERNAL = { ["luaio.WaitList"] = true, ["luaio.HttpParser"] = true,
+                     ["luaio.Process"] = true }
+
+  it("says which method and suggests ':', for every method of every class", function()
+    local dir = H.tmpdir()
+    H.run(function()
+      local got = {}
+      local o, close = objects(dir, got)
+      local covered, wrong, n = {}, {}, 0
+      for name, spec in pairs(o) do
+        local obj, up, parent = spec[1], spec[3], spec[4]
+        assert(obj ~= nil, name)
+        covered[getmetatable(obj)] = true
+        local other = name == "Lock" and o.Event[1] or o.Lock[1]
+        local bad = { n = 3, nil, 42, other }
+        local gotname = { "nil", "number", name == "Lock" and "Event" or "Lock" }
+        for m, f in pairs(methods_of(obj, up)) do
+          if type(m) == "string" and m:sub(1, 1) ~= "_" and type(f) == "function" then
+            for i = 1, bad.n do
+              n = n + 1
+              local ok, err = pcall(function() f(bad[i]) end)   -- (no tail call)
+              local cls = spec[2] or name
+              if parent and methods_of(o[parent][1])[m] == f then cls = parent end
+              local want = ("calling '%s:%s' on bad self (%s expected, got %s); call it with ':'")
+                :format(cls, m, cls, gotname[i])
+              local where, msg
+              if type(err) == "string" then where, msg = err:match("^(.-:%d+: )(.*)$") end
+              if ok or msg ~= want or not where:find("ux_api_spec.lua", 1, true) then
+                wrong[#wrong + 1] = ("%s.%s(%s): %s"):format(name, m, gotname[i],
+                  ok and "no error" or tostring(err))
+              end
+            end
+          end
+        end
+      end
+      close()
+      aio.sleep(0.05)   -- (the closed handles' callbacks)
+      -- every class the core registers is one of the above (or internal)
+      for k, mt in pairs(debug.getregistry()) do
+        if type(k) == "string" and k:match("^luaio%.") and type(mt) == "table"
+            and type(rawget(mt, "__index")) == "table" and not INTERNAL[k] then
+          local seen = covered[mt]
+          for c in pairs(covered) do if rawget(c, "__index") == rawget(mt, "__index") then seen = true end end
+          if not seen and k ~= "luaio.Queue" then wrong[#wrong + 1] = "not covered: " .. k end
+        end
+      end
+      table.sort(wrong)
+      assert.same({}, wrong)
+      assert.is_true(n > 500, "methods checked: " .. n)
+    end)
+    H.rmrf(dir)
+  end)
+end)

@@ -351,7 +351,7 @@ local function next_chunk(res)
 end
 
 local function check_res(res, name)
-  if getmetatable(res) ~= Response then core.bad_self(res, "Response", name) end
+  if getmetatable(res) ~= Response then core.bad_self(res, "Response", name, 3) end
 end
 
 --- res:read([n]) -> up to n bytes of the body as soon as there are some,
@@ -854,6 +854,7 @@ end
 
 --- client:request(method, url [, opts]) -> Response
 function Client:request(method, url, opts)
+  if getmetatable(self) ~= Client then core.bad_self(self, "Client", "request") end
   return self:_request(method, url, opts, "request")
 end
 
@@ -861,6 +862,7 @@ local SHORT = { get = "GET", head = "HEAD", post = "POST", put = "PUT",
                 patch = "PATCH", delete = "DELETE", options = "OPTIONS" }
 for name, method in pairs(SHORT) do
   Client[name] = function(self, url, opts)
+    if getmetatable(self) ~= Client then core.bad_self(self, "Client", name) end
     return self:_request(method, url, opts, name)
   end
 end
@@ -892,6 +894,7 @@ Client.__close = Client.close
 
 --- client:stats() -> {connections =, idle =, waiting =}
 function Client:stats()
+  if getmetatable(self) ~= Client then core.bad_self(self, "Client", "stats") end
   local idle = 0
   for _, pool in pairs(self._pools) do idle = idle + #pool.idle end
   return { connections = self._count, idle = idle, waiting = self._waiting }

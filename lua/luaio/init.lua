@@ -144,7 +144,7 @@ end
 local loop_mt = debug.getregistry()["luaio.Loop"]
 
 local function check_handler_args(self, ctx, name)
-  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", name) end
+  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", name, 3) end
   if type(ctx) ~= "table" then
     error(("bad argument #1 to '%s' (table expected, got %s)"):format(name, type(ctx)), 3)
   end
@@ -208,7 +208,12 @@ function M.Runner(opts)
   return setmetatable({ _opts = o }, Runner)
 end
 
+local function check_runner(self, name)
+  if getmetatable(self) ~= Runner then core.bad_self(self, "Runner", name, 3) end
+end
+
 function Runner:get_loop()
+  check_runner(self, "get_loop")
   if self._closed then error("Runner: the runner is closed", 2) end
   if not self._loop then self._loop = core.new_loop(self._opts) end
   return self._loop
@@ -216,6 +221,7 @@ end
 
 --- runner:run(fn, ...) -> fn's results; tasks survive to the next run.
 function Runner:run(fn, ...)
+  check_runner(self, "run")
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'run' (function expected, got %s)"):format(
       type(fn)), 2)
@@ -225,6 +231,7 @@ end
 
 --- runner:close(): cancels what is left, closes handles and the loop.
 function Runner:close()
+  check_runner(self, "close")
   if self._loop then self._loop:_close() end
   self._closed = true
 end
@@ -378,7 +385,8 @@ core.ignore_sigpipe()
 M.to_thread = core.to_thread
 
 --- loop:run_in_executor(fn, ...) is aio.to_thread(fn, ...)
-function Loop.run_in_executor(_, fn, ...)
+function Loop:run_in_executor(fn, ...)
+  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", "run_in_executor") end
   return core.to_thread(fn, ...)
 end
 

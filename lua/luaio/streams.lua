@@ -296,9 +296,11 @@ end
 
 ------------------------------------------------------------------ methods
 local Reader = core.ReaderMethods
+local reader_mt = reg["luaio.StreamReader"]
 
 --- reader:lines() -> iterator over lines without their "\n" (io.lines)
 function Reader:lines()
+  if getmetatable(self) ~= reader_mt then core.bad_self(self, "StreamReader", "lines") end
   return function()
     local line = self:readline()
     if line == nil then return nil end
@@ -340,12 +342,18 @@ end
 local SSLObject = {}
 SSLObject.__index = SSLObject
 SSLObject.__name = "SSLObject"
-function SSLObject:version() return self._w:_tls_info("version") end
-function SSLObject:cipher() return self._w:_tls_info("cipher") end
-function SSLObject:selected_alpn_protocol() return self._w:_tls_info("alpn") end
+local function info(self, name, what)
+  if getmetatable(self) ~= SSLObject then core.bad_self(self, "SSLObject", name, 3) end
+  return self._w:_tls_info(what)
+end
+function SSLObject:version() return (info(self, "version", "version")) end
+function SSLObject:cipher() return (info(self, "cipher", "cipher")) end
+function SSLObject:selected_alpn_protocol()
+  return (info(self, "selected_alpn_protocol", "alpn"))
+end
 --- ssl_object:getpeercert([binary]) -> table (binary: DER bytes), nil if none
 function SSLObject:getpeercert(binary)
-  return self._w:_tls_info(binary and "peercert_der" or "peercert")
+  return (info(self, "getpeercert", binary and "peercert_der" or "peercert"))
 end
 function SSLObject:__tostring()
   return ("SSLObject (%s side, %s)"):format(self.server_side and "server" or "client",
@@ -358,8 +366,8 @@ local c_extra = Writer.get_extra_info
 --- writer:get_extra_info(name [, default]): "peername", "sockname",
 --- and on TLS streams "peercert", "cipher", "ssl_object", "sslcontext".
 function Writer:get_extra_info(name, default)
+  if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "get_extra_info") end
   if name == "ssl_object" or name == "sslcontext" then
-    if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "get_extra_info") end
     local side = self:_tls_info("server_side")
     if side == nil then return default end
     if name == "sslcontext" then return contexts[self] end
@@ -375,10 +383,14 @@ function Writer:get_extra_info(name, default)
 end
 
 local Server = core.ServerMethods
+local server_mt = reg["luaio.Server"]
 reg["luaio.Server"].__close = function(s) s:close() end
 -- (a writer's __close is close() itself, set in runtime/stream.c)
 
 --- server:get_loop()
-function Server.get_loop(_) return core.get_running_loop() end
+function Server:get_loop()
+  if getmetatable(self) ~= server_mt then core.bad_self(self, "Server", "get_loop") end
+  return core.get_running_loop()
+end
 
 return M
