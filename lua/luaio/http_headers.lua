@@ -19,10 +19,6 @@ Headers.__name = "Headers"
 
 local lower = string.lower
 
-local function check(self, fname)
-  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", fname, 3) end
-end
-
 local function check_name(name, fname)
   if type(name) ~= "string" then
     error(("%s: header name must be a string, got %s"):format(fname, type(name)), 3)
@@ -81,7 +77,7 @@ end
 
 --- h:get(name) -> the first value of name (any case), or nil
 function Headers:get(name)
-  check(self, "get")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "get") end
   local key, keys = lower(name), self._keys
   for i = 1, #keys do
     if keys[i] == key then return self._values[i] end
@@ -91,7 +87,7 @@ end
 
 --- h:get_all(name) -> list of every value of name, in order
 function Headers:get_all(name)
-  check(self, "get_all")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "get_all") end
   local key, keys, out = lower(name), self._keys, {}
   for i = 1, #keys do
     if keys[i] == key then out[#out + 1] = self._values[i] end
@@ -100,20 +96,20 @@ function Headers:get_all(name)
 end
 
 function Headers:has(name)
-  check(self, "has")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "has") end
   return self:get(name) ~= nil
 end
 
 --- h:add(name, value): another field (kept after the others)
 function Headers:add(name, value)
-  check(self, "add")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "add") end
   check_name(name, "Headers:add")
   self:_push(name, check_value(value, name, "Headers:add"))
 end
 
 --- h:remove(name) -> how many fields were removed
 function Headers:remove(name)
-  check(self, "remove")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "remove") end
   local key, n = lower(name), 0
   for i = #self._keys, 1, -1 do
     if self._keys[i] == key then
@@ -128,7 +124,7 @@ end
 
 --- h:set(name, value): replaces every field of name by one
 function Headers:set(name, value)
-  check(self, "set")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "set") end
   check_name(name, "Headers:set")
   value = check_value(value, name, "Headers:set")
   self:remove(name)
@@ -137,7 +133,7 @@ end
 
 --- for name, value in h:each() do ... end (in order, as sent)
 function Headers:each()
-  check(self, "each")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "each") end
   local i = 0
   return function()
     i = i + 1
@@ -147,13 +143,13 @@ function Headers:each()
 end
 
 function Headers:count()
-  check(self, "count")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "count") end
   return #self._names
 end
 
 --- h:write(buf): appends "Name: value\r\n" lines to the list buf
 function Headers:write(buf)
-  check(self, "write")
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "write") end
   local n = #buf
   for i, name in ipairs(self._names) do
     buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = name, ": ", self._values[i], "\r\n"
