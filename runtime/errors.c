@@ -309,7 +309,16 @@ const char *luaio__checkcstring (lua_State *L, int arg, const char *fname) {
 ** .errno (positive), .code (libuv's name, e.g. "ECONNREFUSED").
 */
 void luaio__push_oserror (lua_State *L, int uverr, const char *what) {
-  if (what != NULL)
+  luaio__push_oserror_at(L, uverr, what, NULL);
+}
+
+/* The same, naming the address or path the call was about, as Python's
+   asyncio does: "connect: connection refused (127.0.0.1:1)". */
+void luaio__push_oserror_at (lua_State *L, int uverr, const char *what,
+                             const char *addr) {
+  if (what != NULL && addr != NULL)
+    lua_pushfstring(L, "%s: %s (%s)", what, uv_strerror(uverr), addr);
+  else if (what != NULL)
     lua_pushfstring(L, "%s: %s", what, uv_strerror(uverr));
   else
     lua_pushstring(L, uv_strerror(uverr));
@@ -324,6 +333,18 @@ void luaio__push_oserror (lua_State *L, int uverr, const char *what) {
 int luaio__oserror (lua_State *L, int uverr, const char *what) {
   luaio__push_oserror(L, uverr, what);
   return lua_error(L);
+}
+
+int luaio__oserror_at (lua_State *L, int uverr, const char *what,
+                       const char *addr) {
+  luaio__push_oserror_at(L, uverr, what, addr);
+  return lua_error(L);
+}
+
+/* Pushes "ip:port" ("[ip]:port" for IPv6) and returns it. */
+const char *luaio__push_hostport (lua_State *L, const char *ip, int port) {
+  return lua_pushfstring(L, strchr(ip, ':') != NULL ? "[%s]:%d" : "%s:%d",
+                         ip, port);
 }
 
 /* Raises a new error of class cls with a formatted message. */
@@ -401,27 +422,177 @@ static int l_new_class (lua_State *L) {
   return 1;
 }
 
-/*
-** core.bad_self(self, "Lock", "acquire"): the error for a method of a Lua
-** class called on something else -- almost always `x.m()` for `x:m()`.
-** Called only once the caller's own metatable check failed.
-*/
-static int l_bad_self (lua_State *L) {
-  const char *cls = luaL_checkstring(L, 2);
-  const char *m = luaL_checkstring(L, 3);
+/* A class's name for messages: its __name without "luaio.". */
+static const char *class_name (const char *name) {
+  return strncmp(name, "luaio.", 6) == 0 ? name + 6 : name;
+}
+
+/* Raises "calling 'Cls:m' on bad self (Cls expected, got x); call it
+   with ':'" for the value at idx 1, blaming level as error() does. */
+static int bad_self (lua_State *L, const char *cls, const char *m,
+                     int level) {
   const char *got = luaL_typename(L, 1);
   if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING)
-    got = lua_tostring(L, -1);
-  luaL_where(L, 2);
+    got = class_name(lua_tostring(L, -1));
+  luaL_where(L, level);
   lua_pushfstring(L, "calling '%s:%s' on bad self (%s expected, got %s);"
                   " call it with ':'", cls, m, cls, got);
   lua_concat(L, 2);
   return lua_error(L);
 }
 
+/*
+** core.bad_self(self, "Lock", "acquire" [, level]): the error for a
+** method of a Lua class called on something else -- almost always `x.m()`
+** for `x:m()`.  Called only once the caller's own metatable check
+** failed; level: as error()'s, counted from bad_self's caller (default
+** 2: the method's caller, when the method itself calls bad_self).
+*/
+static int l_bad_self (lua_State *L) {
+  const char *cls = luaL_checkstring(L, 2);
+  const char *m = luaL_checkstring(L, 3);
+  return bad_self(L, cls, m, (int)luaL_optinteger(L, 4, 2));
+}
+
+/* The key of the running function in the table at idx, pushed; NULL
+   (nothing pushed) when it is not there. */
+static const char *running_as (lua_State *L, int idx) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar)) return NULL;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -3)) {
+      lua_pop(L, 1);
+      lua_remove(L, -2);
+      return lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return NULL;
+}
+
+/*
+** Called when arg idx is not an object of the core class tname (its
+** metatable in the registry): when idx is 1 and the running C function
+** is one of the class's methods, raises the bad-self error naming it
+** (`x.m()` for `x:m()`); else returns, for the caller's own error.
+*/
+void luaio__check_self (lua_State *L, int idx, const char *tname) {
+  int top = lua_gettop(L), mt, methods;
+  const char *m, *cls;
+  if (idx != 1 || luaL_getmetatable(L, tname) != LUA_TTABLE) {
+    lua_settop(L, top);
+    return;
+  }
+  mt = lua_gettop(L);
+  lua_getfield(L, mt, "__name");
+  cls = class_name(lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : tname);
+  switch (lua_getfield(L, mt, "__index")) {  /* or the table behind a */
+    case LUA_TFUNCTION:                     /* C closure's upvalue 1 */
+      methods = lua_getupvalue(L, -1, 1) != NULL && lua_istable(L, -1)
+                ? lua_gettop(L) : mt;
+      break;
+    case LUA_TTABLE: methods = lua_gettop(L); break;
+    default: methods = mt;
+  }
+  m = running_as(L, methods);
+  if (m != NULL) bad_self(L, cls, m, 1);
+  lua_settop(L, top);
+}
+
+/* luaL_checkudata for a core class, with the bad-self error for its
+   methods. */
+void *luaio__checkclass (lua_State *L, int idx, const char *tname) {
+  void *p = luaL_testudata(L, idx, tname);
+  if (p == NULL) {
+    luaio__check_self(L, idx, tname);
+    p = luaL_checkudata(L, idx, tname);
+  }
+  return p;
+}
+
+/* Levenshtein distance between a and b (names up to 63 bytes; longer
+   ones are never close). */
+static size_t distance (const char *a, size_t la, const char *b, size_t lb) {
+  size_t row[64], i, j;
+  if (la >= 64 || lb >= 64) return (size_t)-1;
+  for (j = 0; j <= lb; j++) row[j] = j;
+  for (i = 1; i <= la; i++) {
+    size_t diag = row[0], up;
+    row[0] = i;
+    for (j = 1; j <= lb; j++) {
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      up = row[j];
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+/* Raises "fname: unknown option 'k'" for the key on the top, with a
+   did-you-mean for the closest known key within 2 edits (ties: the
+   first in byte order). */
+static int unknown_option (lua_State *L, const char *fname, int known,
+                           int level) {
+  size_t lk, best_d = 3;
+  const char *k = luaL_tolstring(L, -1, &lk), *best = NULL;
+  int key = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, known)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING && lua_type(L, key - 1) == LUA_TSTRING) {
+      size_t ln;
+      const char *n = lua_tolstring(L, -1, &ln);
+      size_t d = distance(k, lk, n, ln);
+      if (d < best_d || (d == best_d && best != NULL && strcmp(n, best) < 0)) {
+        best_d = d;
+        best = n;
+      }
+    }
+  }
+  luaL_where(L, level);
+  if (best != NULL)
+    lua_pushfstring(L, "%s: unknown option '%s' (did you mean '%s'?)",
+                    fname, k, best);
+  else lua_pushfstring(L, "%s: unknown option '%s'", fname, k);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/*
+** core.check_options(opts, fname, known [, level]): the one check of an
+** options table: a key of opts (nil: none) that is not a key of known
+** raises "fname: unknown option 'stdot' (did you mean 'stdout'?)",
+** blaming level as error() does (default 1: check_options's caller).
+*/
+static int l_check_options (lua_State *L) {
+  const char *fname = luaL_checkstring(L, 2);
+  int level = (int)luaL_optinteger(L, 4, 1);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (lua_isnil(L, 1)) return 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, 3) == LUA_TNIL) {
+      lua_pop(L, 1);
+      return unknown_option(L, fname, 3, level);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 static const luaL_Reg funcs[] = {
   {"is", l_is},
   {"bad_self", l_bad_self},
+  {"check_options", l_check_options},
   {"new_error_class", l_new_class},
   {NULL, NULL}
 };

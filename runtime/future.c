@@ -34,7 +34,11 @@ Future *luaio__tofuture (lua_State *L, GState *G, int idx) {
 /* Only from core functions: G is their upvalue 1. */
 Future *luaio__checkfuture (lua_State *L, int idx) {
   Future *f = luaio__tofuture(L, luaio__G(L), idx);
-  if (f == NULL) luaL_typeerror(L, idx, "Future or Task");
+  if (f == NULL) {                     /* (each class has its own closures) */
+    luaio__check_self(L, idx, LUAIO_FUTURE);
+    luaio__check_self(L, idx, LUAIO_TASK);
+    luaL_typeerror(L, idx, "Future or Task");
+  }
   return f;
 }
 
@@ -364,7 +368,7 @@ int luaio__future_cancel (lua_State *L, int idx, int msgidx) {
 /* ---------------------------------------------------------- methods */
 
 static Future *checkplain (lua_State *L, int idx) {
-  return (Future *)luaL_checkudata(L, idx, LUAIO_FUTURE);
+  return (Future *)luaio__checkclass(L, idx, LUAIO_FUTURE);
 }
 
 /* Pushes a new pending Future, bound to rt if not NULL. */

@@ -13,7 +13,7 @@
 #include "internal.h"
 
 static Handle *checkhandle (lua_State *L, int idx) {
-  return (Handle *)luaL_checkudata(L, idx, LUAIO_HANDLE);
+  return (Handle *)luaio__checkclass(L, idx, LUAIO_HANDLE);
 }
 
 static void release (lua_State *L, Handle *h) {

@@ -124,6 +124,13 @@ int luaio__is_error_object (lua_State *L, int idx);
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...);
 int luaio__oserror (lua_State *L, int uverr, const char *what);
 void luaio__push_oserror (lua_State *L, int uverr, const char *what);
+void luaio__check_self (lua_State *L, int idx, const char *tname);
+void *luaio__checkclass (lua_State *L, int idx, const char *tname);
+int luaio__oserror_at (lua_State *L, int uverr, const char *what,
+                       const char *addr);
+void luaio__push_oserror_at (lua_State *L, int uverr, const char *what,
+                             const char *addr);
+const char *luaio__push_hostport (lua_State *L, const char *ip, int port);
 int luaio__argerror (lua_State *L, int arg, const char *fname,
                      const char *extramsg);
 int luaio__typeerror (lua_State *L, int arg, const char *fname,

@@ -171,7 +171,7 @@ static int loop_run (lua_State *L) {
 
 /* loop:_close(): shuts the runtime down and frees it. */
 static int loop_close (lua_State *L) {
-  LoopBox *b = (LoopBox *)luaL_checkudata(L, 1, LUAIO_LOOP);
+  LoopBox *b = (LoopBox *)luaio__checkclass(L, 1, LUAIO_LOOP);
   luaio_Runtime *rt = b->rt;
   if (rt == NULL) return 0;
   if (rt->running_depth > 0)
@@ -189,13 +189,13 @@ static int loop_set_cli (lua_State *L) {
 }
 
 static int loop_is_closed (lua_State *L) {
-  LoopBox *b = (LoopBox *)luaL_checkudata(L, 1, LUAIO_LOOP);
+  LoopBox *b = (LoopBox *)luaio__checkclass(L, 1, LUAIO_LOOP);
   lua_pushboolean(L, b->rt == NULL);
   return 1;
 }
 
 static int loop_is_running (lua_State *L) {
-  LoopBox *b = (LoopBox *)luaL_checkudata(L, 1, LUAIO_LOOP);
+  LoopBox *b = (LoopBox *)luaio__checkclass(L, 1, LUAIO_LOOP);
   lua_pushboolean(L, b->rt != NULL && b->rt->running_depth > 0);
   return 1;
 }

@@ -75,6 +75,7 @@ static Queue *checkq (lua_State *L, int *ud) {
       return q;
     }
   }
+  luaio__check_self(L, 1, LUAIO_QUEUE);
   lua_settop(L, 0);
   luaL_error(L, "bad self: a queue expected");
   return NULL;
@@ -513,10 +514,12 @@ static const luaL_Reg methods[] = {
 
 void luaio__queue_open (lua_State *L) {
   luaL_newmetatable(L, LUAIO_QUEUE);
-  lua_pop(L, 1);
   lua_newtable(L);
   luaio__setfuncs(L, methods);
-  lua_setfield(L, -2, "QueueMethods");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");      /* (for luaio__check_self) */
+  lua_setfield(L, -3, "QueueMethods");
+  lua_pop(L, 1);
   lua_pushcfunction(L, l_new_queue);
   lua_setfield(L, -2, "new_queue");
 }

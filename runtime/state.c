@@ -70,7 +70,7 @@ int luaio__hasmt (lua_State *L, int idx, const void *mt) {
 void *luaio__checkudata (lua_State *L, int idx, const void *mt,
                          const char *tname) {
   if (luaio__hasmt(L, idx, mt)) return lua_touserdata(L, idx);
-  return luaL_checkudata(L, idx, tname);
+  return luaio__checkclass(L, idx, tname);
 }
 
 void luaio__setfuncs (lua_State *L, const luaL_Reg *l) {
@@ -107,7 +107,7 @@ void luaio__push_R (lua_State *L, luaio_Runtime *rt) {
 /* The runtime of the Loop object at idx (made by loop.c); raises if it
    is closed. */
 luaio_Runtime *luaio__checkloop (lua_State *L, int idx) {
-  LoopBox *b = (LoopBox *)luaL_checkudata(L, idx, LUAIO_LOOP);
+  LoopBox *b = (LoopBox *)luaio__checkclass(L, idx, LUAIO_LOOP);
   if (b->rt == NULL) luaL_error(L, "the event loop is closed");
   return b->rt;
 }

@@ -337,7 +337,7 @@ void luaio__stream_start_reading (Stream *s) {
 static Stream *checkend (lua_State *L, const char *tag, const char *tname) {
   Box *b = (Box *)lua_touserdata(L, 1);
   if (b == NULL || lua_rawlen(L, 1) != sizeof(Box) || b->tag != tag)
-    b = (Box *)luaL_checkudata(L, 1, tname);   /* raises */
+    b = (Box *)luaio__checkclass(L, 1, tname);   /* raises */
   if (b->s == NULL) luaL_error(L, "the stream is closed");
   return b->s;
 }

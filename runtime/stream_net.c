@@ -129,6 +129,7 @@ typedef struct Connect {
   Task *t;               /* NULL once the task gave up */
   int status;
   int done;
+  char addr[128];        /* "ip:port" or the path, for the error */
 } Connect;
 
 static void on_connect (uv_connect_t *req, int status) {
@@ -165,18 +166,20 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
     return luaio__raise_cancel(L, t);
   }
   status = c->status;
-  free(c);
   if (status != 0) {
+    lua_pushstring(L, c->addr);
+    free(c);
     s->ep.refs = 0;
     luaio__stream_close_now(s);
-    return luaio__oserror(L, status, "connect");
+    return luaio__oserror_at(L, status, "connect", lua_tostring(L, -1));
   }
+  free(c);
   luaio__stream_push_pair(L, s);
   return 2;
 }
 
 static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
-                          const char *path) {
+                          const char *path, const char *addr) {
   Task *t = luaio__check_suspend(L, "connect");
   Connect *c = (Connect *)calloc(1, sizeof(Connect));
   int r;
@@ -187,6 +190,7 @@ static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
   c->s = s;
   c->t = t;
   c->req.data = c;
+  snprintf(c->addr, sizeof c->addr, "%s", addr);
   if (path != NULL) {
     uv_pipe_connect(&c->req, &s->u.pipe, path, on_connect);
     r = 0;
@@ -195,7 +199,7 @@ static int start_connect (lua_State *L, Stream *s, const struct sockaddr *a,
   if (r != 0) {
     free(c);
     luaio__stream_close_now(s);
-    return luaio__oserror(L, r, "connect");
+    return luaio__oserror_at(L, r, "connect", addr);
   }
   return luaio__park(L, t, NULL, connect_abort, "connect", c,
                      (lua_KContext)c, connect_k);
@@ -253,11 +257,12 @@ static int l_tcp_connect (lua_State *L) {
   struct sockaddr_storage a;
   Stream *s;
   int r = parse_addr(ip, port, &a);
-  if (r != 0) return luaio__oserror(L, r, "open_connection");
+  const char *addr = luaio__push_hostport(L, ip, port);
+  if (r != 0) return luaio__oserror_at(L, r, "open_connection", addr);
   luaio__check_suspend(L, "open_connection");
   s = luaio__stream_new(rt, 0);
   if (s == NULL) return luaL_error(L, "not enough memory");
-  return start_connect(L, s, (struct sockaddr *)&a, NULL);
+  return start_connect(L, s, (struct sockaddr *)&a, NULL, addr);
 }
 
 /* core.pipe_connect(path) -> reader, writer (suspends) */
@@ -268,7 +273,7 @@ static int l_pipe_connect (lua_State *L) {
   luaio__check_suspend(L, "open_unix_connection");
   s = luaio__stream_new(rt, 1);
   if (s == NULL) return luaL_error(L, "not enough memory");
-  return start_connect(L, s, NULL, path);
+  return start_connect(L, s, NULL, path, path);
 }
 
 
@@ -284,7 +289,7 @@ static int l_pipe_connect (lua_State *L) {
 #endif
 
 static Server *checkserver (lua_State *L) {
-  SBox *b = (SBox *)luaL_checkudata(L, 1, LUAIO_SERVER);
+  SBox *b = (SBox *)luaio__checkclass(L, 1, LUAIO_SERVER);
   if (b->sv == NULL) luaL_error(L, "the server is gone");
   return b->sv;
 }
@@ -624,7 +629,8 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   if (r == 0) r = start_listening(rt, sv, backlog);
   if (r != 0) {
     luaio__ep_close(&sv->ep);          /* freed once closed */
-    return luaio__oserror(L, r, is_pipe ? "start_unix_server" : "start_server");
+    return luaio__oserror_at(L, r, is_pipe ? "start_unix_server" : "start_server",
+                             is_pipe ? where : luaio__push_hostport(L, where, port));
   }
   b = (SBox *)lua_newuserdatauv(L, sizeof(SBox), 1);
   b->sv = sv;

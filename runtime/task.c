@@ -32,7 +32,10 @@ Task *luaio__totask (lua_State *L, GState *G, int idx) {
 /* Only from core functions: G is their upvalue 1. */
 Task *luaio__checktask (lua_State *L, int idx) {
   Task *t = luaio__totask(L, luaio__G(L), idx);
-  if (t == NULL) luaL_typeerror(L, idx, "Task");
+  if (t == NULL) {
+    luaio__check_self(L, idx, LUAIO_TASK);
+    luaL_typeerror(L, idx, "Task");
+  }
   return t;
 }
 
@@ -554,10 +557,12 @@ static int t_info (lua_State *L) {
 }
 
 static int t_set_result (lua_State *L) {
+  luaio__checktask(L, 1);
   return luaL_error(L, "set_result: a Task's result is set by its function");
 }
 
 static int t_set_exception (lua_State *L) {
+  luaio__checktask(L, 1);
   return luaL_error(L, "set_exception: a Task's error is set by its function");
 }
 

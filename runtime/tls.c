@@ -219,7 +219,7 @@ static int is_ip (const char *host) {
 }
 
 static Ctx *checkctx (lua_State *L, int idx) {
-  return (Ctx *)luaL_checkudata(L, idx, LUAIO_SSLCONTEXT);
+  return (Ctx *)core->checkclass(L, idx, LUAIO_SSLCONTEXT);
 }
 
 /*

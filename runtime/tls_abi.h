@@ -18,7 +18,7 @@
 
 #include "internal.h"
 
-#define LUAIO_TLS_ABI 2
+#define LUAIO_TLS_ABI 3
 #define LUAIO_TLSCORE "luaio.tlscore"   /* registry: light TlsCore */
 #define LUAIO_TLS_CLOSED (-1)   /* ops->read: the peer's close_notify */
 #define LUAIO_TLS_FAILED (-2)   /* ops->read: the session failed */
@@ -49,6 +49,7 @@ typedef struct TlsCore {        /* the core, for the engine */
   void (*stream_out) (void *stream, const char *p, size_t n);
   void (*set_ops) (lua_State *L, const TlsOps *ops);
   const char *(*checkcstring) (lua_State *L, int arg, const char *fname);
+  void *(*checkclass) (lua_State *L, int idx, const char *tname);
 } TlsCore;
 
 void luaio__tls_link_open (lua_State *L);   /* tls_link.c */

@@ -12,7 +12,7 @@ static void set_ops (lua_State *L, const TlsOps *ops) {
 
 static const TlsCore core = {
   LUAIO_TLS_ABI, luaio__new_error, luaio__stream_tls_out, set_ops,
-  luaio__checkcstring
+  luaio__checkcstring, luaio__checkclass
 };
 
 /* At luaopen_luaio_core: publish the core's side; preload a linked-in engine. */

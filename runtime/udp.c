@@ -45,7 +45,7 @@ typedef struct Udp {
 typedef struct UBox { Udp *u; } UBox;
 
 static Udp *checkudp (lua_State *L) {
-  UBox *b = (UBox *)luaL_checkudata(L, 1, LUAIO_UDP);
+  UBox *b = (UBox *)luaio__checkclass(L, 1, LUAIO_UDP);
   if (b->u == NULL || !b->u->open) luaL_error(L, "the UDP socket is closed");
   return b->u;
 }
@@ -161,7 +161,8 @@ static int l_udp_open (lua_State *L) {
   }
   if (r != 0) {
     udp_close(u);
-    return luaio__oserror(L, r, "open_udp");
+    return luaio__oserror_at(L, r, "open_udp",
+                             luaio__push_hostport(L, ip, port));
   }
   return 1;
 }
@@ -247,7 +248,7 @@ static int u_getsockname (lua_State *L) {
 }
 
 static int u_close (lua_State *L) {
-  UBox *b = (UBox *)luaL_checkudata(L, 1, LUAIO_UDP);
+  UBox *b = (UBox *)luaio__checkclass(L, 1, LUAIO_UDP);
   if (b->u != NULL) udp_close(b->u);
   return 0;
 }

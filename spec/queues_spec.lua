@@ -115,7 +115,8 @@ describe("Queue basics", function()
         for _, self in ipairs(selves) do
           local ok, err = pcall(q[name], self, 1)
           assert.is_false(ok, name)
-          assert.matches("bad self: a queue expected", tostring(err), 1, true)
+          assert.matches(("calling 'Queue:%s' on bad self (Queue expected, got "):format(name),
+            tostring(err), 1, true)
         end
       end
       -- the queue's own userdata in another table of the class is that queue

@@ -67,10 +67,17 @@ local function checklist(aws, fname)
   return aws.n or #aws
 end
 
+local OPTIONS = {
+  gather = { return_exceptions = true },
+  wait = { timeout = true, return_when = true },
+  as_completed = { timeout = true },
+}
+
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(n, fname, "options table expected, got " .. typename(opts))
   end
+  core.check_options(opts, fname, OPTIONS[fname], 3)
   return opts or {}
 end
 

@@ -26,9 +26,7 @@ File.__index = File
 File.__name = "File"
 
 local function checkfile(f, fname)
-  if getmetatable(f) ~= File then
-    error(("bad argument #1 to '%s' (file expected)"):format(fname), 3)
-  end
+  if getmetatable(f) ~= File then core.bad_self(f, "File", fname, 3) end
   if f._fd == nil then error(fname .. ": attempt to use a closed file", 3) end
   return f
 end
@@ -204,6 +202,7 @@ function File:flush()
 end
 
 function File:close()
+  if getmetatable(self) ~= File then core.bad_self(self, "File", "close") end
   if self._fd == nil then return end
   local fd = self._fd
   self._fd = nil

@@ -351,7 +351,7 @@ local function next_chunk(res)
 end
 
 local function check_res(res, name)
-  if getmetatable(res) ~= Response then core.bad_self(res, "Response", name) end
+  if getmetatable(res) ~= Response then core.bad_self(res, "Response", name, 3) end
 end
 
 --- res:read([n]) -> up to n bytes of the body as soon as there are some,
@@ -706,9 +706,7 @@ local function prepare(client, method, url, opts, fname)
     error(fmt("bad argument #3 to '%s' (options table expected, got %s)", fname, type(opts)), 3)
   end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTIONS[k] then error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3) end
-  end
+  core.check_options(opts, fname, OPTIONS, 3)
   local timeout = opts.timeout
   if timeout == nil then timeout = client.timeout end
   local read_timeout = opts.read_timeout
@@ -856,6 +854,7 @@ end
 
 --- client:request(method, url [, opts]) -> Response
 function Client:request(method, url, opts)
+  if getmetatable(self) ~= Client then core.bad_self(self, "Client", "request") end
   return self:_request(method, url, opts, "request")
 end
 
@@ -863,6 +862,7 @@ local SHORT = { get = "GET", head = "HEAD", post = "POST", put = "PUT",
                 patch = "PATCH", delete = "DELETE", options = "OPTIONS" }
 for name, method in pairs(SHORT) do
   Client[name] = function(self, url, opts)
+    if getmetatable(self) ~= Client then core.bad_self(self, "Client", name) end
     return self:_request(method, url, opts, name)
   end
 end
@@ -894,6 +894,7 @@ Client.__close = Client.close
 
 --- client:stats() -> {connections =, idle =, waiting =}
 function Client:stats()
+  if getmetatable(self) ~= Client then core.bad_self(self, "Client", "stats") end
   local idle = 0
   for _, pool in pairs(self._pools) do idle = idle + #pool.idle end
   return { connections = self._count, idle = idle, waiting = self._waiting }
@@ -917,9 +918,7 @@ function M.Client(opts)
     error(fmt("bad argument #1 to 'Client' (options table expected, got %s)", type(opts)), 2)
   end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not CLIENT_OPTIONS[k] then error(fmt("Client: unknown option '%s'", tostring(k)), 2) end
-  end
+  core.check_options(opts, "Client", CLIENT_OPTIONS, 2)
   local function count(name, default)
     local v = opts[name]
     if v == nil then return default end

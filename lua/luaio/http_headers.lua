@@ -77,6 +77,7 @@ end
 
 --- h:get(name) -> the first value of name (any case), or nil
 function Headers:get(name)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "get") end
   local key, keys = lower(name), self._keys
   for i = 1, #keys do
     if keys[i] == key then return self._values[i] end
@@ -86,6 +87,7 @@ end
 
 --- h:get_all(name) -> list of every value of name, in order
 function Headers:get_all(name)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "get_all") end
   local key, keys, out = lower(name), self._keys, {}
   for i = 1, #keys do
     if keys[i] == key then out[#out + 1] = self._values[i] end
@@ -93,16 +95,21 @@ function Headers:get_all(name)
   return out
 end
 
-function Headers:has(name) return self:get(name) ~= nil end
+function Headers:has(name)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "has") end
+  return self:get(name) ~= nil
+end
 
 --- h:add(name, value): another field (kept after the others)
 function Headers:add(name, value)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "add") end
   check_name(name, "Headers:add")
   self:_push(name, check_value(value, name, "Headers:add"))
 end
 
 --- h:remove(name) -> how many fields were removed
 function Headers:remove(name)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "remove") end
   local key, n = lower(name), 0
   for i = #self._keys, 1, -1 do
     if self._keys[i] == key then
@@ -117,6 +124,7 @@ end
 
 --- h:set(name, value): replaces every field of name by one
 function Headers:set(name, value)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "set") end
   check_name(name, "Headers:set")
   value = check_value(value, name, "Headers:set")
   self:remove(name)
@@ -125,6 +133,7 @@ end
 
 --- for name, value in h:each() do ... end (in order, as sent)
 function Headers:each()
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "each") end
   local i = 0
   return function()
     i = i + 1
@@ -133,10 +142,14 @@ function Headers:each()
   end
 end
 
-function Headers:count() return #self._names end
+function Headers:count()
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "count") end
+  return #self._names
+end
 
 --- h:write(buf): appends "Name: value\r\n" lines to the list buf
 function Headers:write(buf)
+  if getmetatable(self) ~= Headers then core.bad_self(self, "Headers", "write") end
   local n = #buf
   for i, name in ipairs(self._names) do
     buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = name, ": ", self._values[i], "\r\n"

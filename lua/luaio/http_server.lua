@@ -441,7 +441,7 @@ local request_mt = {
 }
 
 local function check_req(req, fname)
-  if getmetatable(req) ~= request_mt then core.bad_self(req, "HttpRequest", fname) end
+  if getmetatable(req) ~= request_mt then core.bad_self(req, "HttpRequest", fname, 3) end
   local c = req._c
   if c.req ~= req then error(fname .. ": the request is over", 3) end
   return c
@@ -474,6 +474,7 @@ end
 --- req:body() -> the whole body (what is left of it), "" if none.  The
 --- same string on later calls.  Suspends.
 function Request:body()
+  if getmetatable(self) ~= request_mt then core.bad_self(self, "HttpRequest", "body") end
   local b = rawget(self, "_body")
   if b ~= nil then return b end
   local c = check_req(self, "body")
@@ -531,7 +532,7 @@ Response.__index = Response
 Response.__name = "HttpResponse"
 
 local function check_res(res, fname)
-  if getmetatable(res) ~= Response then core.bad_self(res, "HttpResponse", fname) end
+  if getmetatable(res) ~= Response then core.bad_self(res, "HttpResponse", fname, 3) end
   if res._s == FINISHED then error(fname .. ": the response is finished", 3) end
   return res._c
 end
@@ -653,7 +654,10 @@ function Response:drain()
 end
 
 --- res:head_sent() -> whether the status and headers went out
-function Response:head_sent() return self._s >= SENT end
+function Response:head_sent()
+  if getmetatable(self) ~= Response then core.bad_self(self, "HttpResponse", "head_sent") end
+  return self._s >= SENT
+end
 
 ------------------------------------------------------------------ handler
 local last_traceback      -- set by on_error, read right after xpcall
@@ -912,7 +916,7 @@ Server.__index = Server
 Server.__name = "HttpServer"
 
 local function check_server(s, fname)
-  if getmetatable(s) ~= Server then core.bad_self(s, "HttpServer", fname) end
+  if getmetatable(s) ~= Server then core.bad_self(s, "HttpServer", fname, 3) end
 end
 
 --- server:close([timeout]): stops accepting; idle connections are closed
@@ -960,9 +964,18 @@ function Server:serve_forever()
   if not ok then error(err, 0) end
 end
 
-function Server:getsockname() return self._server:getsockname() end
-function Server:is_serving() return self._server:is_serving() end
-function Server:get_loop() return self._loop end
+function Server:getsockname()
+  check_server(self, "getsockname")
+  return self._server:getsockname()
+end
+function Server:is_serving()
+  check_server(self, "is_serving")
+  return self._server:is_serving()
+end
+function Server:get_loop()
+  check_server(self, "get_loop")
+  return self._loop
+end
 Server.__close = function(s) s:close() end
 function Server:__tostring()
   return format("HttpServer(%d connection(s)%s)", self._nconns,
@@ -984,9 +997,9 @@ local function check_opts(opts)
   end
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
+  core.check_options(opts, "serve", OPTION_KINDS, 3)
   for k, v in pairs(opts or {}) do
     local kind = OPTION_KINDS[k]
-    if kind == nil then error(format("serve: unknown option '%s'", tostring(k)), 3) end
     if kind == "integer" and (mtype(v) ~= "integer" or v <= 0) then
       error(format("serve: option '%s' must be a positive integer", k), 3)
     elseif kind == "number" and (type(v) ~= "number" or v ~= v or v <= 0) then

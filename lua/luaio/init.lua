@@ -144,7 +144,7 @@ end
 local loop_mt = debug.getregistry()["luaio.Loop"]
 
 local function check_handler_args(self, ctx, name)
-  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", name) end
+  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", name, 3) end
   if type(ctx) ~= "table" then
     error(("bad argument #1 to '%s' (table expected, got %s)"):format(name, type(ctx)), 3)
   end
@@ -178,6 +178,7 @@ core.set_dispatcher(function(loop, ctx) loop:call_exception_handler(ctx) end)
 ------------------------------------------------------------------ running
 local Runner = {}
 Runner.__index = Runner
+local RUNNER_OPTIONS = { debug = true, clock = true, shutdown_timeout = true }
 Runner.__name = "Runner"
 
 --- aio.Runner([opts]) -> runner; opts: debug, clock ("real"|"virtual"),
@@ -189,6 +190,7 @@ function M.Runner(opts)
     error(("bad argument #1 to 'Runner' (table expected, got %s)"):format(
       type(opts)), 2)
   end
+  core.check_options(opts, "Runner", RUNNER_OPTIONS, 2)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   if o.debug == nil and os.getenv("LUAIO_DEBUG") == "1" then o.debug = true end
@@ -206,7 +208,12 @@ function M.Runner(opts)
   return setmetatable({ _opts = o }, Runner)
 end
 
+local function check_runner(self, name)
+  if getmetatable(self) ~= Runner then core.bad_self(self, "Runner", name, 3) end
+end
+
 function Runner:get_loop()
+  check_runner(self, "get_loop")
   if self._closed then error("Runner: the runner is closed", 2) end
   if not self._loop then self._loop = core.new_loop(self._opts) end
   return self._loop
@@ -214,6 +221,7 @@ end
 
 --- runner:run(fn, ...) -> fn's results; tasks survive to the next run.
 function Runner:run(fn, ...)
+  check_runner(self, "run")
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'run' (function expected, got %s)"):format(
       type(fn)), 2)
@@ -223,6 +231,7 @@ end
 
 --- runner:close(): cancels what is left, closes handles and the loop.
 function Runner:close()
+  check_runner(self, "close")
   if self._loop then self._loop:_close() end
   self._closed = true
 end
@@ -335,6 +344,25 @@ for _, k in ipairs { "PIPE", "DEVNULL", "STDOUT", "create_subprocess_exec",
   parts[k] = part_process
 end
 
+-- Methods written in Lua for objects the core makes (a subprocess's
+-- pipes, stdin, servers...): whichever part made the object, the first
+-- look-up that misses in the class's methods loads the module that
+-- defines them.
+local method_modules = {
+  [core.ReaderMethods] = "luaio.streams",
+  [core.WriterMethods] = "luaio.streams",
+  [core.ServerMethods] = "luaio.streams",
+}
+for methods, name in pairs(method_modules) do
+  if not package.loaded[name] then
+    setmetatable(methods, { __index = function(t, k)
+      setmetatable(t, nil)
+      require(name)
+      return rawget(t, k)
+    end })
+  end
+end
+
 setmetatable(M, {
   __index = function(_, k)
     local load_part = parts[k]
@@ -358,7 +386,8 @@ core.ignore_sigpipe()
 M.to_thread = core.to_thread
 
 --- loop:run_in_executor(fn, ...) is aio.to_thread(fn, ...)
-function Loop.run_in_executor(_, fn, ...)
+function Loop:run_in_executor(fn, ...)
+  if getmetatable(self) ~= loop_mt then core.bad_self(self, "Loop", "run_in_executor") end
   return core.to_thread(fn, ...)
 end
 

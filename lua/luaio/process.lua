@@ -35,20 +35,34 @@ function Process:__tostring()
 end
 
 --- process:wait() -> exit code (minus the signal number if killed by one)
+local function check(self, name)
+  if getmetatable(self) ~= Process then core.bad_self(self, "Process", name, 3) end
+end
+
 function Process:wait()
+  check(self, "wait")
   return self._p:wait()
 end
 
 function Process:send_signal(sig)
+  check(self, "send_signal")
   self._p:kill(sig)
 end
 
-function Process:terminate() self._p:kill("SIGTERM") end
-function Process:kill() self._p:kill("SIGKILL") end
+function Process:terminate()
+  check(self, "terminate")
+  self._p:kill("SIGTERM")
+end
+
+function Process:kill()
+  check(self, "kill")
+  self._p:kill("SIGKILL")
+end
 
 --- process:communicate([input]) -> stdout, stderr ("" for an empty
 --- pipe, nil for one not piped), once the process has exited.
 function Process:communicate(input)
+  check(self, "communicate")
   if input ~= nil and type(input) ~= "string" then
     error(("bad argument #1 to 'communicate' (string expected, got %s)"):format(type(input)), 2)
   end
@@ -89,10 +103,14 @@ function Process:communicate(input)
   return out, err
 end
 
+local OPTIONS = { stdin = true, stdout = true, stderr = true, env = true,
+                  cwd = true, limit = true }
+
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #%d to '%s' (options table expected, got %s)"):format(n, fname, type(opts)), 3)
   end
+  core.check_options(opts, fname, OPTIONS, 3)
   opts = opts or {}
   local o = { cwd = opts.cwd }
   for _, k in ipairs { "stdin", "stdout", "stderr" } do

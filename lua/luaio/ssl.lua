@@ -15,7 +15,7 @@
 -- for servers), and the methods load_cert_chain(cert [, key [, password]]),
 -- load_verify_locations([cafile [, capath]]), load_default_certs(),
 -- set_alpn_protocols(list), set_ciphers(openssl_list).
-require "luaio.core"
+local core = require "luaio.core"
 
 -- The engine: runtime/tls.c as the module luaio.tls (linked in, or loaded
 -- from its own file by the CLI), or tls_none.c in a build without OpenSSL.
@@ -65,6 +65,7 @@ function M.create_default_context(purpose, opts)
     error(("bad argument #2 to 'create_default_context' (table expected, got %s)")
       :format(type(opts)), 2)
   end
+  core.check_options(opts, "create_default_context", { cafile = true, capath = true }, 2)
   opts = opts or {}
   local ctx = tls.ssl_context(purpose == "client_auth")
   if opts.cafile or opts.capath then

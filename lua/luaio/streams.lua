@@ -74,10 +74,23 @@ local function check_tls_opts(opts, fname, level)
   end
 end
 
+-- The options each function takes (core.check_options).
+local CONNECT = { ssl = true, server_hostname = true, ssl_handshake_timeout = true,
+                  limit = true }
+local LISTEN = { ssl = true, ssl_handshake_timeout = true, limit = true, backlog = true }
+local OPTIONS = {
+  open_connection = CONNECT, open_unix_connection = CONNECT,
+  start_server = LISTEN, start_unix_server = LISTEN,
+  getaddrinfo = { family = true, type = true },
+  open_udp = { host = true, port = true },
+  start_tls = { server_hostname = true, ssl_handshake_timeout = true, server_side = true },
+}
+
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(n, fname, "options table expected, got " .. type(opts))
   end
+  core.check_options(opts, fname, OPTIONS[fname], 3)
   opts = opts or {}
   if opts.ssl and not tls().has_tls then
     error(fname .. ": TLS is not available in this build (built without TLS)", 4)
@@ -178,6 +191,7 @@ function M.getaddrinfo(host, port, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(3, "getaddrinfo", "options table expected, got " .. type(opts), 3)
   end
+  core.check_options(opts, "getaddrinfo", OPTIONS.getaddrinfo, 2)
   opts = opts or {}
   return core.getaddrinfo(host, port, opts.family or "any", opts.type or "any")
 end
@@ -268,6 +282,7 @@ function M.open_udp(opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(1, "open_udp", "options table expected, got " .. type(opts), 3)
   end
+  core.check_options(opts, "open_udp", OPTIONS.open_udp, 2)
   opts = opts or {}
   local host, port = opts.host, opts.port
   if host == nil and port == nil then return core.udp_open() end
@@ -281,9 +296,11 @@ end
 
 ------------------------------------------------------------------ methods
 local Reader = core.ReaderMethods
+local reader_mt = reg["luaio.StreamReader"]
 
 --- reader:lines() -> iterator over lines without their "\n" (io.lines)
 function Reader:lines()
+  if getmetatable(self) ~= reader_mt then core.bad_self(self, "StreamReader", "lines") end
   return function()
     local line = self:readline()
     if line == nil then return nil end
@@ -311,6 +328,7 @@ function Writer:start_tls(ctx, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(2, "start_tls", "options table expected, got " .. type(opts), 3)
   end
+  core.check_options(opts, "start_tls", OPTIONS.start_tls, 2)
   opts = opts or {}
   check_tls_opts(opts, "start_tls", 2)
   local side = opts.server_side
@@ -324,12 +342,18 @@ end
 local SSLObject = {}
 SSLObject.__index = SSLObject
 SSLObject.__name = "SSLObject"
-function SSLObject:version() return self._w:_tls_info("version") end
-function SSLObject:cipher() return self._w:_tls_info("cipher") end
-function SSLObject:selected_alpn_protocol() return self._w:_tls_info("alpn") end
+local function info(self, name, what)
+  if getmetatable(self) ~= SSLObject then core.bad_self(self, "SSLObject", name, 3) end
+  return self._w:_tls_info(what)
+end
+function SSLObject:version() return (info(self, "version", "version")) end
+function SSLObject:cipher() return (info(self, "cipher", "cipher")) end
+function SSLObject:selected_alpn_protocol()
+  return (info(self, "selected_alpn_protocol", "alpn"))
+end
 --- ssl_object:getpeercert([binary]) -> table (binary: DER bytes), nil if none
 function SSLObject:getpeercert(binary)
-  return self._w:_tls_info(binary and "peercert_der" or "peercert")
+  return (info(self, "getpeercert", binary and "peercert_der" or "peercert"))
 end
 function SSLObject:__tostring()
   return ("SSLObject (%s side, %s)"):format(self.server_side and "server" or "client",
@@ -342,8 +366,8 @@ local c_extra = Writer.get_extra_info
 --- writer:get_extra_info(name [, default]): "peername", "sockname",
 --- and on TLS streams "peercert", "cipher", "ssl_object", "sslcontext".
 function Writer:get_extra_info(name, default)
+  if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "get_extra_info") end
   if name == "ssl_object" or name == "sslcontext" then
-    if getmetatable(self) ~= writer_mt then core.bad_self(self, "StreamWriter", "get_extra_info") end
     local side = self:_tls_info("server_side")
     if side == nil then return default end
     if name == "sslcontext" then return contexts[self] end
@@ -359,10 +383,14 @@ function Writer:get_extra_info(name, default)
 end
 
 local Server = core.ServerMethods
+local server_mt = reg["luaio.Server"]
 reg["luaio.Server"].__close = function(s) s:close() end
 -- (a writer's __close is close() itself, set in runtime/stream.c)
 
 --- server:get_loop()
-function Server.get_loop(_) return core.get_running_loop() end
+function Server:get_loop()
+  if getmetatable(self) ~= server_mt then core.bad_self(self, "Server", "get_loop") end
+  return core.get_running_loop()
+end
 
 return M

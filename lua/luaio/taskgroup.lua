@@ -80,11 +80,13 @@ end
 
 --- eg:split(class or predicate) -> match, rest
 function EG:split(cond)
+  if not core.is(self, EG) then core.bad_self(self, "ExceptionGroup", "split") end
   return split(self, matcher(cond))
 end
 
 --- eg:subgroup(class or predicate) -> the matching part, or nil
 function EG:subgroup(cond)
+  if not core.is(self, EG) then core.bad_self(self, "ExceptionGroup", "subgroup") end
   return (split(self, matcher(cond)))
 end
 
@@ -135,6 +137,7 @@ end
 
 --- tg:create_task(fn, ...) -> Task
 function TaskGroup:create_task(fn, ...)
+  if getmetatable(self) ~= TaskGroup then core.bad_self(self, "TaskGroup", "create_task") end
   if self._exiting and self._ntasks == 0 then
     error("TaskGroup:create_task: the task group has finished", 2)
   end

@@ -10,6 +10,11 @@
 -- task, handle or timer) or the test fails, then the loop is closed.
 -- testing.async(fn [, opts]) wraps one body by hand.
 local aio = require "luaio"
+local core = require "luaio.core"
+
+-- Runner options, plus check_leftovers
+local OPTIONS = { debug = true, clock = true, shutdown_timeout = true,
+                  check_leftovers = true }
 
 local M = {}
 
@@ -36,6 +41,10 @@ function M.async(fn, opts)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(type(fn)), 2)
   end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'async' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  core.check_options(opts, "async", OPTIONS, 2)
   opts = opts or {}
   local ropts = {}
   for k, v in pairs(opts) do if k ~= "check_leftovers" then ropts[k] = v end end
@@ -58,6 +67,10 @@ end
 
 --- testing.install([opts]): wraps `it` in the calling file's environment.
 function M.install(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #1 to 'install' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  core.check_options(opts, "install", OPTIONS, 2)
   local env = caller_env(2)
   local it = env.it
   if type(it) ~= "function" then

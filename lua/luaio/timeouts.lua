@@ -25,11 +25,17 @@ local Timeout = {}
 Timeout.__index = Timeout
 Timeout.__name = "Timeout"
 
+local function check(self, name)
+  if getmetatable(self) ~= Timeout then core.bad_self(self, "Timeout", name, 3) end
+end
+
 function Timeout:when()
+  check(self, "when")
   return self._when
 end
 
 function Timeout:expired()
+  check(self, "expired")
   return self._state == EXPIRING or self._state == EXPIRED
 end
 
@@ -53,6 +59,7 @@ local function on_timeout(self, from_timer)
 end
 
 function Timeout:reschedule(when)
+  check(self, "reschedule")
   if when ~= nil and (type(when) ~= "number" or when ~= when) then
     error(("bad argument #1 to 'reschedule' (number or nil expected, got %s)")
       :format(type(when)), 2)
