@@ -238,6 +238,8 @@ describe("luaio.socket", function()
         H.errof(c.settimeout, c, 1, "q"))
       assert.equal("calling 'receive' on bad self (tcp{client} expected, got tcp{master})",
         H.errof(c.receive, socket.tcp()))
+      assert.equal("install: unknown option 'sll' (did you mean 'ssl'?)",
+        H.errof(socket.install, { sll = true }))
       assert.same({ nil, "unsupported option" }, { c:setoption("bogus", true) })
       assert.equal(1, c:setoption("keepalive", true))
       assert.is_true(c:getoption("keepalive"))

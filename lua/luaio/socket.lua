@@ -797,6 +797,8 @@ function Client:dohandshake()
 end
 
 ------------------------------------------------------------------ install
+local INSTALL_OPTIONS = { ssl = true }
+
 --- socket.install([{ssl = true}]) -> the module: require "socket" and
 --- "socket.core" return it from now on (LuaSocket's socket.http,
 --- socket.url, ltn12 and mime then run over it); with ssl, require "ssl"
@@ -805,9 +807,7 @@ function M.install(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'install' (table expected, got " .. type(opts) .. ")", 2)
   end
-  for k in pairs(opts or {}) do
-    if k ~= "ssl" then error(format("install: unknown option '%s'", tostring(k)), 2) end
-  end
+  core.check_options(opts, "install", INSTALL_OPTIONS, 2)
   package.loaded["socket.core"] = M
   package.loaded.socket = M
   package.loaded["socket.unix"] = M.unix
