@@ -212,13 +212,27 @@ function Runner:get_loop()
   return self._loop
 end
 
+-- An error leaving run: under a plain interpreter with nothing to catch
+-- it, lua.c prints only its __tostring, which then renders it whole
+-- (luaio.traceback).
+local function escaping(err)
+  if type(err) ~= "table" then return err end
+  return require("luaio.traceback").escaping(err)
+end
+
+local function run_result(ok, ...)
+  if not ok then error(escaping((...)), 0) end
+  return ...
+end
+
 --- runner:run(fn, ...) -> fn's results; tasks survive to the next run.
 function Runner:run(fn, ...)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'run' (function expected, got %s)"):format(
       type(fn)), 2)
   end
-  return self:get_loop():_run(fn, ...)
+  local loop = self:get_loop()
+  return run_result(pcall(loop._run, loop, fn, ...))
 end
 
 --- runner:close(): cancels what is left, closes handles and the loop.
@@ -230,7 +244,7 @@ Runner.__close = Runner.close
 
 local function close_and_return(r, ok, ...)
   r:close()
-  if not ok then error((...), 0) end
+  if not ok then error(escaping((...)), 0) end
   return ...
 end
 
@@ -275,6 +289,10 @@ local function part_context()
   rawset(M, "copy_context", context.copy_context)
 end
 parts.ContextVar, parts.copy_context = part_context, part_context
+
+parts.format_exception = function()
+  rawset(M, "format_exception", require("luaio.traceback").format_exception)
+end
 
 parts.dump_tasks = function()
   rawset(M, "dump_tasks", require("luaio.introspect").dump_tasks)
