@@ -49,6 +49,11 @@ typedef struct TlsOps TlsOps;
 #define LUAIO_SLOW_STEP 100000000
 #endif
 
+/* Debug mode warns of a cancellation not honoured after this long (ns). */
+#ifndef LUAIO_CANCEL_WARN
+#define LUAIO_CANCEL_WARN 1000000000
+#endif
+
 /* How deep eager task starts may nest before a task starts lazily. */
 #ifndef LUAIO_EAGER_MAX
 #define LUAIO_EAGER_MAX 16
@@ -341,6 +346,9 @@ struct luaio_Runtime {
   int stop;                    /* main task done: end the drain pass */
   int eager_depth;             /* nested eager task starts */
   int has_handler, has_factory;
+  int cancels_pending;         /* tasks with cancel requests pending */
+  int cancel_sweep;            /* debug mode: the heap index + 1 of the
+                                  check for cancellations left pending */
   int cli;                     /* the CLI's loop: may nest one aio.run */
   luaio_Runtime *exit_next;    /* on exit.c's list of every runtime */
   int exit_seen;               /* exit.c's atexit handler did its part */
@@ -427,7 +435,9 @@ struct Task {
   unsigned char aborted;       /* this resume comes from an abort hook */
   unsigned char own_ctx;       /* user value 3 holds its context; 0: it
                                   runs in the loop's (R.context) */
+  unsigned char cancel_warned; /* debug mode warned it ignores a cancel */
   int cancelling;              /* cancel requests not yet uncancelled */
+  uint64_t cancel_since;       /* uv_hrtime of the first of them, 0 = none */
   int heap;                    /* index in the timer heap + 1, 0 = none */
   unsigned wseq;               /* registration order on a future */
   int slot;                    /* its pooled coroutine's anchor, 0 = none */
