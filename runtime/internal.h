@@ -166,7 +166,8 @@ typedef struct Entry {
 ** rt->wqueued; the hook is called when the run ends: see exit.c's
 ** luaio__end_writing).  The core unlinks a hook before it calls it.
 ** leak, if set, names the kind in the debug report of what was left
-** open at loop close.
+** open at loop close; where, in debug mode, is the anchor of a text
+** saying where it was opened (0 = none), released by its owner.
 */
 typedef struct Hook Hook;
 typedef void (*HookFn) (luaio_Runtime *rt, Hook *h);
@@ -175,6 +176,7 @@ struct Hook {
   HookFn fn;
   const char *leak;
   int linked;
+  int where;
 };
 
 typedef struct HookList {
