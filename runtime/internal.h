@@ -135,6 +135,8 @@ int luaio__typeerror (lua_State *L, int arg, const char *fname,
                       const char *tname);
 const char *luaio__tocstring (lua_State *L, int idx);  /* NULL: has '\0' */
 const char *luaio__checkcstring (lua_State *L, int arg, const char *fname);
+void luaio__traceback_ex (lua_State *L, lua_State *L1, const char *msg,
+                          int level, int globals);
 void luaio__traceback (lua_State *L, lua_State *L1, const char *msg,
                        int level);      /* pushes, as luaL_traceback */
 void luaio__errors_open (lua_State *L);

@@ -612,6 +612,16 @@ static int t_get_stack (lua_State *L) {
   return 0;
 }
 
+/* task:_where() -> get_stack()'s traceback of a suspended task, with no
+   global names (cheaper: timeouts take one at every deadline), or nil. */
+static int t_where (lua_State *L) {
+  Task *t = luaio__checktask(L, 1);
+  if (t->co == NULL || t->tstate == T_NEW || lua_status(t->co) != LUA_YIELD)
+    return 0;
+  luaio__traceback_ex(L, t->co, NULL, 0, 0);
+  return 1;
+}
+
 /* task:_info() -> id, parent id, state, what it waits on, whether a
    cancellation is about to be raised in it, the cancel requests pending
    and for how long (seconds, or nil) (dump_tasks, timeouts). */
@@ -705,6 +715,7 @@ static const luaL_Reg task_methods[] = {
   {"set_result", t_set_result},
   {"set_exception", t_set_exception},
   {"_info", t_info},
+  {"_where", t_where},
   {NULL, NULL}
 };
 

@@ -52,7 +52,7 @@ local function on_timeout(self, from_timer)
     self._handle = self._loop:call_soon(on_timeout, self)
     return
   end
-  self._where = self._task:get_stack()   -- suspended: the user's line
+  self._where = self._task:_where()   -- suspended: the user's line
   self._task:cancel()
   self._state = EXPIRING
   self._handle = nil
