@@ -128,13 +128,10 @@ local function describe(ctx)
   if ctx.task ~= nil then out[#out + 1] = "task: " .. tostring(ctx.task) end
   if ctx.future ~= nil then out[#out + 1] = "future: " .. tostring(ctx.future) end
   if ctx.handle ~= nil then out[#out + 1] = "handle: " .. tostring(ctx.handle) end
-  if ctx.exception ~= nil then
-    local e = ctx.exception
-    local ok, s = pcall(tostring, e)
-    out[#out + 1] = ok and s or ("(error object is a " .. type(e) .. " value)")
+  if ctx.exception ~= nil then   -- as the CLI prints it: chain, sub-errors
     local tb = ctx.traceback
-    if tb == nil and type(e) == "table" then tb = rawget(e, "traceback") end
-    if tb ~= nil then out[#out + 1] = tostring(tb) end
+    out[#out + 1] = require("luaio.traceback").format_exception(ctx.exception,
+      tb ~= nil and tostring(tb) or nil)
   elseif ctx.traceback ~= nil then
     out[#out + 1] = tostring(ctx.traceback)
   end
