@@ -150,6 +150,28 @@ aio.sleep(1)
   end)
 end)
 
+describe("the default exception handler", function()
+  it("prints an error as format_exception does: each sub-error, where it came from", function()
+    local path = H.script([[
+local aio = require "luaio"
+local t = aio.create_task(function()
+  error(aio.ExceptionGroup("several", { aio.OSError("first"), "second" }))
+end)
+aio.sleep(0.01)
+t = nil
+collectgarbage(); collectgarbage()
+aio.sleep(0.01)
+]])
+    local r = H.cli({ path })
+    os.remove(path)
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("Task exception was never retrieved", r.stderr, 1, true)
+    assert.matches("ExceptionGroup: several (2 sub-exceptions)\nstack traceback:", r.stderr, 1, true)
+    assert.matches("\n[1] OSError: first\nstack traceback:", r.stderr, 1, true)
+    assert.matches("\n[2] second", r.stderr, 1, true)
+  end)
+end)
+
 describe("under a plain lua5.4", function()
   -- Runs code with `lua5.4 -e` (this checkout's luaio on the paths).
   local function lua54(code)
