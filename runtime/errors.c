@@ -86,14 +86,17 @@ static int global_name (lua_State *L) {
   return 0;
 }
 
-/* Adds how the function of level ar of L1 is known ("function 'error'"). */
+/* Adds how the function of level ar of L1 is known ("function 'error'");
+   globals: look the name up in _G first. */
 static void describe_function (lua_State *L, lua_State *L1, luaL_Buffer *b,
-                               lua_Debug *ar) {
-  int named;
-  lua_getinfo(L1, "f", ar);            /* the function, on L1 */
-  lua_xmove(L1, L, 1);
-  named = global_name(L);
-  lua_remove(L, named ? -2 : -1);      /* the function */
+                               lua_Debug *ar, int globals) {
+  int named = 0;
+  if (globals) {
+    lua_getinfo(L1, "f", ar);          /* the function, on L1 */
+    lua_xmove(L1, L, 1);
+    named = global_name(L);
+    lua_remove(L, named ? -2 : -1);    /* the function */
+  }
   if (named) {
     lua_pushfstring(L, "function '%s'", lua_tostring(L, -1));
     lua_remove(L, -2);
@@ -122,9 +125,13 @@ static int last_level (lua_State *L1) {
   return yes;
 }
 
-/* Pushes a traceback of L1 from level on, laid out as luaL_traceback's. */
-void luaio__traceback (lua_State *L, lua_State *L1, const char *msg,
-                       int level) {
+/*
+** Pushes a traceback of L1 from level on, laid out as luaL_traceback's;
+** globals 0 names functions only by how they were called (no look-up in
+** _G: about half the cost, for tracebacks taken on a hot path).
+*/
+void luaio__traceback_ex (lua_State *L, lua_State *L1, const char *msg,
+                          int level, int globals) {
   luaL_Buffer b;
   lua_Debug ar;
   int last = last_level(L1);
@@ -147,10 +154,15 @@ void luaio__traceback (lua_State *L, lua_State *L1, const char *msg,
     if (ar.currentline <= 0) lua_pushfstring(L, "\n\t%s: in ", ar.short_src);
     else lua_pushfstring(L, "\n\t%s:%d: in ", ar.short_src, ar.currentline);
     luaL_addvalue(&b);
-    describe_function(L, L1, &b, &ar);
+    describe_function(L, L1, &b, &ar, globals);
     if (ar.istailcall) luaL_addstring(&b, "\n\t(...tail calls...)");
   }
   luaL_pushresult(&b);
+}
+
+void luaio__traceback (lua_State *L, lua_State *L1, const char *msg,
+                       int level) {
+  luaio__traceback_ex(L, L1, msg, level, 1);
 }
 
 /* Makes an instance of the class at cls; message at msg (0 = none). */
@@ -172,11 +184,15 @@ static void instance (lua_State *L, int cls, int msg, int traceback) {
 
 /* Class([message] [, fields]) -> instance */
 static int class_call (lua_State *L) {
-  int fields = 0;
+  int fields = 0, tb = 1;
   if (lua_istable(L, 2) && lua_getmetatable(L, 2) == 0) { fields = 2; }
   else if (lua_istable(L, 3)) fields = 3;
   lua_settop(L, 3);
-  instance(L, 1, fields == 2 ? 0 : 2, 1);
+  if (fields != 0) {                   /* fields giving a traceback: no need */
+    tb = lua_getfield(L, fields, "traceback") == LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  instance(L, 1, fields == 2 ? 0 : 2, tb);
   if (fields != 0) {
     lua_pushnil(L);
     while (lua_next(L, fields) != 0) {

@@ -85,6 +85,18 @@ static int raise_cancelled (lua_State *L, int idx) {
   return lua_error(L);
 }
 
+/* The running task cur is about to raise the error at err: its traceback
+   will end with the text on top (popped). */
+static void set_cause (lua_State *L, luaio_Runtime *rt, Task *cur, int err) {
+  luaio__push_task(L, rt, cur);
+  luaio__extras(L, cur, -1);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "cause");
+  lua_pushvalue(L, err);
+  lua_setfield(L, -2, "cause_for");
+  lua_pop(L, 3);
+}
+
 /*
 ** The running task is about to re-raise the error of the failed task at
 ** idx (error value on top): remember where that task failed, so that the
@@ -109,12 +121,7 @@ static void record_cause (lua_State *L, int idx, Task *failed) {
                     "it was raised at:)\n", failed->id);
   lua_pushvalue(L, -3);
   lua_concat(L, 2);                    /* the cause text */
-  luaio__push_task(L, rt, cur);
-  luaio__extras(L, cur, -1);
-  lua_pushvalue(L, -3);
-  lua_setfield(L, -2, "cause");
-  lua_pushvalue(L, err);
-  lua_setfield(L, -2, "cause_for");
+  set_cause(L, rt, cur, err);
   lua_settop(L, err);
 }
 
@@ -673,6 +680,20 @@ static int l_note_cause (lua_State *L) {
   return 0;
 }
 
+/*
+** core.note_where(err, text): the running task is about to raise err from
+** where its stack says little (a <close> handler run after the stack
+** unwound): its traceback ends with text, which says where it was.
+*/
+static int l_note_where (lua_State *L) {
+  luaio_Runtime *rt = luaio__state(L)->rt;
+  luaL_checkany(L, 1);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  lua_settop(L, 2);
+  if (rt != NULL && rt->current != NULL) set_cause(L, rt, rt->current, 1);
+  return 0;
+}
+
 static const luaL_Reg shared_methods[] = {
   {"result", f_result},
   {"exception", f_exception},
@@ -732,6 +753,9 @@ void luaio__future_open (lua_State *L) {
   lua_pushlightuserdata(L, luaio__state(L));
   lua_pushcclosure(L, l_note_cause, 1);
   lua_setfield(L, -2, "note_cause");
+  lua_pushlightuserdata(L, luaio__state(L));
+  lua_pushcclosure(L, l_note_where, 1);
+  lua_setfield(L, -2, "note_where");
   luaL_getmetatable(L, LUAIO_LOOP);
   lua_getfield(L, -1, "methods");
   lua_pushcfunction(L, loop_create_future);

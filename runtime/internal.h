@@ -49,6 +49,11 @@ typedef struct TlsOps TlsOps;
 #define LUAIO_SLOW_STEP 100000000
 #endif
 
+/* Debug mode warns of a cancellation not honoured after this long (ns). */
+#ifndef LUAIO_CANCEL_WARN
+#define LUAIO_CANCEL_WARN 1000000000
+#endif
+
 /* How deep eager task starts may nest before a task starts lazily. */
 #ifndef LUAIO_EAGER_MAX
 #define LUAIO_EAGER_MAX 16
@@ -137,6 +142,8 @@ int luaio__typeerror (lua_State *L, int arg, const char *fname,
                       const char *tname);
 const char *luaio__tocstring (lua_State *L, int idx);  /* NULL: has '\0' */
 const char *luaio__checkcstring (lua_State *L, int arg, const char *fname);
+void luaio__traceback_ex (lua_State *L, lua_State *L1, const char *msg,
+                          int level, int globals);
 void luaio__traceback (lua_State *L, lua_State *L1, const char *msg,
                        int level);      /* pushes, as luaL_traceback */
 void luaio__errors_open (lua_State *L);
@@ -168,7 +175,8 @@ typedef struct Entry {
 ** rt->wqueued; the hook is called when the run ends: see exit.c's
 ** luaio__end_writing).  The core unlinks a hook before it calls it.
 ** leak, if set, names the kind in the debug report of what was left
-** open at loop close.
+** open at loop close; where, in debug mode, is the anchor of a text
+** saying where it was opened (0 = none), released by its owner.
 */
 typedef struct Hook Hook;
 typedef void (*HookFn) (luaio_Runtime *rt, Hook *h);
@@ -177,6 +185,7 @@ struct Hook {
   HookFn fn;
   const char *leak;
   int linked;
+  int where;
 };
 
 typedef struct HookList {
@@ -348,6 +357,9 @@ struct luaio_Runtime {
   int stop;                    /* main task done: end the drain pass */
   int eager_depth;             /* nested eager task starts */
   int has_handler, has_factory;
+  int cancels_pending;         /* tasks with cancel requests pending */
+  int cancel_sweep;            /* debug mode: the heap index + 1 of the
+                                  check for cancellations left pending */
   int cli;                     /* the CLI's loop: may nest one aio.run */
   luaio_Runtime *exit_next;    /* on exit.c's list of every runtime */
   int exit_seen;               /* exit.c's atexit handler did its part */
@@ -434,7 +446,9 @@ struct Task {
   unsigned char aborted;       /* this resume comes from an abort hook */
   unsigned char own_ctx;       /* user value 3 holds its context; 0: it
                                   runs in the loop's (R.context) */
+  unsigned char cancel_warned; /* debug mode warned it ignores a cancel */
   int cancelling;              /* cancel requests not yet uncancelled */
+  uint64_t cancel_since;       /* uv_hrtime of the first of them, 0 = none */
   int heap;                    /* index in the timer heap + 1, 0 = none */
   unsigned wseq;               /* registration order on a future */
   int slot;                    /* its pooled coroutine's anchor, 0 = none */

@@ -495,7 +495,31 @@ int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main) {
 
 static void on_guard (uv_timer_t *h) { (void)h; }
 
-/* Debug mode: reports what the program left open (closed now), by kind. */
+#define WHERE_MAX 10          /* objects of a kind shown with their origin */
+
+/* Pushes where the objects of kind leak on the open list were opened
+   (those that know it), as one text. */
+static void push_wheres (lua_State *L, luaio_Runtime *rt, const char *leak) {
+  luaL_Buffer b;
+  int shown = 0, more = 0;
+  Hook *h;
+  luaL_buffinit(L, &b);
+  for (h = rt->open.head; h != NULL; h = h->next) {
+    if (h->leak != leak || h->where == 0) continue;
+    if (shown == WHERE_MAX) { more++; continue; }
+    if (shown++ > 0) luaL_addchar(&b, '\n');
+    luaio__push_anchor(L, rt, h->where);
+    luaL_addvalue(&b);
+  }
+  if (more > 0) {
+    lua_pushfstring(L, "\n(and %d more)", more);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
+/* Debug mode: reports what the program left open (closed now), by kind,
+   with where each was opened. */
 static void report_left_open (lua_State *L, luaio_Runtime *rt) {
   const char *kinds[8];
   int counts[8], n = 0, i;
@@ -511,10 +535,13 @@ static void report_left_open (lua_State *L, luaio_Runtime *rt) {
     counts[i]++;
   }
   for (i = 0; i < n; i++) {
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushfstring(L, "%d %s left open at loop close (closed now)",
                     counts[i], kinds[i]);
     lua_setfield(L, -2, "message");
+    push_wheres(L, rt, kinds[i]);
+    if (lua_rawlen(L, -1) > 0) lua_setfield(L, -2, "traceback");
+    else lua_pop(L, 1);
     luaio__report(L, rt);
   }
 }

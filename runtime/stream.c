@@ -69,6 +69,10 @@ static void ep_closed (uv_handle_t *h) {
   Endpoint *parent = e->parent;
   e->open = 0;
   luaio__unhook(&e->rt->open, &e->node);
+  if (e->node.where != 0) {
+    luaio__unanchor(e->rt->S, e->rt, e->node.where);
+    e->node.where = 0;
+  }
   e->rt->open_handles--;
   e->kind->closed(e);
   settle(e);                           /* (may free e) */
@@ -85,6 +89,21 @@ static void ep_shutdown (luaio_Runtime *rt, Hook *h) {
   e->kind->shutdown(e);
 }
 
+/*
+** Debug mode: remembers where e is opened -- the stack of the task (or
+** coroutine) running, if one is (an accepted connection has none) -- for
+** the report of what is left open at loop close.
+*/
+static void note_opened (Endpoint *e, luaio_Runtime *rt) {
+  lua_State *co = rt->running;
+  if (co == NULL || !lua_checkstack(co, 4)) return;
+  luaio__traceback(co, co, NULL, 0);
+  lua_pushfstring(co, "a %s opened at:\n%s", e->kind->name,
+                  lua_tostring(co, -1));
+  lua_remove(co, -2);
+  e->node.where = luaio__anchor(co, rt);
+}
+
 /* The handle h of e has started: e joins the runtime's open list (its
    data is e). */
 void luaio__ep_start (Endpoint *e, const EndpointKind *kind,
@@ -97,6 +116,7 @@ void luaio__ep_start (Endpoint *e, const EndpointKind *kind,
   luaio__hook(&rt->open, &e->node, ep_shutdown);
   e->node.leak = LEAK;
   rt->open_handles++;
+  if (rt->debug) note_opened(e, rt);
 }
 
 /* child was accepted by parent: parent's close waits for child's. */
@@ -215,7 +235,7 @@ static void stream_shutdown (Endpoint *e) {
 }
 
 static const EndpointKind stream_kind = {
-  close_soon, stream_shutdown, stream_closed, stream_destroy
+  "stream", close_soon, stream_shutdown, stream_closed, stream_destroy
 };
 
 /*

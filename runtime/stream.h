@@ -46,6 +46,7 @@ typedef struct Endpoint Endpoint;
 ** Lua object refers to it (refs), whichever comes last.
 */
 typedef struct EndpointKind {         /* what a kind does at each step */
+  const char *name;                   /* "stream", "server" (debug reports) */
   void (*close) (Endpoint *e);        /* close() began (closing is set) */
   void (*shutdown) (Endpoint *e);     /* the loop shuts down */
   void (*closed) (Endpoint *e);       /* the handle is closed: its own

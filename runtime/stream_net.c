@@ -335,7 +335,7 @@ static void server_destroy (Endpoint *e) {
 }
 
 static const EndpointKind server_kind = {
-  server_close, server_shutdown, server_closed, server_destroy
+  "server", server_close, server_shutdown, server_closed, server_destroy
 };
 
 static void run_accept (lua_State *L, luaio_Runtime *rt, void *p, int idx);

@@ -15,6 +15,7 @@
 ** already scheduled gets the error at its next resume; a task that has
 ** not started ends cancelled without running.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +117,7 @@ int luaio__task_main (lua_State *co) {
 
 static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
                         int eager);
+static void cancel_settled (luaio_Runtime *rt, Task *t);
 static void step (luaio_Runtime *rt, Task *t, lua_State *from);
 
 /* Pushes a coroutine for task t: a pooled one, else a new one. */
@@ -276,6 +278,7 @@ static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
   t->co = NULL;
   t->tstate = T_DONE;
   t->must_cancel = 0;
+  cancel_settled(rt, t);
   unlink_task(rt, t);
   if (reuse) pool(S, rt, t, co);
   else unpool(S, rt, t);
@@ -407,13 +410,83 @@ static void run_task (lua_State *S, luaio_Runtime *rt, void *p, int idx) {
 /* ---------------------------------------------------------- cancelling */
 
 /*
+** Debug mode: a task that catches its CancelledError and goes on (pcall
+** around a suspension, in a loop) keeps whoever cancels it waiting, with
+** nothing to show.  One timer entry checks, LUAIO_CANCEL_WARN after the
+** earliest pending request, every task whose cancellation has been
+** pending that long, and reports each once (not on a virtual clock).
+*/
+static void cancel_sweep (lua_State *S, luaio_Runtime *rt, void *p, int idx);
+
+static void arm_cancel_sweep (luaio_Runtime *rt, uint64_t since) {
+  if (rt->cancel_sweep != 0 || rt->virtual_clock || rt->closed) return;
+  luaio__heap_push(rt, since + LUAIO_CANCEL_WARN, cancel_sweep,
+                   &rt->cancel_sweep);
+  luaio__kick(rt);
+}
+
+static void warn_cancel (lua_State *S, luaio_Runtime *rt, Task *t,
+                         uint64_t now) {
+  int top = lua_gettop(S);
+  char secs[32];
+  if (!lua_checkstack(S, 5)) return;
+  snprintf(secs, sizeof secs, "%.1f", (double)(now - t->cancel_since) / 1e9);
+  lua_createtable(S, 0, 3);
+  luaio__push_task(S, rt, t);
+  lua_setfield(S, -2, "task");
+  luaio__push_task(S, rt, t);
+  lua_pushfstring(S, "%s has not honoured its cancellation after %s seconds "
+                  "(%d request%s pending): it catches CancelledError (pcall) "
+                  "without re-raising it, or waits for a task that does",
+                  luaL_tolstring(S, -1, NULL), secs, t->cancelling,
+                  t->cancelling == 1 ? "" : "s");
+  lua_setfield(S, top + 1, "message");
+  lua_settop(S, top + 1);
+  if (t->co != NULL && t->tstate != T_NEW && lua_status(t->co) == LUA_YIELD) {
+    luaio__traceback(S, t->co, "the task is at:", 0);
+    lua_setfield(S, -2, "traceback");
+  }
+  luaio__report(S, rt);
+  lua_settop(S, top);
+}
+
+/* t's cancellation is honoured (uncancelled, or t ended). */
+static void cancel_settled (luaio_Runtime *rt, Task *t) {
+  if (t->cancel_since == 0) return;
+  t->cancel_since = 0;
+  t->cancel_warned = 0;
+  if (--rt->cancels_pending == 0 && rt->cancel_sweep != 0)
+    luaio__heap_remove(rt, rt->cancel_sweep - 1);
+}
+
+static void cancel_sweep (lua_State *S, luaio_Runtime *rt, void *p, int idx) {
+  uint64_t now = uv_hrtime(), next = 0;
+  Task *t;
+  (void)p; (void)idx;
+  if (!rt->debug) return;
+  for (t = rt->tasks; t != NULL; t = t->next) {
+    if (t->cancelling == 0 || t->cancel_warned) continue;
+    if (now - t->cancel_since >= LUAIO_CANCEL_WARN) {
+      t->cancel_warned = 1;
+      warn_cancel(S, rt, t, now);
+    }
+    else if (next == 0 || t->cancel_since < next) next = t->cancel_since;
+  }
+  if (next != 0) arm_cancel_sweep(rt, next);
+}
+
+/*
 ** cancel(): counts a request; a parked task has its wait undone and
 ** resumes with CancelledError (sched.c), a running or scheduled one gets
 ** it at its next resume.  Returns 0 if t is done.
 */
 int luaio__task_cancel (lua_State *L, Task *t, int msgidx) {
   if (t->tstate == T_DONE) return 0;
-  t->cancelling++;
+  if (t->cancelling++ == 0) {
+    t->cancel_since = uv_hrtime();
+    t->rt->cancels_pending++;
+    if (t->rt->debug) arm_cancel_sweep(t->rt, t->cancel_since);
+  }
   if (msgidx != 0 || t->has_extras) {
     luaio__push_task(L, t->rt, t);
     luaio__extras(L, t, lua_gettop(L));
@@ -492,8 +565,10 @@ static int t_cancelling (lua_State *L) {
 
 static int t_uncancel (lua_State *L) {
   Task *t = luaio__checktask(L, 1);
-  if (t->cancelling > 0 && --t->cancelling == 0 && t->tstate != T_PARKED)
-    t->must_cancel = 0;
+  if (t->cancelling > 0 && --t->cancelling == 0) {
+    cancel_settled(t->rt, t);
+    if (t->tstate != T_PARKED) t->must_cancel = 0;
+  }
   lua_pushinteger(L, t->cancelling);
   return 1;
 }
@@ -540,8 +615,19 @@ static int t_get_stack (lua_State *L) {
   return 0;
 }
 
+/* task:_where() -> get_stack()'s traceback of a suspended task, with no
+   global names (cheaper: timeouts take one at every deadline), or nil. */
+static int t_where (lua_State *L) {
+  Task *t = luaio__checktask(L, 1);
+  if (t->co == NULL || t->tstate == T_NEW || lua_status(t->co) != LUA_YIELD)
+    return 0;
+  luaio__traceback_ex(L, t->co, NULL, 0, 0);
+  return 1;
+}
+
 /* task:_info() -> id, parent id, state, what it waits on, whether a
-   cancellation is about to be raised in it (dump_tasks, timeouts). */
+   cancellation is about to be raised in it, the cancel requests pending
+   and for how long (seconds, or nil) (dump_tasks, timeouts). */
 static int t_info (lua_State *L) {
   static const char *const names[] = {
     "new", "scheduled", "running", "waiting", "done"
@@ -553,7 +639,11 @@ static int t_info (lua_State *L) {
   if (t->what) lua_pushstring(L, t->what);
   else lua_pushnil(L);
   lua_pushboolean(L, t->must_cancel);
-  return 5;
+  lua_pushinteger(L, t->cancelling);
+  if (t->cancelling > 0 && t->cancel_since != 0)
+    lua_pushnumber(L, (double)(uv_hrtime() - t->cancel_since) / 1e9);
+  else lua_pushnil(L);
+  return 7;
 }
 
 static int t_set_result (lua_State *L) {
@@ -630,6 +720,7 @@ static const luaL_Reg task_methods[] = {
   {"set_result", t_set_result},
   {"set_exception", t_set_exception},
   {"_info", t_info},
+  {"_where", t_where},
   {NULL, NULL}
 };
 

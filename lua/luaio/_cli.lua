@@ -42,16 +42,6 @@ do
   progname = arg and arg[i] or "luaio"
 end
 
-local function message(err)
-  if type(err) == "string" then return err end
-  local mt = getmetatable(err)
-  if mt and mt.__tostring then
-    local ok, s = pcall(tostring, err)
-    if ok and type(s) == "string" then return s end
-  end
-  return ("(error object is a %s value)"):format(type(err))
-end
-
 local function run_chunk(chunk, err, ...)
   if not chunk then error(err, 0) end
   return chunk(...)
@@ -115,18 +105,10 @@ return function(actions, script, noenv, interactive, stdin)
       io.stderr:write(progname, ": interrupted!\n")
       status = 130
     else
+      -- the message, the main task's traceback (with the chain of awaits)
+      -- or the error's own, the errors chained to it, each sub-error
       local tb = main and main:get_stack()
-      if tb == nil and type(err) == "table" then tb = rawget(err, "traceback") end
-      io.stderr:write(progname, ": ", message(err), "\n")
-      if tb then io.stderr:write(tb, "\n") end
-      if aio.is(err, aio.ExceptionGroup) then   -- each failure, and where
-        for i, e in ipairs(err.exceptions) do
-          io.stderr:write(("[%d] %s\n"):format(i, message(e)))
-          local etb = err.tracebacks and err.tracebacks[i]
-          if not etb and type(e) == "table" then etb = rawget(e, "traceback") end
-          if etb then io.stderr:write(etb, "\n") end
-        end
-      end
+      io.stderr:write(progname, ": ", aio.format_exception(err, tb), "\n")
       status = 1
     end
     io.stderr:flush()

@@ -128,13 +128,10 @@ local function describe(ctx)
   if ctx.task ~= nil then out[#out + 1] = "task: " .. tostring(ctx.task) end
   if ctx.future ~= nil then out[#out + 1] = "future: " .. tostring(ctx.future) end
   if ctx.handle ~= nil then out[#out + 1] = "handle: " .. tostring(ctx.handle) end
-  if ctx.exception ~= nil then
-    local e = ctx.exception
-    local ok, s = pcall(tostring, e)
-    out[#out + 1] = ok and s or ("(error object is a " .. type(e) .. " value)")
+  if ctx.exception ~= nil then   -- as the CLI prints it: chain, sub-errors
     local tb = ctx.traceback
-    if tb == nil and type(e) == "table" then tb = rawget(e, "traceback") end
-    if tb ~= nil then out[#out + 1] = tostring(tb) end
+    out[#out + 1] = require("luaio.traceback").format_exception(ctx.exception,
+      tb ~= nil and tostring(tb) or nil)
   elseif ctx.traceback ~= nil then
     out[#out + 1] = tostring(ctx.traceback)
   end
@@ -219,6 +216,19 @@ function Runner:get_loop()
   return self._loop
 end
 
+-- An error leaving run: under a plain interpreter with nothing to catch
+-- it, lua.c prints only its __tostring, which then renders it whole
+-- (luaio.traceback).
+local function escaping(err)
+  if type(err) ~= "table" then return err end
+  return require("luaio.traceback").escaping(err)
+end
+
+local function run_result(ok, ...)
+  if not ok then error(escaping((...)), 0) end
+  return ...
+end
+
 --- runner:run(fn, ...) -> fn's results; tasks survive to the next run.
 function Runner:run(fn, ...)
   check_runner(self, "run")
@@ -226,7 +236,8 @@ function Runner:run(fn, ...)
     error(("bad argument #1 to 'run' (function expected, got %s)"):format(
       type(fn)), 2)
   end
-  return self:get_loop():_run(fn, ...)
+  local loop = self:get_loop()
+  return run_result(pcall(loop._run, loop, fn, ...))
 end
 
 --- runner:close(): cancels what is left, closes handles and the loop.
@@ -239,7 +250,7 @@ Runner.__close = Runner.close
 
 local function close_and_return(r, ok, ...)
   r:close()
-  if not ok then error((...), 0) end
+  if not ok then error(escaping((...)), 0) end
   return ...
 end
 
@@ -284,6 +295,10 @@ local function part_context()
   rawset(M, "copy_context", context.copy_context)
 end
 parts.ContextVar, parts.copy_context = part_context, part_context
+
+parts.format_exception = function()
+  rawset(M, "format_exception", require("luaio.traceback").format_exception)
+end
 
 parts.dump_tasks = function()
   rawset(M, "dump_tasks", require("luaio.introspect").dump_tasks)

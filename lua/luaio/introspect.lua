@@ -1,5 +1,6 @@
 -- luaio.introspect: aio.dump_tasks([file]) -- the tree of live tasks of
--- the running loop: who created whom, what each waits on, its traceback.
+-- the running loop: who created whom, what each waits on, its cancel
+-- requests not yet honoured and for how long, its traceback.
 local core = require "luaio.core"
 
 local M = {}
@@ -30,9 +31,13 @@ function M.dump_tasks(file)
   local cur = core.current_task()
   local out = { ("%d live task%s"):format(#tasks, #tasks == 1 and "" or "s") }
   local function show(t, indent)
-    local id, _, state, what = t:_info()
+    local id, _, state, what, _, ncancel, pending = t:_info()
     local line = ("%s%s [%s%s]"):format(indent, t:get_name(), state,
       what and (": " .. what) or "")
+    if ncancel > 0 then   -- a cancellation it has not honoured (yet)
+      line = line .. (" (cancel requested %d time%s, pending for %.3f s)")
+        :format(ncancel, ncancel == 1 and "" or "s", pending or 0)
+    end
     if t == cur then line = line .. " (running: dumping)" end
     out[#out + 1] = line
     local stack = t:get_stack()

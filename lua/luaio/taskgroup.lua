@@ -18,6 +18,9 @@
 -- Where Lua does not allow a yield (coroutine.close, an error escaping a
 -- user coroutine, lua_close) the scope cancels its children without
 -- waiting and raises an error saying so.
+-- When a child's failure cancels the body, the body's stack (where it was
+-- suspended) is kept: the ExceptionGroup, raised once the stack has
+-- unwound, carries it as its traceback.
 local core = require "luaio.core"
 
 local M = {}
@@ -131,6 +134,7 @@ local function on_task_done(self, task)
   if not self._aborting and not self._parent_cancel_requested then
     abort(self)
     self._parent_cancel_requested = true
+    self._where = parent:get_stack()   -- the body's line (it is suspended)
     parent:cancel()
   end
 end
@@ -207,6 +211,12 @@ function TaskGroup:__close(err)
     -- where each child failed (false for the body's own error)
     eg.tracebacks = {}
     for i = 1, #errors do eg.tracebacks[i] = self._tracebacks[i] or false end
+    -- raised after the stack unwound: say where the body was instead
+    local where = self._where
+    if where then
+      eg.traceback = where
+      core.note_where(eg, "\n(the task group's body was waiting at:)\n" .. where)
+    end
     error(eg, 0)
   end
 end

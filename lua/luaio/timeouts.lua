@@ -12,6 +12,11 @@
 -- passes through untouched, so scopes nest.  The function form
 -- aio.timeout(delay, fn, ...) runs fn(cm, ...) inside a scope.
 --
+-- The TimeoutError is made in __close, often after the stack unwound,
+-- where it would say nothing of the user's code: so when the deadline
+-- cancels the task, the task's stack (where it was suspended) is kept,
+-- and becomes the error's traceback and the end of the task's.
+--
 -- cm:when(), cm:reschedule(when) (absolute, loop:time(); nil = never),
 -- cm:expired().  delay = nil means no deadline until rescheduled.
 local core = require "luaio.core"
@@ -53,6 +58,7 @@ local function on_timeout(self, from_timer)
     self._handle = self._loop:call_soon(on_timeout, self)
     return
   end
+  self._where = self._task:_where()   -- suspended: the user's line
   self._task:cancel()
   self._state = EXPIRING
   self._handle = nil
@@ -91,7 +97,12 @@ function Timeout:__close(err)
     self._state = EXPIRED
     if self._task:uncancel() <= self._cancelling and err ~= nil
         and core.is(err, core.CancelledError) then
-      error(core.TimeoutError(), 0)
+      local where = self._where
+      local e = core.TimeoutError(nil, where and { traceback = where } or nil)
+      if where then
+        core.note_where(e, "\n(the deadline passed while the task waited at:)\n" .. where)
+      end
+      error(e, 0)
     end
   else
     self._state = EXITED
