@@ -6,8 +6,11 @@
 ** status; the message of a failure is kept for luaio_error().  An
 ** embedded runtime stays the state's running runtime from luaio_open to
 ** luaio_close, so scripts may suspend whenever the host runs the loop.
-** Calls from other threads go through a mutex-protected list and one
-** uv_async_t; their callbacks run from the drain like call_soon's.
+** Calls from other threads go through a queue and one uv_async_t; their
+** callbacks run from the drain like call_soon's.  One process-wide lock
+** (the gate) guards what threads touch, so a call after luaio_close
+** finds its runtime gone and fails without touching it.  A pending's push
+** runs exactly once after its resolve: delivering, or with L == NULL.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,7 @@ struct luaio_Pending {
   luaio_Runtime *rt;           /* NULL: orphaned (gate) */
   Task *t;                     /* the waiting task; NULL once it gave up */
   unsigned char resolved, awaited, consumed, task_done;
+  unsigned char linked;        /* on a list (a runtime a host opened) */
   unsigned char cancelled;     /* nobody will receive its values (gate) */
   luaio_Callback push;
   void *ud;
@@ -282,14 +286,16 @@ LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
 LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
                                         luaio_Callback push, void *ud) {
   Call *c = new_call(push, ud, p);
-  int orphan;
+  int orphan, ok;
   if (c == NULL) return LUAIO_ERROR;
   lock();
   orphan = p->rt == NULL;
-  if (!orphan) enqueue(embed_of(p->rt), c);
+  ok = !orphan && p->linked;   /* (no queue: a runtime no host opened) */
+  if (ok) enqueue(embed_of(p->rt), c);
   unlock();
-  if (orphan) { free(c); free(p); }
-  return orphan ? LUAIO_ERROR : LUAIO_OK;
+  if (!ok) free(c);
+  if (orphan) free(p);
+  return ok ? LUAIO_OK : LUAIO_ERROR;
 }
 
 
@@ -312,7 +318,7 @@ static void unlink_pending (Embed *e, luaio_Pending *p) {
 /* Frees p once both sides are done with it. */
 static void settle (luaio_Pending *p) {
   if (!p->resolved || !p->task_done) return;
-  if (p->rt != NULL) unlink_pending(embed_of(p->rt), p);
+  if (p->linked) unlink_pending(embed_of(p->rt), p);
   free(p);
 }
 
@@ -350,16 +356,16 @@ LUAIO_API luaio_Pending *luaio_pending (lua_State *L) {
   if (!lua_isyieldable(L) || L != rt->running)
     luaL_error(L, "async C function: cannot suspend here (a C call that "
                "does not allow yields is on the stack)");
-  e = embed_of(rt);
-  if (e == NULL)
-    luaL_error(L, "async C function: the running loop was not opened "
-               "with luaio_open");
   p = (luaio_Pending *)calloc(1, sizeof(luaio_Pending));
   if (p == NULL) luaL_error(L, "not enough memory");
   p->rt = rt;
   p->t = rt->current;
-  link_pending(e, p);
-  e->unresolved++;
+  e = embed_of(rt);
+  if (e != NULL) {             /* (the CLI's or aio.run's keep no list) */
+    link_pending(e, p);
+    p->linked = 1;
+    e->unresolved++;
+  }
   return p;
 }
 
@@ -435,7 +441,7 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
     free(p);
     return;
   }
-  embed_of(p->rt)->unresolved--;
+  if (p->linked) embed_of(p->rt)->unresolved--;
   if (p->t != NULL && p->rt->closing && !task_alive(p->rt, p->t))
     p->t = NULL, p->task_done = 1;
   if (p->t == NULL) {                  /* its task gave up */
@@ -601,30 +607,32 @@ static void run_main (luaio_Runtime *rt, lua_CFunction f, void *ud) {
 ** orphaned (its luaio_resolve discards it).  Returns how many were.
 */
 static int orphan_pendings (Embed *e) {
-  luaio_Pending *p, *next;
+  luaio_Pending *p, *next, *done = NULL;
   Call *c, *cn;
   int n = 0;
-  lock();
+  lock();                      /* (a worker may free an orphan at once) */
   c = e->head;
   e->head = e->tail = NULL;
-  for (p = e->pendings; p != NULL; p = p->next)
-    if (!p->resolved) {
+  for (p = e->pendings; p != NULL; p = next) {
+    next = p->next;
+    p->prev = p->next = NULL;
+    p->linked = 0;
+    p->t = NULL;
+    p->task_done = 1;
+    if (p->resolved) { p->next = done; done = p; }
+    else {
       p->rt = NULL;
       p->cancelled = 1;
       n++;
     }
-  unlock();
-  for (p = e->pendings; p != NULL; p = next) {
-    next = p->next;
-    p->prev = p->next = NULL;
-    p->t = NULL;
-    p->task_done = 1;
-    if (p->resolved) {
-      discard(p);
-      free(p);
-    }
   }
   e->pendings = NULL;
+  unlock();
+  for (p = done; p != NULL; p = next) {
+    next = p->next;
+    discard(p);
+    free(p);
+  }
   for (; c != NULL; c = cn) {  /* resolves of orphans (no plain calls:
                                   the runtime was unlisted first) */
     cn = c->next;
