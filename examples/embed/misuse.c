@@ -1,8 +1,9 @@
 /*
-** misuse.c -- the embedding API used wrongly: NULL runtimes, a spawn
-** with fewer values on the stack than it was told, luaio_step called
-** from a task, an error whose __tostring raises (the report still comes),
-** and lua_close before luaio_close (detected: LUAIO_ERROR, no crash).
+** misuse.c -- the embedding API used wrongly: NULL runtimes, a malformed
+** LUAIO_SHUTDOWN_TIMEOUT, a spawn with fewer values on the stack than it
+** was told, luaio_step called from a task, an error whose __tostring
+** raises (the report still comes), and lua_close before luaio_close
+** (detected: LUAIO_ERROR, no crash).
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,10 @@ int main (void) {
   printf("close(NULL): %d\n", luaio_close(NULL));
   printf("error(NULL): %s\n", luaio_error(NULL));
   printf("pending_tasks(NULL): %d\n", luaio_pending_tasks(NULL));
+  setenv("LUAIO_SHUTDOWN_TIMEOUT", "soon", 1);
+  printf("open: %s (%s)\n", luaio_open(NULL, NULL, err, sizeof err) == NULL ?
+         "NULL" : "a runtime", err);
+  unsetenv("LUAIO_SHUTDOWN_TIMEOUT");
   rt = luaio_open(NULL, NULL, err, sizeof err);
   if (rt == NULL) { fprintf(stderr, "%s\n", err); return 1; }
   luaio_set_report(rt, report, NULL);
