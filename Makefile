@@ -214,6 +214,8 @@ check:
 	  $(GUARD) $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
+	@echo "== the embedding hosts under valgrind (memcheck, the plain build)"
+	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" VALGRIND=1 sh examples/embed/run.sh
 	@echo "== stress (bounded, loopback only)"
 	ulimit -n 20500 2>/dev/null; \
 	  $(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(CURDIR)/$(B)/luaio -o utfTerminal spec/stress

@@ -6,8 +6,11 @@
 ** status; the message of a failure is kept for luaio_error().  An
 ** embedded runtime stays the state's running runtime from luaio_open to
 ** luaio_close, so scripts may suspend whenever the host runs the loop.
-** Calls from other threads go through a mutex-protected list and one
-** uv_async_t; their callbacks run from the drain like call_soon's.
+** Calls from other threads go through a queue and one uv_async_t; their
+** callbacks run from the drain like call_soon's.  One process-wide lock
+** (the gate) guards what threads touch, so a call after luaio_close
+** finds its runtime gone and fails without touching it.  A pending's push
+** runs exactly once after its resolve: delivering, or with L == NULL.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +30,12 @@ typedef struct Call {
 typedef struct Embed {
   Hook hook;                   /* on rt->open: closes the async handle */
   uv_async_t async;
-  uv_mutex_t lock;
-  Call *head, *tail;
+  luaio_Runtime *rt;
+  struct Embed *next_live;     /* on the list of open runtimes (gate) */
+  Call *head, *tail;           /* (gate) */
+  int async_closed;            /* (gate) */
+  luaio_Pending *pendings;     /* not yet freed nor orphaned */
+  int unresolved;              /* of those, not yet resolved */
   int owns_state;
   int holds;                   /* luaio_hold count: the async handle is
                                   referenced (keeps the loop alive) while > 0 */
@@ -42,16 +49,66 @@ static Embed *embed_of (luaio_Runtime *rt) {
   return (Embed *)luaio__ext(rt, &KEY);
 }
 
+/*
+** A pending operation.  Freed once resolved and done with by its task
+** (task_done); at luaio_close one not yet resolved is orphaned (rt NULL,
+** task_done): its luaio_resolve discards and frees it.  push runs once:
+** consumed.  Fields marked (gate) are read by other threads.
+*/
 struct luaio_Pending {
-  luaio_Runtime *rt;
-  Task *t;               /* the waiting task; NULL once it gave up */
-  int refs;                    /* the task's hold and the resolver's */
-  int resolved, awaited;
+  luaio_Pending *prev, *next;  /* on its Embed's list */
+  luaio_Runtime *rt;           /* NULL: orphaned (gate) */
+  Task *t;                     /* the waiting task; NULL once it gave up */
+  unsigned char resolved, awaited, consumed, task_done;
+  unsigned char linked;        /* on a list (a runtime a host opened) */
+  unsigned char cancelled;     /* nobody will receive its values (gate) */
   luaio_Callback push;
   void *ud;
   void (*on_cancel) (void *ud);
   void *cancel_ud;
 };
+
+
+/* ---------------------------------------------------------- the gate */
+
+/*
+** One process-wide lock guards what other threads touch: the list of
+** open runtimes, every runtime's call queue, and the pendings' rt and
+** cancelled fields.  A call naming a runtime not on the list (closed)
+** fails without touching it.
+*/
+static uv_once_t gate_once = UV_ONCE_INIT;
+static uv_mutex_t gate;
+static Embed *live;
+
+static void gate_init (void) {
+  if (uv_mutex_init(&gate) != 0) abort();
+}
+
+static void lock (void) {
+  uv_once(&gate_once, gate_init);
+  uv_mutex_lock(&gate);
+}
+
+static void unlock (void) {
+  uv_mutex_unlock(&gate);
+}
+
+/* Under the gate: the open runtime rt's Embed, or NULL. */
+static Embed *live_embed (luaio_Runtime *rt) {
+  Embed *e;
+  for (e = live; e != NULL; e = e->next_live)
+    if (e->rt == rt) return e;
+  return NULL;
+}
+
+static void unlist (Embed *e) {
+  Embed **pp;
+  lock();
+  for (pp = &live; *pp != NULL; pp = &(*pp)->next_live)
+    if (*pp == e) { *pp = e->next_live; break; }
+  unlock();
+}
 
 
 /* ---------------------------------------------------------- stdlib */
@@ -87,6 +144,7 @@ LUAIO_API void luaio_preload (lua_State *L) {
 
 static void set_error (luaio_Runtime *rt, const char *msg) {
   Embed *e = embed_of(rt);
+  if (e == NULL) return;       /* (a runtime no host opened) */
   free(e->err);
   e->err = NULL;
   if (msg != NULL) {
@@ -114,9 +172,19 @@ static int protect (luaio_Runtime *rt, lua_CFunction f, int nargs) {
   return LUAIO_OK;
 }
 
+/* A failure of an entry point: its message kept. */
+static int refuse (luaio_Runtime *rt, const char *msg) {
+  set_error(rt, msg);
+  return LUAIO_ERROR;
+}
+
 LUAIO_API const char *luaio_error (luaio_Runtime *rt) {
-  Embed *e = embed_of(rt);
-  return e->err != NULL ? e->err : "no error";
+  Embed *e;
+  if (rt == NULL)
+    return "luaio_error: no runtime (NULL; luaio_open's message is in "
+           "its err buffer)";
+  e = embed_of(rt);
+  return e != NULL && e->err != NULL ? e->err : "no error";
 }
 
 
@@ -124,14 +192,18 @@ LUAIO_API const char *luaio_error (luaio_Runtime *rt) {
 
 static void run_ccall (lua_State *L, luaio_Runtime *rt, void *p, int idx);
 
-static void on_async (uv_async_t *h) {
-  luaio_Runtime *rt = (luaio_Runtime *)h->data;
-  Embed *e = embed_of(rt);
+/* Takes the queued calls (gate). */
+static Call *take_calls (Embed *e) {
   Call *c;
-  uv_mutex_lock(&e->lock);
+  lock();
   c = e->head;
   e->head = e->tail = NULL;
-  uv_mutex_unlock(&e->lock);
+  unlock();
+  return c;
+}
+
+/* Resolves and schedules what other threads queued. */
+static void run_calls (luaio_Runtime *rt, Call *c) {
   while (c != NULL) {
     Call *next = c->next;
     if (c->p != NULL) {
@@ -143,22 +215,27 @@ static void on_async (uv_async_t *h) {
   }
 }
 
-static int enqueue (luaio_Runtime *rt, luaio_Callback fn, void *ud,
-                    luaio_Pending *p) {
-  Embed *e = embed_of(rt);
+static void on_async (uv_async_t *h) {
+  luaio_Runtime *rt = (luaio_Runtime *)h->data;
+  run_calls(rt, take_calls(embed_of(rt)));
+}
+
+/* Under the gate: queues c on e and wakes its loop. */
+static void enqueue (Embed *e, Call *c) {
+  if (e->tail) e->tail->next = c;
+  else e->head = c;
+  e->tail = c;
+  if (!e->async_closed) uv_async_send(&e->async);
+}
+
+static Call *new_call (luaio_Callback fn, void *ud, luaio_Pending *p) {
   Call *c = (Call *)malloc(sizeof(Call));
-  if (c == NULL) return LUAIO_ERROR;
+  if (c == NULL) return NULL;
   c->next = NULL;
   c->fn = fn;
   c->ud = ud;
   c->p = p;
-  uv_mutex_lock(&e->lock);
-  if (e->tail) e->tail->next = c;
-  else e->head = c;
-  e->tail = c;
-  uv_mutex_unlock(&e->lock);
-  uv_async_send(&e->async);
-  return LUAIO_OK;
+  return c;
 }
 
 static int ccall_trampoline (lua_State *L) {
@@ -188,26 +265,90 @@ static void run_ccall (lua_State *L, luaio_Runtime *rt, void *p, int idx) {
   lua_settop(L, top);
 }
 
+/* Any thread: fails (nothing taken) once rt is closed. */
 LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
                                      void *ud) {
-  return enqueue(rt, fn, ud, NULL);
+  Call *c = new_call(fn, ud, NULL);
+  Embed *e;
+  if (c == NULL) return LUAIO_ERROR;
+  lock();
+  e = live_embed(rt);
+  if (e != NULL) enqueue(e, c);
+  unlock();
+  if (e == NULL) free(c);
+  return e != NULL ? LUAIO_OK : LUAIO_ERROR;
 }
 
+/*
+** Any thread.  A pending orphaned by luaio_close is freed and the call
+** fails: push is not called, ud is the caller's.
+*/
 LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
                                         luaio_Callback push, void *ud) {
-  return enqueue(p->rt, push, ud, p);
+  Call *c = new_call(push, ud, p);
+  int orphan, ok;
+  if (c == NULL) return LUAIO_ERROR;
+  lock();
+  orphan = p->rt == NULL;
+  ok = !orphan && p->linked;   /* (no queue: a runtime no host opened) */
+  if (ok) enqueue(embed_of(p->rt), c);
+  unlock();
+  if (!ok) free(c);
+  if (orphan) free(p);
+  return ok ? LUAIO_OK : LUAIO_ERROR;
 }
 
 
 /* ---------------------------------------------------------- pendings */
 
-static void unref_pending (luaio_Pending *p) {
-  if (--p->refs == 0) free(p);
+static void link_pending (Embed *e, luaio_Pending *p) {
+  p->prev = NULL;
+  p->next = e->pendings;
+  if (e->pendings) e->pendings->prev = p;
+  e->pendings = p;
+}
+
+static void unlink_pending (Embed *e, luaio_Pending *p) {
+  if (p->prev) p->prev->next = p->next;
+  else e->pendings = p->next;
+  if (p->next) p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
+/* Frees p once both sides are done with it. */
+static void settle (luaio_Pending *p) {
+  if (!p->resolved || !p->task_done) return;
+  if (p->linked) unlink_pending(embed_of(p->rt), p);
+  free(p);
+}
+
+static void mark_cancelled (luaio_Pending *p) {
+  lock();
+  p->cancelled = 1;
+  unlock();
+}
+
+/* The one cleanup call when nobody will receive the values. */
+static void discard (luaio_Pending *p) {
+  if (p->consumed) return;
+  p->consumed = 1;
+  if (p->push != NULL) p->push(NULL, p->ud);
+}
+
+/* The one call that delivers: p is freed first (push may raise). */
+static int deliver (lua_State *L, luaio_Pending *p) {
+  luaio_Callback push = p->push;
+  void *ud = p->ud;
+  int top = lua_gettop(L);
+  p->consumed = p->task_done = 1;
+  settle(p);
+  return push != NULL ? push(L, ud) : lua_gettop(L) - top;
 }
 
 LUAIO_API luaio_Pending *luaio_pending (lua_State *L) {
   GState *G = luaio__state(L);
   luaio_Runtime *rt = G->rt;
+  Embed *e;
   luaio_Pending *p;
   if (rt == NULL || rt->current == NULL)
     luaL_error(L, "async C function: needs a running task (called outside "
@@ -219,7 +360,12 @@ LUAIO_API luaio_Pending *luaio_pending (lua_State *L) {
   if (p == NULL) luaL_error(L, "not enough memory");
   p->rt = rt;
   p->t = rt->current;
-  p->refs = 2;
+  e = embed_of(rt);
+  if (e != NULL) {             /* (the CLI's or aio.run's keep no list) */
+    link_pending(e, p);
+    p->linked = 1;
+    e->unresolved++;
+  }
   return p;
 }
 
@@ -229,14 +375,21 @@ LUAIO_API void luaio_pending_on_cancel (luaio_Pending *p,
   p->cancel_ud = ud;
 }
 
+/* Any thread, until p is resolved. */
 LUAIO_API int luaio_pending_cancelled (luaio_Pending *p) {
-  return p->t == NULL;
+  int r;
+  lock();
+  r = p->cancelled;
+  unlock();
+  return r;
 }
 
+/* Cancelled while parked (so not resolved): the hook may resolve now. */
 static int pending_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   luaio_Pending *p = (luaio_Pending *)t->wobj;
   (void)L; (void)rt;
   p->t = NULL;
+  mark_cancelled(p);
   if (p->on_cancel != NULL) p->on_cancel(p->cancel_ud);
   return 0;
 }
@@ -245,39 +398,36 @@ static int pending_k (lua_State *L, int status, lua_KContext ctx) {
   luaio_Pending *p = (luaio_Pending *)ctx;
   luaio_Runtime *rt = luaio__state(L)->rt;
   Task *t;
-  luaio_Callback push;
-  void *ud;
-  int top;
   (void)status;
   if (rt == NULL || L != rt->running)
     return luaL_error(L, "a suspended luaio call was resumed by something "
                       "other than luaio's scheduler");
   t = rt->current;
-  if (t->must_cancel) {
-    if (!t->aborted) {                 /* resolved, then cancelled */
-      p->t = NULL;
-      unref_pending(p);
-    }
-    else unref_pending(p);
+  if (t->must_cancel) {        /* before or after its resolve */
+    p->t = NULL;
+    if (p->resolved) discard(p);
+    else mark_cancelled(p);
+    p->task_done = 1;
+    settle(p);
     return luaio__raise_cancel(L, t);
   }
-  push = p->push;
-  ud = p->ud;
-  unref_pending(p);
-  top = lua_gettop(L);
-  return push != NULL ? push(L, ud) : lua_gettop(L) - top;
+  return deliver(L, p);
 }
 
 LUAIO_API int luaio_await (lua_State *L, luaio_Pending *p) {
   p->awaited = 1;
-  if (p->resolved) {                   /* resolved before it suspended */
-    luaio_Callback push = p->push;
-    void *ud = p->ud;
-    unref_pending(p);
-    return push != NULL ? push(L, ud) : 0;
-  }
+  if (p->resolved) return deliver(L, p);   /* before it suspended */
   return luaio__park(L, p->t, NULL, pending_abort, "async C function", p,
                      (lua_KContext)p, pending_k);
+}
+
+/* Is t still one of rt's tasks?  (Asked only while closing: a task
+   abandoned then never resumes, and its memory may be gone.) */
+static int task_alive (luaio_Runtime *rt, Task *t) {
+  Task *x;
+  for (x = rt->tasks; x != NULL; x = x->next)
+    if (x == t) return 1;
+  return 0;
 }
 
 LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
@@ -286,8 +436,19 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
   p->resolved = 1;
   p->push = push;
   p->ud = ud;
-  if (p->t != NULL && p->awaited) luaio__wake(p->rt, p->t);
-  unref_pending(p);
+  if (p->rt == NULL) {                 /* orphaned by luaio_close */
+    discard(p);
+    free(p);
+    return;
+  }
+  if (p->linked) embed_of(p->rt)->unresolved--;
+  if (p->t != NULL && p->rt->closing && !task_alive(p->rt, p->t))
+    p->t = NULL, p->task_done = 1;
+  if (p->t == NULL) {                  /* its task gave up */
+    discard(p);
+    settle(p);
+  }
+  else if (p->awaited) luaio__wake(p->rt, p->t);
 }
 
 
@@ -295,11 +456,25 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
 
 static void close_embed (luaio_Runtime *rt, Hook *h);
 
+/* LUAIO_SHUTDOWN_TIMEOUT, as aio.run reads it; raises if malformed. */
+static double env_timeout (lua_State *L) {
+  const char *s = getenv("LUAIO_SHUTDOWN_TIMEOUT");
+  char *end;
+  double v;
+  if (s == NULL) return 5.0;
+  v = strtod(s, &end);
+  if (end == s || *end != '\0' || !(v >= 0 && v - v == 0))
+    luaL_error(L, "LUAIO_SHUTDOWN_TIMEOUT must be a number of seconds >= 0 "
+               "(got \"%s\")", s);
+  return v;
+}
+
 static int open_in (lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);
   luaio_Runtime **out = (luaio_Runtime **)lua_touserdata(L, 2);
   luaio_Runtime *rt;
   GState *G = luaio__state(L);
+  double timeout = env_timeout(L);
   G->embedded = 1;
   luaio_preload(L);
   lua_getglobal(L, "require");
@@ -308,6 +483,7 @@ static int open_in (lua_State *L) {
   if (G->rt != NULL)
     return luaL_error(L, "luaio_open: this lua_State already has a runtime");
   rt = luaio__new_runtime(L, loop);
+  rt->shutdown_timeout = timeout;
   G->rt = rt;                          /* running from now on */
   *out = rt;
   return 0;
@@ -345,13 +521,17 @@ LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
     return NULL;
   }
   e->owns_state = owns;
-  uv_mutex_init(&e->lock);
+  e->rt = rt;
   uv_async_init(rt->loop, &e->async, on_async);
   e->async.data = rt;
   uv_unref((uv_handle_t *)&e->async);  /* it does not keep the loop alive */
   rt->open_handles++;
   luaio__set_ext(rt, &KEY, e);         /* (a new runtime has room) */
   luaio__hook(&rt->open, &e->hook, close_embed);
+  lock();
+  e->next_live = live;
+  live = e;
+  unlock();
   return rt;
 }
 
@@ -360,11 +540,42 @@ static void async_closed (uv_handle_t *h) {
   rt->open_handles--;
 }
 
-/* Shutdown: rt's hook closes the async handle (pending calls are
-   dropped). */
+/* Shutdown: rt's hook closes the async handle (what is queued later is
+   handled by luaio_close). */
 static void close_embed (luaio_Runtime *rt, Hook *h) {
+  Embed *e = (Embed *)h;
   (void)rt;
-  uv_close((uv_handle_t *)&((Embed *)h)->async, async_closed);
+  lock();
+  e->async_closed = 1;
+  unlock();
+  uv_close((uv_handle_t *)&e->async, async_closed);
+}
+
+static void on_guard (uv_timer_t *h) { (void)h; }
+
+/*
+** Before closing: cancels every task, then runs the loop until the tasks
+** have finished, the holds are given back and every pending is resolved,
+** or until the deadline (light userdata 2).
+*/
+static int drain_in (lua_State *L) {
+  luaio_Runtime *rt = (luaio_Runtime *)lua_touserdata(L, 1);
+  uint64_t deadline = *(uint64_t *)lua_touserdata(L, 2);
+  Embed *e = embed_of(rt);
+  luaio__cancel_all(L, rt);
+  luaio__kick(rt);
+  while ((rt->ntasks > 0 || e->holds > 0 || e->unresolved > 0) &&
+         !rt->fatal) {
+    uint64_t now = uv_hrtime();
+    int alive;
+    if (now >= deadline) break;
+    uv_timer_start(&rt->guard, on_guard, (deadline - now) / 1000000 + 1, 0);
+    alive = uv_run(rt->loop, UV_RUN_ONCE);
+    rt->stop = 0;
+    if (!alive && rt->qlen == 0) break;
+  }
+  uv_timer_stop(&rt->guard);
+  return 0;
 }
 
 static int close_in (lua_State *L) {
@@ -373,47 +584,7 @@ static int close_in (lua_State *L) {
   return 0;
 }
 
-LUAIO_API int luaio_close (luaio_Runtime *rt) {
-  Embed *e = embed_of(rt);
-  lua_State *L = rt->S;
-  lua_State *main;
-  Call *c;
-  if (rt->current != NULL || rt->running_depth > 0) {
-    set_error(rt, "luaio_close: called from inside the runtime (a task or "
-              "a callback); close it from the host, after luaio_run returns");
-    return LUAIO_ERROR;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  main = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  lua_pushcfunction(main, close_in);
-  lua_pushlightuserdata(main, rt);
-  if (lua_pcall(main, 1, 0, 0) != LUA_OK) lua_pop(main, 1);
-  rt->G->rt = NULL;
-  luaio__free_runtime(main, rt);
-  for (c = e->head; c != NULL; ) { Call *n = c->next; free(c); c = n; }
-  uv_mutex_destroy(&e->lock);
-  free(e->err);
-  if (e->owns_state) lua_close(main);
-  free(e);
-  return LUAIO_OK;
-}
-
-LUAIO_API void luaio_hold (luaio_Runtime *rt) {
-  Embed *e = embed_of(rt);
-  if (e->holds++ == 0) uv_ref((uv_handle_t *)&e->async);
-}
-
-LUAIO_API void luaio_release (luaio_Runtime *rt) {
-  Embed *e = embed_of(rt);
-  if (e->holds > 0 && --e->holds == 0) uv_unref((uv_handle_t *)&e->async);
-}
-
-LUAIO_API luaio_Runtime *luaio_running (lua_State *L) {
-  return luaio__state(L)->rt;
-}
-
-LUAIO_API lua_State *luaio_state (luaio_Runtime *rt) {
+static lua_State *main_of (luaio_Runtime *rt) {
   lua_State *L = rt->S, *main;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   main = lua_tothread(L, -1);
@@ -421,12 +592,136 @@ LUAIO_API lua_State *luaio_state (luaio_Runtime *rt) {
   return main;
 }
 
+/* Runs f(rt, ud) on the main thread, under lua_pcall (errors dropped). */
+static void run_main (luaio_Runtime *rt, lua_CFunction f, void *ud) {
+  lua_State *main = main_of(rt);
+  lua_pushcfunction(main, f);
+  lua_pushlightuserdata(main, rt);
+  lua_pushlightuserdata(main, ud);
+  if (lua_pcall(main, 2, 0, 0) != LUA_OK) lua_pop(main, 1);
+}
+
+/*
+** After shutdown: what threads queued meanwhile, and the pendings left.
+** One resolved but never delivered is discarded; one never resolved is
+** orphaned (its luaio_resolve discards it).  Returns how many were.
+*/
+static int orphan_pendings (Embed *e) {
+  luaio_Pending *p, *next, *done = NULL;
+  Call *c, *cn;
+  int n = 0;
+  lock();                      /* (a worker may free an orphan at once) */
+  c = e->head;
+  e->head = e->tail = NULL;
+  for (p = e->pendings; p != NULL; p = next) {
+    next = p->next;
+    p->prev = p->next = NULL;
+    p->linked = 0;
+    p->t = NULL;
+    p->task_done = 1;
+    if (p->resolved) { p->next = done; done = p; }
+    else {
+      p->rt = NULL;
+      p->cancelled = 1;
+      n++;
+    }
+  }
+  e->pendings = NULL;
+  unlock();
+  for (p = done; p != NULL; p = next) {
+    next = p->next;
+    discard(p);
+    free(p);
+  }
+  for (; c != NULL; c = cn) {  /* resolves of orphans (no plain calls:
+                                  the runtime was unlisted first) */
+    cn = c->next;
+    if (c->p != NULL) luaio_resolve(c->p, c->fn, c->ud);
+    free(c);
+  }
+  return n;
+}
+
+/* The state was closed first: nothing of it can be touched. */
+static int closed_state (luaio_Runtime *rt, Embed *e) {
+  unlist(e);
+  orphan_pendings(e);
+  return refuse(rt, "luaio_close: the lua_State was closed first (call "
+                "luaio_close before lua_close); the runtime is left unfreed");
+}
+
+LUAIO_API int luaio_close (luaio_Runtime *rt) {
+  Embed *e;
+  lua_State *main;
+  uint64_t deadline, now;
+  int orphans;
+  char msg[200];
+  if (rt == NULL || (e = embed_of(rt)) == NULL) return LUAIO_ERROR;
+  if (rt->closed) return closed_state(rt, e);
+  if (rt->current != NULL || rt->running_depth > 0)
+    return refuse(rt, "luaio_close: called from inside the runtime (a task "
+                  "or a callback); close it from the host, after luaio_run "
+                  "returns");
+  deadline = luaio__real_after(rt->shutdown_timeout);
+  rt->running_depth++;
+  run_main(rt, drain_in, &deadline);
+  rt->running_depth--;
+  if (e->holds > 0) {
+    snprintf(msg, sizeof msg, "luaio_close: %d hold%s still taken after "
+             "%g s (a host thread may still call back): nothing is closed; "
+             "release %s, then close again", e->holds,
+             e->holds > 1 ? "s" : "", rt->shutdown_timeout,
+             e->holds > 1 ? "them" : "it");
+    return refuse(rt, msg);
+  }
+  unlist(e);                   /* other threads' calls fail from now on */
+  run_calls(rt, take_calls(e));
+  now = uv_hrtime();
+  rt->shutdown_timeout = now < deadline ? (deadline - now) / 1e9 : 0;
+  run_main(rt, close_in, NULL);
+  orphans = orphan_pendings(e);
+  if (orphans > 0) {
+    snprintf(msg, sizeof msg, "luaio_close: %d async C operation%s not "
+             "resolved in time (no cancel hook ended %s): luaio_resolve "
+             "discards %s later", orphans, orphans > 1 ? "s" : "",
+             orphans > 1 ? "them" : "it", orphans > 1 ? "them" : "it");
+    luaio__report_msg(rt, msg);
+  }
+  main = main_of(rt);
+  rt->G->rt = NULL;
+  luaio__free_runtime(main, rt);
+  free(e->err);
+  if (e->owns_state) lua_close(main);
+  free(e);
+  return LUAIO_OK;
+}
+
+LUAIO_API void luaio_hold (luaio_Runtime *rt) {
+  Embed *e = rt != NULL ? embed_of(rt) : NULL;
+  if (e != NULL && e->holds++ == 0) uv_ref((uv_handle_t *)&e->async);
+}
+
+LUAIO_API void luaio_release (luaio_Runtime *rt) {
+  Embed *e = rt != NULL ? embed_of(rt) : NULL;
+  if (e != NULL && e->holds > 0 && --e->holds == 0)
+    uv_unref((uv_handle_t *)&e->async);
+}
+
+LUAIO_API luaio_Runtime *luaio_running (lua_State *L) {
+  return L != NULL ? luaio__state(L)->rt : NULL;
+}
+
+LUAIO_API lua_State *luaio_state (luaio_Runtime *rt) {
+  return rt != NULL ? main_of(rt) : NULL;
+}
+
 LUAIO_API uv_loop_t *luaio_loop (luaio_Runtime *rt) {
-  return rt->loop;
+  return rt != NULL ? rt->loop : NULL;
 }
 
 LUAIO_API void luaio_set_report (luaio_Runtime *rt, luaio_ReportFn fn,
                                  void *ud) {
+  if (rt == NULL) return;
   rt->report = fn;
   rt->report_ud = ud;
 }
@@ -441,11 +736,21 @@ static int spawn_in (lua_State *L) {
 }
 
 LUAIO_API int luaio_spawn (luaio_Runtime *rt, int nargs) {
-  lua_State *L = luaio_state(rt);
-  int r;
+  lua_State *L;
+  char msg[120];
+  if (rt == NULL) return LUAIO_ERROR;
+  L = luaio_state(rt);
+  if (nargs < 0 || lua_gettop(L) < nargs + 1) {
+    snprintf(msg, sizeof msg, "luaio_spawn: a function and %d argument%s "
+             "expected on the stack, which holds %d value%s", nargs,
+             nargs == 1 ? "" : "s", lua_gettop(L),
+             lua_gettop(L) == 1 ? "" : "s");
+    return refuse(rt, msg);
+  }
+  if (!lua_checkstack(rt->S, nargs + 3))
+    return refuse(rt, "luaio_spawn: not enough memory");
   lua_xmove(L, rt->S, nargs + 1);
-  r = protect(rt, spawn_in, nargs + 1);
-  return r;
+  return protect(rt, spawn_in, nargs + 1);
 }
 
 static int load_in (lua_State *L) {
@@ -461,7 +766,12 @@ static int load_in (lua_State *L) {
 
 static int do_chunk (luaio_Runtime *rt, const char *s, const char *name,
                      int file) {
-  lua_State *L = rt->S;
+  lua_State *L;
+  if (rt == NULL) return LUAIO_ERROR;
+  if (s == NULL)
+    return refuse(rt, file ? "luaio_dofile: the path is NULL"
+                           : "luaio_dostring: the code is NULL");
+  L = rt->S;
   lua_pushstring(L, s);
   lua_pushstring(L, name != NULL ? name : s);
   lua_pushboolean(L, file);
@@ -478,13 +788,16 @@ LUAIO_API int luaio_dofile (luaio_Runtime *rt, const char *path) {
 }
 
 LUAIO_API int luaio_pending_tasks (luaio_Runtime *rt) {
-  return (int)rt->ntasks;
+  return rt != NULL ? (int)rt->ntasks : 0;
 }
 
-LUAIO_API int luaio_run (luaio_Runtime *rt, uv_run_mode mode) {
+/* luaio_run and luaio_step (name: which, for the messages). */
+static int run_loop (luaio_Runtime *rt, uv_run_mode mode, const char *name) {
+  char msg[100];
+  if (rt == NULL) return LUAIO_ERROR;
   if (rt->current != NULL || rt->running_depth > 0) {
-    set_error(rt, "luaio_run: called from inside the runtime");
-    return LUAIO_ERROR;
+    snprintf(msg, sizeof msg, "%s: called from inside the runtime", name);
+    return refuse(rt, msg);
   }
   luaio__kick(rt);
   rt->running_depth++;
@@ -492,21 +805,27 @@ LUAIO_API int luaio_run (luaio_Runtime *rt, uv_run_mode mode) {
   rt->running_depth--;
   if (rt->fatal) {
     rt->fatal = 0;
-    set_error(rt, "luaio_run: the scheduler failed (out of memory)");
-    return LUAIO_ERROR;
+    snprintf(msg, sizeof msg, "%s: the scheduler failed (out of memory)",
+             name);
+    return refuse(rt, msg);
   }
   return LUAIO_OK;
 }
 
+LUAIO_API int luaio_run (luaio_Runtime *rt, uv_run_mode mode) {
+  return run_loop(rt, mode, "luaio_run");
+}
+
 LUAIO_API int luaio_backend_fd (luaio_Runtime *rt) {
-  return uv_backend_fd(rt->loop);
+  return rt != NULL ? uv_backend_fd(rt->loop) : -1;
 }
 
 LUAIO_API int luaio_backend_timeout (luaio_Runtime *rt) {
+  if (rt == NULL) return -1;
   if (rt->qlen > 0) return 0;
   return uv_backend_timeout(rt->loop);
 }
 
 LUAIO_API int luaio_step (luaio_Runtime *rt) {
-  return luaio_run(rt, UV_RUN_NOWAIT);
+  return run_loop(rt, UV_RUN_NOWAIT, "luaio_step");
 }

@@ -546,6 +546,44 @@ static void report_left_open (lua_State *L, luaio_Runtime *rt) {
   }
 }
 
+static void close_left (uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) {
+    uv_close(h, NULL);
+    (*(int *)arg)++;
+  }
+}
+
+/*
+** A private loop: runs what others (a host) left on it until it is done
+** or the deadline passes, then closes the handles still open (reported),
+** so that closing is bounded.
+*/
+static void close_own_loop (luaio_Runtime *rt, uint64_t deadline) {
+  uv_timer_t bound;
+  int left = 0, i;
+  uv_timer_init(rt->loop, &bound);
+  uv_unref((uv_handle_t *)&bound);
+  while (uv_loop_alive(rt->loop)) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline) break;
+    uv_timer_start(&bound, on_guard, (deadline - now) / 1000000 + 1, 0);
+    uv_run(rt->loop, UV_RUN_ONCE);
+  }
+  uv_close((uv_handle_t *)&bound, NULL);
+  uv_walk(rt->loop, close_left, &left);
+  for (i = 0; i < 4 && uv_loop_close(rt->loop) != 0; i++)
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (left > 0) {
+    char msg[120];
+    snprintf(msg, sizeof msg, "closed %d handle%s not luaio's, still open "
+             "on its private event loop after shutdown_timeout", left,
+             left > 1 ? "s" : "");
+    luaio__report_msg(rt, msg);
+  }
+  if (i == 4)
+    luaio__report_msg(rt, "event loop closed with handles still open");
+}
+
 /*
 ** Shutdown: cancel every pending task once, run until they finish and
 ** the streams have written what they queued, or shutdown_timeout
@@ -588,9 +626,5 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   luaio__sched_close(rt);    /* the loop's own handles */
   luaio__close_hooks(rt);    /* what subsystems left open */
   while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
-  if (rt->owns_loop) {
-    uv_run(rt->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(rt->loop) != 0)
-      luaio__report_msg(rt, "event loop closed with handles still open");
-  }
+  if (rt->owns_loop) close_own_loop(rt, deadline);
 }

@@ -33,9 +33,10 @@ typedef struct luaio_Pending luaio_Pending;
 /*
 ** A callback that runs on the loop thread with a Lua thread L to work on.
 ** For luaio_resolve: it pushes the results of the awaited operation and
-** returns how many (it may raise: the error is raised in the task).  For
-** luaio_call_threadsafe: whatever it returns is ignored; an error goes to
-** the exception handler.
+** returns how many (it may raise: the error is raised in the task); it
+** runs exactly once, with L == NULL when nobody will receive the values
+** (then it only frees: no Lua, return 0).  For luaio_call_threadsafe:
+** whatever it returns is ignored; an error goes to the exception handler.
 */
 typedef int (*luaio_Callback) (lua_State *L, void *ud);
 
@@ -84,13 +85,19 @@ LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
                                      char *err, size_t errlen);
 
 /*
-** Closes the runtime: cancels every task and lets it unwind, and lets the
-** streams write what they queued (running the loop, at most
-** shutdown_timeout = 5 s; then one report says what is dropped), closes
-** luaio's handles, frees
-** everything; closes the state if luaio made it, and the loop if it is
-** private.  Called from inside a task or callback: LUAIO_ERROR, nothing
-** done.  With a borrowed loop, the host's own callbacks may run meanwhile.
+** Closes the runtime: cancels every task, then runs the loop until the
+** tasks have unwound, the holds are released, every pending is resolved
+** and the streams have written what they queued -- all within
+** shutdown_timeout (5 s, or LUAIO_SHUTDOWN_TIMEOUT seconds when
+** luaio_open ran); then closes luaio's handles and frees everything;
+** closes the state if luaio made it, and the loop if it is private (a
+** host's handles still open on it then are closed, with a report).
+** A hold still taken at the bound: LUAIO_ERROR, nothing freed (tasks
+** cancelled), close again once released.  A pending not resolved by
+** then is orphaned: its later resolve discards it.  Called from inside a
+** task or callback, or after lua_close of its state: LUAIO_ERROR.  With a
+** borrowed loop, the host's own callbacks may run meanwhile.  NULL:
+** LUAIO_ERROR.  Call it before lua_close on a state the host owns.
 */
 LUAIO_API int luaio_close (luaio_Runtime *rt);
 
@@ -100,7 +107,8 @@ LUAIO_API lua_State *luaio_state (luaio_Runtime *rt);
 LUAIO_API luaio_Runtime *luaio_running (lua_State *L);
 LUAIO_API uv_loop_t *luaio_loop (luaio_Runtime *rt);
 
-/* The message of the last failure of an entry point (valid until the next). */
+/* The message of the last failure of an entry point (valid until the
+   next); with NULL, a fixed message. */
 LUAIO_API const char *luaio_error (luaio_Runtime *rt);
 
 /* Replaces the default exception report (stderr); NULL restores it. */
@@ -121,7 +129,8 @@ LUAIO_API int luaio_dofile (luaio_Runtime *rt, const char *path);
 
 /*
 ** [-(nargs+1), +0] Starts a task running the function below the nargs
-** arguments on top of luaio_state(rt).
+** arguments on top of luaio_state(rt).  If the stack holds fewer values:
+** LUAIO_ERROR, nothing popped.
 */
 LUAIO_API int luaio_spawn (luaio_Runtime *rt, int nargs);
 
@@ -161,29 +170,39 @@ LUAIO_API int luaio_step (luaio_Runtime *rt);
 **     return luaio_await(L, p);               suspends the task
 **   }
 **
+** Check the arguments before luaio_pending, allocate after it.
 ** luaio_pending raises a Lua error (it is called from Lua) when the caller
 ** is not a task that may suspend.  After luaio_await, the task resumes
 ** once luaio_resolve is called: push(L, ud) then runs on the task's thread
-** and its results are the function's.  If the task is cancelled first,
-** luaio_await raises CancelledError in it, the on_cancel hook (if set)
-** runs, and the later luaio_resolve just frees the pending (push is not
-** called).  luaio_resolve must be called exactly once per pending.
+** and its results are the function's.  luaio_resolve must be called
+** exactly once per pending, and push (may be NULL) then runs exactly
+** once: delivering, or with L == NULL when the task was cancelled
+** (before or after the resolve) or the runtime closed -- free ud there.
+** On cancel before the resolve: the on_cancel hook (if set) runs at once,
+** inside t:cancel(), and may call luaio_resolve itself (push then runs
+** at once, discarding); luaio_await raises CancelledError in the task.
 */
 LUAIO_API luaio_Pending *luaio_pending (lua_State *L);
 LUAIO_API int luaio_await (lua_State *L, luaio_Pending *p);
 LUAIO_API void luaio_pending_on_cancel (luaio_Pending *p,
                                         void (*fn) (void *ud), void *ud);
+/* Any thread, until p is resolved: whether nobody will receive its values. */
 LUAIO_API int luaio_pending_cancelled (luaio_Pending *p);
 LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
                               void *ud);
 
-/* Any thread: luaio_resolve, done on the loop thread. */
+/*
+** Any thread: luaio_resolve, done on the loop thread (push runs there,
+** once); take a luaio_hold for it first.  After luaio_close orphaned p:
+** LUAIO_ERROR, p freed, push not called (ud is the caller's).
+*/
 LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
                                         luaio_Callback push, void *ud);
 
 /*
 ** Any thread: fn(L, ud) runs soon on the loop thread, like a call_soon
 ** callback (not a task: it cannot suspend), e.g. to set a Future's result.
+** Once luaio_close has begun freeing rt: LUAIO_ERROR, fn not called.
 */
 LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
                                      void *ud);
@@ -192,7 +211,8 @@ LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
 ** Loop thread: while a hold is taken, the loop stays alive (luaio_run with
 ** UV_RUN_DEFAULT does not return) even if nothing of its own is pending --
 ** e.g. while a host thread will still call luaio_call_threadsafe.  Holds
-** count; luaio_release gives one back.
+** count; luaio_release gives one back.  luaio_close waits for them (and
+** refuses if one is still taken at its bound).
 */
 LUAIO_API void luaio_hold (luaio_Runtime *rt);
 LUAIO_API void luaio_release (luaio_Runtime *rt);

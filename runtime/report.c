@@ -17,19 +17,39 @@
 
 static const char DISPATCHKEY = 'D';  /* registry: Lua report dispatcher */
 
+static int tolstring (lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* [-0, +1] luaL_tolstring that does not raise: a failing __tostring is
+   described instead. */
+static const char *safe_tolstring (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, tolstring);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    lua_pushfstring(L, "(a %s whose __tostring failed: %s)",
+                    luaL_typename(L, idx), m != NULL ? m : "?");
+    lua_remove(L, -2);
+  }
+  return lua_tostring(L, -1);
+}
+
 /* A host's report function gets the context as one text. */
 static void report_to_host (lua_State *L, luaio_Runtime *rt, int ctx) {
   luaL_Buffer b;
+  const char *exc = NULL;      /* kept on the stack, below the buffer */
+  if (lua_getfield(L, ctx, "exception") != LUA_TNIL)
+    exc = safe_tolstring(L, -1);
   luaL_buffinit(L, &b);
   lua_getfield(L, ctx, "message");
   luaL_addvalue(&b);
-  if (lua_getfield(L, ctx, "exception") != LUA_TNIL) {
+  if (exc != NULL) {
     luaL_addchar(&b, '\n');
-    luaL_tolstring(L, -1, NULL);
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
+    luaL_addstring(&b, exc);
   }
-  else lua_pop(L, 1);
   if (lua_getfield(L, ctx, "traceback") == LUA_TSTRING) {
     luaL_addchar(&b, '\n');
     luaL_addvalue(&b);
@@ -74,7 +94,7 @@ void luaio__report (lua_State *L, luaio_Runtime *rt) {
           lua_tostring(L, -1) : "(exception handler failed)");
   lua_getfield(L, ctx, "exception");
   if (!lua_isnil(L, -1))
-    fprintf(stderr, "%s\n", luaL_tolstring(L, -1, NULL));
+    fprintf(stderr, "%s\n", safe_tolstring(L, -1));
   fflush(stderr);
   lua_settop(L, ctx - 1);
 }

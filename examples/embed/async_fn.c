@@ -2,7 +2,7 @@
 ** async_fn.c -- a host exposing an async C function to Lua: host.delay(ms,
 ** value) starts a libuv timer, suspends the calling task, and the timer's
 ** callback resumes it with a result.  Also shows an error from the
-** completion and a cancellation.
+** completion and a cancellation (the cancel hook stops the timer).
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,38 +18,54 @@ typedef struct Delay {
   int fail;
 } Delay;
 
+/* The one cleanup, whatever happened: push runs exactly once after
+   luaio_resolve, with L == NULL when nobody will receive the values. */
 static int push_result (lua_State *L, void *ud) {
   Delay *d = (Delay *)ud;
   lua_Integer v = d->value;
   int fail = d->fail;
   uv_close((uv_handle_t *)&d->timer, (uv_close_cb)free);
+  if (L == NULL) return 0;                     /* discarded: cancelled */
   if (fail) return luaL_error(L, "host.delay: the device failed");
   lua_pushinteger(L, v * 2);
   return 1;
 }
 
+static int push_nomem (lua_State *L, void *ud) {
+  (void)ud;
+  return L != NULL ? luaL_error(L, "host.delay: not enough memory") : 0;
+}
+
 static void on_timer (uv_timer_t *t) {
   Delay *d = (Delay *)t->data;
-  if (luaio_pending_cancelled(d->pending)) {
-    luaio_resolve(d->pending, NULL, NULL);     /* frees it */
-    uv_close((uv_handle_t *)&d->timer, (uv_close_cb)free);
-    return;
-  }
+  luaio_resolve(d->pending, push_result, d);
+}
+
+/* Inside t:cancel(): stop the device and resolve now (push discards). */
+static void on_cancel (void *ud) {
+  Delay *d = (Delay *)ud;
+  uv_timer_stop(&d->timer);
   luaio_resolve(d->pending, push_result, d);
 }
 
 /* host.delay(ms, value [, fail]) -> value * 2, after ms milliseconds */
 static int l_delay (lua_State *L) {
-  lua_Integer ms = luaL_checkinteger(L, 1);
-  Delay *d;
-  luaio_Pending *p = luaio_pending(L);  /* raises outside a task */
-  d = (Delay *)malloc(sizeof *d);
+  lua_Integer ms = luaL_checkinteger(L, 1);    /* arguments first, */
+  lua_Integer value = luaL_checkinteger(L, 2);
+  int fail = lua_toboolean(L, 3);
+  luaio_Pending *p = luaio_pending(L);         /* then the pending (it */
+  Delay *d = (Delay *)malloc(sizeof *d);       /* raises), then allocate */
+  if (d == NULL) {
+    luaio_resolve(p, push_nomem, NULL);
+    return luaio_await(L, p);                  /* raises at once */
+  }
   d->pending = p;
-  d->value = luaL_checkinteger(L, 2);
-  d->fail = lua_toboolean(L, 3);
-  uv_timer_init((uv_loop_t *)lua_touserdata(L, lua_upvalueindex(1)), &d->timer);
+  d->value = value;
+  d->fail = fail;
+  uv_timer_init(luaio_loop(luaio_running(L)), &d->timer);
   d->timer.data = d;
   uv_timer_start(&d->timer, on_timer, (uint64_t)ms, 0);
+  luaio_pending_on_cancel(p, on_cancel, d);
   return luaio_await(L, p);
 }
 
@@ -60,8 +76,7 @@ int main (void) {
   if (rt == NULL) { fprintf(stderr, "%s\n", err); return 1; }
   L = luaio_state(rt);
   lua_newtable(L);
-  lua_pushlightuserdata(L, luaio_loop(rt));
-  lua_pushcclosure(L, l_delay, 1);
+  lua_pushcfunction(L, l_delay);
   lua_setfield(L, -2, "delay");
   lua_setglobal(L, "host");
   luaio_dostring(rt,
