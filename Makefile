@@ -92,7 +92,8 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/http_parser.c \
   runtime/thread.c runtime/process.c \
-  runtime/loop.c runtime/init.c runtime/embed.c
+  runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
+  runtime/embed_capi.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
 
 # llhttp, Node's HTTP parser: Debian's node-llhttp ships its C sources.

@@ -510,3 +510,12 @@ LUAIO_API int luaio_backend_timeout (luaio_Runtime *rt) {
 LUAIO_API int luaio_step (luaio_Runtime *rt) {
   return luaio_run(rt, UV_RUN_NOWAIT);
 }
+
+
+/* ---------------------------------------------------------- for embed_*.c */
+
+/* luaio_error's message, set by embed_task.c (a runtime no host opened
+   keeps none). */
+void luaio__embed_set_error (luaio_Runtime *rt, const char *msg) {
+  if (embed_of(rt) != NULL) set_error(rt, msg);
+}
