@@ -38,10 +38,10 @@ static void luaio_module_init (lua_State *L, const char *modname) {
     lua_pushliteral(L, "luaio.core");
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
       const char *m = lua_tostring(L, -1);
-      luaL_error(L, "%s: needs luaio, which could not be loaded (%s): run "
-                 "it with the luaio CLI, or install luaio where lua5.4 "
-                 "finds it (make install, luarocks) or add luaio's lib "
-                 "directory to LUA_CPATH", modname,
+      luaL_error(L, "%s: needs luaio, which is not loaded and could not "
+                 "be: run it with the luaio CLI, or install luaio where "
+                 "lua5.4 finds it (make install, luarocks), or add the "
+                 "directory of luaio/core.so to LUA_CPATH (%s)", modname,
                  m != NULL ? m : "require failed");
     }
     t = lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_CAPI_KEY);
