@@ -27,6 +27,10 @@
 
 static const luaio_CAPI *luaio_module_capi = NULL;
 
+/* Raises the message (no position: it is about the module, not a line). */
+#define luaio_module_raise(L, ...) \
+  (lua_pushfstring((L), __VA_ARGS__), lua_error(L))
+
 /* [-0, +0] Finds the C API of the luaio in L; raises a Lua error naming
    what to do if there is none, or it is older than this header. */
 static void luaio_module_init (lua_State *L, const char *modname) {
@@ -38,25 +42,25 @@ static void luaio_module_init (lua_State *L, const char *modname) {
     lua_pushliteral(L, "luaio.core");
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
       const char *m = lua_tostring(L, -1);
-      luaL_error(L, "%s: needs luaio, which is not loaded and could not "
-                 "be: run it with the luaio CLI, or install luaio where "
-                 "lua5.4 finds it (make install, luarocks), or add the "
-                 "directory of luaio/core.so to LUA_CPATH (%s)", modname,
-                 m != NULL ? m : "require failed");
+      luaio_module_raise(L, "%s: needs luaio, which is not loaded and could "
+        "not be: run it with the luaio CLI, or install luaio where lua5.4 "
+        "finds it (make install, luarocks), or add the directory of "
+        "luaio/core.so to LUA_CPATH (%s)", modname,
+        m != NULL ? m : "require failed");
     }
     t = lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_CAPI_KEY);
     lua_pop(L, 1);
     if (t != LUA_TLIGHTUSERDATA)
-      luaL_error(L, "%s: the luaio loaded here publishes no C API (it is "
-                 "older than %s): update luaio", modname, LUAIO_VERSION);
+      luaio_module_raise(L, "%s: the luaio loaded here publishes no C API "
+        "(it is older than %s): update luaio", modname, LUAIO_VERSION);
   }
   lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_CAPI_KEY);
   api = (const luaio_CAPI *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (api->version < LUAIO_CAPI_VERSION || api->size < sizeof(luaio_CAPI))
-    luaL_error(L, "%s: built for luaio C API version %d, but the luaio "
-               "loaded here (%s) has version %d: update luaio", modname,
-               LUAIO_CAPI_VERSION, api->luaio_version, api->version);
+    luaio_module_raise(L, "%s: built for luaio C API version %d, but the "
+      "luaio loaded here (%s) has version %d: update luaio", modname,
+      LUAIO_CAPI_VERSION, api->luaio_version, api->version);
   luaio_module_capi = api;
 }
 

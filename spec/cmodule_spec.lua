@@ -54,6 +54,7 @@ describe("a C module built against luaio_module.h", function()
     assert.equal(0, status, out)
     assert.is_nil(out:match("luaio_"), out)
     status, out = sh("ldd " .. H.quote(dir .. "/hashpool.so"))
+    assert.equal(0, status, out)
     assert.is_nil(out:match("liblua"), out)
     assert.is_nil(out:match("libluaio"), out)
   end)
@@ -130,6 +131,36 @@ describe("a C module where no luaio can be found", function()
     assert.equal(0, status, out)
     assert.equal("false\n", out:sub(1, 6))
     assert.equal(NO_LUAIO, out:sub(7, 6 + #NO_LUAIO))
+  end)
+end)
+
+describe("a C module built for a newer C API than the loaded luaio's", function()
+  it("raises a Lua error that says to update luaio", function()
+    local dir = H.tmpdir()
+    local f = assert(io.open(dir .. "/newer.c", "w"))
+    f:write([[
+#include "luaio.h"
+#undef LUAIO_CAPI_VERSION
+#define LUAIO_CAPI_VERSION 99
+#include "luaio_module.h"
+int luaopen_newer (lua_State *L) {
+  luaio_module_init(L, "newer");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+]])
+    f:close()
+    local status, out = sh(("cc -shared -fPIC -Wall -Wextra -Werror -o %s %s %s"):format(
+      H.quote(dir .. "/newer.so"), H.quote(dir .. "/newer.c"), IN_TREE))
+    assert.equal(0, status, out)
+    local saved = package.cpath
+    package.cpath = dir .. "/?.so;" .. saved
+    local ok, err = pcall(require, "newer")
+    package.cpath = saved
+    H.rmrf(dir)
+    assert.is_false(ok)
+    assert.equal("newer: built for luaio C API version 99, but the luaio loaded here (" ..
+      aio.core.version .. ") has version 1: update luaio", err)
   end)
 end)
 
