@@ -519,3 +519,13 @@ LUAIO_API int luaio_step (luaio_Runtime *rt) {
 void luaio__embed_set_error (luaio_Runtime *rt, const char *msg) {
   if (embed_of(rt) != NULL) set_error(rt, msg);
 }
+
+/* Was rt opened by a host (luaio_open)?  Only such a runtime has the
+   cross-thread part and keeps error messages (embed_capi.c asks). */
+int luaio__embed_has (luaio_Runtime *rt) {
+  return rt != NULL && embed_of(rt) != NULL;
+}
+
+luaio_Runtime *luaio__pending_rt (luaio_Pending *p) {
+  return p->rt;
+}

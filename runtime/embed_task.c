@@ -49,6 +49,26 @@ static int spawn_in (lua_State *L) {
   return 1;
 }
 
+/*
+** Runs f(rt, <n values moved from H>) on the scheduler's thread (as the
+** rest of the embedding API does: H may be inside a call of its own) and
+** moves its one result, the Task, to H.
+*/
+static int start (luaio_Runtime *rt, lua_State *H, lua_CFunction f, int n) {
+  lua_State *S = rt->S;
+  if (!lua_checkstack(S, n + 3)) {
+    lua_pop(H, n);
+    return fail(rt, "stack overflow");
+  }
+  lua_pushcfunction(S, f);
+  lua_pushlightuserdata(S, rt);
+  lua_xmove(H, S, n);
+  if (lua_pcall(S, n + 1, 1, 0) != LUA_OK) return failed_call(S, rt);
+  lua_xmove(S, H, 1);
+  luaio__embed_set_error(rt, NULL);
+  return LUAIO_OK;
+}
+
 LUAIO_API int luaio_spawn_task (luaio_Runtime *rt, int nargs) {
   lua_State *L;
   if (rt == NULL) return LUAIO_ERROR;
@@ -56,17 +76,7 @@ LUAIO_API int luaio_spawn_task (luaio_Runtime *rt, int nargs) {
   if (nargs < 0 || nargs >= lua_gettop(L))   /* (the stack is left as is) */
     return fail(rt, "luaio_spawn_task: nargs must be >= 0 and the stack "
                 "must hold a function and nargs arguments");
-  if (!lua_checkstack(L, 2)) {
-    lua_pop(L, nargs + 1);
-    return fail(rt, "luaio_spawn_task: stack overflow");
-  }
-  lua_pushcfunction(L, spawn_in);
-  lua_insert(L, -nargs - 2);
-  lua_pushlightuserdata(L, rt);
-  lua_insert(L, -nargs - 2);
-  if (lua_pcall(L, nargs + 2, 1, 0) != LUA_OK) return failed_call(L, rt);
-  luaio__embed_set_error(rt, NULL);
-  return LUAIO_OK;
+  return start(rt, L, spawn_in, nargs + 1);
 }
 
 /* load_in(rt, code, name, isfile) -> Task */
@@ -90,15 +100,11 @@ static int load_task (luaio_Runtime *rt, const char *s, const char *name,
     return LUAIO_ERROR;
   }
   L = luaio_state(rt);
-  if (!lua_checkstack(L, 5)) return fail(rt, "stack overflow");
-  lua_pushcfunction(L, load_in);
-  lua_pushlightuserdata(L, rt);
+  if (!lua_checkstack(L, 3)) return fail(rt, "stack overflow");
   lua_pushstring(L, s);
   lua_pushstring(L, name);
   lua_pushboolean(L, file);
-  if (lua_pcall(L, 4, 1, 0) != LUA_OK) return failed_call(L, rt);
-  luaio__embed_set_error(rt, NULL);
-  return LUAIO_OK;
+  return start(rt, L, load_in, 3);
 }
 
 LUAIO_API int luaio_dostring_task (luaio_Runtime *rt, const char *code,

@@ -549,5 +549,7 @@ void luaio__loop_open (lua_State *L);
 
 void luaio__capi_open (lua_State *L);  /* publishes the C API's table */
 void luaio__embed_set_error (luaio_Runtime *rt, const char *msg);
+int luaio__embed_has (luaio_Runtime *rt);
+luaio_Runtime *luaio__pending_rt (luaio_Pending *p);
 
 #endif

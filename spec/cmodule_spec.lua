@@ -134,6 +134,65 @@ describe("a C module where no luaio can be found", function()
   end)
 end)
 
+describe("the C API table under a runtime no host opened (aio.run's)", function()
+  local PROBE = [[
+#include "luaio_module.h"
+static int noop (lua_State *L, void *ud) { (void)L; (void)ud; return 0; }
+/* probe() -> luaio_error, luaio_call_threadsafe's status */
+static int probe (lua_State *L) {
+  luaio_Runtime *rt = luaio_running(L);
+  int st;
+  luaio_hold(rt);
+  luaio_release(rt);
+  st = luaio_call_threadsafe(rt, noop, NULL);
+  lua_pushstring(L, luaio_error(rt));
+  lua_pushinteger(L, st);
+  return 2;
+}
+/* spawn(fn, arg) -> Task, by luaio_spawn_task */
+static int spawn (lua_State *L) {
+  luaio_Runtime *rt = luaio_running(L);
+  lua_State *H = luaio_state(rt);
+  lua_settop(L, 2);
+  lua_xmove(L, H, 2);
+  if (luaio_spawn_task(rt, 1) != LUAIO_OK) return luaL_error(L, "spawn failed");
+  lua_xmove(H, L, 1);
+  return 1;
+}
+int luaopen_probe (lua_State *L) {
+  static const luaL_Reg f[] = {{"probe", probe}, {"spawn", spawn}, {NULL, NULL}};
+  luaio_module_init(L, "probe");
+  luaL_newlib(L, f);
+  return 1;
+}
+]]
+
+  it("refuses cross-thread calls cleanly and still spawns tasks", function()
+    local dir = H.tmpdir()
+    local f = assert(io.open(dir .. "/probe.c", "w"))
+    f:write(PROBE)
+    f:close()
+    local status, out = sh(("cc -shared -fPIC -Wall -Wextra -Werror -o %s %s %s"):format(
+      H.quote(dir .. "/probe.so"), H.quote(dir .. "/probe.c"), IN_TREE))
+    assert.equal(0, status, out)
+    local saved = package.cpath
+    package.cpath = dir .. "/?.so;" .. saved
+    local probe = require "probe"
+    package.cpath = saved
+    package.loaded.probe = nil
+    H.rmrf(dir)
+    local msg, st, r = H.run(function()
+      local m, s = probe.probe()
+      local t = probe.spawn(function(x) aio.sleep(0) return x * 2 end, 21)
+      return m, s, t:await()
+    end)
+    assert.equal("this runtime was not opened by a host (luaio_open): it keeps "
+      .. "no error message and has no cross-thread calls", msg)
+    assert.equal(1, st)
+    assert.equal(42, r)
+  end)
+end)
+
 describe("a C module built for a newer C API than the loaded luaio's", function()
   it("raises a Lua error that says to update luaio", function()
     local dir = H.tmpdir()
