@@ -46,11 +46,22 @@ static int l_wait_here (lua_State *L) {
   return 2;
 }
 
+/* close_me() -> refused, why: luaio_close from inside a waited task */
+static int l_close_me (lua_State *L) {
+  int r = luaio_close(rt);
+  lua_pushboolean(L, r == LUAIO_ERROR);
+  lua_pushstring(L, line1(luaio_error(rt)));
+  return 2;
+}
+
 static void show (lua_State *L, const char *what, int st, int n) {
   int i;
   printf("%s: %s", what, st == LUAIO_OK ? "ok" : "error");
   if (st == LUAIO_OK) {
-    for (i = n; i >= 1; i--) printf(" %s", lua_tostring(L, -i));
+    for (i = n; i >= 1; i--) {
+      printf(" %s", luaL_tolstring(L, -i, NULL));
+      lua_pop(L, 1);
+    }
     lua_pop(L, n);
   }
   else {
@@ -136,6 +147,15 @@ int main (void) {
   printf("inside: %s %s %s\n", st == LUAIO_OK ? "ok" : "error",
          lua_toboolean(L, -2) ? "true" : "false", lua_tostring(L, -1));
   lua_pop(L, 3);
+
+  /* closing the runtime while the host waits: refused, the wait goes on */
+  lua_register(L, "close_me", l_close_me);
+  luaio_dostring_task(rt, "local aio = require 'luaio'\n"
+                          "local refused, why = close_me()\n"
+                          "aio.sleep(0.01) return refused, why", "=closer");
+  st = luaio_run_until_complete(rt, -1, &n);
+  show(L, "close while waiting", st, n);
+  lua_pop(L, 1);
 
   /* bad arguments */
   lua_pushinteger(L, 1);
