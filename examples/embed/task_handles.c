@@ -203,6 +203,13 @@ int main (void) {
          line1(lua_tostring(L, -1)));
   lua_pop(L, 3);
 
+  /* in a callback of luaio's while the host runs the loop with uv_run */
+  luaio_dostring(rt, "local aio = require 'luaio'\n"
+                     "aio.get_running_loop():call_soon(function()\n"
+                     "  local ok, e = pcall(aio.run, function() end)\n"
+                     "  print('aio.run in a callback:', ok, e) end)", "=cb");
+  uv_run(luaio_loop(rt), UV_RUN_DEFAULT);
+
   /* the stuck task after luaio_close: finished (cancelled) */
   printf("close: %d\n", luaio_close(rt));
   printf("after close: %s\n", status_name(luaio_task_status(L, deadlocked)));
