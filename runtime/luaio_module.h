@@ -25,7 +25,13 @@
 
 #include "luaio.h"
 
-static const luaio_CAPI *luaio_module_capi = NULL;
+#if defined(__GNUC__)
+#define LUAIO_MODULE_UNUSED __attribute__((unused))
+#else
+#define LUAIO_MODULE_UNUSED
+#endif
+
+static LUAIO_MODULE_UNUSED const luaio_CAPI *luaio_module_capi = NULL;
 
 /* Raises the message (no position: it is about the module, not a line). */
 #define luaio_module_raise(L, ...) \
@@ -33,7 +39,8 @@ static const luaio_CAPI *luaio_module_capi = NULL;
 
 /* [-0, +0] Finds the C API of the luaio in L; raises a Lua error naming
    what to do if there is none, or it is older than this header. */
-static void luaio_module_init (lua_State *L, const char *modname) {
+static LUAIO_MODULE_UNUSED void luaio_module_init (lua_State *L,
+                                                   const char *modname) {
   const luaio_CAPI *api;
   int t = lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_CAPI_KEY);
   lua_pop(L, 1);
