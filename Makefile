@@ -188,7 +188,7 @@ test: deps
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 	$(MAKE) -s B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a
+	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a build/asan/luaio
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/embed/run.sh
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
