@@ -13,9 +13,11 @@
 
 #include "internal.h"
 
-/* The Task at idx, or NULL. */
+/* The Task at idx, or NULL (by the metatable's name: allocates nothing,
+   so it raises nothing, also in a state luaio never ran in). */
 static Task *task_at (lua_State *L, int idx) {
-  return luaio__totask(L, luaio__state(L), idx);
+  if (!lua_checkstack(L, 2)) return NULL;
+  return (Task *)luaL_testudata(L, idx, LUAIO_TASK);
 }
 
 /* A failure before any Lua work: message in luaio_error; nothing pushed. */

@@ -189,6 +189,14 @@ int main (void) {
          luaio_spawn_task(NULL, 0));
   printf("NULL state: %s %d\n", status_name(luaio_task_status(NULL, 1)),
          luaio_task_result(NULL, 1, &n));
+  {                                    /* a state luaio never ran in */
+    lua_State *F = luaL_newstate();
+    lua_newtable(F);
+    printf("a state without luaio: %s", status_name(luaio_task_status(F, 1)));
+    st = luaio_task_result(F, 1, &n);
+    printf(" %d %s\n", st, lua_tostring(F, -1));
+    lua_close(F);
+  }
 
   /* aio.run from the host, while its loop is not running */
   st = luaL_dostring(L, "local aio = require 'luaio'\n"
