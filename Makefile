@@ -92,7 +92,8 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/http_parser.c \
   runtime/thread.c runtime/process.c \
-  runtime/loop.c runtime/init.c runtime/embed.c
+  runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
+  runtime/embed_capi.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
 
 # llhttp, Node's HTTP parser: Debian's node-llhttp ships its C sources.
@@ -185,10 +186,13 @@ test: deps
 	$(SPEC_ENV) $(GUARD) $(BUSTED) --lua=$(LUA) -o utfTerminal spec
 	@echo "== embedding API (C hosts in examples/embed), then again under ASan/UBSan"
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
+	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 	$(MAKE) -s B=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a
+	  LDFLAGS="-fsanitize=address,undefined" build/asan/libluaio.a build/asan/luaio
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/embed/run.sh
+	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 sh examples/cmodule/run.sh
 	@echo "== a build without OpenSSL (TLS=0): TLS calls raise 'built without TLS'"
 	$(MAKE) -s B=build/notls TLS=0 build/notls/luaio
 	$(SPEC_ENV) build/notls/luaio spec/notls_check.lua
@@ -214,6 +218,8 @@ check:
 	  $(GUARD) $(BUSTED) --lua=$(CURDIR)/build/asan/luaio -o utfTerminal spec
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
+	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
+	  ASAN_OPTIONS=detect_leaks=1 sh examples/cmodule/run.sh
 	@echo "== the embedding hosts under valgrind (memcheck, the plain build)"
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" VALGRIND=1 sh examples/embed/run.sh
 	@echo "== stress (bounded, loopback only)"
@@ -296,15 +302,20 @@ install: all
 	  ln -sf libluaio.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libluaio.so.0 && \
 	  ln -sf libluaio.so.0 $(DESTDIR)$(LIBDIR)/libluaio.so && \
 	  install -m 644 runtime/luaio.h $(DESTDIR)$(INCDIR)/luaio.h && \
+	  install -m 644 runtime/luaio_module.h $(DESTDIR)$(INCDIR)/luaio_module.h && \
 	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@LUA_PC@|$(LUA_PC)|g' -e 's|@TLS_PC@|$(TLS_PC)|g' luaio.pc.in > $(DESTDIR)$(PCDIR)/luaio.pc; \
+	    -e 's|@LUA_PC@|$(LUA_PC)|g' -e 's|@TLS_PC@|$(TLS_PC)|g' luaio.pc.in > $(DESTDIR)$(PCDIR)/luaio.pc && \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@LUA_CFLAGS@|$(LUA_CFLAGS)|g' \
+	    luaio-module.pc.in > $(DESTDIR)$(PCDIR)/luaio-module.pc; \
 	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/luaio $(DESTDIR)$(LIBDIR)/libluaio.a \
 	  $(DESTDIR)$(LIBDIR)/libluaio.so $(DESTDIR)$(LIBDIR)/libluaio.so.0 \
 	  $(DESTDIR)$(LIBDIR)/libluaio.so.$(VERSION) $(DESTDIR)$(INCDIR)/luaio.h \
+	  $(DESTDIR)$(INCDIR)/luaio_module.h $(DESTDIR)$(PCDIR)/luaio-module.pc \
 	  $(DESTDIR)$(PCDIR)/luaio.pc $(DESTDIR)$(CMODDIR)/luaio/core.so \
 	  $(DESTDIR)$(CMODDIR)/luaio/tls.so
 	rm -f $(addprefix $(DESTDIR)$(LUADIR)/luaio/,$(notdir $(LUA_SRC)))
@@ -320,5 +331,6 @@ sanitized: $(B)/luaio $(B)/libluaio.a $(TLS_MODULE)
 
 embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
+	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 
 .PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized

@@ -829,3 +829,22 @@ LUAIO_API int luaio_backend_timeout (luaio_Runtime *rt) {
 LUAIO_API int luaio_step (luaio_Runtime *rt) {
   return run_loop(rt, UV_RUN_NOWAIT, "luaio_step");
 }
+
+
+/* ---------------------------------------------------------- for embed_*.c */
+
+/* luaio_error's message, set by embed_task.c (a runtime no host opened
+   keeps none). */
+void luaio__embed_set_error (luaio_Runtime *rt, const char *msg) {
+  if (embed_of(rt) != NULL) set_error(rt, msg);
+}
+
+/* Was rt opened by a host (luaio_open)?  Only such a runtime has the
+   cross-thread part and keeps error messages (embed_capi.c asks). */
+int luaio__embed_has (luaio_Runtime *rt) {
+  return rt != NULL && embed_of(rt) != NULL;
+}
+
+luaio_Runtime *luaio__pending_rt (luaio_Pending *p) {
+  return p->rt;
+}

@@ -347,7 +347,8 @@ struct luaio_Runtime {
   uint64_t wdeadline;          /* until when those hooks may block */
   struct { const void *key; void *p; } ext[LUAIO_NEXT];
   /* flags */
-  int running_depth;           /* inside luaio__run_until */
+  int running_depth;           /* inside luaio__run_until, luaio_run,
+                                  run_until_complete or a drain */
   int closing, closed, debug;
   int interrupted;             /* Ctrl-C cancelled the main task */
   int fatal;                   /* drain failed: message in R.fatal */
@@ -563,5 +564,13 @@ void luaio__free_runtime (lua_State *L, luaio_Runtime *rt);
 int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main);
 void luaio__shutdown (lua_State *L, luaio_Runtime *rt);
 void luaio__loop_open (lua_State *L);
+
+
+/* ---------------------------------------------------- embed_capi.c, embed.c */
+
+void luaio__capi_open (lua_State *L);  /* publishes the C API's table */
+void luaio__embed_set_error (luaio_Runtime *rt, const char *msg);
+int luaio__embed_has (luaio_Runtime *rt);
+luaio_Runtime *luaio__pending_rt (luaio_Pending *p);
 
 #endif

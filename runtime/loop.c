@@ -150,6 +150,15 @@ static int may_nest (luaio_Runtime *outer) {
          outer->current == outer->main && outer->ntasks == 1;
 }
 
+/*
+** Is rt running code now (a task, the drain, a shutdown)?  An embedded
+** runtime is the state's from luaio_open to luaio_close, but while the
+** host is not running its loop, aio.run may run one of its own.
+*/
+static int is_running (luaio_Runtime *rt) {
+  return rt->running_depth > 0 || rt->current != NULL;
+}
+
 /* loop:_run(fn, ...) -> results of fn run as the main task. */
 static int loop_run (lua_State *L) {
   luaio_Runtime *rt = luaio__checkloop(L, 1);
@@ -158,7 +167,8 @@ static int loop_run (lua_State *L) {
   int n = lua_gettop(L) - 2, base;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (rt->closing) return luaL_error(L, "aio.run: the event loop is closing");
-  if (rt->running_depth > 0 || (G->rt != NULL && !may_nest(G->rt)))
+  if (rt->running_depth > 0 || (G->rt != NULL && is_running(G->rt) &&
+                                 !may_nest(G->rt)))
     return luaL_error(L, "aio.run: a loop is already running");
   luaio__create_task(L, rt, 2, n);          /* +1: the main task */
   main = luaio__totask(L, G, -1);

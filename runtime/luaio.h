@@ -217,4 +217,97 @@ LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
 LUAIO_API void luaio_hold (luaio_Runtime *rt);
 LUAIO_API void luaio_release (luaio_Runtime *rt);
 
+
+/* ---------------------------------------------------------- task handles */
+
+/* What luaio_task_status says of a Task. */
+#define LUAIO_NOT_A_TASK (-1)
+#define LUAIO_TASK_PENDING 0
+#define LUAIO_TASK_DONE 1        /* finished with results */
+#define LUAIO_TASK_FAILED 2      /* finished with an error */
+#define LUAIO_TASK_CANCELLED 3
+
+/*
+** [-(nargs+1), +1] luaio_spawn that pushes the new Task on
+** luaio_state(rt) (on failure: pops the function and its arguments,
+** pushes nothing; a bad nargs leaves the stack as it is).  Keep it on the stack (or luaL_ref it) to wait for it.
+*/
+LUAIO_API int luaio_spawn_task (luaio_Runtime *rt, int nargs);
+
+/* [-0, +1] luaio_dostring / luaio_dofile that push the Task (see above). */
+LUAIO_API int luaio_dostring_task (luaio_Runtime *rt, const char *code,
+                                   const char *chunkname);
+LUAIO_API int luaio_dofile_task (luaio_Runtime *rt, const char *path);
+
+/*
+** [-0, +0] The state of the Task at idx of L (a LUAIO_TASK_ value), or
+** LUAIO_NOT_A_TASK.  Needs no runtime: works after luaio_close, which
+** leaves every task finished (most of them cancelled).
+*/
+LUAIO_API int luaio_task_status (lua_State *L, int idx);
+
+/*
+** [-0, +(n|1)] A finished Task's outcome, pushed on L: LUAIO_OK and its
+** n results (*nresults = n; nresults may be NULL), or LUAIO_ERROR and one
+** value: its error, its CancelledError, or a message when idx is not a
+** finished Task.  Its error counts as retrieved (no "never retrieved"
+** report).
+*/
+LUAIO_API int luaio_task_result (lua_State *L, int idx, int *nresults);
+
+/*
+** [-0, +(n|1)] Runs the loop (as luaio_run) until the Task at idx of
+** luaio_state(rt) finishes, then luaio_task_result.  Also LUAIO_ERROR
+** (one message pushed, and in luaio_error) when the loop has nothing
+** left that could finish the task (a deadlock), the scheduler failed,
+** the task belongs to another runtime, or it is called from inside the
+** runtime.  With a borrowed loop, the host's callbacks run meanwhile.
+*/
+LUAIO_API int luaio_run_until_complete (luaio_Runtime *rt, int idx,
+                                        int *nresults);
+
+
+/* ---------------------------------------------------------- C modules */
+
+/*
+** A C module (a `require`-able .so) must not link libluaio: the runtime
+** that loaded it -- the luaio CLI, luaio.core in stock lua5.4, or a host
+** -- publishes its C API as a table of functions in the registry
+** (light userdata under LUAIO_CAPI_KEY, set by luaopen_luaio_core).  A
+** module includes luaio_module.h instead of calling these directly:
+** its luaio_module_init(L, name) fetches the table, and macros route
+** luaio_pending, luaio_resolve ... through it.  Members are only ever
+** appended; `size` says how many the runtime has.
+*/
+#define LUAIO_CAPI_KEY "luaio.capi"
+#define LUAIO_CAPI_VERSION 1
+
+typedef struct luaio_CAPI {
+  int version;                 /* LUAIO_CAPI_VERSION of the runtime */
+  size_t size;                 /* sizeof(luaio_CAPI) in the runtime */
+  const char *luaio_version;   /* LUAIO_VERSION of the runtime */
+  luaio_Runtime *(*running) (lua_State *L);
+  lua_State *(*state) (luaio_Runtime *rt);
+  uv_loop_t *(*loop) (luaio_Runtime *rt);
+  const char *(*error) (luaio_Runtime *rt);
+  luaio_Pending *(*pending) (lua_State *L);
+  int (*await) (lua_State *L, luaio_Pending *p);
+  void (*pending_on_cancel) (luaio_Pending *p, void (*fn) (void *ud),
+                             void *ud);
+  int (*pending_cancelled) (luaio_Pending *p);
+  void (*resolve) (luaio_Pending *p, luaio_Callback push, void *ud);
+  int (*resolve_threadsafe) (luaio_Pending *p, luaio_Callback push,
+                             void *ud);
+  int (*call_threadsafe) (luaio_Runtime *rt, luaio_Callback fn, void *ud);
+  void (*hold) (luaio_Runtime *rt);
+  void (*release) (luaio_Runtime *rt);
+  int (*spawn) (luaio_Runtime *rt, int nargs);
+  int (*spawn_task) (luaio_Runtime *rt, int nargs);
+  int (*task_status) (lua_State *L, int idx);
+  int (*task_result) (lua_State *L, int idx, int *nresults);
+} luaio_CAPI;
+
+/* The table of this runtime (what luaopen_luaio_core publishes). */
+LUAIO_API const luaio_CAPI *luaio_capi (void);
+
 #endif

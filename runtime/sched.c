@@ -307,9 +307,13 @@ static void on_idle (uv_idle_t *h) {
   luaio_Runtime *rt = (luaio_Runtime *)h->data;
   lua_State *S = rt->S;
   int top = lua_gettop(S);
+  int failed;
   lua_pushcfunction(S, drain);
   lua_pushlightuserdata(S, rt);
-  if (lua_pcall(S, 1, 0, 0) != LUA_OK) {
+  rt->running_depth++;                 /* (also when a host runs uv_run) */
+  failed = lua_pcall(S, 1, 0, 0) != LUA_OK;
+  rt->running_depth--;
+  if (failed) {
     /* The scheduler itself failed (out of memory): stop the loop. */
     luaio__push_R(S, rt);
     lua_insert(S, -2);
