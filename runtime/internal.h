@@ -535,6 +535,11 @@ void luaio__process_open (lua_State *L);
 void luaio__http_parser_open (lua_State *L);
 
 
+/* ---------------------------------------------------------- poll.c */
+
+void luaio__poll_open (lua_State *L);
+
+
 /* ---------------------------------------------------------- loop.c */
 
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);
