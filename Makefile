@@ -317,7 +317,18 @@ clean:
 # load ("ASan runtime does not come first").
 sanitized: $(B)/luaio $(B)/libluaio.a $(TLS_MODULE)
 
+# examples/pg: PostgreSQL from many tasks through libpq's non-blocking API
+# (Debian libpq-dev); spec/pg_spec.lua builds it.
+PG_CFLAGS ?= -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+$(B)/examples/pg/core.so: examples/pg/pg.c runtime/luaio.h
+	mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) -std=gnu99 -fPIC -shared -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS) \
+	  $(PG_CFLAGS) -o $@ $< -lpq
+
+pg-example: $(B)/examples/pg/core.so
+
 embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 
-.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized
+.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized \
+  pg-example
