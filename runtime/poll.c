@@ -250,8 +250,9 @@ static Watch *watch_for (lua_State *L, Polls *g, const Wait *wt) {
   w->ino = wt->ino;
   w->next = g->list;
   g->list = w;
-  uv_timer_start(&g->check, on_check, LUAIO_POLL_CHECK_MS,
-                 LUAIO_POLL_CHECK_MS);
+  if (!uv_is_active((uv_handle_t *)&g->check))   /* (never postponed) */
+    uv_timer_start(&g->check, on_check, LUAIO_POLL_CHECK_MS,
+                   LUAIO_POLL_CHECK_MS);
   return w;
 }
 

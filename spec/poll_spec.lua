@@ -44,6 +44,50 @@ local function file_fd(path)
   return math.tointeger(tonumber(out:match("(%d+) %-> " .. path:gsub("%p", "%%%0") .. "\n")))
 end
 
+-- A C module calling luaio_wait_fd: wait(fd, events, timeout) -> "ready".
+-- (Stock lua5.4 loaded luaio.core with private symbols: made global first,
+-- as examples/pg/pg.lua does.)
+local WAIT_FD_SRC = [[
+#include "lua.h"
+#include "lauxlib.h"
+#include "luaio.h"
+static int done (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  lua_pushliteral(L, "ready");
+  return 1;
+}
+static int l_wait (lua_State *L) {
+  return luaio_wait_fd(L, (int)luaL_checkinteger(L, 1),
+                       (int)luaL_checkinteger(L, 2), luaL_checknumber(L, 3),
+                       0, done);
+}
+int luaopen_waitfd (lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_wait);
+  lua_setfield(L, -2, "wait");
+  return 1;
+}
+]]
+local waitfd
+local function wait_fd_module()
+  if waitfd then return waitfd end
+  local dir = H.tmpdir()
+  local f = assert(io.open(dir .. "/waitfd.c", "wb"))
+  f:write(WAIT_FD_SRC)
+  f:close()
+  assert(os.execute(("cc -shared -fPIC -I%s/runtime $(pkg-config --cflags lua5.4 libuv) -o %s/waitfd.so %s/waitfd.c")
+    :format(H.quote(H.ROOT), H.quote(dir), H.quote(dir))))
+  local open = package.loadlib(dir .. "/waitfd.so", "luaopen_waitfd")
+  if not open then
+    local core = assert(package.searchpath("luaio.core", package.cpath))
+    assert(package.loadlib(core:gsub("/", "//", 1), "*"))
+    open = assert(package.loadlib(dir .. "/waitfd.so", "luaopen_waitfd"))
+  end
+  H.rmrf(dir)
+  waitfd = open()
+  return waitfd
+end
+
 local function cancelled(t)
   local ok, err = pcall(aio.await, t)
   assert.is_false(ok)
@@ -186,6 +230,28 @@ describe("wait_readable / wait_writable", function()
     end)
   end)
 
+  it("notices the close while other waits come and go (the check is never postponed)", function()
+    run(function()
+      local a, _, close = pair()
+      local _, b2, close2 = pair()
+      local n = fd(b2)
+      local t = aio.create_task(aio.wait_readable, n)
+      local busy = aio.create_task(function()
+        while true do aio.wait_writable(fd(a)) aio.sleep(0.01) end
+      end)
+      aio.sleep(0.01)
+      b2:close()
+      local ok, err = pcall(aio.await, t)
+      assert.is_false(ok)
+      assert.equal(("wait_readable: fd %d was closed while waiting"):format(n),
+        err.message)
+      busy:cancel()
+      cancelled(busy)
+      close()
+      close2()
+    end)
+  end)
+
   it("a closed descriptor's number reused: the old waiter fails, the new one works", function()
     run(function()
       local _, b, close = pair()
@@ -224,6 +290,29 @@ describe("wait_readable / wait_writable", function()
     r:close()
     assert.is_true(outcome)
     close()
+  end)
+
+  it("luaio_wait_fd: the same from an async C function", function()
+    run(function()
+      local a, b, close = pair()
+      local w = wait_fd_module()
+      assert.equal("ready", w.wait(fd(a), 2, -1))       -- LUAIO_WRITABLE
+      local err = errof(w.wait, fd(b), 1, 0.05)        -- LUAIO_READABLE
+      assert.is_true(aio.is(err, aio.TimeoutError), tostring(err))
+      assert.equal(("luaio_wait_fd: fd %d not readable within 0.05 s"):format(fd(b)),
+        err.message)
+      local t = aio.create_task(w.wait, fd(b), 1, -1)
+      aio.sleep(0.01)
+      t:cancel()
+      cancelled(t)
+      aio.create_task(function() aio.sleep(0.01) a:send("z") end)
+      assert.equal("ready", w.wait(fd(b), 1, 1))
+      assert.equal("luaio_wait_fd: events must be LUAIO_READABLE or LUAIO_WRITABLE",
+        tostring(errof(w.wait, fd(b), 3, 1)))
+      assert.equal("bad argument #1 to 'luaio_wait_fd' (fd must be a descriptor >= 0)",
+        tostring(errof(w.wait, -1, 1, 1)))
+      close()
+    end)
   end)
 
   it("refuses bad arguments with exact messages", function()
