@@ -50,7 +50,7 @@ describe("examples/pg: libpq's non-blocking API on luaio_wait_fd", function()
     end
   end)
 
-  it("runs 100 queries at once, overlapping in time", function()
+  it("runs 100 queries at once, overlapping in time #timing", function()
     local N, SLEEP = 100, 0.2
     H.guarded(function()
       local t0 = aio.time()

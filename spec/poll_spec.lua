@@ -33,15 +33,22 @@ end
 
 local function fd(s) return math.tointeger(s:getfd()) end
 
--- The descriptor this process has open on path.
-local function file_fd(path)
+-- This process's descriptors: number -> what it is open on.
+local function fds()
   local st = assert(io.open("/proc/self/stat"))
   local pid = st:read("n")
   st:close()
   local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
   local out = p:read("a")
   p:close()
-  return math.tointeger(tonumber(out:match("(%d+) %-> " .. path:gsub("%p", "%%%0") .. "\n")))
+  local t = {}
+  for n, what in out:gmatch("(%d+) %-> ([^\n]*)") do t[math.tointeger(tonumber(n))] = what end
+  return t
+end
+
+-- The descriptor this process has open on path.
+local function file_fd(path)
+  for n, what in pairs(fds()) do if what == path then return n end end
 end
 
 -- A C module calling luaio_wait_fd: wait(fd, events, timeout) -> "ready".
@@ -125,7 +132,7 @@ describe("wait_readable / wait_writable", function()
     end)
   end)
 
-  it("raises TimeoutError after timeout seconds, and polls no more", function()
+  it("raises TimeoutError after timeout seconds, and polls no more #timing", function()
     run(function()
       local base = handles()
       local _, b, close = pair()
@@ -211,7 +218,7 @@ describe("wait_readable / wait_writable", function()
     end)
   end)
 
-  it("raises OSError when the descriptor is closed while it waits", function()
+  it("raises OSError when the descriptor is closed while it waits #timing", function()
     run(function()
       local _, b, close = pair()
       local n = fd(b)
@@ -341,6 +348,17 @@ describe("wait_readable / wait_writable", function()
         msg(aio.wait_readable, n))
       f:close()
       H.rmrf(path:match("^(.*)/"))
+      -- a descriptor libuv already polls: a luaio server's listening socket
+      local before = fds()
+      local srv = aio.start_server(function() end, "127.0.0.1", 0)
+      local listening
+      for n, what in pairs(fds()) do
+        if not before[n] and what:find("^socket:") then listening = n end
+      end
+      assert.equal(("wait_readable: fd %d is already watched by this loop (a luaio stream, "
+        .. "server or pipe owns it)"):format(listening), msg(aio.wait_readable, listening, 1))
+      srv:close()
+      srv:wait_closed()
       close()
     end)
     run(function()
