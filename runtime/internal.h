@@ -272,7 +272,7 @@ typedef struct Pooled {
 } Pooled;
 
 /* At most this many subsystems keep per-runtime state (luaio__ext). */
-#define LUAIO_NEXT 4
+#define LUAIO_NEXT 8
 
 /*
 ** A runtime: one event loop and what the core keeps for it.  Subsystems

@@ -271,7 +271,9 @@ static int park (lua_State *L, Task *t, Wait *wt, int idx) {
   Polls *g = polls_of(rt);
   Watch *w;
   int ev;
-  if (g == NULL) return luaL_error(L, "not enough memory");
+  if (g == NULL)
+    return luaL_error(L, "%s: not enough memory (or no free ext slot: "
+                      "LUAIO_NEXT)", wt->fname);
   w = watch_for(L, g, wt);
   if (!wt->forever && !luaio__heap_push(rt, wt->deadline, NULL, t)) {
     refresh(w);
