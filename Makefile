@@ -91,7 +91,7 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/http_parser.c \
-  runtime/thread.c runtime/process.c \
+  runtime/thread.c runtime/process.c runtime/poll.c \
   runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
   runtime/embed_capi.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
@@ -148,7 +148,8 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 # ---------------------------------------------------------------- deps
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
-  nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3
+  nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
+  postgresql libpq-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -329,8 +330,19 @@ clean:
 # load ("ASan runtime does not come first").
 sanitized: $(B)/luaio $(B)/libluaio.a $(TLS_MODULE)
 
+# examples/pg: PostgreSQL from many tasks through libpq's non-blocking API
+# (Debian libpq-dev); spec/pg_spec.lua builds it.
+PG_CFLAGS ?= -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+$(B)/examples/pg/core.so: examples/pg/pg.c runtime/luaio.h runtime/luaio_module.h
+	mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) -std=gnu99 -fPIC -shared -Iruntime $(LUA_CFLAGS) $(UV_CFLAGS) \
+	  $(PG_CFLAGS) -o $@ $< -lpq
+
+pg-example: $(B)/examples/pg/core.so
+
 embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 
-.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized
+.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized \
+  pg-example

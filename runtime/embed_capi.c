@@ -70,7 +70,8 @@ static const luaio_CAPI capi = {
   capi_spawn,
   luaio_spawn_task,
   luaio_task_status,
-  luaio_task_result
+  luaio_task_result,
+  luaio_wait_fd
 };
 
 /* (The same table: the entries above also serve a host's runtime.) */

@@ -288,7 +288,7 @@ typedef struct Pooled {
 } Pooled;
 
 /* At most this many subsystems keep per-runtime state (luaio__ext). */
-#define LUAIO_NEXT 4
+#define LUAIO_NEXT 8
 
 /*
 ** A runtime: one event loop and what the core keeps for it.  Subsystems
@@ -555,6 +555,11 @@ void luaio__process_open (lua_State *L);
 /* ---------------------------------------------------------- http_parser.c */
 
 void luaio__http_parser_open (lua_State *L);
+
+
+/* ---------------------------------------------------------- poll.c */
+
+void luaio__poll_open (lua_State *L);
 
 
 /* ---------------------------------------------------------- loop.c */

@@ -305,9 +305,38 @@ typedef struct luaio_CAPI {
   int (*spawn_task) (luaio_Runtime *rt, int nargs);
   int (*task_status) (lua_State *L, int idx);
   int (*task_result) (lua_State *L, int idx, int *nresults);
+  int (*wait_fd) (lua_State *L, int fd, int events, double timeout,
+                  lua_KContext ctx, lua_KFunction k);
 } luaio_CAPI;
 
 /* The table of this runtime (what luaopen_luaio_core publishes). */
 LUAIO_API const luaio_CAPI *luaio_capi (void);
+
+
+/* ---------------------------------------------------------- descriptors */
+
+#define LUAIO_READABLE 1
+#define LUAIO_WRITABLE 2
+
+/*
+** Suspends the running task until fd is readable or writable (events:
+** LUAIO_READABLE or LUAIO_WRITABLE), as aio.wait_readable/wait_writable:
+** called from a C function in a task, as its return,
+**
+**   return luaio_wait_fd(L, fd, LUAIO_READABLE, 5.0, ctx, step);
+**
+** it yields; once fd is ready, k(L, LUA_YIELD, ctx) runs (a lua_KFunction
+** continuation, on the same stack) and its results are the function's
+** (k NULL: the result is true).  timeout in seconds, < 0 for none; when
+** it passes, TimeoutError is raised in the task; cancelling the task
+** raises CancelledError there; a descriptor closed meanwhile raises
+** OSError "fd N was closed while waiting" -- so keep what must be undone
+** on a userdata with __gc/__close, not in locals of the C frame.
+** libuv puts fd in non-blocking mode.  Loop thread; raises outside a task.
+*/
+LUAIO_API int luaio_wait_fd (lua_State *L, int fd, int events,
+                             double timeout, lua_KContext ctx,
+                             lua_KFunction k);
+
 
 #endif

@@ -94,5 +94,7 @@ static LUAIO_MODULE_UNUSED void luaio_module_init (lua_State *L,
 #define luaio_task_status(L, idx) (luaio_module_capi->task_status((L), (idx)))
 #define luaio_task_result(L, idx, n) \
   (luaio_module_capi->task_result((L), (idx), (n)))
+#define luaio_wait_fd(L, fd, events, timeout, ctx, k) \
+  (luaio_module_capi->wait_fd((L), (fd), (events), (timeout), (ctx), (k)))
 
 #endif

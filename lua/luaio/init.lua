@@ -45,6 +45,8 @@ M.all_tasks = core.all_tasks
 M.create_task = core.create_task
 M.spawn = core.create_task
 M.get_running_loop = core.get_running_loop
+M.wait_readable = core.wait_readable
+M.wait_writable = core.wait_writable
 
 local Task = core.TaskMethods
 local FutureMethods = core.FutureMethods

@@ -1,0 +1,14 @@
+-- pg: PostgreSQL from luaio tasks (examples/pg/pg.c, built by
+-- `make pg-example` into build/examples/pg/core.so).
+--
+--   local pg = require "pg"
+--   local conn <close> = pg.connect("host=/run/postgresql dbname=postgres")
+--   local rows, tag = conn:query("SELECT 1 AS one")   --> rows[1].one == "1"
+--
+-- Every call suspends the running task only: many tasks query at once,
+-- each on a connection of its own.
+--
+-- The C module finds luaio's C API through the table the runtime that
+-- loaded it publishes (luaio_module.h): the same file works under the
+-- CLI, stock lua5.4 and a host.
+return require "pg.core"
