@@ -147,7 +147,8 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 # ---------------------------------------------------------------- deps
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
-  nodejs python3-aiohttp lua-cjson lua-zlib curl python3
+  nodejs python3-aiohttp lua-cjson lua-zlib curl python3 \
+  lua-nginx-redis redis-server
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
