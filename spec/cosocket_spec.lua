@@ -526,3 +526,80 @@ describe("aio.ngx", function()
     end)
   end)
 end)
+
+describe("cosocket sslhandshake", function()
+  local dir
+
+  setup(function()
+    dir = H.tmpdir()
+    local function sh(cmd)
+      assert(os.execute("cd " .. H.quote(dir) .. " && " .. cmd .. " >/dev/null 2>&1"), cmd)
+    end
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
+       "-keyout ca.key -out ca.pem -days 30 -subj '/CN=cosocket CA'")
+    sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
+       "-keyout srv.key -out srv.csr -subj '/CN=localhost'")
+    local f = assert(io.open(dir .. "/srv.ext", "w"))
+    f:write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    f:close()
+    sh("openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial " ..
+       "-out srv.pem -days 30 -extfile srv.ext")
+  end)
+
+  teardown(function()
+    ngx.ssl_context = nil
+    H.rmrf(dir)
+  end)
+
+  -- a TLS echo server of lines
+  local function tls_server()
+    local ctx = aio.ssl.create_default_context("client_auth")
+    ctx:load_cert_chain(dir .. "/srv.pem", dir .. "/srv.key")
+    local _, port, stop = H.serve(function(r, w)
+      while true do
+        local line = r:readline()
+        if not line then return end
+        w:write(line)
+      end
+    end, { ssl = ctx })
+    return port, stop
+  end
+
+  it("does the TLS handshake on luaio's TLS: verify off (the default), on, host names", function()
+    if not aio.ssl.HAS_TLS then
+      pending("built without TLS")
+      return
+    end
+    run(function()
+      local port, stop = tls_server()
+      local sock = connected(port)
+      local session = sock:sslhandshake(nil, "localhost")
+      assert.equal("ngx.ssl.session", getmetatable(session).__name)
+      sock:send("hello\n")
+      assert.equal("hello", sock:receive())
+      assert.equal(1, sock:setkeepalive())
+      -- pooled: already TLS, no second handshake
+      sock = connected(port)
+      assert.equal(1, sock:getreusedtimes())
+      assert.is_true(sock:sslhandshake(false, "localhost"))
+      sock:send("again\n")
+      assert.equal("again", sock:receive())
+      sock:close()
+      -- verify with the system's trust store: our CA is not in it
+      sock = connected(port)
+      assert.same({ nil, "20: unable to get local issuer certificate" },
+                  { sock:sslhandshake(false, "localhost", true) })
+      assert.same({ nil, "closed" }, { sock:send("x") })
+      -- verify with aio.ngx.ssl_context (OpenResty's lua_ssl_trusted_certificate)
+      ngx.ssl_context = aio.ssl.create_default_context("server_auth", { cafile = dir .. "/ca.pem" })
+      sock = connected(port)
+      assert.is_true(sock:sslhandshake(false, "localhost", true))
+      sock:close()
+      sock = connected(port)
+      assert.same({ nil, "certificate host mismatch" },
+                  { sock:sslhandshake(false, "wrong.example", true) })
+      ngx.ssl_context = nil
+      stop()
+    end)
+  end)
+end)
