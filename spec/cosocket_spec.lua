@@ -603,3 +603,54 @@ describe("cosocket sslhandshake", function()
     end)
   end)
 end)
+
+describe("cosocket bad input", function()
+  local BAD = { n = 12, nil, true, 42, -1, 0 / 0, math.huge, -2 ^ 62, "str", {},
+    function() end, coroutine.create(function() end), ("x"):rep(5000) }
+  local METHODS = { "connect", "send", "receive", "receiveany", "receiveuntil",
+    "settimeout", "settimeouts", "setkeepalive", "getreusedtimes", "sslhandshake", "close" }
+
+  -- an error that blames the module's own code instead of its caller (a
+  -- raw Lua runtime error, or a check made a level too deep)
+  local function raw(err)
+    return type(err) == "string"
+      and (err:find("ngx_tcp", 1, true) ~= nil or err:find("ngx_pool", 1, true) ~= nil)
+  end
+
+  local function try(f, ...)
+    local args = table.pack(...)
+    local ok, a, b = pcall(aio.wait_for, function()
+      return pcall(f, table.unpack(args, 1, args.n))
+    end, 0.05)
+    if not ok then
+      if aio.is(a, aio.TimeoutError) then return nil end
+      return a
+    end
+    if not a then return b end
+    return nil
+  end
+
+  it("every method, with each bad value as its argument or as self, fails cleanly or not at all", function()
+    run(function()
+      local _, port, stop = H.serve(function(r) r:read() end)
+      for _, m in ipairs(METHODS) do
+        for i = 1, BAD.n do
+          local sock = connected(port)
+          local err = try(sock[m], sock, BAD[i], BAD[i], BAD[i])
+          assert(not raw(err), ("%s(%s): %s"):format(m, tostring(BAD[i]), tostring(err)))
+          err = try(sock[m], BAD[i])
+          assert(err ~= nil and not raw(err), ("%s on self %s: %s"):format(m, tostring(BAD[i]), tostring(err)))
+          if sock._w then sock:close() end
+        end
+      end
+      local sock = connected(port)
+      local it = sock:receiveuntil("--")
+      for i = 1, BAD.n do
+        local err = try(it, BAD[i])
+        assert(not raw(err), ("iterator(%s): %s"):format(tostring(BAD[i]), tostring(err)))
+      end
+      sock:close()
+      stop()
+    end, 20)
+  end)
+end)

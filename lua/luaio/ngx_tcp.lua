@@ -35,9 +35,13 @@ Sock.__name = "ngx.socket.tcp"
 M.Sock = Sock
 
 ------------------------------------------------------------------ helpers
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+-- (level: 3, the caller of the method that called this; 0 from helpers
+-- whose errors the method raises again for its caller)
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
 end
+
+local function finite(n) return n == n and n ~= math.huge and n ~= -math.huge end
 
 local function checkself(self, fname)
   if getmetatable(self) ~= Sock then
@@ -219,7 +223,10 @@ function Sock:receive(pat)
   end
   local n = math.tointeger(tonumber(pat))
   if type(pat) == "number" or (type(pat) == "string" and n) then
-    if n == nil then n = math.floor(pat) end
+    if n == nil then
+      if not finite(pat) then argerror(1, "receive", "bad number argument") end
+      n = math.floor(pat)
+    end
     if n < 0 then argerror(1, "receive", "bad number argument") end
     if n == 0 then
       if self._w == nil or self._rclosed then return nil, "closed" end
@@ -236,8 +243,9 @@ end
 --- sock:receiveany(max) -> up to max bytes as soon as any have come
 function Sock:receiveany(max)
   checkself(self, "receiveany")
-  local n = math.tointeger(tonumber(max) or 0) or math.floor(tonumber(max))
-  if tonumber(max) == nil or n <= 0 then argerror(1, "receiveany", "bad max argument") end
+  local m = tonumber(max)
+  if m == nil or not finite(m) or m < 1 then argerror(1, "receiveany", "bad max argument") end
+  local n = math.floor(m)
   return timed_read(self, "receiveany", read_any, n)
 end
 
@@ -353,7 +361,7 @@ local function flatten(t, out, seen)
     elseif type(k) == "number" and k >= 1 and k == math.floor(k) then
       if k > max then max = math.tointeger(k) end
     else
-      argerror(1, "send", "non-array table found")
+      argerror(1, "send", "non-array table found", 0)
     end
   end
   for i = 1, max do
@@ -362,12 +370,12 @@ local function flatten(t, out, seen)
     if tv == "string" then out[#out + 1] = v
     elseif tv == "number" then out[#out + 1] = numstr(v)
     elseif tv == "table" then
-      if seen[v] then argerror(1, "send", "table nested in itself") end
+      if seen[v] then argerror(1, "send", "table nested in itself", 0) end
       seen[v] = true
       flatten(v, out, seen)
       seen[v] = nil
     else
-      argerror(1, "send", "bad data type " .. tv .. " found")
+      argerror(1, "send", "bad data type " .. tv .. " found", 0)
     end
   end
 end
@@ -382,7 +390,7 @@ local function tostr(data)
     flatten(data, out, { [data] = true })
     return concat(out)
   end
-  argerror(1, "send", "string, number, boolean, nil, or array table expected, got " .. t)
+  argerror(1, "send", "string, number, boolean, nil, or array table expected, got " .. t, 0)
 end
 
 local function drain(_, w) w:drain() end
@@ -393,7 +401,8 @@ local function drain(_, w) w:drain() end
 --- applies)
 function Sock:send(data)
   checkself(self, "send")
-  local s = tostr(data)
+  local ok0, s = pcall(tostr, data)
+  if not ok0 then error(s, 2) end
   local w = self._w
   if w == nil then return nil, "closed" end
   if #s == 0 then return 0 end
@@ -444,21 +453,21 @@ local function parse_opts(opts)
   local v = opts.pool_size
   if type(v) == "number" then
     size = math.floor(v)
-    if size <= 0 then argerror(3, "connect", ("bad \"pool_size\" option value: %d"):format(size)) end
+    if size <= 0 then argerror(3, "connect", ("bad \"pool_size\" option value: %d"):format(size), 4) end
   elseif v ~= nil then
-    argerror(3, "connect", "bad \"pool_size\" option type: " .. type(v))
+    argerror(3, "connect", "bad \"pool_size\" option type: " .. type(v), 4)
   end
   v = opts.backlog
   if type(v) == "number" then
     backlog = math.floor(v)
-    if backlog < 0 then argerror(3, "connect", ("bad \"backlog\" option value: %d"):format(backlog)) end
+    if backlog < 0 then argerror(3, "connect", ("bad \"backlog\" option value: %d"):format(backlog), 4) end
     size = size or DEFAULT_POOL_SIZE
   end
   v = opts.pool
   if type(v) == "number" or type(v) == "string" then
     key = tostring(v)
   elseif v ~= nil then
-    argerror(3, "connect", "bad \"pool\" option type: " .. type(v))
+    argerror(3, "connect", "bad \"pool\" option type: " .. type(v), 4)
   end
   return size, backlog, key
 end
@@ -545,8 +554,9 @@ local function check_int(v, n, fname)
   if v == nil then return nil end
   local i = math.tointeger(tonumber(v))
   if type(v) ~= "number" and not (type(v) == "string" and i) then
-    argerror(n, fname, "number expected, got " .. type(v))
+    argerror(n, fname, "number expected, got " .. type(v), 4)
   end
+  if i == nil and not finite(v) then argerror(n, fname, "number has no integer representation", 4) end
   return i or math.floor(v)
 end
 
