@@ -253,11 +253,13 @@ fuzz:
 # Under valgrind: every spec file but those that mostly start other
 # processes (the CLI, REPL, examples, docs, packaging: those run the plain
 # build, unwatched, and slowly; the HTTP client's, whose peers are Node and
-# Python servers it races against real-time deadlines of 20-300 ms);
+# Python servers it races against real-time deadlines of 20-300 ms; the
+# cosocket Redis spec's, whose redis-server children it starts and kills);
 # #timing specs need real parallelism, which valgrind's
 # one-thread-at-a-time scheduling takes away.
 VALGRIND_SPECS = $(filter-out spec/cli_spec.lua spec/repl_spec.lua spec/examples_spec.lua \
-  spec/docs_spec.lua spec/packaging_spec.lua spec/http_client_spec.lua, $(wildcard spec/*_spec.lua))
+  spec/docs_spec.lua spec/packaging_spec.lua spec/http_client_spec.lua \
+  spec/cosocket_redis_spec.lua, $(wildcard spec/*_spec.lua))
 
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
 ifeq ($(TLS),1)

@@ -270,7 +270,7 @@ describe("lua-resty-redis on cosockets", function()
       local t0 = aio.time()
       assert.same({ nil, "timeout" }, { red:blpop("empty", 0) })
       local dt = aio.time() - t0
-      assert.is_true(dt >= 0.09 and dt < 0.5, tostring(dt))
+      assert.is_true(dt >= 0.09 and dt < 2, tostring(dt))   -- (BLPOP 0 waits forever)
       -- lua-resty-redis closes a timed-out connection; it is never pooled
       assert.same({ nil, "closed" }, { red:set_keepalive() })
       assert.same({ 0, 0 }, { ngx.pool_count(srv.path) })

@@ -271,7 +271,7 @@ describe("cosocket timeouts", function()
       local t0 = aio.time()
       assert.same({ nil, "timeout", "abc" }, { sock:receive() })
       local dt = aio.time() - t0
-      assert.is_true(dt >= 0.09 and dt < 0.25, tostring(dt))
+      assert.is_true(dt >= 0.09, tostring(dt))   -- (and before "def" came: the partial is "abc")
       sock:settimeouts(1000, 1000, 1000)
       assert.equal("def", sock:receive())
       -- a connection that timed out is never pooled
