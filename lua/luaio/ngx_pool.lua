@@ -37,7 +37,7 @@ end
 --- create(key, size, backlog) -> a new pool (backlog nil: no limit)
 function M.create(key, size, backlog)
   local pool = { key = key, size = size, backlog = backlog, connections = 0,
-                 idle = {}, waiters = {} }
+                 leaked = 0, idle = {}, waiters = {} }
   loop_pools()[key] = pool
   return pool
 end
@@ -52,6 +52,13 @@ local function wake(pool)
       return
     end
   end
+end
+
+--- leaked(pool): a connection it counted was dropped without close()
+--- (its socket collected: the stream gives its descriptor back itself);
+--- the slot comes back at the pool's next connect
+function M.leaked(pool)
+  pool.leaked = pool.leaked + 1
 end
 
 --- release(pool): a connection it counted is gone
@@ -124,6 +131,10 @@ end
 function M.slot(pool)
   local front = false
   while true do
+    if pool.leaked > 0 then      -- slots of sockets collected while connected
+      pool.connections = pool.connections - pool.leaked
+      pool.leaked = 0
+    end
     local entry = M.take(pool)
     if entry then return entry end
     if pool.backlog == nil or pool.connections < pool.size then

@@ -32,6 +32,11 @@ local CHUNK = 65536
 local Sock = {}
 Sock.__index = Sock
 Sock.__name = "ngx.socket.tcp"
+-- A socket collected while connected: its pool slot is given back (later:
+-- a finalizer wakes no one).
+Sock.__gc = function(self)
+  if self._pool then pool.leaked(self._pool) end
+end
 M.Sock = Sock
 
 ------------------------------------------------------------------ helpers
