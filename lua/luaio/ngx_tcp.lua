@@ -237,6 +237,12 @@ function Sock:receive(pat)
       if self._w == nil or self._rclosed then return nil, "closed" end
       return ""
     end
+    -- the bytes are there already: no suspension, no timer to arm
+    local r = self._r
+    if r and self._pre == nil and not self._rclosed and not self._reading
+        and r:_buffered() >= n then
+      return r:readexactly(n)
+    end
     return timed_read(self, "receive", read_bytes, n)
   end
   if type(pat) == "string" then
