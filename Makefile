@@ -149,7 +149,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
   nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
-  postgresql libpq-dev
+  postgresql libpq-dev lua-nginx-redis
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -261,11 +261,13 @@ fuzz:
 # Under valgrind: every spec file but those that mostly start other
 # processes (the CLI, REPL, examples, docs, packaging: those run the plain
 # build, unwatched, and slowly; the HTTP client's, whose peers are Node and
-# Python servers it races against real-time deadlines of 20-300 ms);
+# Python servers it races against real-time deadlines of 20-300 ms; the
+# cosocket Redis spec's, whose redis-server children it starts and kills);
 # #timing specs need real parallelism, which valgrind's
 # one-thread-at-a-time scheduling takes away.
 VALGRIND_SPECS = $(filter-out spec/cli_spec.lua spec/repl_spec.lua spec/examples_spec.lua \
-  spec/docs_spec.lua spec/packaging_spec.lua spec/http_client_spec.lua, $(wildcard spec/*_spec.lua))
+  spec/docs_spec.lua spec/packaging_spec.lua spec/http_client_spec.lua \
+  spec/cosocket_redis_spec.lua, $(wildcard spec/*_spec.lua))
 
 BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
 ifeq ($(TLS),1)

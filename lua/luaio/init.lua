@@ -347,6 +347,8 @@ parts.fs = function() rawset(M, "fs", require "luaio.fs") end
 parts.http = function() rawset(M, "http", require "luaio.http") end
 parts.socket = function() rawset(M, "socket", require "luaio.socket") end
 
+parts.ngx = function() rawset(M, "ngx", require "luaio.ngx") end
+
 local function part_process()
   local process = require "luaio.process"
   process._aio = M
