@@ -668,13 +668,15 @@ local function send(client, req, fresh)
   error(res, 0)
 end
 
--- Reads a small redirect body so that its connection can be reused.
+-- Reads a small redirect body so that its connection can be reused (a
+-- failed read closes it; a cancellation -- the deadline's too -- goes on).
 local function discard_body(res)
   if res._done then return end
   local len = tonumber(res.headers:get("content-length") or "")
   if len and len <= CHUNK then
-    local ok = pcall(function() while next_raw(res) do end end)
+    local ok, err = pcall(function() while next_raw(res) do end end)
     if ok then return end
+    if is(err, core.CancelledError) then error(err, 0) end
   end
   res:close()
 end
