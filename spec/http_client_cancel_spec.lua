@@ -42,6 +42,9 @@
 -- closed, the loop's handle count and the process's descriptors are back
 -- to their values at the start, and H.run finds no task, handle, timer or
 -- request left.
+--
+-- Last, the same bug through a deadline: a timeout expiring while a
+-- redirect's body is discarded ends the request with its TimeoutError.
 local aio = require "luaio"
 local H = require "helper"
 
@@ -399,4 +402,31 @@ describe("aio.http client cancelled at every suspension point", function()
       end
     end)
   end
+
+  it("a request's deadline expiring while a redirect's body is discarded ends it", function()
+    H.closes_fds(function()
+      local srv = aio.http.serve(function(req, res)
+        if req.path == "/stall" then        -- the body's end comes late
+          res:write_head(302, { Location = "/final", ["Content-Length"] = 5 })
+          res:write("mo")
+          aio.sleep(1)
+          res:finish("ved")
+        else
+          return 200, {}, "final"
+        end
+      end, HOST, 0, { shutdown_timeout = 0.1 })
+      local _, port = srv:getsockname()
+      local client = aio.http.Client()
+      local url = ("http://%s:%d/stall"):format(HOST, port)
+      local t0 = aio.time()
+      local err = H.errof(client.get, client, url, { timeout = 0.2 })
+      assert.is_true(aio.is(err, aio.TimeoutError), tostring(err))
+      assert.equal("GET " .. url .. ": no response within 0.2 s (timeout)", err.message)
+      assert.is_true(aio.time() - t0 < 0.9)
+      assert.same({ connections = 0, idle = 0, waiting = 0 }, client:stats())
+      client:close()
+      srv:close()
+      srv:wait_closed()
+    end, 5, H.warm_up)
+  end)
 end)
