@@ -32,8 +32,9 @@
 --
 -- Suspension points and cancellation: the wait for a pool slot (leaves
 -- the wait list), the connect and TLS handshake (the socket is closed and
--- its slot given back), writing the request, reading the head, and every
--- body read (res:read, lines, body, json).  Whatever stops a request or a
+-- its slot given back), writing the request, reading the head, every
+-- body read (res:read, lines, body, json) and the read of a redirect's
+-- small body (discarded so that its connection can be reused).  Whatever stops a request or a
 -- body read before the response's end -- cancellation, a timeout, an
 -- error -- closes its connection at once: a connection is never put back
 -- half-read, and its slot is freed.
