@@ -34,10 +34,10 @@
 -- the wait list), the connect and TLS handshake (the socket is closed and
 -- its slot given back), writing the request, reading the head, every
 -- body read (res:read, lines, body, json) and the read of a redirect's
--- small body (discarded so that its connection can be reused).  Whatever stops a request or a
--- body read before the response's end -- cancellation, a timeout, an
--- error -- closes its connection at once: a connection is never put back
--- half-read, and its slot is freed.
+-- small body (discarded so that its connection can be reused).  Whatever
+-- stops a request or a body read before the response's end --
+-- cancellation, a timeout, an error -- closes its connection at once: a
+-- connection is never put back half-read, and its slot is freed.
 local aio = require "luaio"
 local core = require "luaio.core"
 local hh = require "luaio.http_headers"
