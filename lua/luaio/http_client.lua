@@ -32,11 +32,12 @@
 --
 -- Suspension points and cancellation: the wait for a pool slot (leaves
 -- the wait list), the connect and TLS handshake (the socket is closed and
--- its slot given back), writing the request, reading the head, and every
--- body read (res:read, lines, body, json).  Whatever stops a request or a
--- body read before the response's end -- cancellation, a timeout, an
--- error -- closes its connection at once: a connection is never put back
--- half-read, and its slot is freed.
+-- its slot given back), writing the request, reading the head, every
+-- body read (res:read, lines, body, json) and the read of a redirect's
+-- small body (discarded so that its connection can be reused).  Whatever
+-- stops a request or a body read before the response's end --
+-- cancellation, a timeout, an error -- closes its connection at once: a
+-- connection is never put back half-read, and its slot is freed.
 local aio = require "luaio"
 local core = require "luaio.core"
 local hh = require "luaio.http_headers"
@@ -668,13 +669,15 @@ local function send(client, req, fresh)
   error(res, 0)
 end
 
--- Reads a small redirect body so that its connection can be reused.
+-- Reads a small redirect body so that its connection can be reused (a
+-- failed read closes it; a cancellation -- the deadline's too -- goes on).
 local function discard_body(res)
   if res._done then return end
   local len = tonumber(res.headers:get("content-length") or "")
   if len and len <= CHUNK then
-    local ok = pcall(function() while next_raw(res) do end end)
+    local ok, err = pcall(function() while next_raw(res) do end end)
     if ok then return end
+    if is(err, core.CancelledError) then error(err, 0) end
   end
   res:close()
 end

@@ -580,8 +580,10 @@ local function send_head(res, known, data)
     res._chunked = true
   end
   n = end_head(c, req, n, res)
-  if known and data and not no_body and #data <= SMALL_BODY then
+  if known and data and not no_body and #data <= SMALL_BODY
+      and (res._left == nil or #data <= res._left) then
     n = n + 1; B[n] = data
+    if res._left then res._left = res._left - #data end   -- (sent: not short)
     data = nil
   end
   res._s = SENT
