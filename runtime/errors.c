@@ -5,9 +5,13 @@
 ** A class is a table: __name, __index (itself), __tostring, __super (its
 ** parent class).  An instance is a table {message =, traceback =, ...}
 ** whose metatable is its class.  Calling a class makes an instance:
-** Class([message] [, fields]).  aio.is(v, Class) walks __super.
-** Error is the root of every class but CancelledError (like Python's
-** BaseException), so aio.is(e, aio.Error) never matches a cancellation.
+** Class([message] [, fields]).  aio.is(v, Class) walks __super (and a
+** class's second parent, __also: ExceptionGroup is both an Error and a
+** BaseExceptionGroup, as in Python).
+** BaseError is the root of every class (Python's BaseException); Error
+** (Exception) is the root of the ordinary failures: CancelledError,
+** KeyboardInterrupt, SystemExit and BaseExceptionGroup are not Errors,
+** so aio.is(e, aio.Error) never matches a cancellation or an interrupt.
 */
 #include <stdarg.h>
 #include <string.h>
@@ -18,8 +22,12 @@ static const char CLASSES = 'C';     /* registry: name -> class */
 static const char CANCELLED = 'X';   /* registry: CancelledError */
 
 static const char *const hierarchy[][2] = {
-  {"Error", NULL},
-  {"CancelledError", NULL},
+  {"BaseError", NULL},
+  {"Error", "BaseError"},
+  {"CancelledError", "BaseError"},
+  {"KeyboardInterrupt", "BaseError"},
+  {"SystemExit", "BaseError"},
+  {"BaseExceptionGroup", "BaseError"},
   {"TimeoutError", "Error"},
   {"InvalidStateError", "Error"},
   {"QueueEmpty", "Error"},
@@ -247,6 +255,10 @@ static void push_classes (lua_State *L) {
     else make_class(L, hierarchy[i][0], 0);
     lua_setfield(L, -2, hierarchy[i][0]);
   }
+  lua_getfield(L, -1, "ExceptionGroup");    /* its second parent */
+  lua_getfield(L, -2, "BaseExceptionGroup");
+  lua_setfield(L, -2, "__also");
+  lua_pop(L, 1);
   lua_getfield(L, -1, "CancelledError");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CANCELLED);
   lua_pushvalue(L, -1);
@@ -382,12 +394,14 @@ void luaio__push_cancelled (lua_State *L, int msgidx) {
   lua_remove(L, -2);
 }
 
-/* Is v (at idx) an instance of the class at cls (or of a subclass)? */
-static int is_instance (lua_State *L, int idx, int cls) {
-  int depth = 0;
-  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+/* Is the class on the top cls or a subclass of it?  Pops it. */
+static int is_subclass (lua_State *L, int cls, int depth) {
   while (depth++ < 64) {
     if (lua_rawequal(L, -1, cls)) { lua_pop(L, 1); return 1; }
+    if (lua_getfield(L, -1, "__also") == LUA_TTABLE) {
+      if (is_subclass(L, cls, depth)) { lua_pop(L, 1); return 1; }
+    }
+    else lua_pop(L, 1);
     if (lua_getfield(L, -1, "__super") != LUA_TTABLE) {
       lua_pop(L, 2);
       return 0;
@@ -398,6 +412,12 @@ static int is_instance (lua_State *L, int idx, int cls) {
   return 0;
 }
 
+/* Is v (at idx) an instance of the class at cls (or of a subclass)? */
+static int is_instance (lua_State *L, int idx, int cls) {
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  return is_subclass(L, cls, 0);
+}
+
 int luaio__is_cancelled (lua_State *L, int idx) {
   int r;
   idx = lua_absindex(L, idx);
@@ -405,6 +425,51 @@ int luaio__is_cancelled (lua_State *L, int idx) {
   r = is_instance(L, idx, lua_gettop(L));
   lua_pop(L, 1);
   return r;
+}
+
+/* Is the value at idx an instance of BaseError (any luaio error)? */
+static int is_base_error (lua_State *L, int idx) {
+  int r;
+  idx = lua_absindex(L, idx);
+  push_classes(L);
+  lua_getfield(L, -1, "BaseError");
+  r = is_instance(L, idx, lua_gettop(L));
+  lua_pop(L, 2);
+  return r;
+}
+
+/* Is the value at v (an error) e, or in e's chain of causes and contexts? */
+static int in_chain (lua_State *L, int e, int v, int depth) {
+  int r = 0, i;
+  static const char *const links[] = {"cause", "context"};
+  if (lua_rawequal(L, e, v)) return 1;
+  if (depth > 64 || !lua_istable(L, e)) return 0;
+  for (i = 0; i < 2 && !r; i++) {
+    lua_pushstring(L, links[i]);
+    if (lua_rawget(L, e) != LUA_TNIL) r = in_chain(L, lua_gettop(L), v, depth + 1);
+    lua_pop(L, 1);
+  }
+  return r;
+}
+
+/*
+** The error at eidx was raised while the one at ctxidx unwound (Python's
+** implicit chaining): an error object without a context gets it as its
+** .context, unless that would make a loop.
+*/
+void luaio__chain_context (lua_State *L, int eidx, int ctxidx) {
+  eidx = lua_absindex(L, eidx);
+  ctxidx = lua_absindex(L, ctxidx);
+  if (lua_isnil(L, ctxidx) || !is_base_error(L, eidx)) return;
+  lua_pushliteral(L, "context");
+  if (lua_rawget(L, eidx) != LUA_TNIL || in_chain(L, ctxidx, eidx, 0)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushliteral(L, "context");
+  lua_pushvalue(L, ctxidx);
+  lua_rawset(L, eidx);
 }
 
 /* Is the value at idx an instance of one of luaio's classes? */

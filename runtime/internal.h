@@ -125,6 +125,7 @@ void luaio__new_error (lua_State *L, const char *cls, const char *msg,
                        int traceback);          /* pushes the object */
 void luaio__push_cancelled (lua_State *L, int msgidx);  /* pushes */
 int luaio__is_cancelled (lua_State *L, int idx);
+void luaio__chain_context (lua_State *L, int eidx, int ctxidx);
 int luaio__is_error_object (lua_State *L, int idx);
 int luaio__error (lua_State *L, const char *cls, const char *fmt, ...);
 int luaio__oserror (lua_State *L, int uverr, const char *what);

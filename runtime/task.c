@@ -56,13 +56,32 @@ void luaio__extras (lua_State *L, Task *t, int idx) {
 
 /* ---------------------------------------------------------- the body */
 
+/*
+** Every error that reaches the handler leaves the body (pcall calls no
+** handler), so one raised after it -- by a <close> handler on the way
+** out -- was raised while it unwound: the new one gets the old one as
+** its .context (Python's implicit chaining).  extras.in_flight keeps
+** the error leaving the body.
+*/
+static void chain_in_flight (lua_State *co, luaio_Runtime *rt) {
+  luaio__push_task(co, rt, rt->current);
+  luaio__extras(co, rt->current, -1);
+  if (lua_getfield(co, -1, "in_flight") != LUA_TNIL && !lua_rawequal(co, -1, 1))
+    luaio__chain_context(co, 1, -1);
+  lua_pop(co, 1);
+  lua_pushvalue(co, 1);
+  lua_setfield(co, -2, "in_flight");
+  lua_pop(co, 2);
+}
+
 /* Message handler of task bodies: records where the error happened. */
 static int task_msgh (lua_State *co) {
   GState *G = luaio__state(co);
   luaio_Runtime *rt = G->rt;
   int match;
-  if (luaio__is_cancelled(co, 1) || rt == NULL || rt->current == NULL)
-    return 1;
+  if (rt == NULL || rt->current == NULL) return 1;
+  chain_in_flight(co, rt);
+  if (luaio__is_cancelled(co, 1)) return 1;
   luaio__traceback(co, co, NULL, 1);
   if (luaio__is_error_object(co, 1)) {
     lua_getfield(co, 1, "traceback");

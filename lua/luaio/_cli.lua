@@ -3,7 +3,8 @@
 -- Runs, inside the main task of one event loop: LUA_INIT (unless -E), the
 -- -e and -l actions in order, then the script with its arguments (or
 -- stdin).  Returns the exit status: 0, 1 after an uncaught error (printed
--- with the main task's traceback), 130 after Ctrl-C.  The loop is then
+-- with the main task's traceback), 130 after Ctrl-C or an uncaught
+-- aio.KeyboardInterrupt, an aio.SystemExit's own status.  The loop is then
 -- shut down: pending tasks are cancelled and unwind.
 local aio = require "luaio"
 
@@ -35,6 +36,18 @@ if not package.preload["luaio.tls"] then
       "or on package.cpath; tried: " .. table.concat(tried, ", "), 0)
   end
 end
+-- An uncaught aio.SystemExit ends the script quietly with its status
+-- (Python's SystemExit): e.code, else its message -- nil: 0; an integer:
+-- that; anything else is printed and gives 1.
+local function exit_status(name, e)
+  local code = rawget(e, "code")
+  if code == nil then code = rawget(e, "message") end
+  if code == nil then return 0 end
+  if math.type(code) == "integer" then return code & 0xff end
+  io.stderr:write(name, ": ", tostring(code), "\n")
+  return 1
+end
+
 local progname
 do
   local i = -1
@@ -104,12 +117,14 @@ return function(actions, script, noenv, interactive, stdin)
     if err == "interrupted!" then
       io.stderr:write(progname, ": interrupted!\n")
       status = 130
+    elseif aio.is(err, aio.SystemExit) then
+      status = exit_status(progname, err)
     else
       -- the message, the main task's traceback (with the chain of awaits)
       -- or the error's own, the errors chained to it, each sub-error
       local tb = main and main:get_stack()
       io.stderr:write(progname, ": ", aio.format_exception(err, tb), "\n")
-      status = 1
+      status = aio.is(err, aio.KeyboardInterrupt) and 130 or 1
     end
     io.stderr:flush()
   end

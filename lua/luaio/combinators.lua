@@ -184,8 +184,9 @@ function M.wait_for(aw, timeout)
   if timeout ~= nil and timeout <= 0 then
     if t:done() then return t:result() end
     cancel_and_wait(t)
-    if t:cancelled() then
-      error(core.TimeoutError(), 0)
+    if t:cancelled() then   -- its CancelledError is the cause, as in asyncio
+      local _, cancelled = pcall(t.result, t)
+      error(core.TimeoutError(nil, { cause = cancelled, context = cancelled }), 0)
     end
     return t:result()
   end

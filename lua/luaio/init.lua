@@ -19,18 +19,22 @@ M.core = core
 
 ------------------------------------------------------------------ errors
 local error_names = {
-  "Error", "CancelledError", "TimeoutError", "InvalidStateError",
+  "BaseError", "Error", "CancelledError", "KeyboardInterrupt", "SystemExit",
+  "BaseExceptionGroup", "TimeoutError", "InvalidStateError",
   "QueueEmpty", "QueueFull", "QueueShutDown", "IncompleteReadError",
   "LimitOverrunError", "BrokenBarrierError", "ExceptionGroup", "OSError",
   "SSLError",
 }
 for _, name in ipairs(error_names) do M[name] = core[name] end
--- ExceptionGroup's constructor and methods live in luaio.taskgroup, which
--- is loaded lazily: the first call loads it (it replaces this __call).
+-- The constructors and methods of ExceptionGroup and BaseExceptionGroup
+-- live in luaio.taskgroup, which is loaded lazily: the first call loads
+-- it (it replaces this __call).
 if not package.loaded["luaio.taskgroup"] then
-  getmetatable(core.ExceptionGroup).__call = function(...)
-    require "luaio.taskgroup"
-    return getmetatable(core.ExceptionGroup).__call(...)
+  for _, cls in ipairs { core.ExceptionGroup, core.BaseExceptionGroup } do
+    getmetatable(cls).__call = function(...)
+      require "luaio.taskgroup"
+      return getmetatable(cls).__call(...)
+    end
   end
 end
 M.is = core.is

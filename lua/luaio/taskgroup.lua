@@ -26,32 +26,65 @@ local core = require "luaio.core"
 local M = {}
 
 ------------------------------------------------------------------ ExceptionGroup
+-- Python's split: ExceptionGroup holds ordinary failures only (Errors,
+-- strings, any non-BaseError value); a group holding a BaseError that is
+-- not an Error (an interrupt, an exit request, a cancellation) is a
+-- BaseExceptionGroup.  aio.BaseExceptionGroup(msg, errs) makes whichever
+-- fits; aio.ExceptionGroup(msg, errs) refuses the second kind.
 local EG = core.ExceptionGroup
+local BEG = core.BaseExceptionGroup
 
-local function new_group(message, excs)
+local function is_base_only(e)
+  return core.is(e, core.BaseError) and not core.is(e, core.Error)
+end
+
+-- The class for a group of excs: EG unless one of them is base-only.
+local function group_class(excs)
+  for i = 1, #excs do
+    if is_base_only(excs[i]) then return BEG end
+  end
+  return EG
+end
+
+local function new_group(message, excs, cls, fname)
   if type(message) ~= "string" then
-    error(("bad argument #1 to 'ExceptionGroup' (string expected, got %s)")
-      :format(type(message)), 3)
+    error(("bad argument #1 to '%s' (string expected, got %s)")
+      :format(fname, type(message)), 3)
   end
   if type(excs) ~= "table" or #excs == 0 then
-    error("bad argument #2 to 'ExceptionGroup' (non-empty list of errors expected)", 3)
+    error(("bad argument #2 to '%s' (non-empty list of errors expected)")
+      :format(fname), 3)
   end
   local list = {}
   for i = 1, #excs do list[i] = excs[i] end
+  local fits = group_class(list)
+  if cls == EG and fits == BEG then
+    error("bad argument #2 to 'ExceptionGroup' (cannot hold a BaseError that is "
+      .. "not an Error: use aio.BaseExceptionGroup)", 3)
+  end
   return setmetatable({
     message = message, exceptions = list,
     traceback = debug.traceback(nil, 3),
-  }, EG)
+  }, fits)
 end
 
 -- aio.ExceptionGroup(message, errors)
 getmetatable(EG).__call = function(_, message, excs)
-  return new_group(message, excs)
+  return new_group(message, excs, EG, "ExceptionGroup")
 end
 
--- A copy of this group holding errs (the class stays that of self).
+-- aio.BaseExceptionGroup(message, errors): an ExceptionGroup when every
+-- error is an ordinary failure (as Python's).
+getmetatable(BEG).__call = function(_, message, excs)
+  return new_group(message, excs, BEG, "BaseExceptionGroup")
+end
+
+-- A copy of this group holding errs: a subclass's class stays, the two
+-- built-in ones become whichever fits errs.
 local function derive(self, errs)
-  local g = setmetatable({}, getmetatable(self))
+  local cls = getmetatable(self)
+  if cls == EG or cls == BEG then cls = group_class(errs) end
+  local g = setmetatable({}, cls)
   for k, v in pairs(self) do g[k] = v end
   g.exceptions = errs
   return g
@@ -70,7 +103,7 @@ local function split(self, match)
   if match(self) then return self, nil end
   local yes, no = {}, {}
   for _, e in ipairs(self.exceptions) do
-    if core.is(e, EG) then
+    if core.is(e, BEG) then
       local m, r = split(e, match)
       if m then yes[#yes + 1] = m end
       if r then no[#no + 1] = r end
@@ -82,29 +115,40 @@ local function split(self, match)
 end
 
 --- eg:split(class or predicate) -> match, rest
-function EG:split(cond)
-  if not core.is(self, EG) then core.bad_self(self, "ExceptionGroup", "split") end
+local function eg_split(self, cond)
+  if not core.is(self, BEG) then core.bad_self(self, "ExceptionGroup", "split") end
   return split(self, matcher(cond))
 end
 
 --- eg:subgroup(class or predicate) -> the matching part, or nil
-function EG:subgroup(cond)
-  if not core.is(self, EG) then core.bad_self(self, "ExceptionGroup", "subgroup") end
+local function eg_subgroup(self, cond)
+  if not core.is(self, BEG) then core.bad_self(self, "ExceptionGroup", "subgroup") end
   return (split(self, matcher(cond)))
 end
 
-function EG:__tostring()
+local function eg_tostring(self)
   local n = #self.exceptions
-  return ("ExceptionGroup: %s (%d sub-exception%s)"):format(
+  return ("%s: %s (%d sub-exception%s)"):format(getmetatable(self).__name,
     tostring(self.message), n, n == 1 and "" or "s")
 end
 
+for _, cls in ipairs { EG, BEG } do
+  cls.split, cls.subgroup, cls.__tostring = eg_split, eg_subgroup, eg_tostring
+end
+
 M.ExceptionGroup = EG
+M.BaseExceptionGroup = BEG
 
 ------------------------------------------------------------------ TaskGroup
 local TaskGroup = {}
 TaskGroup.__index = TaskGroup
 TaskGroup.__name = "TaskGroup"
+
+-- An interrupt or an exit request (Python's KeyboardInterrupt and
+-- SystemExit): it leaves the group as itself, not in a group.
+local function is_interrupt(e)
+  return core.is(e, core.KeyboardInterrupt) or core.is(e, core.SystemExit)
+end
 
 local function abort(self)
   self._aborting = true
@@ -122,6 +166,7 @@ local function on_task_done(self, task)
   local err = task:exception()
   if err == nil then return end
   self._errors[#self._errors + 1] = err
+  if self._base_error == nil and is_interrupt(err) then self._base_error = err end
   self._tracebacks[#self._errors] = task:get_stack() or false
   local parent = self._parent
   if parent:done() then
@@ -173,6 +218,9 @@ function TaskGroup:__close(err)
   self._closed = true
   self._exiting = true
   local propagate_cancel = nil
+  if err ~= nil and self._base_error == nil and is_interrupt(err) then
+    self._base_error = err
+  end
   if err ~= nil and core.is(err, core.CancelledError) then propagate_cancel = err end
   if err ~= nil and not self._aborting then abort(self) end
   if self._ntasks > 0 and not core.can_suspend() then
@@ -196,6 +244,9 @@ function TaskGroup:__close(err)
   if self._parent_cancel_requested then
     if self._parent:uncancel() == 0 then propagate_cancel = nil end
   end
+  -- an interrupt or exit request wins, as itself (the group's own cancel
+  -- request taken back above)
+  if self._base_error ~= nil then error(self._base_error, 0) end
   local errors = self._errors
   if propagate_cancel ~= nil and #errors == 0 then error(propagate_cancel, 0) end
   if err ~= nil and not core.is(err, core.CancelledError) then
@@ -207,7 +258,12 @@ function TaskGroup:__close(err)
       parent:uncancel()
       parent:cancel()
     end
-    local eg = new_group("unhandled errors in a TaskGroup", errors)
+    local eg = new_group("unhandled errors in a TaskGroup", errors, BEG,
+      "TaskGroup")
+    -- Python's `raise ... from None`: the error that unwound the body
+    -- is kept (eg.context) but not shown -- it is in the group, or it is
+    -- the cancellation the group's failure caused
+    eg.context, eg.suppress_context = err, true
     -- where each child failed (false for the body's own error)
     eg.tracebacks = {}
     for i = 1, #errors do eg.tracebacks[i] = self._tracebacks[i] or false end

@@ -97,8 +97,9 @@ function Timeout:__close(err)
     self._state = EXPIRED
     if self._task:uncancel() <= self._cancelling and err ~= nil
         and core.is(err, core.CancelledError) then
+      -- Python's `raise TimeoutError from exc`: the cancellation is its cause
       local where = self._where
-      local e = core.TimeoutError(nil, where and { traceback = where } or nil)
+      local e = core.TimeoutError(nil, { traceback = where, cause = err, context = err })
       if where then
         core.note_where(e, "\n(the deadline passed while the task waited at:)\n" .. where)
       end

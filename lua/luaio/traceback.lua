@@ -63,7 +63,7 @@ function render(out, e, tb, label, seen, depth)
   out[#out + 1] = label .. message(e)
   if tb == nil then tb = field(e, "traceback") end
   if tb then out[#out + 1] = tostring(tb) end
-  if core.is(e, core.ExceptionGroup) and type(e.exceptions) == "table" then
+  if core.is(e, core.BaseExceptionGroup) and type(e.exceptions) == "table" then
     local tbs = field(e, "tracebacks")
     local base = label:match("^%[(.*)%] $")
     for i, sub in ipairs(e.exceptions) do
@@ -103,9 +103,7 @@ function M.escaping(e)
   if type(e) ~= "table" or caught() then return e end
   local cls = getmetatable(e)
   if type(cls) ~= "table" or rawget(cls, "__plain") then return e end
-  if not (core.is(e, core.Error) or core.is(e, core.CancelledError)) then
-    return e
-  end
+  if not core.is(e, core.BaseError) then return e end
   local mt = {}
   for k, v in pairs(cls) do mt[k] = v end
   mt.__super = cls                     -- aio.is(e, its class) still holds
