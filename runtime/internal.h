@@ -359,6 +359,8 @@ struct luaio_Runtime {
   int stop;                    /* main task done: end the drain pass */
   int eager_depth;             /* nested eager task starts */
   int has_handler, has_factory;
+  int loop_ctx_object;          /* R.context is a Context object (ctx:run
+                                  in a callback): new tasks copy its map */
   int cancels_pending;         /* tasks with cancel requests pending */
   int cancel_sweep;            /* debug mode: the heap index + 1 of the
                                   check for cancellations left pending */
@@ -474,6 +476,7 @@ Task *luaio__totask (lua_State *L, GState *G, int idx);
 Task *luaio__checktask (lua_State *L, int idx);
 #define luaio__push_task(L, rt, t) luaio__push_anchor(L, rt, (t)->f.anchor)
 int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n);
+void luaio__context_copy (lua_State *L);
 int luaio__task_main (lua_State *co);
 void luaio__task_kill (lua_State *L, luaio_Runtime *rt, Task *t);
 int luaio__task_cancel (lua_State *L, Task *t, int msgidx);

@@ -361,6 +361,7 @@ static void keep_loop_context (lua_State *L, luaio_Runtime *rt) {
   Task *t;
   luaL_checkstack(L, 3, NULL);
   lua_getfield(L, -1, "context");
+  luaio__context_copy(L);
   for (t = rt->tasks; t != NULL; t = t->next) {
     if (t->own_ctx) continue;
     luaio__push_task(L, rt, t);
@@ -396,6 +397,8 @@ static int core_context (lua_State *L) {
     keep_loop_context(L, rt);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "context");
+    rt->loop_ctx_object = lua_getmetatable(L, 1);
+    if (rt->loop_ctx_object) lua_pop(L, 1);
   }
   lua_getfield(L, -1, "context");
   return 1;

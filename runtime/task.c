@@ -164,6 +164,19 @@ static void check_callable (lua_State *L, int idx) {
 }
 
 /*
+** A current context is a map (ContextVar -> value, never changed: set()
+** makes a new one) or a Context object that ctx:run or ctx:create_task
+** entered (luaio.context: a table with a metatable, its map in field
+** _map).  A new task copies it: replaces the value on the top by its map.
+*/
+void luaio__context_copy (lua_State *L) {
+  if (!lua_getmetatable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "_map");
+  lua_remove(L, -2);
+}
+
+/*
 ** Creates a task running the function at fidx with the n values after
 ** it; pushes the task.  It starts on a later pass of the ready queue.
 */
@@ -202,10 +215,19 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
     if (rt->current->own_ctx) {
       luaio__push_task(L, rt, rt->current);
       lua_getiuservalue(L, -1, TASK_UV_CONTEXT);
+      luaio__context_copy(L);
       lua_setiuservalue(L, tidx, TASK_UV_CONTEXT);
       lua_pop(L, 1);
       t->own_ctx = 1;
     }
+  }
+  else if (rt->loop_ctx_object) {      /* made inside a callback's ctx:run */
+    luaio__push_R(L, rt);
+    lua_getfield(L, -1, "context");
+    luaio__context_copy(L);
+    lua_setiuservalue(L, tidx, TASK_UV_CONTEXT);
+    lua_pop(L, 1);
+    t->own_ctx = 1;
   }
   co = get_coroutine(L, rt, t);
   lua_setiuservalue(L, tidx, FUT_UV_RESULT);

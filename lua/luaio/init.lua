@@ -299,8 +299,10 @@ local function part_context()
   local context = require "luaio.context"
   rawset(M, "ContextVar", context.ContextVar)
   rawset(M, "copy_context", context.copy_context)
+  rawset(M, "Context", context.Context)
 end
 parts.ContextVar, parts.copy_context = part_context, part_context
+parts.Context = part_context
 
 parts.format_exception = function()
   rawset(M, "format_exception", require("luaio.traceback").format_exception)

@@ -1,7 +1,8 @@
 -- luaio.traceback: how an error is shown.  aio.format_exception(e [, tb])
 -- renders an error as the luaio command prints an uncaught one: its
 -- message, its traceback, the errors it was chained to (e.cause, else
--- e.context, printed first, as Python does), and each sub-error of an
+-- e.context unless e.suppress_context, printed first, as Python does;
+-- a bare CancelledError is not shown), and each sub-error of an
 -- ExceptionGroup, numbered ([1], [1.2] for a group inside a group), with
 -- where it was raised.
 --
@@ -41,8 +42,18 @@ end
 
 local render
 
+-- A CancelledError with neither message nor traceback (outside debug
+-- mode, the one a deadline or a TaskGroup caused) says nothing the error
+-- it turned into does not: it is kept as a link but not printed.
+local function bare_cancel(e)
+  return core.is(e, core.CancelledError) and field(e, "message") == nil
+    and field(e, "traceback") == nil
+end
+
 local function chained(out, e, seen, depth)
   local cause, context = field(e, "cause"), field(e, "context")
+  if bare_cancel(cause) then cause = nil end
+  if bare_cancel(context) then context = nil end
   if cause ~= nil and not seen[cause] then
     render(out, cause, nil, "", seen, depth + 1)
     out[#out + 1] = "\nThe above error was the direct cause of the following error:\n"
