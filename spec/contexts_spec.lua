@@ -131,6 +131,11 @@ local v = aio.ContextVar("v", "default")
 local ctx = aio.Context()
 print(ctx:run(function() v:set("x"); return v:get() end), ctx[v], v:get())
 print(pcall(v.set, v, "y"))
+print(ctx:run(aio.run, function()   -- the main task gets a copy of ctx
+  local seen = v:get()
+  v:set("main")
+  return seen
+end), ctx[v])
 ]]
     local p = io.popen(("lua5.4 -e %s 2>%s"):format(H.quote(code), H.quote(err)))
     local out = p:read("a")
@@ -138,7 +143,7 @@ print(pcall(v.set, v, "y"))
     local e = H.readall(err)
     os.remove(err)
     assert.equal("", e)
-    assert.equal("x\tx\tdefault\nfalse\tContextVar:set: no running event loop\n", out)
+    assert.equal("x\tx\tdefault\nfalse\tContextVar:set: no running event loop\nx\tx\n", out)
   end)
 
   it("checks its arguments", function()

@@ -231,6 +231,17 @@ Context.__tostring = function(self)
   return ("Context(%d variable%s)"):format(n, n == 1 and "" or "s")
 end
 
+-- For Runner:run: where no loop ran, inside ctx:run, the main task starts
+-- with a copy of ctx's values (asyncio's Runner copies the context).
+function M._main_in_context(fn)
+  if outside == nil or core.running_loop() ~= nil then return fn end
+  local map = outside._map
+  return function(...)
+    core.context(map)
+    return fn(...)
+  end
+end
+
 --- aio.copy_context() -> a Context holding the current values
 function M.copy_context()
   return new_context(current() or {})

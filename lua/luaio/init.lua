@@ -243,6 +243,8 @@ function Runner:run(fn, ...)
       type(fn)), 2)
   end
   local loop = self:get_loop()
+  local context = package.loaded["luaio.context"]    -- inside a ctx:run?
+  if context then fn = context._main_in_context(fn) end
   return run_result(pcall(loop._run, loop, fn, ...))
 end
 
