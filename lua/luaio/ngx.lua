@@ -293,6 +293,7 @@ M.shared = setmetatable({}, {
 
 ------------------------------------------------------------------ the rest
 M.socket = { tcp = tcp.tcp, connect = tcp.connect, stream = tcp.tcp }
+tcp._ngx = M                  -- (where sslhandshake finds ssl_context)
 M.worker = {
   exiting = function() return false end,
   pid = function()

@@ -618,7 +618,9 @@ end
 local contexts = {}
 
 local function context(verify)
-  local ngx_mod = package.loaded["luaio.ngx"]
+  -- (the luaio.ngx that loaded this file: package.loaded may hold
+  -- another instance, or none, under a test runner's module insulation)
+  local ngx_mod = M._ngx or package.loaded["luaio.ngx"]
   if verify and ngx_mod and ngx_mod.ssl_context then return ngx_mod.ssl_context end
   local key = verify and "verify" or "noverify"
   if not contexts[key] then
