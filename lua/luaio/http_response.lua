@@ -28,8 +28,9 @@ local SMALL_BODY = 16384        -- a body up to this goes out with its head
 
 -- Connection states (what a connection's task waits for; the server's
 -- timer reads them).
-local IDLE, HEAD, BUSY, BODY = 1, 2, 3, 4
-M.IDLE, M.HEAD, M.BUSY, M.BODY = IDLE, HEAD, BUSY, BODY
+-- DRAIN: waiting for the writer to drain, which write_timeout bounds.
+local IDLE, HEAD, BUSY, BODY, DRAIN = 1, 2, 3, 4, 5
+M.IDLE, M.HEAD, M.BUSY, M.BODY, M.DRAIN = IDLE, HEAD, BUSY, BODY, DRAIN
 
 -- The peer is gone (err: what writing or reading to it raised).
 local function lost(c, err)
@@ -274,9 +275,10 @@ local function check_res(res, fname)
   return res._c
 end
 
+-- (After write_timeout cut the client off, its TimeoutError.)
 local function wwrite(c, s)
   local ok, err = pcall(c.w.write, c.w, s)
-  if not ok then lost(c, err) end
+  if not ok then lost(c, c.timed_out or err) end
 end
 
 --- res:write_head(status [, headers]): the status and headers; they go out
@@ -379,15 +381,19 @@ function Response:finish(data)
 end
 
 --- res:drain(): waits while much is queued to the client (sends the head
---- if it is still held).  Suspends.
+--- if it is still held).  Suspends.  A client that takes no data for
+--- write_timeout seconds is cut off: its connection is closed at once
+--- and this raises aio.TimeoutError "drain: the client took no data for
+--- 30 s (write_timeout); the connection is closed" (later writes too).
 function Response:drain()
   local c = check_res(self, "drain")
   if self._s == GIVEN then send_head(self, false) end
+  c.state = DRAIN                   -- (the server's timer watches it)
   local ok, err = pcall(c.w.drain, c.w)
-  if not ok then
-    if is(err, CancelledError) then error(err, 0) end
-    lost(c, err)
-  end
+  c.state, c.deadline = BUSY, nil
+  if not ok and is(err, CancelledError) then error(err, 0) end
+  if c.timed_out then lost(c, c.timed_out) end
+  if not ok then lost(c, err) end
 end
 
 --- res:head_sent() -> whether the status and headers went out

@@ -29,9 +29,19 @@
 -- Connection: close.  Deadlines: a head must arrive whole within
 -- head_timeout (else 408 and close), a keep-alive connection may stay
 -- idle for keepalive_timeout, each read of a request body must get data
--- within body_timeout.  One timer per server checks them (every quarter
--- of the shortest, at most every second), so a request costs a field
--- write, not a timer.
+-- within body_timeout, and a client must take some of what is queued for
+-- it within write_timeout: a wait for the writer to drain (res:drain(),
+-- the drain after each response and before the connection closes) ends
+-- when no bytes went out for write_timeout -- no progress, not the wait's
+-- length, so a slow but steady reader is served to the end.  Then the
+-- connection is closed at once (what is queued is dropped: a client that
+-- does not read gets no more) and res:drain() raises aio.TimeoutError
+-- "drain: the client took no data for <t> s (write_timeout); the
+-- connection is closed", as do the handler's writes after it; nothing
+-- is reported.  One timer per server checks them all (every quarter of
+-- the shortest, at most every second; progress is the writer's
+-- transport_buffered() falling between two ticks), so a request costs a
+-- field write, not a timer.
 --
 -- Errors: a handler that raises gets its request answered 500 (or its
 -- connection closed when the head was already sent) and the error goes
@@ -42,10 +52,10 @@
 -- response, lingering, and whatever the handler awaits.  Cancelling a
 -- connection's task (the run ending, the shutdown deadline) raises
 -- CancelledError there or in the handler; the stream server closes the
--- connection when its task ends.  server:close() stops accepting, closes the idle
--- connections at once, lets the requests in flight finish (their
--- connections close after them) and cancels what is left after
--- shutdown_timeout.
+-- connection when its task ends.  server:close() stops accepting, closes
+-- the idle connections at once, lets the requests in flight finish (their
+-- connections close after them) and, after shutdown_timeout, closes what
+-- is left at once (its queued bytes dropped) and cancels its task.
 -- (luaio.streams is reached through aio, not required again: a second
 -- instance of it, as busted's insulation makes, would put its own
 -- methods on every stream.)
@@ -74,12 +84,17 @@ local DEFAULTS = {
   max_body = 1024 * 1024,
   head_timeout = 10, body_timeout = 10, keepalive_timeout = 5,
   max_requests = 1000, shutdown_timeout = 10,
+  -- A client may take no bytes for this long (a phone going through a
+  -- tunnel, a congested link: nginx's send_timeout is 60) before it is
+  -- cut off; shorter than a minute, as a client that reads nothing holds
+  -- a descriptor and the queued response in memory meanwhile.
+  write_timeout = 30,
 }
 local READ_SIZE = 65536
 local DRAIN_MAX = 256 * 1024    -- unread body bytes skipped to keep alive
 
 -- Connection states (luaio.http_response defines them).
-local IDLE, HEAD, BUSY, BODY = R.IDLE, R.HEAD, R.BUSY, R.BODY
+local IDLE, HEAD, BUSY, BODY, DRAIN = R.IDLE, R.HEAD, R.BUSY, R.BODY, R.DRAIN
 
 ------------------------------------------------------------------ body
 local function body_error(c, status, msg)
@@ -370,15 +385,40 @@ local PARSE_STATUS = {
 
 -- The deadline of c has passed (a timer callback): an idle connection is
 -- closed, one in the middle of a head gets 408 first.  Only while its
--- task waits: one that has just been woken is no longer idle.
+-- task waits: one that has just been woken is no longer idle.  One
+-- waiting for its writer to drain (a client that takes nothing) is
+-- closed at once, what is queued dropped; the drain returns, and
+-- res:drain() raises c.timed_out.  What is buffered of the next request
+-- goes too: it is not served.
 local function expire(c)
   local st = c.state
   if st == BUSY then return end
   local _, _, ts = c.task:_info()
   if ts ~= "waiting" then return end
   c.deadline, c.lost = nil, true
+  if st == DRAIN then
+    c.timed_out = core.TimeoutError(format(
+      "drain: the client took no data for %g s (write_timeout); the connection is closed",
+      c.srv._o.write_timeout))
+    c.buf, c.pos, c.chunk = "", 1, nil
+    c.w:_abort()
+    return
+  end
   if st == HEAD then pcall(c.w.write, c.w, error_response(408)) end
   c.w:close()          -- its read sees the end of the stream
+end
+
+-- The deadline of c, waiting for its writer to drain: write_timeout after
+-- the tick last saw fewer bytes queued (or first saw it waiting).  The
+-- socket's buffer lets the count fall in steps, when the kernel makes
+-- room, not with every byte the client reads.
+local function drain_deadline(srv, c, now)
+  local q, d = c.w:transport_buffered(), c.deadline
+  if d == nil or q < c.queued then
+    d = now + srv._o.write_timeout
+    c.queued, c.deadline = q, d
+  end
+  return d
 end
 
 local function tick(srv)
@@ -386,11 +426,13 @@ local function tick(srv)
   srv.now, srv._timer = now, nil
   for c in pairs(srv._conns) do
     local d = c.deadline
+    if c.state == DRAIN then d = drain_deadline(srv, c, now) end
     if d ~= nil and d <= now then expire(c) end
   end
   local deadline = srv._deadline
   if deadline and now >= deadline then       -- shutdown: the rest goes
-    for c in pairs(srv._conns) do
+    for c in pairs(srv._conns) do             -- (closed at once: what is
+      c.w:_abort()                            -- queued too)
       if c.task:cancelling() == 0 then c.task:cancel() end
     end
   end
@@ -512,9 +554,22 @@ local function serve_connection(srv, c)
       if not c.body_done or c.pos <= #c.buf then linger(c) end
       return
     end
+    c.state = DRAIN
     c.w:drain()
     c.state, c.deadline = IDLE, srv.now + o.keepalive_timeout
   end
+end
+
+-- The end of a connection: what is still queued must go out within
+-- write_timeout, all of it (the stream server's close would wait for it
+-- as long as the client takes nothing).  Cancellation passes through.
+local function flush(c)
+  if c.timed_out then return end
+  local w = c.w
+  c.state, c.deadline = DRAIN, nil
+  local ok, err = pcall(w.set_write_buffer_limits, w, 0, 0)
+  if ok then ok, err = pcall(w.drain, w) end
+  if not ok and is(err, CancelledError) then error(err, 0) end
 end
 
 -- The stream server's handler: one connection.
@@ -523,7 +578,7 @@ local function connection(srv, r, w)
     srv = srv, r = r, w = w, task = core.current_task(),
     p = core.http_parser("request", srv._limits),
     buf = "", pos = 1, state = IDLE, nreq = 0, keep = false,
-    body_done = true, body_read = 0, cpos = 1,
+    body_done = true, body_read = 0, cpos = 1, queued = 0,
     drain_max = math.min(DRAIN_MAX, srv._o.max_body),
   }
   srv._conns[c] = true
@@ -531,6 +586,10 @@ local function connection(srv, r, w)
   start_ticking(srv)
   c.deadline = srv.now + srv._o.head_timeout
   local ok, err = pcall(serve_connection, srv, c)
+  if ok or not is(err, CancelledError) then
+    local fok, ferr = pcall(flush, c)
+    if not fok then ok, err = false, ferr end
+  end
   srv._conns[c] = nil
   srv._nconns = srv._nconns - 1
   c.req = nil
@@ -614,7 +673,7 @@ local OPTION_KINDS = {
   max_head = "integer", max_headers = "integer", max_uri = "integer",
   max_body = "integer", max_requests = "integer",
   head_timeout = "number", body_timeout = "number", keepalive_timeout = "number",
-  shutdown_timeout = "number",
+  shutdown_timeout = "number", write_timeout = "number",
 }
 
 local function check_opts(opts)
@@ -660,7 +719,7 @@ function M.serve(handler, host, port, opts)
     _limits = { max_head = o.max_head, max_headers = o.max_headers, max_uri = o.max_uri },
     _conns = {}, _nconns = 0, _closing = false, now = 0,
     _tick = math.max(0.01, math.min(1, math.min(o.head_timeout, o.body_timeout,
-      o.keepalive_timeout) / 4)),
+      o.keepalive_timeout, o.write_timeout) / 4)),
   }, Server)
   local function on_connection(r, w) return connection(srv, r, w) end
   local sopts = { backlog = o.backlog, ssl = o.ssl,         -- (a handshake is part
