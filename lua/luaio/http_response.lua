@@ -27,8 +27,9 @@ local HeadersMT = hh.Headers
 local SMALL_BODY = 16384        -- a body up to this goes out with its head
 
 -- Connection states (what a connection's task waits for; the server's
--- timer reads them).
--- DRAIN: waiting for the writer to drain, which write_timeout bounds.
+-- timer reads them): IDLE between requests, HEAD in a head, BUSY in the
+-- handler, BODY reading a body (or lingering), DRAIN waiting for the
+-- writer to drain (which write_timeout bounds).
 local IDLE, HEAD, BUSY, BODY, DRAIN = 1, 2, 3, 4, 5
 M.IDLE, M.HEAD, M.BUSY, M.BODY, M.DRAIN = IDLE, HEAD, BUSY, BODY, DRAIN
 
@@ -399,7 +400,7 @@ end
 --- res:head_sent() -> whether the status and headers went out
 function Response:head_sent() return self._s >= SENT end
 
-M.status_line, M.error_response, M.CONTINUE = status_line, error_response, CONTINUE
+M.error_response, M.CONTINUE = error_response, CONTINUE
 M.build_response, M.wwrite, M.Response = build_response, wwrite, Response
 M.NONE, M.SENT, M.FINISHED = NONE, SENT, FINISHED
 
