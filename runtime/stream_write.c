@@ -402,9 +402,18 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* transport_buffered(): the bytes written that the socket has not taken
+   yet, pending ones included.  libuv's count falls as a large write goes
+   out piece by piece (wbuf only when the whole request is written): the
+   HTTP server's write_timeout watches it for progress. */
 static int w_transport_buffered (lua_State *L) {
   Stream *s = luaio__stream_checkwriter(L);
-  lua_pushinteger(L, (lua_Integer)(s->wbuf + s->npend));
+  size_t q = s->wbuf;
+  if (luaio__ep_live(&s->ep)) {
+    size_t u = uv_stream_get_write_queue_size(&s->u.s);
+    if (u < q) q = u;
+  }
+  lua_pushinteger(L, (lua_Integer)(q + s->npend));
   return 1;
 }
 
