@@ -1,0 +1,387 @@
+-- spec/fidelity_spec.lua: asyncio fidelity (issue 23) -- the cases of
+-- CPython's test_asyncio suites (locks, queues, tasks' cancellation,
+-- gather, wait, shield, task groups, timeouts) around three bugs, ported
+-- to Lua:
+--   1. a wake-up (notification, lock, permit, item, slot) that reached a
+--      waiter which then leaves with an error is handed on, never lost;
+--      each case cancels exactly between the wake-up and the resume;
+--   2. a task that cancels itself and returns without suspending ends
+--      cancelled (a cancel request still pending at the end wins);
+--   3. a cancel message reaches the cancelled task through every
+--      combinator;
+-- and the misuse errors of TaskGroup and timeout objects.
+local aio = require "luaio"
+local H = require "helper"
+
+local run = H.guarded
+local spin = H.spin
+local settle = H.settle
+
+local function spawn(f, ...) return aio.create_task(f, ...) end
+local function is_cancelled(err) return aio.is(err, aio.CancelledError) end
+
+-- The error awaiting t raises (fails if it returns).
+local function await_err(t)
+  local ok, err = pcall(t.await, t)
+  assert(not ok, "expected the task to fail")
+  return err
+end
+
+------------------------------------------------------------------ 1. hand-on
+describe("a woken waiter that leaves with an error hands its wake-up on", function()
+  -- Two consumers in wait_for(state ~= 0); one item is produced and
+  -- notify(1) reaches the first, which is then cancelled somewhere on
+  -- its way back (re-taking the lock).  The second must consume it.
+  local function two_consumers(cond, st)
+    local cs = {}
+    for i = 1, 2 do
+      cs[i] = spawn(function()
+        local _ <close> = cond:acquire()
+        while true do
+          cond:wait_for(function() return st.state ~= 0 end)
+          if st.state < 0 then return end
+          st.state = st.state - 1
+          st.took[#st.took + 1] = i
+        end
+      end)
+    end
+    return cs
+  end
+
+  local function finish(cond, st, cs)
+    cond:acquire()
+    st.state = -1
+    cond:notify_all()
+    cond:release()
+    settle(cs)
+    assert.is_false(cond:locked())
+  end
+
+  it("Condition: cancelled while it waits for the lock (relock)", function()
+    run(function()
+      local cond, st = aio.Condition(), { state = 0, took = {} }
+      local cs = two_consumers(cond, st)
+      spin()
+      cond:acquire()
+      st.state = 1
+      cond:notify(1)
+      aio.sleep(0)          -- consumer 1 wakes and queues for the lock
+      cs[1]:cancel()        -- cancelled in the lock's queue
+      cond:release()
+      spin(10)
+      assert.equal(0, st.state)            -- consumer 2 took it
+      assert.same({ 2 }, st.took)
+      assert.is_true(cs[1]:cancelled())
+      finish(cond, st, cs)
+    end)
+  end)
+
+  it("Condition: cancelled after the lock was handed to it, before it ran", function()
+    run(function()
+      local cond, st = aio.Condition(), { state = 0, took = {} }
+      local cs = two_consumers(cond, st)
+      spin()
+      cond:acquire()
+      st.state = 1
+      cond:notify(1)
+      aio.sleep(0)          -- consumer 1 queues for the lock
+      cond:release()        -- the lock wakes it ...
+      cs[1]:cancel()        -- ... and it is cancelled before it runs
+      spin(10)
+      assert.equal(0, st.state)
+      assert.same({ 2 }, st.took)
+      assert.is_true(cs[1]:cancelled())
+      finish(cond, st, cs)
+    end)
+  end)
+
+  it("Condition: cancelled after notify() reached it, before it ran", function()
+    run(function()
+      local cond, st = aio.Condition(), { state = 0, took = {} }
+      local cs = two_consumers(cond, st)
+      spin()
+      cond:acquire()
+      st.state = 1
+      cond:notify(1)
+      cs[1]:cancel()        -- still on its way out of the wait list
+      cond:release()
+      spin(10)
+      assert.equal(0, st.state)
+      assert.same({ 2 }, st.took)
+      finish(cond, st, cs)
+    end)
+  end)
+
+  it("Condition: the CancelledError keeps its message on each path", function()
+    run(function()
+      for _, relock in ipairs { false, true } do
+        local cond = aio.Condition()
+        local raised
+        local t = spawn(function()
+          local _ <close> = cond:acquire()
+          local ok, err = pcall(cond.wait_for, cond, function() return false end)
+          assert(not ok and cond:locked())
+          raised = err
+          error(err, 0)
+        end)
+        spin()
+        if relock then
+          cond:acquire()
+          cond:notify()
+          aio.sleep(0)        -- t waits for the lock
+          t:cancel("foo")
+          cond:release()
+        else
+          t:cancel("foo")     -- t waits on the condition
+        end
+        local err = await_err(t)
+        assert.is_true(is_cancelled(err))
+        assert.equal("foo", err.message)
+        assert.equal(raised, err)
+      end
+    end)
+  end)
+
+  it("Lock: a waiter cancelled after release() woke it passes the lock on", function()
+    run(function()
+      local lock = aio.Lock()
+      lock:acquire()
+      local got = {}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = spawn(function()
+          local _ <close> = lock:acquire()
+          got[#got + 1] = i
+        end)
+      end
+      spin()
+      lock:release()
+      ts[1]:cancel()
+      spin(10)
+      assert.same({ 2, 3 }, got)
+      assert.is_true(ts[1]:cancelled())
+      assert.is_false(lock:locked())
+    end)
+  end)
+
+  it("Lock: the race of test_cancel_race (the holder releases as B is cancelled)", function()
+    run(function()
+      local lock = aio.Lock()
+      local fa = aio.Future()
+      local function lockit(blocker)
+        local _ <close> = lock:acquire()
+        if blocker then blocker:await() end
+      end
+      local ta = spawn(lockit, fa)
+      spin(1)
+      assert.is_true(lock:locked())
+      local tb = spawn(lockit)
+      spin(1)
+      local tc = spawn(lockit)
+      spin(1)
+      fa:set_result(nil)
+      tb:cancel()
+      spin(5)
+      assert.is_false(lock:locked())
+      assert.is_true(ta:done())
+      assert.is_true(tb:cancelled())
+      assert.is_true(tc:done() and not tc:cancelled())
+    end)
+  end)
+
+  for _, kind in ipairs { "Semaphore", "BoundedSemaphore" } do
+    it(kind .. ": a waiter cancelled after release() woke it gives the permit on", function()
+      run(function()
+        local sem = aio[kind](1)
+        sem:acquire()
+        local got = {}
+        local ts = {}
+        for i = 1, 3 do
+          ts[i] = spawn(function()
+            sem:acquire()
+            got[#got + 1] = i
+          end)
+        end
+        spin()
+        sem:release()
+        ts[1]:cancel()
+        spin(10)
+        assert.same({ 2 }, got)          -- one permit: one of them, not lost
+        assert.is_true(ts[1]:cancelled())
+        sem:release()
+        spin(10)
+        assert.same({ 2, 3 }, got)       -- (they keep their permits)
+        assert.is_true(sem:locked())
+      end)
+    end)
+  end
+
+  it("Semaphore: test_acquire_cancel_before_awoken (two woken, one cancelled)", function()
+    run(function()
+      local sem = aio.Semaphore(0)
+      local ts = {}
+      for i = 1, 4 do ts[i] = spawn(sem.acquire, sem) end
+      spin()
+      sem:release()
+      sem:release()            -- t1 and t2 woken
+      ts[1]:cancel()           -- before they ran
+      spin(5)
+      assert.is_true(ts[1]:cancelled())
+      assert.is_true(ts[2]:done() and not ts[2]:cancelled())
+      assert.is_true(ts[3]:done() and not ts[3]:cancelled())
+      assert.is_false(ts[4]:done())
+      ts[4]:cancel()
+      settle(ts)
+      assert.is_true(sem:locked())
+    end)
+  end)
+
+  it("Event: a waiter cancelled after set() woke it raises, the others are woken", function()
+    run(function()
+      local ev = aio.Event()
+      local woke = {}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = spawn(function()
+          ev:wait()
+          woke[#woke + 1] = i
+        end)
+      end
+      spin()
+      ev:set()
+      ts[1]:cancel("late")
+      spin(5)
+      local err = await_err(ts[1])
+      assert.is_true(is_cancelled(err))
+      assert.equal("late", err.message)
+      assert.same({ 2, 3 }, woke)
+    end)
+  end)
+
+  it("Barrier: a party cancelled after the barrier filled leaves it usable", function()
+    run(function()
+      local b = aio.Barrier(3)
+      local idx = {}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = spawn(function() idx[i] = b:wait() end)
+        spin(1)
+      end
+      -- the last arrival released the others: the first is woken (its
+      -- condition wait) and cancelled before it runs
+      ts[1]:cancel()
+      spin(10)
+      assert.is_true(ts[1]:cancelled())
+      assert.is_nil(idx[1])
+      assert.is_not_nil(idx[2])
+      assert.is_not_nil(idx[3])
+      assert.equal(0, b.n_waiting)
+      assert.is_false(b.broken)
+      -- usable again: a new round passes
+      local r = {}
+      for i = 1, 3 do r[i] = spawn(b.wait, b) end
+      settle(r)
+      for i = 1, 3 do assert.is_true(r[i]:done() and not r[i]:cancelled()) end
+    end)
+  end)
+
+  it("Barrier: a party cancelled while re-taking the lock does not block the next round", function()
+    run(function()
+      local b = aio.Barrier(2)
+      local t1 = spawn(b.wait, b)
+      spin()
+      -- hold the barrier's lock: the released party must queue for it
+      local cond = b._cond
+      local t2 = spawn(b.wait, b)
+      spin(1)
+      assert.is_true(t2:done())
+      cond:acquire()
+      spin(1)                 -- t1 woken, waits for the lock
+      t1:cancel()
+      cond:release()
+      spin(10)
+      assert.is_true(t1:cancelled())
+      assert.equal(0, b.n_waiting)
+      local r = { spawn(b.wait, b), spawn(b.wait, b) }
+      settle(r)
+      assert.is_true(r[1]:done() and not r[1]:cancelled())
+      assert.is_true(r[2]:done() and not r[2]:cancelled())
+    end)
+  end)
+
+  it("Queue: a getter cancelled after put() woke it passes the item on", function()
+    run(function()
+      local q = aio.Queue()
+      local got = {}
+      local ts = {}
+      for i = 1, 2 do
+        ts[i] = spawn(function() got[i] = q:get() end)
+      end
+      spin()
+      q:put_nowait("x")
+      ts[1]:cancel()
+      spin(5)
+      assert.is_true(ts[1]:cancelled())
+      assert.equal("x", got[2])
+      assert.equal(0, q:qsize())
+    end)
+  end)
+
+  it("Queue: a putter cancelled after get() woke it passes the slot on", function()
+    run(function()
+      local q = aio.Queue(1)
+      q:put_nowait("a")
+      local ts = {}
+      for i = 1, 2 do
+        ts[i] = spawn(function() q:put("p" .. i) end)
+      end
+      spin()
+      assert.equal("a", q:get_nowait())
+      ts[1]:cancel()
+      spin(5)
+      assert.is_true(ts[1]:cancelled())
+      assert.is_true(ts[2]:done() and not ts[2]:cancelled())
+      assert.equal("p2", q:get_nowait())
+    end)
+  end)
+
+  it("Queue: test_cancelled_getters_not_being_held_in_self._getters", function()
+    run(function()
+      local q = aio.Queue()
+      local ok, err = pcall(aio.wait_for, function() return q:get() end, 0.01)
+      assert.is_false(ok)
+      assert.is_true(aio.is(err, aio.TimeoutError))
+      q:put_nowait(1)
+      assert.equal(1, q:get_nowait())   -- no ghost getter took it
+    end)
+  end)
+
+  it("Queue: test_get_cancelled_race (a woken getter cancelled, the next one serves)", function()
+    run(function()
+      local q = aio.Queue()
+      local t1 = spawn(q.get, q)
+      local t2 = spawn(q.get, q)
+      spin(1)
+      t1:cancel()
+      spin(1)
+      assert.is_true(t1:done())
+      q:put_nowait("a")
+      spin(1)
+      assert.equal("a", t2:result())
+    end)
+  end)
+
+  it("Queue: test_cancelled_put_silence_value_error_exception", function()
+    run(function()
+      local q = aio.Queue(1)
+      q:put_nowait(1)
+      local t = spawn(q.put, q, 2)
+      spin(1)
+      t:cancel()
+      settle({ t })
+      assert.is_true(t:cancelled())
+      assert.equal(1, q:get_nowait())
+      assert.is_true(q:empty())
+    end)
+  end)
+end)
