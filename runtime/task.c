@@ -393,8 +393,12 @@ static void step (luaio_Runtime *rt, Task *t, lua_State *from) {
                     "outside a coroutine (use aio.sleep(0))");
     end_failed(S, rt, t, 0);
   }
-  else if (status == LUA_OK && !failed)
-    end_task(S, rt, t, FUT_DONE, nres, 1);
+  else if (status == LUA_OK && !failed) {
+    /* A cancel request still pending when the body returns (it cancelled
+       itself and returned without suspending) wins, as in asyncio. */
+    if (t->must_cancel) end_cancelled(S, rt, t, 1);
+    else end_task(S, rt, t, FUT_DONE, nres, 1);
+  }
   else
     end_failed(S, rt, t, status == LUA_OK);
 }

@@ -385,3 +385,106 @@ describe("a woken waiter that leaves with an error hands its wake-up on", functi
     end)
   end)
 end)
+
+------------------------------------------------------------------ 2. self-cancel
+describe("a task that cancels itself and returns without suspending", function()
+  it("ends cancelled, with its message (test_cancel_at_end)", function()
+    run(function()
+      local t
+      t = spawn(function()
+        assert.is_true(t:cancel("bye"))
+        return 12
+      end)
+      assert.is_false(t:cancelled())
+      local err = await_err(t)
+      assert.is_true(is_cancelled(err))
+      assert.equal("bye", err.message)
+      assert.is_true(t:done())
+      assert.is_true(t:cancelled())
+      assert.is_false(t:cancel())        -- done: nothing to cancel
+      assert.is_true(is_cancelled(H.errof(t.result, t)))
+    end)
+  end)
+
+  it("ends cancelled when started eagerly too", function()
+    run(function()
+      aio.get_running_loop():set_task_factory(aio.eager_task_factory)
+      local t
+      t = aio.create_task(function()
+        aio.current_task():cancel()
+        return 12
+      end)
+      aio.get_running_loop():set_task_factory(nil)
+      assert.is_true(t:done())
+      assert.is_true(t:cancelled())
+    end)
+  end)
+
+  it("ends normally when the request is withdrawn (uncancel) or caught", function()
+    run(function()
+      local t1 = spawn(function()
+        local me = aio.current_task()
+        me:cancel()
+        assert.equal(0, me:uncancel())
+        return 12
+      end)
+      assert.equal(12, t1:await())
+      local t2 = spawn(function()
+        aio.current_task():cancel()
+        local ok, err = pcall(aio.sleep, 0)
+        assert(not ok and is_cancelled(err))
+        return 13
+      end)
+      assert.equal(13, t2:await())
+    end)
+  end)
+
+  it("an error raised after the request wins over it", function()
+    run(function()
+      local t = spawn(function()
+        aio.current_task():cancel()
+        error("boom", 0)
+      end)
+      assert.equal("boom", await_err(t))
+      assert.is_false(t:cancelled())
+    end)
+  end)
+
+  it("gather over it raises CancelledError, or lists it with return_exceptions", function()
+    run(function()
+      local function selfcancel()
+        aio.current_task():cancel("self")
+        return 12
+      end
+      local other = spawn(function() return 1 end)
+      local err = H.errof(aio.gather, { spawn(selfcancel), other })
+      assert.is_true(is_cancelled(err))
+      assert.equal("self", err.message)
+      local res = aio.gather({ spawn(selfcancel), spawn(function() return 2 end) },
+        { return_exceptions = true })
+      assert.equal(2, res.n)
+      assert.is_true(is_cancelled(res[1]))
+      assert.equal("self", res[1].message)
+      assert.equal(2, res[2])
+      settle({ other })
+    end)
+  end)
+
+  it("a TaskGroup child doing it is cancelled and does not fail the group", function()
+    run(function()
+      local child, sibling
+      local r = aio.TaskGroup(function(tg)
+        child = tg:create_task(function()
+          aio.current_task():cancel()
+          return 12
+        end)
+        sibling = tg:create_task(function() aio.sleep(0); return 7 end)
+        return "body"
+      end)
+      assert.equal("body", r)
+      assert.is_true(child:cancelled())
+      assert.equal(7, sibling:result())
+      assert.equal(0, aio.current_task():cancelling())
+    end)
+  end)
+end)
