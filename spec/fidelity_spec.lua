@@ -488,3 +488,121 @@ describe("a task that cancels itself and returns without suspending", function()
     end)
   end)
 end)
+
+------------------------------------------------------------------ 3. cancel message
+describe("t:cancel(msg): the message reaches the cancelled task through", function()
+  local function sleeper() aio.sleep(100) end
+  local ways = {
+    { "await of a task", function() spawn(sleeper):await() end },
+    { "sleep", function() aio.sleep(100) end },
+    { "gather", function() aio.gather({ sleeper, sleeper }) end },
+    { "gather with return_exceptions", function()
+        aio.gather({ sleeper, sleeper }, { return_exceptions = true })
+      end },
+    { "gather with return_exceptions, a child that ignores it", function()
+        aio.gather({ sleeper, function()
+          pcall(aio.sleep, 100)      -- swallows its cancellation
+          return "late"
+        end }, { return_exceptions = true })
+      end },
+    { "gather of a future", function()
+        aio.gather({ aio.Future() }, { return_exceptions = true })
+      end },
+    { "wait", function(bg) aio.wait({ bg(sleeper) }) end },
+    { "wait with a timeout", function(bg) aio.wait({ bg(sleeper) }, { timeout = 50 }) end },
+    { "wait_for", function() aio.wait_for(sleeper, 50) end },
+    { "wait_for without a timeout", function() aio.wait_for(sleeper, nil) end },
+    { "shield", function(bg) aio.shield(bg(sleeper)) end },
+    { "as_completed", function(bg)
+        for f in aio.as_completed({ bg(sleeper) }) do f:result() end
+      end },
+    { "as_completed with a timeout", function(bg)
+        for f in aio.as_completed({ bg(sleeper) }, { timeout = 50 }) do f:result() end
+      end },
+    { "a TaskGroup body", function()
+        aio.TaskGroup(function(tg)
+          tg:create_task(sleeper)
+          aio.sleep(100)
+        end)
+      end },
+    { "a TaskGroup waiting for its children", function()
+        local tg <close> = aio.TaskGroup()
+        tg:create_task(sleeper)
+      end },
+    { "a timeout", function()
+        local _ <close> = aio.timeout(50)
+        aio.sleep(100)
+      end },
+    { "timeout's function form", function() aio.timeout(50, sleeper) end },
+    { "Event:wait", function() aio.Event():wait() end },
+    { "Lock:acquire", function()
+        local l = aio.Lock(); l:acquire(); l:acquire()
+      end },
+    { "Condition:wait", function()
+        local c = aio.Condition(); c:acquire(); c:wait()
+      end },
+    { "Semaphore:acquire", function() aio.Semaphore(0):acquire() end },
+    { "Queue:get", function() aio.Queue():get() end },
+    { "Queue:put", function()
+        local q = aio.Queue(1); q:put(1); q:put(2)
+      end },
+    { "Barrier:wait", function() aio.Barrier(2):wait() end },
+  }
+  for _, w in ipairs(ways) do
+    it(w[1], function()
+      run(function()
+        local extra = {}     -- tasks the combinator leaves running
+        local function bg(f)
+          extra[#extra + 1] = spawn(f)
+          return extra[#extra]
+        end
+        local t = spawn(w[2], bg)
+        spin(3)
+        assert.is_false(t:done())
+        t:cancel("my message")
+        local err
+        local ok = pcall(aio.wait_for, function() err = await_err(t) end, 5)
+        assert(ok, "the task did not finish")
+        assert.is_true(is_cancelled(err), tostring(err))
+        assert.equal("my message", err.message)
+        assert.is_true(t:cancelled())
+        for _, x in ipairs(extra) do x:cancel() end
+        settle(extra)
+      end)
+    end)
+  end
+
+  it("gather passes the message to its children (test_cancel_gather_2)", function()
+    run(function()
+      local children = { spawn(sleeper), spawn(sleeper) }
+      local t = spawn(aio.gather, children, { return_exceptions = true })
+      spin()
+      t:cancel("my message")
+      local err = await_err(t)
+      assert.equal("my message", err.message)
+      for _, c in ipairs(children) do
+        assert.equal("my message", await_err(c).message)
+      end
+    end)
+  end)
+
+  it("cancelling the gather future itself: the same", function()
+    run(function()
+      local t = spawn(function()
+        local qwe = spawn(function()
+          local time = 0
+          while true do
+            time = time + 0.05
+            aio.gather({ function() aio.sleep(time) end }, { return_exceptions = true })
+          end
+        end)
+        aio.sleep(0.2)
+        qwe:cancel("my message")
+        qwe:await()
+      end)
+      local err = await_err(t)
+      assert.is_true(is_cancelled(err))
+      assert.equal("my message", err.message)
+    end)
+  end)
+end)
