@@ -606,3 +606,194 @@ describe("t:cancel(msg): the message reaches the cancelled task through", functi
     end)
   end)
 end)
+
+------------------------------------------------------------------ misuse
+-- asyncio's "has already been entered", "is finished", "has not been
+-- entered" in Lua's spelling: making the object enters it; its __close
+-- (a <close> variable going out of scope) exits it.
+describe("TaskGroup misuse", function()
+  local TWICE = "TaskGroup: closed twice (a group is entered when it is made "
+    .. "and exited once: make a new one)"
+
+  it("closing it again inside its scope (test_taskgroup_already_entered)", function()
+    run(function()
+      local ran = false
+      local ok, err = pcall(function()
+        local tg <close> = aio.TaskGroup()
+        do
+          local again <close> = tg       -- exits the group here ...
+        end
+        ran = true
+      end)                               -- ... and this close is refused
+      assert.is_true(ran)
+      assert.is_false(ok)
+      assert.equal(TWICE, err)
+    end)
+  end)
+
+  it("closing it again after its scope (test_taskgroup_double_enter)", function()
+    run(function()
+      local saved
+      do
+        local tg <close> = aio.TaskGroup()
+        saved = tg
+      end
+      local err = H.errof(function()
+        local again <close> = saved
+      end)
+      assert.equal(TWICE, err)
+      -- the function form exits it too
+      local kept = aio.TaskGroup(function(tg) return tg end)
+      assert.equal(TWICE, H.errof(function() local _ <close> = kept end))
+    end)
+  end)
+
+  it("create_task on a finished group, spawning nothing (test_taskgroup_finished)", function()
+    run(function()
+      local saved
+      do
+        local tg <close> = aio.TaskGroup()
+        tg:create_task(function() aio.sleep(0) end)
+        saved = tg
+      end
+      local before = #aio.all_tasks()
+      assert.equal("TaskGroup:create_task: the task group has finished",
+        H.errof(saved.create_task, saved, function() end))
+      assert.equal(before, #aio.all_tasks())
+    end)
+  end)
+
+  it("create_task while exiting with children left is allowed (test_taskgroup_24)", function()
+    run(function()
+      local ran = {}
+      aio.TaskGroup(function(tg)
+        tg:create_task(function()
+          aio.sleep(0.01)
+          tg:create_task(function() aio.sleep(0.01); ran[#ran + 1] = "a" end)
+          tg:create_task(function() aio.sleep(0.02); ran[#ran + 1] = "b" end)
+        end)
+      end)
+      assert.same({ "a", "b" }, ran)
+    end)
+  end)
+
+  it("closing it in another task is refused, and the owner can still close it", function()
+    run(function()
+      local tg = aio.TaskGroup()
+      local child = tg:create_task(function() aio.sleep(0.01); return 5 end)
+      local other = spawn(function()
+        local _ <close> = tg
+      end)
+      assert.equal("TaskGroup: closed in a task other than the one that made it",
+        await_err(other))
+      do
+        local _ <close> = tg                  -- the owner's exit waits
+      end
+      assert.equal(5, child:result())
+    end)
+  end)
+
+  it("a group whose task ended without closing it refuses create_task", function()
+    run(function()
+      local leaked
+      spawn(function() leaked = aio.TaskGroup() end):await()   -- no <close>
+      assert.matches("TaskGroup:create_task: the task that made the group has "
+        .. "ended without closing it (declare it `local tg <close> = "
+        .. "aio.TaskGroup()`)", H.errof(leaked.create_task, leaked, function() end),
+        1, true)
+    end)
+  end)
+
+  it("needs a running task (test_taskgroup_without_parent_task)", function()
+    run(function()
+      local res = H.in_callback(aio.TaskGroup)
+      assert.is_false(res[1])
+      assert.matches("TaskGroup: needs a running task (called outside a task)",
+        res[2], 1, true)
+    end)
+  end)
+end)
+
+describe("timeout misuse", function()
+  local TWICE = "Timeout: closed twice (a timeout is entered when it is made "
+    .. "and exited once: make a new one)"
+
+  it("closing it again inside its scope (test_timeout_already_entered)", function()
+    run(function()
+      local ok, err = pcall(function()
+        local cm <close> = aio.timeout(10)
+        do
+          local again <close> = cm
+        end
+      end)
+      assert.is_false(ok)
+      assert.equal(TWICE, err)
+    end)
+  end)
+
+  it("closing it again after its scope (test_timeout_double_enter)", function()
+    run(function()
+      local saved
+      do
+        local cm <close> = aio.timeout(10)
+        saved = cm
+      end
+      assert.equal(TWICE, H.errof(function() local _ <close> = saved end))
+      local kept = aio.timeout(10, function(cm) return cm end)
+      assert.equal(TWICE, H.errof(function() local _ <close> = kept end))
+      -- an expired one too
+      local expired
+      local ok, err = pcall(aio.timeout, 0, function(cm)
+        expired = cm
+        aio.sleep(1)
+      end)
+      assert.is_false(ok)
+      assert.is_true(aio.is(err, aio.TimeoutError))
+      assert.equal(TWICE, H.errof(function() local _ <close> = expired end))
+    end)
+  end)
+
+  it("reschedule on a finished, expiring or expired timeout (test_timeout_finished)", function()
+    run(function()
+      local cm = aio.timeout(10, function(cm) return cm end)
+      assert.matches("reschedule: the timeout is exited, not active",
+        H.errof(cm.reschedule, cm, aio.get_running_loop():time() + 1), 1, true)
+      local expiring_err, expired
+      local ok = pcall(aio.timeout, 0, function(c)
+        expired = c
+        local ok2, e = pcall(aio.sleep, 1)    -- the deadline cancels it
+        assert(not ok2 and is_cancelled(e))
+        expiring_err = H.errof(c.reschedule, c, nil)
+        error(e, 0)
+      end)
+      assert.is_false(ok)
+      assert.matches("reschedule: the timeout is expiring, not active", expiring_err, 1, true)
+      assert.matches("reschedule: the timeout is expired, not active",
+        H.errof(expired.reschedule, expired, nil), 1, true)
+      assert.is_true(expired:expired())
+    end)
+  end)
+
+  it("closing it in another task is refused, and the owner can still close it", function()
+    run(function()
+      local cm = aio.timeout(10)
+      local other = spawn(function() local _ <close> = cm end)
+      assert.equal("Timeout: closed in a task other than the one that made it",
+        await_err(other))
+      do
+        local _ <close> = cm
+      end
+      assert.is_false(cm:expired())
+      assert.matches("not active", H.errof(cm.reschedule, cm, nil), 1, true)
+    end)
+  end)
+
+  it("needs a running task (test_timeout_without_task)", function()
+    run(function()
+      local res = H.in_callback(aio.timeout, 1)
+      assert.is_false(res[1])
+      assert.matches("timeout: needs a running task (called outside a task)",
+        res[2], 1, true)
+    end)
+  end)
+end)

@@ -148,6 +148,10 @@ function TaskGroup:create_task(fn, ...)
   if self._aborting then
     error("TaskGroup:create_task: the task group is shutting down", 2)
   end
+  if not self._exiting and self._parent:done() then
+    error("TaskGroup:create_task: the task that made the group has ended "
+      .. "without closing it (declare it `local tg <close> = aio.TaskGroup()`)", 2)
+  end
   local task = self._loop:create_task(fn, ...)
   if task:done() then
     self._ntasks = self._ntasks + 1
@@ -169,7 +173,15 @@ end
 -- The scope's exit: asyncio's TaskGroup._aexit, with err the error value
 -- unwinding through the scope (nil on a normal exit).
 function TaskGroup:__close(err)
-  if self._closed then return end
+  -- Misuse (asyncio's "already entered"): the group is entered when made
+  -- and exited once, in the task that made it.
+  if self._closed then
+    error("TaskGroup: closed twice (a group is entered when it is made and "
+      .. "exited once: make a new one)", 0)
+  end
+  if core.current_task() ~= self._parent then
+    error("TaskGroup: closed in a task other than the one that made it", 0)
+  end
   self._closed = true
   self._exiting = true
   local propagate_cancel = nil
