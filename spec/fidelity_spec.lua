@@ -621,7 +621,7 @@ describe("TaskGroup misuse", function()
       local ok, err = pcall(function()
         local tg <close> = aio.TaskGroup()
         do
-          local again <close> = tg       -- exits the group here ...
+          local _ <close> = tg       -- exits the group here ...
         end
         ran = true
       end)                               -- ... and this close is refused
@@ -639,7 +639,7 @@ describe("TaskGroup misuse", function()
         saved = tg
       end
       local err = H.errof(function()
-        local again <close> = saved
+        local _ <close> = saved
       end)
       assert.equal(TWICE, err)
       -- the function form exits it too
@@ -723,7 +723,7 @@ describe("timeout misuse", function()
       local ok, err = pcall(function()
         local cm <close> = aio.timeout(10)
         do
-          local again <close> = cm
+          local _ <close> = cm
         end
       end)
       assert.is_false(ok)
