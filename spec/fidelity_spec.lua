@@ -1131,7 +1131,6 @@ describe("test_tasks cancellation ports", function()
         local loop = aio.get_running_loop()
         local timed_out = false
         local structured_block_finished = false
-        local outer_code_reached = false
         local function on_timeout()
           timed_out = true
           task:cancel()
@@ -1146,13 +1145,18 @@ describe("test_tasks cancellation ports", function()
           assert(is_cancelled(err))
           if not (timed_out and task:uncancel() == 0) then error(err, 0) end
         end
-        outer_code_reached = true
+        local outer_code_reached = true     -- not affected by the timeout
+        aio.sleep(0)
         return timed_out, structured_block_finished, outer_code_reached
       end
-      local a, b, c = spawn(make_request_with_timeout, 10, 0.1):await()
+      local t1 = spawn(make_request_with_timeout, 10, 0.1)
+      local a, b, c = t1:await()
       assert.is_true(a); assert.is_false(b); assert.is_true(c)
-      a, b, c = spawn(make_request_with_timeout, 0, 10):await()
+      assert.equal(0, t1:cancelling())
+      local t2 = spawn(make_request_with_timeout, 0, 10)
+      a, b, c = t2:await()
       assert.is_false(a); assert.is_true(b); assert.is_true(c)
+      assert.equal(0, t2:cancelling())
     end, V)
   end)
 end)
