@@ -693,6 +693,23 @@ describe("TaskGroup misuse", function()
     end)
   end)
 
+  it("closed by coroutine.close in another task: its children are cancelled", function()
+    run(function()
+      local child
+      local co = coroutine.create(function()
+        local tg <close> = aio.TaskGroup()
+        child = tg:create_task(function() aio.sleep(10) end)
+        coroutine.yield()
+      end)
+      assert.is_true(coroutine.resume(co))
+      local ok, err = spawn(function() return coroutine.close(co) end):await()
+      assert.is_false(ok)
+      assert.matches("TaskGroup: closed where Lua does not allow a yield", err, 1, true)
+      settle({ child })
+      assert.is_true(child:cancelled())
+    end)
+  end)
+
   it("a group whose task ended without closing it refuses create_task", function()
     run(function()
       local leaked

@@ -179,7 +179,8 @@ function TaskGroup:__close(err)
     error("TaskGroup: closed twice (a group is entered when it is made and "
       .. "exited once: make a new one)", 0)
   end
-  if core.current_task() ~= self._parent then
+  if core.current_task() ~= self._parent and core.can_suspend() then
+    -- (where it cannot wait, below cancels its children instead)
     error("TaskGroup: closed in a task other than the one that made it", 0)
   end
   self._closed = true

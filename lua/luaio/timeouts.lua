@@ -94,7 +94,7 @@ function Timeout:__close(err)
     error("Timeout: closed twice (a timeout is entered when it is made and "
       .. "exited once: make a new one)", 0)
   end
-  if core.current_task() ~= self._task then
+  if core.current_task() ~= self._task and core.can_suspend() then
     error("Timeout: closed in a task other than the one that made it", 0)
   end
   if self._handle then
