@@ -773,7 +773,7 @@ describe("timeout misuse", function()
   it("reschedule on a finished, expiring or expired timeout (test_timeout_finished)", function()
     run(function()
       local cm = aio.timeout(10, function(cm) return cm end)
-      assert.matches("reschedule: the timeout is exited, not active",
+      assert.matches("reschedule: the timeout is finished, not active",
         H.errof(cm.reschedule, cm, aio.get_running_loop():time() + 1), 1, true)
       local expiring_err, expired
       local ok = pcall(aio.timeout, 0, function(c)
