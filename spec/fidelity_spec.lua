@@ -1687,3 +1687,26 @@ describe("more 3.13 ports", function()
     end, V)
   end)
 end)
+
+describe("timeout states in asyncio's words", function()
+  it("tostring says active, expiring, expired, finished (test_repr_*)", function()
+    run(function()
+      local seen = {}
+      aio.timeout(10, function(cm) seen.active = tostring(cm) end)
+      local finished = aio.timeout(10, function(cm) return cm end)
+      local expired
+      pcall(aio.timeout, 0, function(cm)
+        expired = cm
+        pcall(aio.sleep, 1)
+        seen.expiring = tostring(cm)
+        error("done", 0)
+      end)
+      assert.matches("^Timeout%(when=[%d.]+, active%)$", seen.active)
+      assert.matches(", expiring%)$", seen.expiring)
+      assert.matches(", expired%)$", tostring(expired))
+      assert.matches(", finished%)$", tostring(finished))
+      assert.equal("Timeout(when=nil, active)",
+        aio.timeout(nil, function(cm) return tostring(cm) end))
+    end, V)
+  end)
+end)

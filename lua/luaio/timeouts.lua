@@ -24,7 +24,7 @@ local core = require "luaio.core"
 local M = {}
 
 local CREATED, ENTERED, EXPIRING, EXPIRED, EXITED =
-  "created", "entered", "expiring", "expired", "finished"   -- (asyncio's words)
+  "created", "active", "expiring", "expired", "finished"   -- (asyncio's words)
 
 local Timeout = {}
 Timeout.__index = Timeout
