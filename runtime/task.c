@@ -12,8 +12,9 @@
 ** Cancellation (asyncio 3.11+): cancel() counts a request; a task parked
 ** with an abort hook has its wait undone and resumes with CancelledError
 ** (awaiting a future cancels the future); a task that is running or
-** already scheduled gets the error at its next resume; a task that has
-** not started ends cancelled without running.
+** already scheduled gets the error at its next resume (or, if its body
+** returns first, ends cancelled); a task that has not started ends
+** cancelled without running.
 */
 #include <stdio.h>
 #include <stdlib.h>
