@@ -1710,3 +1710,92 @@ describe("timeout states in asyncio's words", function()
     end, V)
   end)
 end)
+
+describe("Semaphore ports (FIFO and cancellation)", function()
+  it("test_acquire_cancel_before_awoken", function()
+    run(function()
+      local sem = aio.Semaphore(0)
+      local t = {}
+      for i = 1, 4 do t[i] = spawn(sem.acquire, sem) end
+      aio.sleep(0)
+      t[1]:cancel()
+      t[2]:cancel()
+      sem:release()
+      aio.sleep(0)
+      aio.sleep(0)
+      assert.is_true(t[3]:done())
+      assert.is_false(t[4]:done())
+      t[3]:cancel()
+      t[4]:cancel()
+      aio.sleep(0)
+    end)
+  end)
+
+  it("test_acquire_fifo_order_3: a waiter cancelled before the releases", function()
+    run(function()
+      local sem = aio.Semaphore(0)
+      local result = {}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = spawn(function()
+          sem:acquire()
+          result[#result + 1] = i
+        end)
+      end
+      aio.sleep(0)
+      ts[1]:cancel()
+      aio.sleep(0)
+      sem:release()
+      sem:release()
+      aio.gather(ts, { return_exceptions = true })
+      assert.same({ 2, 3 }, result)
+    end)
+  end)
+
+  it("test_acquire_fifo_order_4: woken waiters keep their place", function()
+    run(function()
+      local sem = aio.Semaphore(0)
+      local result = {}
+      local t4
+      local t1 = spawn(function()
+        sem:acquire()
+        t4 = spawn(function() result[#result + 1] = 4 end)
+        result[#result + 1] = 1
+      end)
+      local t2 = spawn(function()
+        sem:release(); sem:release(); sem:release()
+        assert.is_true(sem:locked())      -- t1 has not run yet
+        sem:acquire()
+        result[#result + 1] = 2
+      end)
+      local t3 = spawn(function()
+        sem:acquire()
+        assert.is_true(sem:locked())
+        result[#result + 1] = 3
+      end)
+      aio.sleep(0)
+      aio.sleep(0)
+      aio.gather({ t1, t2, t3, t4 })
+      assert.same({ 1, 2, 3, 4 }, result)
+    end)
+  end)
+
+  it("test_acquire_fifo_order_2", function()
+    run(function()
+      local sem = aio.Semaphore(1)
+      local result = {}
+      local t1 = spawn(function() sem:acquire(); result[#result + 1] = 1 end)
+      local t2 = spawn(function()
+        sem:acquire(); result[#result + 1] = 2
+        sem:release()
+        sem:acquire(); result[#result + 1] = 4
+      end)
+      local t3 = spawn(function() sem:acquire(); result[#result + 1] = 3 end)
+      aio.sleep(0)
+      sem:release()
+      sem:release()
+      aio.gather({ t1, t2, t3 })
+      assert.same({ 1, 2, 3, 4 }, result)
+    end)
+  end)
+end)
