@@ -1801,3 +1801,194 @@ describe("Semaphore ports (FIFO and cancellation)", function()
     end)
   end)
 end)
+
+------------------------------------------------------------------ random
+-- Seeded random interleavings: waiters cancelled at random points (on
+-- the list, woken but not yet run, re-taking a lock) must never strand a
+-- wake-up, a permit or an item.  A lost one leaves the system stuck with
+-- work pending, which the checks at quiescence catch.
+describe("random cancellations lose no wake-up", function()
+  local SEEDS = 40
+
+  -- Spins until pred() holds (at most n passes); returns whether it did.
+  local function until_(pred, n)
+    for _ = 1, n or 200 do
+      if pred() then return true end
+      aio.sleep(0)
+    end
+    return pred()
+  end
+
+  -- A live task of list: often the oldest (first in line, so the one a
+  -- wake-up reaches), else any.
+  local function pick(rng, list)
+    local live = {}
+    for _, t in ipairs(list) do if not t:done() then live[#live + 1] = t end end
+    if #live == 0 then return nil end
+    if rng(2) == 1 then return live[1] end
+    return live[rng(#live)]
+  end
+
+  local function rng_of(seed)
+    local x = seed * 7919 + 17
+    return function(n)
+      x = (x * 1103515245 + 12345) % 2147483648
+      return x % n + 1
+    end
+  end
+
+  it("Condition: every item produced is consumed", function()
+    run(function()
+      for seed = 1, SEEDS do
+        local rng = rng_of(seed)
+        local cond = aio.Condition()
+        local items, consumed, produced = 0, 0, 0
+        local consumers = {}
+        local function consumer()
+          local _ <close> = cond:acquire()
+          while true do
+            cond:wait_for(function() return items ~= 0 end)
+            if items < 0 then return end
+            items = items - 1
+            consumed = consumed + 1
+          end
+        end
+        for i = 1, 6 do consumers[i] = spawn(consumer) end
+        aio.sleep(0)
+        local cancels = 0          -- at most 4: some consumers stay
+        local function cancel_one()
+          local t = cancels < 4 and pick(rng, consumers)
+          if t then t:cancel(); cancels = cancels + 1 end
+        end
+        for _ = 1, 30 do
+          cond:acquire()
+          items = items + 1
+          produced = produced + 1
+          cond:notify(1)
+          if rng(2) == 1 then aio.sleep(0) end     -- the woken queue for the lock
+          local r = rng(4)
+          if r == 1 then cancel_one() end          -- on its way back in
+          cond:release()
+          if r == 2 then cancel_one() end          -- woken by the lock, not yet run
+          -- one notification per item: a lost one strands it
+          local ok = until_(function() return items == 0 end, 20)
+          assert(ok, ("seed %d: %d item(s) stranded"):format(seed, items))
+        end
+        assert.equal(produced, consumed)
+        cond:acquire()
+        items = -1
+        cond:notify_all()
+        cond:release()
+        settle(consumers)
+        assert.is_false(cond:locked())
+      end
+    end)
+  end)
+
+  it("Semaphore and Lock: every permit comes back", function()
+    run(function()
+      for seed = 1, SEEDS do
+        for _, make in ipairs { function() return aio.Semaphore(2), 2 end,
+                                function() return aio.BoundedSemaphore(3), 3 end,
+                                function() return aio.Lock(), 1 end } do
+          local rng = rng_of(seed)
+          local sem, permits = make()
+          local inside, max_inside, done = 0, 0, 0
+          local workers = {}
+          local function worker(hold)
+            sem:acquire()
+            inside = inside + 1
+            if inside > max_inside then max_inside = inside end
+            local ok, err = pcall(function()
+              for _ = 1, hold do aio.sleep(0) end
+            end)
+            inside = inside - 1
+            sem:release()
+            if not ok then error(err, 0) end
+            done = done + 1
+          end
+          for _ = 1, 40 do
+            workers[#workers + 1] = spawn(worker, rng(3) - 1)
+            if rng(3) == 1 then
+              local t = pick(rng, workers)
+              if t then t:cancel() end
+            end
+            for _ = 1, rng(2) - 1 do aio.sleep(0) end
+          end
+          settle(workers)
+          assert.equal(0, inside)
+          assert(max_inside <= permits, "more holders than permits")
+          -- all permits back: that many acquire without waiting
+          for _ = 1, permits do
+            assert.is_false(sem:locked(), ("seed %d: a permit was lost"):format(seed))
+            sem:acquire()
+          end
+          assert.is_true(sem:locked())
+          for _ = 1, permits do sem:release() end
+          assert(done > 0)
+        end
+      end
+    end)
+  end)
+
+  it("Queue: every item put is got, with getters and putters cancelled", function()
+    run(function()
+      for seed = 1, SEEDS do
+        local rng = rng_of(seed)
+        local q = aio.Queue(2)
+        local got, put = {}, 0
+        local getters, putters = {}, {}
+        -- at quiescence no getter may wait while items are queued, and no
+        -- putter while there is room
+        local function check()
+          local wg, wp = 0, 0
+          for _, t in ipairs(getters) do if not t:done() then wg = wg + 1 end end
+          for _, t in ipairs(putters) do if not t:done() then wp = wp + 1 end end
+          assert(not (wg > 0 and q:qsize() > 0),
+            ("seed %d: a getter waits with %d item(s) queued"):format(seed, q:qsize()))
+          assert(not (wp > 0 and not q:full()),
+            ("seed %d: a putter waits with room in the queue"):format(seed))
+        end
+        for i = 1, 30 do
+          -- phases: more getters than items, then more items than room
+          local getter_odds = i <= 15 and 1 or 3
+          if rng(getter_odds) == 1 then
+            putters[#putters + 1] = spawn(function()
+              q:put(i)
+              put = put + 1
+            end)
+          end
+          if rng(4 - getter_odds) == 1 then
+            getters[#getters + 1] = spawn(function()
+              local v = q:get()
+              got[#got + 1] = v
+            end)
+          end
+          aio.sleep(0)
+          if rng(2) == 1 and not q:full() then   -- wakes a getter
+            q:put_nowait(-i)
+            put = put + 1
+          end
+          if rng(3) == 1 and not q:empty() then  -- wakes a putter
+            got[#got + 1] = q:get_nowait()
+          end
+          local r = rng(3)
+          if r == 1 then
+            local t = pick(rng, getters)
+            if t then t:cancel() end
+          elseif r == 2 then
+            local t = pick(rng, putters)
+            if t then t:cancel() end
+          end
+          for _ = 1, 3 do aio.sleep(0) end
+          check()
+        end
+        assert.equal(put, #got + q:qsize())
+        for _, t in ipairs(getters) do t:cancel() end
+        for _, t in ipairs(putters) do t:cancel() end
+        settle(getters)
+        settle(putters)
+      end
+    end)
+  end)
+end)
