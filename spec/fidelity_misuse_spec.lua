@@ -133,6 +133,23 @@ describe("TaskGroup misuse", function()
     end)
   end)
 
+  it("create_task with something not callable: the caller's line, nothing spawned", function()
+    run(function()
+      aio.TaskGroup(function(tg)
+        local before = #aio.all_tasks()
+        local ok, err = pcall(function() tg:create_task(42) end)
+        assert.is_false(ok)
+        assert.matches("^[^:]*fidelity_misuse_spec%.lua:%d+: bad argument #1 to "
+          .. "'create_task' %(function expected, got number%)$", err)
+        assert.equal(before, #aio.all_tasks())
+        local called = false
+        tg:create_task(setmetatable({}, { __call = function() called = true end }))
+        aio.sleep(0)
+        assert.is_true(called)
+      end)
+    end)
+  end)
+
   it("needs a running task (test_taskgroup_without_parent_task)", function()
     run(function()
       local res = H.in_callback(aio.TaskGroup)

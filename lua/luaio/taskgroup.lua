@@ -139,9 +139,19 @@ local function on_task_done(self, task)
   end
 end
 
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 --- tg:create_task(fn, ...) -> Task
 function TaskGroup:create_task(fn, ...)
   if getmetatable(self) ~= TaskGroup then core.bad_self(self, "TaskGroup", "create_task") end
+  if not callable(fn) then      -- (said here: the caller's line, not ours)
+    error(("bad argument #1 to 'create_task' (function expected, got %s)")
+      :format(type(fn)), 2)
+  end
   if self._exiting and self._ntasks == 0 then
     error("TaskGroup:create_task: the task group has finished", 2)
   end
