@@ -22,7 +22,8 @@
 #define G_UV_CHILDREN 1        /* aws[i]'s future at i */
 #define G_UV_OUTER 2
 #define G_UV_FAILED 3
-#define G_NUV 3
+#define G_UV_CANCEL_MSG 4      /* the message gather was cancelled with */
+#define G_NUV 4
 
 typedef struct Gather {
   int n;                       /* slots */
@@ -54,8 +55,8 @@ static void push_outcome (lua_State *L, Future *f, int idx) {
 static void finish (lua_State *L, luaio_Runtime *rt, Gather *g, int gidx,
                     int oidx) {
   int i;
-  if (g->cancel_requested) {
-    lua_pushnil(L);
+  if (g->cancel_requested) {            /* with the cancel's message */
+    lua_getiuservalue(L, gidx, G_UV_CANCEL_MSG);
     luaio__push_cancelled(L, -1);
     lua_remove(L, -2);
     luaio__future_settle(L, rt, oidx, FUT_FAILED, 1);
@@ -139,7 +140,13 @@ static int gather_cancel (lua_State *L) {
     else lua_pop(L, 1);
     lua_pop(L, 1);
   }
-  if (ret) g->cancel_requested = 1;
+  if (ret) {
+    g->cancel_requested = 1;
+    if (msg) {                         /* for finish (return_exceptions) */
+      lua_pushvalue(L, msg);
+      lua_setiuservalue(L, lua_upvalueindex(2), G_UV_CANCEL_MSG);
+    }
+  }
   lua_pushboolean(L, ret);
   return 1;
 }

@@ -12,8 +12,9 @@
 ** Cancellation (asyncio 3.11+): cancel() counts a request; a task parked
 ** with an abort hook has its wait undone and resumes with CancelledError
 ** (awaiting a future cancels the future); a task that is running or
-** already scheduled gets the error at its next resume; a task that has
-** not started ends cancelled without running.
+** already scheduled gets the error at its next resume (or, if its body
+** returns first, ends cancelled); a task that has not started ends
+** cancelled without running.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,8 +435,12 @@ static void step (luaio_Runtime *rt, Task *t, lua_State *from) {
                     "outside a coroutine (use aio.sleep(0))");
     end_failed(S, rt, t, 0);
   }
-  else if (status == LUA_OK && !failed)
-    end_task(S, rt, t, FUT_DONE, nres, 1);
+  else if (status == LUA_OK && !failed) {
+    /* A cancel request still pending when the body returns (it cancelled
+       itself and returned without suspending) wins, as in asyncio. */
+    if (t->must_cancel) end_cancelled(S, rt, t, 1);
+    else end_task(S, rt, t, FUT_DONE, nres, 1);
+  }
   else
     end_failed(S, rt, t, status == LUA_OK);
 }

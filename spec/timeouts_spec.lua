@@ -247,7 +247,7 @@ describe("timeout scope", function()
       local cm2 = aio.timeout(1, function(c) return c end)
       ok, err = pcall(cm2.reschedule, cm2, nil)
       assert.is_false(ok)
-      assert.matches("reschedule: the timeout is exited, not active", err, 1, true)
+      assert.matches("reschedule: the timeout is finished, not active", err, 1, true)
     end)
   end)
 

@@ -8,7 +8,8 @@
 -- task.  Cancellation at each (asyncio's rules): a waiter cancelled while
 -- it waits leaves the list; one cancelled after a wake-up reached it
 -- passes the wake-up on (Lock: to the next waiter if the lock is free;
--- Semaphore: gives the permit back; Condition: notifies another waiter),
+-- Semaphore: gives the permit back; Condition: notifies another waiter,
+-- also when the error comes while it re-takes the lock),
 -- so no wake-up or permit is lost.  Condition.wait re-acquires the lock
 -- even when cancelled, then raises.
 --
@@ -171,18 +172,20 @@ function Condition:wait()
   end
   self._lock:release()
   local ok, woken = self._wl:wait("Condition.wait")
-  if not ok and woken then notify(self, 1) end   -- pass the notification on
   -- Hold the lock again, even when cancelled.
   local err
   while true do
     local got, e = pcall(self._lock.acquire, self._lock)
     if got then break end
-    if not core.is(e, CancelledError) then error(e, 0) end
+    if not core.is(e, CancelledError) then err = e; break end
     err = e
   end
+  if ok and err == nil then return true end
+  -- Leaving with an error after a notification reached us (here, or
+  -- while re-taking the lock): it goes to another waiter (asyncio).
+  if ok or woken then notify(self, 1) end
   if err ~= nil then error(err, 0) end
-  if not ok then raise_cancel() end
-  return true
+  raise_cancel()
 end
 
 --- cond:wait_for(predicate) -> the predicate's first true value

@@ -184,14 +184,28 @@ local function on_task_done(self, task)
   end
 end
 
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 --- tg:create_task(fn, ...) -> Task
 function TaskGroup:create_task(fn, ...)
   if getmetatable(self) ~= TaskGroup then core.bad_self(self, "TaskGroup", "create_task") end
+  if not callable(fn) then      -- (said here: the caller's line, not ours)
+    error(("bad argument #1 to 'create_task' (function expected, got %s)")
+      :format(type(fn)), 2)
+  end
   if self._exiting and self._ntasks == 0 then
     error("TaskGroup:create_task: the task group has finished", 2)
   end
   if self._aborting then
     error("TaskGroup:create_task: the task group is shutting down", 2)
+  end
+  if not self._exiting and self._parent:done() then
+    error("TaskGroup:create_task: the task that made the group has ended "
+      .. "without closing it (declare it `local tg <close> = aio.TaskGroup()`)", 2)
   end
   local task = self._loop:create_task(fn, ...)
   if task:done() then
@@ -214,7 +228,16 @@ end
 -- The scope's exit: asyncio's TaskGroup._aexit, with err the error value
 -- unwinding through the scope (nil on a normal exit).
 function TaskGroup:__close(err)
-  if self._closed then return end
+  -- Misuse (asyncio's "already entered"): the group is entered when made
+  -- and exited once, in the task that made it.
+  if self._closed then
+    error("TaskGroup: closed twice (a group is entered when it is made and "
+      .. "exited once: make a new one)", 0)
+  end
+  if core.current_task() ~= self._parent and core.can_suspend() then
+    -- (where it cannot wait, below cancels its children instead)
+    error("TaskGroup: closed in a task other than the one that made it", 0)
+  end
   self._closed = true
   self._exiting = true
   local propagate_cancel = nil

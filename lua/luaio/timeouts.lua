@@ -24,7 +24,7 @@ local core = require "luaio.core"
 local M = {}
 
 local CREATED, ENTERED, EXPIRING, EXPIRED, EXITED =
-  "created", "entered", "expiring", "expired", "exited"
+  "created", "active", "expiring", "expired", "finished"   -- (asyncio's words)
 
 local Timeout = {}
 Timeout.__index = Timeout
@@ -88,7 +88,15 @@ function Timeout:reschedule(when)
 end
 
 function Timeout:__close(err)
-  if self._state ~= ENTERED and self._state ~= EXPIRING then return end
+  -- Misuse (asyncio's "already entered"): a scope is entered when made and
+  -- exited once, in the task that made it.
+  if self._state ~= ENTERED and self._state ~= EXPIRING then
+    error("Timeout: closed twice (a timeout is entered when it is made and "
+      .. "exited once: make a new one)", 0)
+  end
+  if core.current_task() ~= self._task and core.can_suspend() then
+    error("Timeout: closed in a task other than the one that made it", 0)
+  end
   if self._handle then
     self._handle:cancel()
     self._handle = nil
