@@ -8,7 +8,8 @@
 **         "pipe" | "devnull" | "inherit" | "stdout" (stderr only) | a
 **         StreamReader (stdin) or StreamWriter (stdout, stderr), handed
 **         to the child: its descriptor becomes the child's, ours is
-**         closed, so a pipeline's bytes never pass through Lua;
+**         closed, so a pipeline's bytes never pass through Lua | a
+**         descriptor (integer), which the child gets a copy of;
 **         start_new_session (setsid: the child leads a session and a
 **         process group); pass_fds (descriptors > 2 the child keeps, at
 **         the same numbers); fname (for messages)
@@ -172,14 +173,16 @@ static int p_gc (lua_State *L) {
   return 0;
 }
 
-/* opts[name]: "inherit" 0, "pipe" 1, "devnull" 2, "stdout" 3, or a
-   stream object to hand over, 4, left on the stack at *idx. */
+/* opts[name]: "inherit" 0, "pipe" 1, "devnull" 2, "stdout" 3, a stream
+   object to hand over, 4, left on the stack at *idx, or a descriptor
+   the child gets a copy of, 5, left there too. */
 static int stdio_mode (lua_State *L, int opts, const char *name, int *idx) {
   static const char *const modes[] = {"inherit", "pipe", "devnull", "stdout", NULL};
   int m;
-  if (lua_getfield(L, opts, name) == LUA_TUSERDATA) {
+  int t = lua_getfield(L, opts, name);
+  if (t == LUA_TUSERDATA || t == LUA_TNUMBER) {
     *idx = lua_gettop(L);
-    return 4;
+    return t == LUA_TUSERDATA ? 4 : 5;
   }
   m = luaL_checkoption(L, -1, "inherit", modes);
   lua_pop(L, 1);
@@ -188,14 +191,21 @@ static int stdio_mode (lua_State *L, int opts, const char *name, int *idx) {
   return m;
 }
 
-/* The descriptors of the streams handed over (mode 4) into fds; raises
-   for one that cannot be, before anything is made. */
+/* The descriptors of the streams handed over (mode 4) and the ones given
+   (5) into fds; raises for one that cannot be, before anything is made. */
 static void lend_fds (lua_State *L, const char *fname, const int *mode,
                       const int *idx, int *fds) {
   static const char *const names[] = {"stdin", "stdout", "stderr"};
   const char *why;
   int i;
   for (i = 0; i < 3; i++) {
+    if (mode[i] == 5) {                /* a descriptor of ours: a copy */
+      fds[i] = (int)lua_tointeger(L, idx[i]);
+      if (fcntl(fds[i], F_GETFD) == -1)
+        raise_at(L, 3, "%s: option '%s': descriptor %d is not open", fname,
+                 names[i], fds[i]);
+      continue;
+    }
     if (mode[i] != 4) continue;
     fds[i] = luaio__stream_lendable(L, idx[i], i == 0, &why);
     if (fds[i] < 0)
@@ -311,7 +321,10 @@ static int l_spawn (lua_State *L) {
     switch (mode[i]) {
       case 0: io[i].flags = UV_INHERIT_FD; io[i].data.fd = i; break;
       case 2: io[i].flags = UV_IGNORE; break;
-      case 4: io[i].flags = UV_INHERIT_FD; io[i].data.fd = lentfd[i]; break;
+      case 4: case 5:
+        io[i].flags = UV_INHERIT_FD;
+        io[i].data.fd = lentfd[i];
+        break;
       case 1:
         pipes[i] = luaio__stream_pipe(rt);
         if (pipes[i] == NULL) return luaL_error(L, "not enough memory");

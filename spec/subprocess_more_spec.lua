@@ -122,6 +122,30 @@ describe("pass_fds", function()
   end)
 end)
 
+describe("a descriptor as stdin, stdout or stderr", function()
+  it("gives the child a copy of it; ours stays open", function()
+    local dir = H.tmpdir()
+    H.run(function()
+      aio.fs.write_file(dir .. "/in", "from a file\n")
+      local fin = aio.fs.open(dir .. "/in")
+      local fout = aio.fs.open(dir .. "/out", "a")   -- (aio.fs writes at its own position otherwise)
+      local p = aio.create_subprocess_exec("cat", {}, { stdin = fin:fileno(), stdout = fout:fileno() })
+      assert.equal(0, p:wait())
+      p = aio.create_subprocess_shell("echo again >&2", { stderr = fout:fileno() })
+      assert.equal(0, p:wait())
+      fout:write("ours\n")                     -- still open here
+      fin:close()
+      fout:close()
+      assert.equal("from a file\nagain\nours\n", aio.fs.read_file(dir .. "/out"))
+      assert.equal("create_subprocess_exec: option 'stdout': descriptor 999 is not open",
+        fails(aio.create_subprocess_exec, "true", {}, { stdout = 999 }))
+      assert.equal("create_subprocess_exec: option 'stdin' must be aio.PIPE, aio.DEVNULL, "
+        .. "a StreamReader, a descriptor or nil", fails(aio.create_subprocess_exec, "true", {}, { stdin = -1 }))
+    end)
+    H.rmrf(dir)
+  end)
+end)
+
 describe("pipelines: one process's output straight into another's input", function()
   it("stdin = p1.stdout: the reader is handed to the second process", function()
     H.run(function()
@@ -178,9 +202,9 @@ describe("pipelines: one process's output straight into another's input", functi
         fails(exec, "true", {}, { stdout = aio.STDOUT }))
       local p2 = exec("cat", {}, { stdin = aio.PIPE, stdout = aio.PIPE })
       assert.equal("create_subprocess_exec: option 'stdin' must be aio.PIPE, aio.DEVNULL, "
-        .. "a StreamReader or nil", fails(exec, "true", {}, { stdin = p2.stdin }))
+        .. "a StreamReader, a descriptor or nil", fails(exec, "true", {}, { stdin = p2.stdin }))
       assert.equal("create_subprocess_exec: option 'stdout' must be aio.PIPE, aio.DEVNULL, "
-        .. "a StreamWriter or nil", fails(exec, "true", {}, { stdout = p2.stdout }))
+        .. "a StreamWriter, a descriptor or nil", fails(exec, "true", {}, { stdout = p2.stdout }))
       local w = p2.stdin
       w:close()
       assert.equal("create_subprocess_exec: option 'stdout': the StreamWriter is closed",

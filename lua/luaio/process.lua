@@ -8,7 +8,8 @@
 --   environment; a name is not empty and has no '='); opts.cwd;
 --   opts.limit (pipe readers' limit); opts.start_new_session (the child
 --   leads a session and process group: process:killpg); opts.pass_fds
---   (descriptors the child keeps).  stdin may be a StreamReader and
+--   (descriptors the child keeps).  stdin/stdout/stderr may be a
+--   descriptor (the child gets a copy).  stdin may be a StreamReader and
 --   stdout/stderr a StreamWriter (another process's pipe): handed to the
 --   child, they are closed here and leave their process.  A '\0' in the
 --   program, an argument, env or cwd is refused (runtime/process.c).
@@ -134,7 +135,8 @@ local function stdio_option(v, k, fname)
   end
   local want = k == "stdin" and "StreamReader" or "StreamWriter"
   if getmetatable(v) == reg["luaio." .. want] then return v end
-  error(("%s: option '%s' must be aio.PIPE, aio.DEVNULL%s, a %s or nil"):format(
+  if math.type(v) == "integer" and v >= 0 then return v end
+  error(("%s: option '%s' must be aio.PIPE, aio.DEVNULL%s, a %s, a descriptor or nil"):format(
     fname, k, k == "stderr" and ", aio.STDOUT" or "", want), 4)
 end
 
