@@ -700,7 +700,8 @@ void luaio__stream_discard (void *p) {
 /*
 ** The descriptor of the reader (reader != 0) or writer object at idx, to
 ** be handed to a child (process.c): -1 and *why set when it cannot be --
-** it is closed, or holds data read or still to write, which the child
+** it is closed, not a child's pipe (a connection's reader and writer share
+** one socket), or holds data read or still to write, which the child
 ** would never see.
 */
 int luaio__stream_lendable (lua_State *L, int idx, int reader,
@@ -714,6 +715,10 @@ int luaio__stream_lendable (lua_State *L, int idx, int reader,
   if (s == NULL || !luaio__ep_live(&s->ep) || s->ep.closing ||
       uv_fileno(&s->u.h, &fd) != 0)
     return -1;
+  if (!s->direct) {          /* a connection: its other half is ours */
+    *why = "is not a process's pipe (only those can be handed over)";
+    return -1;
+  }
   if (reader && s->eof) {
     *why = "has read its end already";
     return -1;

@@ -205,6 +205,16 @@ describe("pipelines: one process's output straight into another's input", functi
         .. "a StreamReader, a descriptor or nil", fails(exec, "true", {}, { stdin = p2.stdin }))
       assert.equal("create_subprocess_exec: option 'stdout' must be aio.PIPE, aio.DEVNULL, "
         .. "a StreamWriter, a descriptor or nil", fails(exec, "true", {}, { stdout = p2.stdout }))
+      -- a connection's reader or writer: the socket is shared by both
+      local srv = aio.start_server(function(_, cw) cw:close() end, "127.0.0.1", 0)
+      local r, cw = aio.open_connection("127.0.0.1", select(2, srv:getsockname()))
+      assert.equal("create_subprocess_exec: option 'stdin': the StreamReader is not a "
+        .. "process's pipe (only those can be handed over)", fails(exec, "true", {}, { stdin = r }))
+      assert.equal("create_subprocess_exec: option 'stdout': the StreamWriter is not a "
+        .. "process's pipe (only those can be handed over)", fails(exec, "true", {}, { stdout = cw }))
+      cw:close()
+      srv:close()
+      srv:wait_closed()
       local w = p2.stdin
       w:close()
       assert.equal("create_subprocess_exec: option 'stdout': the StreamWriter is closed",
