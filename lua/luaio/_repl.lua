@@ -135,7 +135,7 @@ return function(progname)
       interrupted = false
       local line = readline()
       if line == nil then                -- end of input
-        if buffer == nil then return nil end
+        if buffer == nil or interrupted then return nil end
         return false, err
       end
       if line == false or interrupted then buffer = nil end
