@@ -40,18 +40,25 @@ static int exepath (lua_State *L) {
 
 /*
 ** luaio._readline (only in the CLI, when built with GNU readline):
-** readline(prompt) -> line or nil at EOF, read through the loop with
-** readline's callback interface on a uv_poll of stdin, so that tasks keep
-** running while the prompt waits.  The task waits with the embedding API
-** (luaio_pending / luaio_resolve).
+** readline(prompt) -> line, nil at EOF, or false after interrupt(); read
+** through the loop with readline's callback interface on a uv_poll of
+** stdin, so that tasks keep running while the prompt waits.  The task
+** waits with the embedding API (luaio_pending / luaio_resolve).
+** hide() clears the prompt and the line being typed, if shown (true
+** then), so that a background task's output does not mix with them;
+** show() draws them again below it.  history(path) loads the history
+** file and appends each line to it; close() trims it.
 **
 ** The library itself is loaded (dlopen) when the REPL first asks for it:
 ** linked in, it cost every luaio run ~80 us of start-up.
 */
 #ifdef LUAIO_READLINE
 #include <dlfcn.h>
+#include <errno.h>
 #include <readline/readline.h>
 #include <readline/history.h>
+
+#define HISTORY_KEEP 1000              /* lines the history file keeps */
 
 static struct {
   __typeof__(add_history) *add_history;
@@ -60,9 +67,13 @@ static struct {
   __typeof__(rl_callback_read_char) *read_char;
   __typeof__(rl_crlf) *crlf;
   __typeof__(rl_free_line_state) *free_line_state;
-  __typeof__(rl_on_new_line) *on_new_line;
-  __typeof__(rl_redisplay) *redisplay;
   __typeof__(rl_replace_line) *replace_line;
+  __typeof__(rl_clear_visible_line) *clear_visible_line;
+  __typeof__(rl_forced_update_display) *forced_update_display;
+  __typeof__(read_history) *read_history;
+  __typeof__(write_history) *write_history;
+  __typeof__(append_history) *append_history;
+  __typeof__(history_truncate_file) *history_truncate_file;
   int *catch_signals;
 } rl;
 
@@ -75,19 +86,27 @@ static int load_readline (void) {
   for (i = 0; names[i] != NULL && h == NULL; i++)
     h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) return 0;
-  rl.add_history = (__typeof__(rl.add_history))dlsym(h, "add_history");
-  rl.handler_install = (__typeof__(rl.handler_install))dlsym(h, "rl_callback_handler_install");
-  rl.handler_remove = (__typeof__(rl.handler_remove))dlsym(h, "rl_callback_handler_remove");
-  rl.read_char = (__typeof__(rl.read_char))dlsym(h, "rl_callback_read_char");
-  rl.crlf = (__typeof__(rl.crlf))dlsym(h, "rl_crlf");
-  rl.free_line_state = (__typeof__(rl.free_line_state))dlsym(h, "rl_free_line_state");
-  rl.on_new_line = (__typeof__(rl.on_new_line))dlsym(h, "rl_on_new_line");
-  rl.redisplay = (__typeof__(rl.redisplay))dlsym(h, "rl_redisplay");
-  rl.replace_line = (__typeof__(rl.replace_line))dlsym(h, "rl_replace_line");
-  rl.catch_signals = (int *)dlsym(h, "rl_catch_signals");
+#define SYM(f, name) rl.f = (__typeof__(rl.f))dlsym(h, name)
+  SYM(add_history, "add_history");
+  SYM(handler_install, "rl_callback_handler_install");
+  SYM(handler_remove, "rl_callback_handler_remove");
+  SYM(read_char, "rl_callback_read_char");
+  SYM(crlf, "rl_crlf");
+  SYM(free_line_state, "rl_free_line_state");
+  SYM(replace_line, "rl_replace_line");
+  SYM(clear_visible_line, "rl_clear_visible_line");
+  SYM(forced_update_display, "rl_forced_update_display");
+  SYM(read_history, "read_history");
+  SYM(write_history, "write_history");
+  SYM(append_history, "append_history");
+  SYM(history_truncate_file, "history_truncate_file");
+  SYM(catch_signals, "rl_catch_signals");
+#undef SYM
   if (!rl.add_history || !rl.handler_install || !rl.handler_remove ||
-      !rl.read_char || !rl.crlf || !rl.free_line_state || !rl.on_new_line ||
-      !rl.redisplay || !rl.replace_line || !rl.catch_signals) {
+      !rl.read_char || !rl.crlf || !rl.free_line_state ||
+      !rl.replace_line || !rl.clear_visible_line ||
+      !rl.forced_update_display || !rl.read_history || !rl.write_history ||
+      !rl.append_history || !rl.history_truncate_file || !rl.catch_signals) {
     memset(&rl, 0, sizeof rl);
     dlclose(h);
     return 0;
@@ -96,14 +115,16 @@ static int load_readline (void) {
 }
 
 static uv_poll_t rl_poll;
-static int rl_polling, rl_inited;
+static int rl_polling, rl_inited, rl_hidden;
 static luaio_Pending *rl_waiting;
 static char *rl_line;
-static int rl_eof;
+static int rl_eof, rl_interrupted;
+static char *history_path;             /* NULL: no history file */
 
 static int push_line (lua_State *L, void *ud) {
   (void)ud;
   if (rl_eof) { rl_eof = 0; lua_pushnil(L); return 1; }
+  if (rl_interrupted) { rl_interrupted = 0; lua_pushboolean(L, 0); return 1; }
   lua_pushstring(L, rl_line);
   free(rl_line);
   rl_line = NULL;
@@ -114,19 +135,28 @@ static void stop_polling (void) {
   if (rl_polling) { uv_poll_stop(&rl_poll); rl_polling = 0; }
 }
 
-static void on_rl_line (char *line) {
-  if (line == NULL) rl_eof = 1;
-  else {
-    if (*line) rl.add_history(line);
-    rl_line = line;
-  }
+/* The pending readline() returns (push_line says what). */
+static void finish_read (void) {
   rl.handler_remove();
   stop_polling();
+  rl_hidden = 0;
   if (rl_waiting != NULL) {
     luaio_Pending *p = rl_waiting;
     rl_waiting = NULL;
     luaio_resolve(p, push_line, NULL);
   }
+}
+
+static void on_rl_line (char *line) {
+  if (line == NULL) rl_eof = 1;
+  else {
+    if (*line) {
+      rl.add_history(line);
+      if (history_path != NULL) rl.append_history(1, history_path);
+    }
+    rl_line = line;
+  }
+  finish_read();
 }
 
 static void on_rl_poll (uv_poll_t *h, int status, int events) {
@@ -161,15 +191,58 @@ static int l_readline (lua_State *L) {
   return luaio_await(L, p);
 }
 
-/* interrupt(): Ctrl-C at the prompt: drop what was typed, prompt again. */
+/* interrupt(): Ctrl-C at the prompt: what was typed is dropped and the
+   waiting readline() returns false (the REPL drops its lines too). */
 static int l_rl_interrupt (lua_State *L) {
   (void)L;
+  if (!rl_polling) return 0;
   rl.free_line_state();
   rl.replace_line("", 0);
   rl.crlf();
-  rl.on_new_line();
-  rl.redisplay();
+  rl_interrupted = 1;
+  finish_read();
   return 0;
+}
+
+/* hide() -> true if the prompt was shown and is cleared now. */
+static int l_rl_hide (lua_State *L) {
+  int hide = rl_polling && !rl_hidden;
+  if (hide) {
+    rl.clear_visible_line();
+    fflush(stdout);
+    rl_hidden = 1;
+  }
+  lua_pushboolean(L, hide);
+  return 1;
+}
+
+/* show(): the prompt and the line being typed, drawn again. */
+static int l_rl_show (lua_State *L) {
+  (void)L;
+  if (rl_polling && rl_hidden) {
+    rl_hidden = 0;
+    fflush(stdout);
+    fflush(stderr);
+    rl.forced_update_display();
+  }
+  return 0;
+}
+
+/* history(path): loads it (made, empty, when missing) and appends each
+   line read to it.  -> true, or nil and why. */
+static int l_rl_history (lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int r = rl.read_history(path);
+  if (r == ENOENT) r = rl.write_history(path);
+  if (r != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(r));
+    return 2;
+  }
+  free(history_path);
+  history_path = strdup(path);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* close(): before exit (the poll handle belongs to the closing loop). */
@@ -181,19 +254,23 @@ static int l_rl_close (lua_State *L) {
     uv_close((uv_handle_t *)&rl_poll, NULL);
     rl_inited = 0;
   }
+  if (history_path != NULL) {
+    rl.history_truncate_file(history_path, HISTORY_KEEP);
+    free(history_path);
+    history_path = NULL;
+  }
   return 0;
 }
 
 static int open_readline (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"readline", l_readline}, {"interrupt", l_rl_interrupt},
+    {"hide", l_rl_hide}, {"show", l_rl_show}, {"history", l_rl_history},
+    {"close", l_rl_close}, {NULL, NULL}
+  };
   if (!load_readline())
     return luaL_error(L, "GNU readline (libreadline.so.8) could not be loaded");
-  lua_newtable(L);
-  lua_pushcfunction(L, l_readline);
-  lua_setfield(L, -2, "readline");
-  lua_pushcfunction(L, l_rl_interrupt);
-  lua_setfield(L, -2, "interrupt");
-  lua_pushcfunction(L, l_rl_close);
-  lua_setfield(L, -2, "close");
+  luaL_newlib(L, funcs);
   return 1;
 }
 #endif
@@ -218,7 +295,10 @@ static void print_usage (const char *badoption) {
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
     "The script runs as the main task of an event loop: it may call\n"
-    "aio.sleep() and every other suspending function at top level.\n",
+    "aio.sleep() and every other suspending function at top level\n"
+    "(aio = require \"luaio\"; at the prompt, aio is there already).\n"
+    "The prompt keeps its history in LUAIO_HISTORY (empty: none), else\n"
+    "$XDG_STATE_HOME/luaio_history, else ~/.luaio_history.\n",
     progname);
   fflush(stderr);
 }

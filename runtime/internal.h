@@ -542,6 +542,9 @@ void *luaio__stream_pipe (luaio_Runtime *rt);
 uv_stream_t *luaio__stream_handle (void *s);
 void luaio__push_stream_end (lua_State *L, void *s, int reader);
 void luaio__stream_discard (void *s);
+int luaio__stream_lendable (lua_State *L, int idx, int reader,
+                            const char **why);
+void luaio__stream_hand_over (lua_State *L, int idx);
 int luaio__push_sockaddr (lua_State *L, const struct sockaddr_storage *a);
 
 

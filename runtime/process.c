@@ -5,10 +5,17 @@
 **   core.spawn(file, args, opts) -> proc, stdin writer, stdout reader,
 **                                   stderr reader (nil when not piped)
 **   opts: cwd, env (list of "NAME=value"), stdin/stdout/stderr =
-**         "pipe" | "devnull" | "inherit" | "stdout" (stderr only)
+**         "pipe" | "devnull" | "inherit" | "stdout" (stderr only) | a
+**         StreamReader (stdin) or StreamWriter (stdout, stderr), handed
+**         to the child: its descriptor becomes the child's, ours is
+**         closed, so a pipeline's bytes never pass through Lua | a
+**         descriptor (integer), which the child gets a copy of;
+**         start_new_session (setsid: the child leads a session and a
+**         process group); pass_fds (descriptors > 2 the child keeps, at
+**         the same numbers); fname (for messages)
 **   proc:pid(), proc:returncode() (nil while running; minus the signal
 **   number when a signal killed it), proc:wait() (suspends),
-**   proc:kill(signal)
+**   proc:kill(signal), proc:killpg(signal) (its whole group)
 **
 ** A program, argument, env entry or cwd holding a '\0' is refused before
 ** anything starts (the child would get it cut there).
@@ -19,6 +26,8 @@
 ** does not jump past it), but not abandoned: a Proc is a handle its close
 ** callback frees, and a cancelled wait() just leaves its wait list.
 */
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,12 +40,29 @@ typedef struct Proc {
   uv_process_t h;
   luaio_Runtime *rt;
   int exited, open, refs;
+  int leader;                  /* leads a session and group of its own */
+  int pid;
   int64_t status;
   int signal;
   WaitList waiters;
 } Proc;
 
 typedef struct PBox { Proc *p; } PBox;
+
+/*
+** Raises fmt's message at the position of the function level levels up:
+** the user's call, past process.lua's frames (2: a method of Process; 3:
+** create_subprocess_exec/_shell, through their spawn).
+*/
+static int raise_at (lua_State *L, int level, const char *fmt, ...) {
+  va_list ap;
+  luaL_where(L, level);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
 
 static void on_closed (uv_handle_t *h) {
   Proc *p = (Proc *)h->data;
@@ -122,6 +148,21 @@ static int p_kill (lua_State *L) {
   return 0;
 }
 
+/* killpg(signal): signal the child's process group, which outlives it
+   while its own children run. */
+static int p_killpg (lua_State *L) {
+  Proc *p = checkproc(L);
+  int sig = luaio__checksignal(L, 2, "killpg");
+  int r;
+  if (!p->leader)
+    return raise_at(L, 2, "killpg: the process does not lead a process "
+                    "group of its own (start it with start_new_session = "
+                    "true)");
+  r = uv_kill(-p->pid, sig);
+  if (r != 0) return luaio__oserror(L, r, "killpg");
+  return 0;
+}
+
 static int p_gc (lua_State *L) {
   PBox *b = (PBox *)lua_touserdata(L, 1);
   Proc *p = b->p;
@@ -132,15 +173,78 @@ static int p_gc (lua_State *L) {
   return 0;
 }
 
-static int stdio_mode (lua_State *L, int opts, const char *name) {
+/* opts[name]: "inherit" 0, "pipe" 1, "devnull" 2, "stdout" 3, a stream
+   object to hand over, 4, left on the stack at *idx, or a descriptor
+   the child gets a copy of, 5, left there too. */
+static int stdio_mode (lua_State *L, int opts, const char *name, int *idx) {
   static const char *const modes[] = {"inherit", "pipe", "devnull", "stdout", NULL};
   int m;
-  lua_getfield(L, opts, name);
+  int t = lua_getfield(L, opts, name);
+  if (t == LUA_TUSERDATA || t == LUA_TNUMBER) {
+    *idx = lua_gettop(L);
+    return t == LUA_TUSERDATA ? 4 : 5;
+  }
   m = luaL_checkoption(L, -1, "inherit", modes);
   lua_pop(L, 1);
   if (m == 3 && strcmp(name, "stderr") != 0)
     luaL_error(L, "create_subprocess: STDOUT is only for stderr");
   return m;
+}
+
+/* The descriptors of the streams handed over (mode 4) and the ones given
+   (5) into fds; raises for one that cannot be, before anything is made. */
+static void lend_fds (lua_State *L, const char *fname, const int *mode,
+                      const int *idx, int *fds) {
+  static const char *const names[] = {"stdin", "stdout", "stderr"};
+  const char *why;
+  int i;
+  for (i = 0; i < 3; i++) {
+    if (mode[i] == 5) {                /* a descriptor of ours: a copy */
+      fds[i] = (int)lua_tointeger(L, idx[i]);
+      if (fcntl(fds[i], F_GETFD) == -1)
+        raise_at(L, 3, "%s: option '%s': descriptor %d is not open", fname,
+                 names[i], fds[i]);
+      continue;
+    }
+    if (mode[i] != 4) continue;
+    fds[i] = luaio__stream_lendable(L, idx[i], i == 0, &why);
+    if (fds[i] < 0)
+      raise_at(L, 3, "%s: option '%s': the %s %s", fname, names[i],
+               i == 0 ? "StreamReader" : "StreamWriter", why);
+  }
+}
+
+/*
+** The stdio containers: 3, or up to the highest of opts.pass_fds (a list
+** of integers > 2, process.lua checked), each of which the child keeps;
+** the others are closed (close-on-exec).  Raises for one not open.
+*/
+static uv_stdio_container_t *containers (lua_State *L, int opts,
+                                         const char *fname, int *count) {
+  uv_stdio_container_t *io;
+  int n = 0, i, max = 2, fd;
+  if (lua_getfield(L, opts, "pass_fds") == LUA_TTABLE) n = (int)luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    fd = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (fcntl(fd, F_GETFD) == -1)
+      raise_at(L, 3, "%s: pass_fds: descriptor %d is not open", fname, fd);
+    if (fd > max) max = fd;
+  }
+  *count = max + 1;
+  io = (uv_stdio_container_t *)lua_newuserdatauv(
+         L, sizeof(uv_stdio_container_t) * (size_t)*count, 0);
+  for (i = 3; i < *count; i++) io[i].flags = UV_IGNORE;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    fd = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    io[fd].flags = UV_INHERIT_FD;
+    io[fd].data.fd = fd;
+  }
+  lua_remove(L, -2);                   /* pass_fds; io stays */
+  return io;
 }
 
 /* Raises for the entry of opts.env at the top, which holds a '\0'
@@ -158,17 +262,23 @@ static int l_spawn (lua_State *L) {
   luaio_Runtime *rt = luaio__need_rt(L, "create_subprocess");
   const char *file = luaio__checkcstring(L, 1, "create_subprocess");
   uv_process_options_t o;
-  uv_stdio_container_t io[3];
+  uv_stdio_container_t *io;
   void *pipes[3] = {NULL, NULL, NULL};
   char **args, **env = NULL;
+  const char *fname;
   int nargs, nenv = 0, i, r, mode[3], merged[2] = {-1, -1};
+  int lent[3] = {0, 0, 0}, lentfd[3], count;
   Proc *p;
   PBox *b;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  mode[0] = stdio_mode(L, 3, "stdin");
-  mode[1] = stdio_mode(L, 3, "stdout");
-  mode[2] = stdio_mode(L, 3, "stderr");
+  lua_getfield(L, 3, "fname");
+  fname = lua_isstring(L, -1) ? lua_tostring(L, -1) : "create_subprocess";
+  mode[0] = stdio_mode(L, 3, "stdin", &lent[0]);
+  mode[1] = stdio_mode(L, 3, "stdout", &lent[1]);
+  mode[2] = stdio_mode(L, 3, "stderr", &lent[2]);
+  lend_fds(L, fname, mode, lent, lentfd);
+  io = containers(L, 3, fname, &count);
   nargs = (int)luaL_len(L, 2);
   args = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nargs + 2), 0);
   args[0] = (char *)file;
@@ -199,6 +309,8 @@ static int l_spawn (lua_State *L) {
   o.args = args;
   o.env = env;
   o.exit_cb = on_child_exit;
+  if (lua_getfield(L, 3, "start_new_session") != LUA_TNIL && lua_toboolean(L, -1))
+    o.flags |= UV_PROCESS_DETACHED;    /* setsid() in the child */
   if (lua_getfield(L, 3, "cwd") == LUA_TSTRING) {
     o.cwd = luaio__tocstring(L, -1);
     if (o.cwd == NULL)
@@ -209,6 +321,10 @@ static int l_spawn (lua_State *L) {
     switch (mode[i]) {
       case 0: io[i].flags = UV_INHERIT_FD; io[i].data.fd = i; break;
       case 2: io[i].flags = UV_IGNORE; break;
+      case 4: case 5:
+        io[i].flags = UV_INHERIT_FD;
+        io[i].data.fd = lentfd[i];
+        break;
       case 1:
         pipes[i] = luaio__stream_pipe(rt);
         if (pipes[i] == NULL) return luaL_error(L, "not enough memory");
@@ -236,7 +352,7 @@ static int l_spawn (lua_State *L) {
     }
   }
   o.stdio = io;
-  o.stdio_count = 3;
+  o.stdio_count = count;
   p = (Proc *)calloc(1, sizeof(Proc));
   if (p == NULL) return luaL_error(L, "not enough memory");
   p->rt = rt;
@@ -255,6 +371,10 @@ static int l_spawn (lua_State *L) {
     return luaio__oserror(L, r, lua_pushfstring(L, "create_subprocess '%s'", file));
   }
   p->open = 1;
+  p->pid = p->h.pid;
+  p->leader = (o.flags & UV_PROCESS_DETACHED) != 0;
+  for (i = 0; i < 3; i++)              /* the child has its copies now */
+    if (mode[i] == 4) luaio__stream_hand_over(L, lent[i]);
   luaio__hook(&rt->open, &p->node, close_hook);
   rt->open_handles++;
   luaio__request_add(rt);
@@ -274,6 +394,7 @@ static const luaL_Reg methods[] = {
   {"returncode", p_returncode},
   {"wait", p_wait},
   {"kill", p_kill},
+  {"killpg", p_killpg},
   {NULL, NULL}
 };
 

@@ -697,6 +697,51 @@ void luaio__stream_discard (void *p) {
 }
 
 
+/*
+** The descriptor of the reader (reader != 0) or writer object at idx, to
+** be handed to a child (process.c): -1 and *why set when it cannot be --
+** it is closed, not a child's pipe (a connection's reader and writer share
+** one socket), or holds data read or still to write, which the child
+** would never see.
+*/
+int luaio__stream_lendable (lua_State *L, int idx, int reader,
+                            const char **why) {
+  Box *b = (Box *)luaL_testudata(L, idx, reader ? LUAIO_READER : LUAIO_WRITER);
+  Stream *s = b != NULL ? b->s : NULL;
+  uv_os_fd_t fd;
+  *why = "has read data already (hand it over before reading from it)";
+  if (reader && s != NULL && s->len > 0) return -1;
+  *why = b == NULL ? "is not a stream of the right kind" : "is closed";
+  if (s == NULL || !luaio__ep_live(&s->ep) || s->ep.closing ||
+      uv_fileno(&s->u.h, &fd) != 0)
+    return -1;
+  if (!s->direct) {          /* a connection: its other half is ours */
+    *why = "is not a process's pipe (only those can be handed over)";
+    return -1;
+  }
+  if (reader && s->eof) {
+    *why = "has read its end already";
+    return -1;
+  }
+  if (!reader && (s->wbuf > 0 || s->npend > 0 || s->eof_sent)) {
+    *why = "has data still to write, or has written its end";
+    return -1;
+  }
+  return (int)fd;
+}
+
+/* The object at idx was handed to a child: ours is closed, the object
+   dead ("the stream is closed"). */
+void luaio__stream_hand_over (lua_State *L, int idx) {
+  Box *b = (Box *)lua_touserdata(L, idx);
+  Stream *s = b->s;
+  b->s = NULL;
+  luaio__stream_stop_reading(s);
+  luaio__ep_close(&s->ep);
+  luaio__ep_drop(&s->ep);
+}
+
+
 /* ---------------------------------------------------------- registration */
 
 /* core.stdin_is_tty() */

@@ -5,6 +5,7 @@
 # for a fixed time, so a slow machine (a sanitizer build on a loaded CI
 # host) only makes it slower.
 import os, pty, time, select, sys
+os.environ["LUAIO_HISTORY"] = ""   # no history file (repl_pty_more.py tests it)
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], ["luaio"])

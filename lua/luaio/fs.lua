@@ -196,6 +196,12 @@ function File:lines(...)
   end
 end
 
+--- file:fileno() -> its descriptor (for pass_fds, wait_readable)
+function File:fileno()
+  checkfile(self, "fileno")
+  return self._fd
+end
+
 function File:flush()
   checkfile(self, "flush")
   return self

@@ -6,11 +6,16 @@
 --   opts.stdin/stdout/stderr = aio.PIPE | aio.DEVNULL | aio.STDOUT (stderr
 --   only) | nil (inherit); opts.env (name -> value, replaces the
 --   environment; a name is not empty and has no '='); opts.cwd;
---   opts.limit (pipe readers' limit).  A '\0' in the program, an
---   argument, env or cwd is refused (runtime/process.c).
+--   opts.limit (pipe readers' limit); opts.start_new_session (the child
+--   leads a session and process group: process:killpg); opts.pass_fds
+--   (descriptors the child keeps).  stdin/stdout/stderr may be a
+--   descriptor (the child gets a copy).  stdin may be a StreamReader and
+--   stdout/stderr a StreamWriter (another process's pipe): handed to the
+--   child, they are closed here and leave their process.  A '\0' in the
+--   program, an argument, env or cwd is refused (runtime/process.c).
 --   process.pid, .stdin (writer), .stdout/.stderr (readers), .returncode
 --   process:wait() -> code; process:communicate([input]) -> stdout, stderr
---   process:send_signal(sig), :terminate(), :kill()
+--   process:send_signal(sig), :terminate(), :kill(), :killpg(sig)
 --
 -- Suspension points: wait (a cancelled wait leaves no zombie: the child
 -- is reaped when it exits), communicate (cancelling it cancels its reads
@@ -47,6 +52,13 @@ end
 function Process:send_signal(sig)
   check(self, "send_signal")
   self._p:kill(sig)
+end
+
+--- process:killpg(sig): sig to the process group the child leads
+--- (start_new_session), its children included, even once it has exited.
+function Process:killpg(sig)
+  check(self, "killpg")
+  self._p:killpg(sig)
 end
 
 function Process:terminate()
@@ -104,7 +116,46 @@ function Process:communicate(input)
 end
 
 local OPTIONS = { stdin = true, stdout = true, stderr = true, env = true,
-                  cwd = true, limit = true }
+                  cwd = true, limit = true, start_new_session = true,
+                  pass_fds = true }
+
+local reg = debug.getregistry()
+
+-- The process whose pipe a stream is (weak keys): a stream handed to
+-- another child is no longer its.
+local owner = setmetatable({}, { __mode = "k" })
+
+-- opts[k] for one of the standard three: a mode, or a stream to hand over.
+local function stdio_option(v, k, fname)
+  if v == nil or v == M.PIPE or v == M.DEVNULL or (v == M.STDOUT and k == "stderr") then
+    return v
+  end
+  if v == M.STDOUT then
+    error(("%s: option '%s': aio.STDOUT is only for stderr"):format(fname, k), 4)
+  end
+  local want = k == "stdin" and "StreamReader" or "StreamWriter"
+  if getmetatable(v) == reg["luaio." .. want] then return v end
+  if math.type(v) == "integer" and v >= 0 then return v end
+  error(("%s: option '%s' must be aio.PIPE, aio.DEVNULL%s, a %s, a descriptor or nil"):format(
+    fname, k, k == "stderr" and ", aio.STDOUT" or "", want), 4)
+end
+
+local function check_pass_fds(fds, fname)
+  local bad = type(fds) ~= "table"
+  if not bad then
+    for _, fd in ipairs(fds) do
+      if math.type(fd) ~= "integer" then bad = true; break end
+      if fd <= 2 then
+        error(("%s: pass_fds: descriptor %d is a standard one (use the stdin, "
+          .. "stdout and stderr options)"):format(fname, fd), 4)
+      end
+    end
+  end
+  if bad then
+    error(fname .. ": option 'pass_fds' must be a list of descriptors (integers)", 4)
+  end
+  return fds
+end
 
 local function checkopts(opts, fname, n)
   if opts ~= nil and type(opts) ~= "table" then
@@ -112,18 +163,20 @@ local function checkopts(opts, fname, n)
   end
   core.check_options(opts, fname, OPTIONS, 3)
   opts = opts or {}
-  local o = { cwd = opts.cwd }
+  local o = { cwd = opts.cwd, fname = fname }
   for _, k in ipairs { "stdin", "stdout", "stderr" } do
-    local v = opts[k]
-    if v ~= nil and v ~= M.PIPE and v ~= M.DEVNULL and v ~= M.STDOUT then
-      error(("%s: option '%s' must be aio.PIPE, aio.DEVNULL%s or nil"):format(
-        fname, k, k == "stderr" and ", aio.STDOUT" or ""), 3)
-    end
-    o[k] = v
+    o[k] = stdio_option(opts[k], k, fname)
   end
   if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
     error(fname .. ": option 'cwd' must be a string", 3)
   end
+  if opts.start_new_session ~= nil then
+    if type(opts.start_new_session) ~= "boolean" then
+      error(fname .. ": option 'start_new_session' must be a boolean", 3)
+    end
+    o.start_new_session = opts.start_new_session
+  end
+  if opts.pass_fds ~= nil then o.pass_fds = check_pass_fds(opts.pass_fds, fname) end
   if opts.env ~= nil then
     if type(opts.env) ~= "table" then error(fname .. ": option 'env' must be a table", 3) end
     local env = {}
@@ -148,8 +201,23 @@ local function spawn(program, args, opts, limit)
     if stdout then stdout:_set_limit(limit) end
     if stderr then stderr:_set_limit(limit) end
   end
-  return setmetatable({ _p = p, pid = p:pid(), stdin = stdin, stdout = stdout,
+  -- the streams handed to this child are no longer their process's
+  for _, k in ipairs { "stdin", "stdout", "stderr" } do
+    local s = opts[k]
+    local from = type(s) == "userdata" and owner[s]
+    if from then
+      for _, f in ipairs { "stdin", "stdout", "stderr" } do
+        if rawequal(rawget(from, f), s) then rawset(from, f, nil) end
+      end
+      owner[s] = nil
+    end
+  end
+  local proc = setmetatable({ _p = p, pid = p:pid(), stdin = stdin, stdout = stdout,
     stderr = stderr }, Process)
+  if stdin then owner[stdin] = proc end
+  if stdout then owner[stdout] = proc end
+  if stderr then owner[stderr] = proc end
+  return proc
 end
 
 --- aio.create_subprocess_exec(program, args [, opts])
@@ -161,7 +229,8 @@ function M.create_subprocess_exec(program, args, opts)
     error(("bad argument #2 to 'create_subprocess_exec' (table expected, got %s)"):format(type(args)), 2)
   end
   local o, limit = checkopts(opts, "create_subprocess_exec", 3)
-  return spawn(program, args or {}, o, limit)
+  local p = spawn(program, args or {}, o, limit)   -- (no tail call: errors
+  return p                                          -- of core.spawn blame our caller)
 end
 
 --- aio.create_subprocess_shell(cmd [, opts])
@@ -170,7 +239,8 @@ function M.create_subprocess_shell(cmd, opts)
     error(("bad argument #1 to 'create_subprocess_shell' (string expected, got %s)"):format(type(cmd)), 2)
   end
   local o, limit = checkopts(opts, "create_subprocess_shell", 2)
-  return spawn("/bin/sh", { "-c", cmd }, o, limit)
+  local p = spawn("/bin/sh", { "-c", cmd }, o, limit)
+  return p
 end
 
 M.Process = Process
