@@ -411,6 +411,8 @@ int luaio__future_results (lua_State *L, int idx);  /* pushes or raises */
 int luaio__future_cancel (lua_State *L, int idx, int msgidx);
 void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n);
+void luaio__settle (lua_State *L, luaio_Runtime *rt, Future *f, int idx,
+                    int st, int n);       /* idx absolute */
 void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
                                  const char *fname);
 Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
@@ -423,6 +425,7 @@ void luaio__future_open (lua_State *L);
 /* ---------------------------------------------------------- gather.c */
 
 void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx);
+int luaio__gather_count (lua_State *L, int gidx, Future *f);
 void luaio__gather_open (lua_State *L);
 
 

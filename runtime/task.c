@@ -291,7 +291,7 @@ static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
     lua_setfield(S, -2, "task");
     luaio__queue_report(S, rt);
   }
-  luaio__future_settle(S, rt, tidx, st, st == FUT_DONE ? nres : 1);
+  luaio__settle(S, rt, &t->f, tidx, st, st == FUT_DONE ? nres : 1);
   if (t->f.ncb == 0) {
     luaio__unanchor(S, rt, t->f.anchor);
     t->f.anchor = 0;
