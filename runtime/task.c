@@ -94,22 +94,20 @@ static int task_msgh (lua_State *co) {
 }
 
 static int task_k (lua_State *co, int status, lua_KContext ctx) {
-  GState *G = (GState *)ctx;
+  (void)ctx;
   if (status != LUA_OK && status != LUA_YIELD) {
-    G->rt->body_failed = 1;
+    luaio__state(co)->rt->body_failed = 1;
     return 1;                          /* the error value */
   }
   return lua_gettop(co) - 1;           /* the results, above the handler */
 }
 
-/* task_main(G, fn, ...): the function every task coroutine starts with. */
+/* task_main(msgh, fn, ...): the function every task coroutine starts
+   with (create_task pushes the handler: a light C function, no look-up
+   here). */
 int luaio__task_main (lua_State *co) {
-  GState *G = (GState *)lua_touserdata(co, 1);
-  int n = lua_gettop(co) - 2;
-  lua_pushcfunction(co, task_msgh);
-  lua_replace(co, 1);                  /* msgh, fn, ... */
-  return task_k(co, lua_pcallk(co, n, LUA_MULTRET, 1, (lua_KContext)G,
-                               task_k), (lua_KContext)G);
+  return task_k(co, lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1, 0,
+                               task_k), 0);
 }
 
 
@@ -191,10 +189,11 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
   co = get_coroutine(L, rt, t);
   lua_setiuservalue(L, tidx, FUT_UV_RESULT);
   t->co = co;
-  if (!lua_checkstack(co, n + 3))
+  if (n + 3 > LUA_MINSTACK && !lua_checkstack(co, n + 3))   /* (a new or
+                                  emptied thread has LUA_MINSTACK free) */
     return luaL_error(L, "create_task: too many arguments");
   lua_pushcfunction(co, luaio__task_main);
-  lua_pushlightuserdata(co, rt->G);
+  lua_pushcfunction(co, task_msgh);
   lua_checkstack(L, n + 1);
   {
     int i;
@@ -207,8 +206,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
   if (rt->tasks) rt->tasks->prev = t;
   rt->tasks = t;
   rt->ntasks++;
-  t->tstate = T_NEW;
-  lua_settop(L, tidx);
+  t->tstate = T_NEW;                   /* (the task is on top) */
   if (eager && rt->eager_depth < LUAIO_EAGER_MAX) {
     rt->eager_depth++;
     step(rt, t, rt->running != NULL ? rt->running : L);
@@ -234,7 +232,7 @@ static void pool (lua_State *S, luaio_Runtime *rt, Task *t,
                   lua_State *co) {
   Pooled *e;
   if (rt->closing) return;
-  lua_settop(co, 0);
+  if (lua_gettop(co) != 0) lua_settop(co, 0);
   if (t->slot == 0) {                  /* not anchored yet */
     if (rt->pool_owned >= LUAIO_POOL_MAX) return;   /* the GC takes it */
     if (rt->pool_idle == NULL) {
