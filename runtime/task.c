@@ -233,6 +233,8 @@ static void pool (lua_State *S, luaio_Runtime *rt, Task *t,
   Pooled *e;
   if (rt->closing) return;
   if (lua_gettop(co) != 0) lua_settop(co, 0);
+  if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);   /* (debug.sethook
+                                  on the task's coroutine: not the next's) */
   if (t->slot == 0) {                  /* not anchored yet */
     if (rt->pool_owned >= LUAIO_POOL_MAX) return;   /* the GC takes it */
     if (rt->pool_idle == NULL) {
