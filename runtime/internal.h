@@ -434,8 +434,9 @@ void luaio__gather_open (lua_State *L);
 enum { T_NEW, T_SCHEDULED, T_RUNNING, T_PARKED, T_DONE };
 
 /*
-** A Task.  User values: 1 the coroutine while pending, then the result
-** as a Future's; 2 as a Future; 3 the context (ContextVar values,
+** A Task.  User values: 1 the coroutine while pending (nothing when it
+** is a pooled one: its anchor, slot, keeps it), then the result as a
+** Future's; 2 as a Future; 3 the context (ContextVar values,
 ** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored);
 ** 4 extras, a table made on demand: name, cancel message, traceback.
 ** Every pending task has an anchor, so the loop keeps it alive;

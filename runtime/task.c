@@ -118,19 +118,22 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
 static void cancel_settled (luaio_Runtime *rt, Task *t);
 static void step (luaio_Runtime *rt, Task *t, lua_State *from);
 
-/* Pushes a coroutine for task t: a pooled one, else a new one. */
+/*
+** A coroutine for task t (at tidx): a pooled one, which its anchor keeps
+** alive (t->slot), else a new one, kept as the task's user value 1.
+*/
 static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
-                                 Task *t) {
+                                 Task *t, int tidx) {
+  lua_State *co;
   if (rt->pool_n > 0) {
     Pooled e = rt->pool_idle[--rt->pool_n];
-    lua_State *co = e.co;
     t->slot = e.slot;
-    lua_pushthread(co);
-    lua_xmove(co, L, 1);
-    return co;
+    return e.co;
   }
   t->slot = 0;
-  return lua_newthread(L);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  return co;
 }
 
 static void check_callable (lua_State *L, int idx) {
@@ -186,8 +189,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
       t->own_ctx = 1;
     }
   }
-  co = get_coroutine(L, rt, t);
-  lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  co = get_coroutine(L, rt, t, tidx);
   t->co = co;
   if (n + 3 > LUA_MINSTACK && !lua_checkstack(co, n + 3))   /* (a new or
                                   emptied thread has LUA_MINSTACK free) */
@@ -595,6 +597,7 @@ static int t_set_name (lua_State *L) {
 static int t_get_coro (lua_State *L) {
   Task *t = luaio__checktask(L, 1);
   if (t->co == NULL) lua_pushnil(L);
+  else if (t->slot != 0) luaio__push_anchor(L, t->rt, t->slot);   /* pooled */
   else lua_getiuservalue(L, 1, FUT_UV_RESULT);
   return 1;
 }

@@ -109,9 +109,10 @@ describe("a task on a reused coroutine", function()
         return 1
       end)
       t1:await()
-      local hook, co2 = "unset", nil
+      local hook, co2, own = "unset", nil, nil
       local t2 = aio.create_task(function(...)
         co2 = coroutine.running()
+        own = aio.current_task():get_coro()
         hook = debug.gethook()
         return select("#", ...), ...
       end, "a", nil)
@@ -120,6 +121,7 @@ describe("a task on a reused coroutine", function()
       assert.equal(1, t1:result())       -- the first task is intact
       assert.is_nil(t1:get_coro())
       assert.equal(co1, co2)             -- (it ran on the same coroutine)
+      assert.equal(co2, own)             -- get_coro names it while it runs
     end, V)
   end)
 
