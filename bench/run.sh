@@ -62,6 +62,9 @@ while [ $pass -lt "$RUNS" ]; do
   run W1-1M lua-floor "$cli" "$here/floor/w1_spawn.lua" "$N1M"
   [ $have_py = 1 ] && run W1-1M asyncio python3 "$peers/w1_spawn.py" "$N1M"
   [ $have_node = 1 ] && run W1-1M node node "$peers/w1_spawn.js" "$N1M"
+  run W1gather luaio "$cli" "$here/w1_gather.lua" "$N1M"
+  [ $have_py = 1 ] && run W1gather asyncio python3 "$peers/w1_gather.py" "$N1M"
+  [ $have_node = 1 ] && run W1gather node node "$peers/w1_gather.js" "$N1M"
   run W1wave luaio "$cli" "$here/w1wave.lua" "$NWAVE"
   run W1wave lua-floor "$cli" "$here/floor/w1wave.lua" "$NWAVE"
   [ $have_py = 1 ] && run W1wave asyncio python3 "$peers/w1wave.py" "$NWAVE"
@@ -116,4 +119,4 @@ while [ $pass -lt "$RUNS" ]; do
 done
 
 lua5.4 "$here/table.lua" "$tmp/results" \
-  "W1 N=$N1, W1-1M N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections; $RUNS pass(es)"
+  "W1 N=$N1, W1-1M and W1gather N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections; $RUNS pass(es)"

@@ -37,13 +37,14 @@ local function paired(r, b)
 end
 
 local unit = {
-  ["W1"] = "tasks/s", ["W1-1M"] = "tasks/s", W1wave = "tasks/s",
+  ["W1"] = "tasks/s", ["W1-1M"] = "tasks/s", W1gather = "tasks/s", W1wave = "tasks/s",
   W2 = "switches/s", W3 = "s overhead", W3mem = "B/task", W4 = "round trips/s",
   W4tls = "round trips/s", W6 = "requests/s", W6close = "requests/s", W7 = "requests/s",
   W5 = "s wall", ["start-up"] = "ms",
 }
 local lower = { W3 = true, W3mem = true, W5 = true, ["start-up"] = true }
-local second = { ["W1"] = "peak RSS KiB", ["W1-1M"] = "peak RSS KiB", W3 = "peak RSS KiB",
+local second = { ["W1"] = "peak RSS KiB", ["W1-1M"] = "peak RSS KiB",
+  W1gather = "peak RSS KiB", W3 = "peak RSS KiB",
   W4 = "p50 us", W4tls = "p50 us", W5 = "excess timeouts" }
 local third = { W4 = true, W4tls = true, W6 = true, W6close = true }   -- p50/p99
 

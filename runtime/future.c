@@ -169,9 +169,10 @@ int luaio__future_results (lua_State *L, int idx) {
 ** states, never tables.
 */
 
-/* Appends fn (at fnidx) with sequence seq to the callbacks of idx. */
-static int add_callback (lua_State *L, int idx, int fnidx, unsigned seq) {
-  Future *f = (Future *)lua_touserdata(L, idx);
+/* Appends fn (at fnidx) with sequence seq to the callbacks of f (at
+   idx). */
+static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
+                         unsigned seq) {
   int n;
   if (f->cbkind == CB_NONE) {          /* the first: kept as it is */
     lua_pushvalue(L, fnidx);
@@ -230,25 +231,33 @@ void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
   luaio_Runtime *rt;
   idx = lua_absindex(L, idx);
   if (f->state == FUT_PENDING) {
-    add_callback(L, idx, fnidx, ++f->seq);
+    add_callback(L, f, idx, fnidx, ++f->seq);
     return;
   }
   rt = rt_of(L, f);
   if (rt == NULL) luaL_error(L, "%s: no event loop to run it", fname);
-  queue_callback(L, rt, f, idx, add_callback(L, idx, fnidx, 0));
+  queue_callback(L, rt, f, idx, add_callback(L, f, idx, fnidx, 0));
+}
+
+/* The one callback (on top) is a gather's that counts f at once. */
+static int counted_now (lua_State *L, Future *f, int idx) {
+  if (lua_type(L, -1) != LUA_TUSERDATA ||
+      !luaio__gather_count(L, lua_gettop(L), f))
+    return 0;
+  clear_callbacks(L, f, idx);
+  return 1;
 }
 
 /*
-** The future at idx has just been settled: wake its waiters and schedule
-** its callbacks, in registration order.
+** Future f (at idx, absolute) has just been settled: wake its waiters and
+** schedule its callbacks, in registration order.
 */
-void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
-  Future *f = (Future *)lua_touserdata(L, idx);
+static void complete (lua_State *L, luaio_Runtime *rt, Future *f, int idx) {
   int i = 1, ncb = 0;
-  idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+  if (f->cbkind == CB_NONE) lua_pushnil(L);   /* (no look-up) */
+  else lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
   if (f->cbkind == CB_LIST) ncb = (int)lua_rawlen(L, -1) / 2;
-  else if (f->cbkind == CB_ONE) ncb = 1;
+  else if (f->cbkind == CB_ONE) ncb = counted_now(L, f, idx) ? 0 : 1;
   if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
     rt = rt_of(L, f);
   if (rt == NULL) { lua_pop(L, 1); return; }
@@ -272,6 +281,10 @@ void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
     luaio__unanchor(L, rt, f->anchor);
     f->anchor = 0;
   }
+}
+
+void luaio__future_complete (lua_State *L, luaio_Runtime *rt, int idx) {
+  complete(L, rt, (Future *)lua_touserdata(L, idx), lua_absindex(L, idx));
 }
 
 /* Runs done callback number i of f (anchored) from the ready queue. */
@@ -332,18 +345,23 @@ static void track_failure (lua_State *L, luaio_Runtime *rt, Future *f,
   lua_pop(L, 2);
 }
 
-/* Settles the future at idx with state st; value(s) on top. */
-void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
-                           int n) {
-  Future *f = (Future *)lua_touserdata(L, idx);
+/* Settles future f (at idx, absolute) with state st; value(s) on top. */
+void luaio__settle (lua_State *L, luaio_Runtime *rt, Future *f, int idx,
+                    int st, int n) {
   if (rt == NULL) rt = rt_of(L, f);
-  idx = lua_absindex(L, idx);
   if (st == FUT_DONE) store_results(L, f, idx, n);
   else lua_setiuservalue(L, idx, FUT_UV_RESULT);
   f->hooked = 0;
   f->state = (unsigned char)st;
   if (st == FUT_FAILED) track_failure(L, rt, f, idx);
-  luaio__future_complete(L, rt, idx);
+  complete(L, rt, f, idx);
+}
+
+/* Settles the future at idx with state st; value(s) on top. */
+void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
+                           int n) {
+  luaio__settle(L, rt, (Future *)lua_touserdata(L, idx), lua_absindex(L, idx),
+                st, n);
 }
 
 int luaio__future_cancel (lua_State *L, int idx, int msgidx) {

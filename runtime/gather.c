@@ -107,6 +107,21 @@ void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx) {
 }
 
 
+/*
+** Child f (at fidx) is done, with the state at gidx as its only callback:
+** when that callback would do no more than count it (f has results, and
+** other children are still out), it is counted now and 1 is returned, so
+** no ready-queue entry is spent on it; else 0 (the callback runs).
+*/
+int luaio__gather_count (lua_State *L, int gidx, Future *f) {
+  Gather *g = (Gather *)lua_touserdata(L, gidx);
+  if (f->state != FUT_DONE || !g->started || g->nfinished + 1 >= g->nfuts)
+    return 0;
+  g->nfinished++;
+  return 1;
+}
+
+
 /* ---------------------------------------------------------- cancel */
 
 /* Cancels future or task at idx (message at msgidx, 0: none). */

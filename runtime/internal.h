@@ -414,6 +414,8 @@ int luaio__future_results (lua_State *L, int idx);  /* pushes or raises */
 int luaio__future_cancel (lua_State *L, int idx, int msgidx);
 void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n);
+void luaio__settle (lua_State *L, luaio_Runtime *rt, Future *f, int idx,
+                    int st, int n);       /* idx absolute */
 void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
                                  const char *fname);
 Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
@@ -426,6 +428,7 @@ void luaio__future_open (lua_State *L);
 /* ---------------------------------------------------------- gather.c */
 
 void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx);
+int luaio__gather_count (lua_State *L, int gidx, Future *f);
 void luaio__gather_open (lua_State *L);
 
 
@@ -434,8 +437,9 @@ void luaio__gather_open (lua_State *L);
 enum { T_NEW, T_SCHEDULED, T_RUNNING, T_PARKED, T_DONE };
 
 /*
-** A Task.  User values: 1 the coroutine while pending, then the result
-** as a Future's; 2 as a Future; 3 the context (ContextVar values,
+** A Task.  User values: 1 the coroutine while pending (nothing when it
+** is a pooled one: its anchor, slot, keeps it), then the result as a
+** Future's; 2 as a Future; 3 the context (ContextVar values,
 ** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored);
 ** 4 extras, a table made on demand: name, cancel message, traceback.
 ** Every pending task has an anchor, so the loop keeps it alive;

@@ -114,22 +114,20 @@ static int task_msgh (lua_State *co) {
 }
 
 static int task_k (lua_State *co, int status, lua_KContext ctx) {
-  GState *G = (GState *)ctx;
+  (void)ctx;
   if (status != LUA_OK && status != LUA_YIELD) {
-    G->rt->body_failed = 1;
+    luaio__state(co)->rt->body_failed = 1;
     return 1;                          /* the error value */
   }
   return lua_gettop(co) - 1;           /* the results, above the handler */
 }
 
-/* task_main(G, fn, ...): the function every task coroutine starts with. */
+/* task_main(msgh, fn, ...): the function every task coroutine starts
+   with (create_task pushes the handler: a light C function, no look-up
+   here). */
 int luaio__task_main (lua_State *co) {
-  GState *G = (GState *)lua_touserdata(co, 1);
-  int n = lua_gettop(co) - 2;
-  lua_pushcfunction(co, task_msgh);
-  lua_replace(co, 1);                  /* msgh, fn, ... */
-  return task_k(co, lua_pcallk(co, n, LUA_MULTRET, 1, (lua_KContext)G,
-                               task_k), (lua_KContext)G);
+  return task_k(co, lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1, 0,
+                               task_k), 0);
 }
 
 
@@ -140,19 +138,22 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
 static void cancel_settled (luaio_Runtime *rt, Task *t);
 static void step (luaio_Runtime *rt, Task *t, lua_State *from);
 
-/* Pushes a coroutine for task t: a pooled one, else a new one. */
+/*
+** A coroutine for task t (at tidx): a pooled one, which its anchor keeps
+** alive (t->slot), else a new one, kept as the task's user value 1.
+*/
 static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
-                                 Task *t) {
+                                 Task *t, int tidx) {
+  lua_State *co;
   if (rt->pool_n > 0) {
     Pooled e = rt->pool_idle[--rt->pool_n];
-    lua_State *co = e.co;
     t->slot = e.slot;
-    lua_pushthread(co);
-    lua_xmove(co, L, 1);
-    return co;
+    return e.co;
   }
   t->slot = 0;
-  return lua_newthread(L);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  return co;
 }
 
 static void check_callable (lua_State *L, int idx) {
@@ -230,13 +231,13 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
     lua_pop(L, 1);
     t->own_ctx = 1;
   }
-  co = get_coroutine(L, rt, t);
-  lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  co = get_coroutine(L, rt, t, tidx);
   t->co = co;
-  if (!lua_checkstack(co, n + 3))
+  if (n + 3 > LUA_MINSTACK && !lua_checkstack(co, n + 3))   /* (a new or
+                                  emptied thread has LUA_MINSTACK free) */
     return luaL_error(L, "create_task: too many arguments");
   lua_pushcfunction(co, luaio__task_main);
-  lua_pushlightuserdata(co, rt->G);
+  lua_pushcfunction(co, task_msgh);
   lua_checkstack(L, n + 1);
   {
     int i;
@@ -249,8 +250,7 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
   if (rt->tasks) rt->tasks->prev = t;
   rt->tasks = t;
   rt->ntasks++;
-  t->tstate = T_NEW;
-  lua_settop(L, tidx);
+  t->tstate = T_NEW;                   /* (the task is on top) */
   if (eager && rt->eager_depth < LUAIO_EAGER_MAX) {
     rt->eager_depth++;
     step(rt, t, rt->running != NULL ? rt->running : L);
@@ -276,7 +276,9 @@ static void pool (lua_State *S, luaio_Runtime *rt, Task *t,
                   lua_State *co) {
   Pooled *e;
   if (rt->closing) return;
-  lua_settop(co, 0);
+  if (lua_gettop(co) != 0) lua_settop(co, 0);
+  if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);   /* (debug.sethook
+                                  on the task's coroutine: not the next's) */
   if (t->slot == 0) {                  /* not anchored yet */
     if (rt->pool_owned >= LUAIO_POOL_MAX) return;   /* the GC takes it */
     if (rt->pool_idle == NULL) {
@@ -333,7 +335,7 @@ static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
     lua_setfield(S, -2, "task");
     luaio__queue_report(S, rt);
   }
-  luaio__future_settle(S, rt, tidx, st, st == FUT_DONE ? nres : 1);
+  luaio__settle(S, rt, &t->f, tidx, st, st == FUT_DONE ? nres : 1);
   if (t->f.ncb == 0) {
     luaio__unanchor(S, rt, t->f.anchor);
     t->f.anchor = 0;
@@ -641,6 +643,7 @@ static int t_set_name (lua_State *L) {
 static int t_get_coro (lua_State *L) {
   Task *t = luaio__checktask(L, 1);
   if (t->co == NULL) lua_pushnil(L);
+  else if (t->slot != 0) luaio__push_anchor(L, t->rt, t->slot);   /* pooled */
   else lua_getiuservalue(L, 1, FUT_UV_RESULT);
   return 1;
 }
