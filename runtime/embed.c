@@ -934,10 +934,10 @@ void luaio__embed_free (luaio_Runtime *rt) {
   if (e == NULL || e->hosted) return;
   orphans = orphan_pendings(e);
   if (orphans > 0) {
-    snprintf(msg, sizeof msg, "%d async C operation%s not resolved at loop "
-             "close (no cancel hook ended %s): luaio_resolve discards %s "
-             "later", orphans, orphans > 1 ? "s" : "",
-             orphans > 1 ? "them" : "it", orphans > 1 ? "them" : "it");
+    snprintf(msg, sizeof msg, "%d async C operation%s still not resolved "
+             "at loop close: luaio_resolve discards %s later "
+             "(luaio_resolve_threadsafe returns LUAIO_ERROR)", orphans,
+             orphans > 1 ? "s" : "", orphans > 1 ? "them" : "it");
     luaio__report_msg(rt, msg);
   }
   luaio__set_ext(rt, &KEY, NULL);
