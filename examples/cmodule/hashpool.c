@@ -70,14 +70,17 @@ static uint64_t fnv1a (const unsigned char *p, size_t n, uint64_t h) {
   return h;
 }
 
-/* On a pool thread: no Lua, no luaio calls. */
+/* On a pool thread: no Lua; it stops early once the task is cancelled
+   (luaio_pending_cancelled may be asked from any thread). */
 static void digest_work (uv_work_t *req) {
   Job *j = (Job *)req->data;
   uint64_t h = fnv1a((const unsigned char *)j->data, j->len,
                      14695981039346656037ULL);
   lua_Integer i;
-  for (i = 1; i < j->rounds; i++)
+  for (i = 1; i < j->rounds; i++) {
+    if ((i & 1023) == 0 && luaio_pending_cancelled(j->pending)) break;
     h = fnv1a((const unsigned char *)&h, sizeof h, 14695981039346656037ULL);
+  }
   j->hash = h;
 }
 

@@ -8,7 +8,8 @@
 # B, CC, EMBED_CFLAGS, EMBED_LIBS and PKGCONFIG=1 as examples/embed/run.sh.
 # A sanitized build (EMBED_CFLAGS with -fsanitize) runs only the host (and
 # the CLI if $B/luaio exists): a sanitized module cannot load into stock
-# lua5.4.  Prints "N passed, M failed".
+# lua5.4.  VALGRIND=1 runs the lua5.4 ones under valgrind (memcheck,
+# leaks included: any error fails them).  Prints "N passed, M failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -22,6 +23,10 @@ if [ "${PKGCONFIG:-0}" = 1 ]; then
 else
   modflags="-I$top/runtime $(pkg-config --cflags lua5.4 libuv) $(pkg-config --libs libuv)"
   hostflags="-I$top/runtime $(pkg-config --cflags lua5.4 libuv) $B/libluaio.a $(pkg-config --libs lua5.4 libuv) ${EMBED_LIBS:-} -lm -ldl"
+fi
+vg=
+if [ "${VALGRIND:-0}" = 1 ]; then
+  vg="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99"
 fi
 out=$(mktemp -d)
 pass=0; fail=0
@@ -62,8 +67,8 @@ if [ -x "$B/luaio" ]; then
 elif [ "$sanitized" = 0 ]; then ko "cli: $B/luaio is not built"
 else echo "skipped: the CLI (not built in $B)"; fi
 if [ "$sanitized" = 0 ]; then
-  run lua5.4 lua5.4 "$here/demo.lua"
-  run stray-lua5.4 env LUAIO_SHUTDOWN_TIMEOUT=0.1 lua5.4 "$here/stray.lua"
+  run lua5.4 $vg lua5.4 "$here/demo.lua"
+  run stray-lua5.4 env LUAIO_SHUTDOWN_TIMEOUT=0.1 $vg lua5.4 "$here/stray.lua"
   # no luaio where lua5.4 looks: a Lua error that says what to do
   LUA_PATH="$out/?.lua" LUA_CPATH="$out/?.so" lua5.4 -e 'require "hashpool"' \
     > "$out/none.out" 2>&1
