@@ -9,7 +9,8 @@
 # A sanitized build (EMBED_CFLAGS with -fsanitize) runs only the host (and
 # the CLI if $B/luaio exists): a sanitized module cannot load into stock
 # lua5.4.  VALGRIND=1 runs the lua5.4 ones under valgrind (memcheck,
-# leaks included: any error fails them).  Prints "N passed, M failed".
+# leaks included: any error fails them; outputs are not compared then, as
+# in examples/embed/run.sh).  Prints "N passed, M failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -41,6 +42,7 @@ run () {
   if ! timeout 30 "$@" > "$out/$name.out" 2> "$out/$name.err"; then
     ko "$name: exit status"; cat "$out/$name.err"; return
   fi
+  if [ -n "$vg" ]; then ok; return; fi     # (valgrind's slowdown moves timers)
   if ! cmp -s "$out/$name.out" "$here/$exp.expected"; then
     ko "$name: output differs"; diff "$here/$exp.expected" "$out/$name.out"; return
   fi
