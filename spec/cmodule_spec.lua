@@ -431,3 +431,46 @@ describe("a C module's own thread under a runtime no host opened", function()
     assert.same({ 0, refused + 1 }, { hp.threads() })  -- told LUAIO_ERROR
   end)
 end)
+
+-- The CLI's own runtime: its exit is a shutdown like aio.run's end.
+describe("the luaio CLI's exit with a C module's thread holding its runtime", function()
+  local dir
+  setup(function() dir = build(IN_TREE) end)
+  teardown(function() if dir then H.rmrf(dir) end end)
+
+  local SCRIPT = [[
+local aio = require "luaio"
+local hp = require "hashpool"
+aio.create_task(function()
+  local ok, e = pcall(hp.digest_thread, "x", 10, %d)
+  print("task", ok, aio.is(e, aio.CancelledError))
+end)
+aio.sleep(0.01)
+print("main done")
+]]
+
+  local function run(block, timeout)
+    local script = H.script(SCRIPT:format(block))
+    local t0 = aio.core.wall_time()
+    local r = H.cli({ script }, { env = ("LUA_CPATH=%s LUAIO_SHUTDOWN_TIMEOUT=%s")
+      :format(H.quote(dir .. "/?.so;" .. H.ROOT .. "/build/lib/?.so;;"), timeout) })
+    os.remove(script)
+    return r, aio.core.wall_time() - t0
+  end
+
+  it("waits for the thread to give its hold back", function()
+    local r, dt = run(200, 5)
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("main done\ntask\tfalse\ttrue\n", r.stdout)
+    assert.equal("", r.stderr)
+    assert.is_true(dt >= 0.2, tostring(dt))
+  end)
+
+  it("exits after shutdown_timeout, reporting the hold, while the thread is blocked", function()
+    local r, dt = run(3000, 0.1)
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("main done\ntask\tfalse\ttrue\n", r.stdout)
+    assert.truthy(r.stderr:find("1 luaio_hold still taken at loop close after 0.1 s", 1, true), r.stderr)
+    assert.is_true(dt < 2, tostring(dt))
+  end)
+end)
