@@ -101,13 +101,18 @@ static luaio_Pending *rl_waiting;
 static char *rl_line;
 static int rl_eof;
 
+/* (L NULL: the task was cancelled after the line came; it is dropped) */
 static int push_line (lua_State *L, void *ud) {
+  int eof = rl_eof;
   (void)ud;
-  if (rl_eof) { rl_eof = 0; lua_pushnil(L); return 1; }
-  lua_pushstring(L, rl_line);
+  rl_eof = 0;
+  if (L != NULL) {
+    if (eof) lua_pushnil(L);
+    else lua_pushstring(L, rl_line);
+  }
   free(rl_line);
   rl_line = NULL;
-  return 1;
+  return L != NULL;
 }
 
 static void stop_polling (void) {
@@ -134,11 +139,15 @@ static void on_rl_poll (uv_poll_t *h, int status, int events) {
   rl.read_char();
 }
 
-static void on_rl_cancel (void *ud) {   /* the waiting task was cancelled */
+/* The waiting task was cancelled: stop reading, and resolve (nobody will
+   receive a line), so that the pending is freed and no shutdown waits. */
+static void on_rl_cancel (void *ud) {
+  luaio_Pending *p = rl_waiting;
   (void)ud;
   rl_waiting = NULL;
   rl.handler_remove();
   stop_polling();
+  if (p != NULL) luaio_resolve(p, NULL, NULL);
 }
 
 static int l_readline (lua_State *L) {
