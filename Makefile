@@ -221,8 +221,9 @@ check:
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/embed/run.sh
 	B=$(CURDIR)/build/asan EMBED_LIBS="$(TLS_LIBS)" EMBED_CFLAGS="-fsanitize=address,undefined -g" \
 	  ASAN_OPTIONS=detect_leaks=1 sh examples/cmodule/run.sh
-	@echo "== the embedding hosts under valgrind (memcheck, the plain build)"
+	@echo "== the embedding hosts, and the C module under lua5.4, under valgrind (memcheck, the plain build)"
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" VALGRIND=1 sh examples/embed/run.sh
+	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" VALGRIND=1 sh examples/cmodule/run.sh
 	@echo "== stress (bounded, loopback only)"
 	@# (descriptors: 20,500, or the hard limit when it is lower; the 10,000-
 	@# connection specs need ~10,200 in each of their two processes and fail

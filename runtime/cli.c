@@ -121,14 +121,19 @@ static char *rl_line;
 static int rl_eof, rl_interrupted;
 static char *history_path;             /* NULL: no history file */
 
+/* (L NULL: the task was cancelled after the line came; it is dropped) */
 static int push_line (lua_State *L, void *ud) {
+  int eof = rl_eof, interrupted = rl_interrupted;
   (void)ud;
-  if (rl_eof) { rl_eof = 0; lua_pushnil(L); return 1; }
-  if (rl_interrupted) { rl_interrupted = 0; lua_pushboolean(L, 0); return 1; }
-  lua_pushstring(L, rl_line);
+  rl_eof = rl_interrupted = 0;
+  if (L != NULL) {
+    if (eof) lua_pushnil(L);
+    else if (interrupted) lua_pushboolean(L, 0);   /* Ctrl-C: input dropped */
+    else lua_pushstring(L, rl_line);
+  }
   free(rl_line);
   rl_line = NULL;
-  return 1;
+  return L != NULL;
 }
 
 static void stop_polling (void) {
@@ -164,11 +169,15 @@ static void on_rl_poll (uv_poll_t *h, int status, int events) {
   rl.read_char();
 }
 
-static void on_rl_cancel (void *ud) {   /* the waiting task was cancelled */
+/* The waiting task was cancelled: stop reading, and resolve (nobody will
+   receive a line), so that the pending is freed and no shutdown waits. */
+static void on_rl_cancel (void *ud) {
+  luaio_Pending *p = rl_waiting;
   (void)ud;
   rl_waiting = NULL;
   rl.handler_remove();
   stop_polling();
+  if (p != NULL) luaio_resolve(p, NULL, NULL);
 }
 
 static int l_readline (lua_State *L) {

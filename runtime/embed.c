@@ -8,9 +8,26 @@
 ** luaio_close, so scripts may suspend whenever the host runs the loop.
 ** Calls from other threads go through a queue and one uv_async_t; their
 ** callbacks run from the drain like call_soon's.  One process-wide lock
-** (the gate) guards what threads touch, so a call after luaio_close
-** finds its runtime gone and fails without touching it.  A pending's push
+** (the gate) guards what threads touch, so a call after the runtime is
+** gone finds it gone and fails without touching it.  A pending's push
 ** runs exactly once after its resolve: delivering, or with L == NULL.
+**
+** Who makes and frees the cross-thread state (an Embed: the async
+** handle, the call queue, the hold count, the pendings, its place on the
+** list of open runtimes):
+**   - luaio_open makes it (hosted) and luaio_close frees it: close waits
+**     for the holds and refuses while one is taken (host's choice).
+**   - A runtime no host opened (the CLI's, aio.run's, a Loop's) gets one
+**     on the loop thread from the first luaio_hold or luaio_pending
+**     (need_embed); a thread never makes one, so before that its calls
+**     fail.  loop.c's shutdown frees it: it waits for the holds and the
+**     unresolved pendings like for its tasks (luaio__embed_busy), within
+**     shutdown_timeout; then luaio__embed_detach unlists it (a hold still
+**     taken is reported: that thread's calls fail from now on) and
+**     resolves what threads queued; luaio__embed_free, once the async
+**     handle is closed, orphans the pendings left and frees it.
+** Either way an unlisted Embed is reached by no thread: calls naming the
+** runtime fail, and an orphaned pending (rt NULL) is freed by its resolve.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +51,7 @@ typedef struct Embed {
   struct Embed *next_live;     /* on the list of open runtimes (gate) */
   Call *head, *tail;           /* (gate) */
   int async_closed;            /* (gate) */
+  int hosted;                  /* made by luaio_open; else by need_embed */
   luaio_Pending *pendings;     /* not yet freed nor orphaned */
   int unresolved;              /* of those, not yet resolved */
   int owns_state;
@@ -58,9 +76,10 @@ static Embed *embed_of (luaio_Runtime *rt) {
 struct luaio_Pending {
   luaio_Pending *prev, *next;  /* on its Embed's list */
   luaio_Runtime *rt;           /* NULL: orphaned (gate) */
+  Embed *e;                    /* its runtime's, until orphaned */
   Task *t;                     /* the waiting task; NULL once it gave up */
   unsigned char resolved, awaited, consumed, task_done;
-  unsigned char linked;        /* on a list (a runtime a host opened) */
+  unsigned char linked;        /* on e's list (until orphaned) */
   unsigned char cancelled;     /* nobody will receive its values (gate) */
   luaio_Callback push;
   void *ud;
@@ -111,6 +130,48 @@ static void unlist (Embed *e) {
 }
 
 
+/* ---------------------------------------------------------- making one */
+
+static void on_async (uv_async_t *h);
+static void close_embed (luaio_Runtime *rt, Hook *h);
+
+static void async_closed (uv_handle_t *h) {
+  Embed *e = (Embed *)h->data;
+  e->rt->open_handles--;
+  if (!e->hosted) e->rt->own_handles--;
+}
+
+/*
+** rt's Embed, made now if it has none (loop thread): by luaio_open
+** (hosted), else by the first luaio_hold or luaio_pending.  NULL when
+** out of memory, or once shutdown has cut threads off (threads_off).
+*/
+static Embed *need_embed (luaio_Runtime *rt, int hosted) {
+  Embed *e = embed_of(rt);
+  if (e != NULL || rt->threads_off) return e;
+  e = (Embed *)calloc(1, sizeof(Embed));
+  if (e == NULL) return NULL;
+  if (!luaio__set_ext(rt, &KEY, e) ||
+      uv_async_init(rt->loop, &e->async, on_async) != 0) {
+    luaio__set_ext(rt, &KEY, NULL);
+    free(e);
+    return NULL;
+  }
+  e->rt = rt;
+  e->hosted = hosted;
+  e->async.data = e;
+  uv_unref((uv_handle_t *)&e->async);  /* it does not keep the loop alive */
+  rt->open_handles++;
+  if (!hosted) rt->own_handles++;      /* (not the program's: stats) */
+  luaio__hook(&rt->open, &e->hook, close_embed);
+  lock();                              /* threads may find it from now on */
+  e->next_live = live;
+  live = e;
+  unlock();
+  return e;
+}
+
+
 /* ---------------------------------------------------------- stdlib */
 
 static int load_embedded (lua_State *L) {
@@ -144,7 +205,7 @@ LUAIO_API void luaio_preload (lua_State *L) {
 
 static void set_error (luaio_Runtime *rt, const char *msg) {
   Embed *e = embed_of(rt);
-  if (e == NULL) return;       /* (a runtime no host opened) */
+  if (e == NULL || !e->hosted) return;  /* (a runtime no host opened) */
   free(e->err);
   e->err = NULL;
   if (msg != NULL) {
@@ -216,8 +277,8 @@ static void run_calls (luaio_Runtime *rt, Call *c) {
 }
 
 static void on_async (uv_async_t *h) {
-  luaio_Runtime *rt = (luaio_Runtime *)h->data;
-  run_calls(rt, take_calls(embed_of(rt)));
+  Embed *e = (Embed *)h->data;
+  run_calls(e->rt, take_calls(e));
 }
 
 /* Under the gate: queues c on e and wakes its loop. */
@@ -290,8 +351,8 @@ LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
   if (c == NULL) return LUAIO_ERROR;
   lock();
   orphan = p->rt == NULL;
-  ok = !orphan && p->linked;   /* (no queue: a runtime no host opened) */
-  if (ok) enqueue(embed_of(p->rt), c);
+  ok = !orphan && p->linked;
+  if (ok) enqueue(p->e, c);
   unlock();
   if (!ok) free(c);
   if (orphan) free(p);
@@ -318,7 +379,7 @@ static void unlink_pending (Embed *e, luaio_Pending *p) {
 /* Frees p once both sides are done with it. */
 static void settle (luaio_Pending *p) {
   if (!p->resolved || !p->task_done) return;
-  if (p->linked) unlink_pending(embed_of(p->rt), p);
+  if (p->linked) unlink_pending(p->e, p);
   free(p);
 }
 
@@ -356,16 +417,15 @@ LUAIO_API luaio_Pending *luaio_pending (lua_State *L) {
   if (!lua_isyieldable(L) || L != rt->running)
     luaL_error(L, "async C function: cannot suspend here (a C call that "
                "does not allow yields is on the stack)");
-  p = (luaio_Pending *)calloc(1, sizeof(luaio_Pending));
+  e = need_embed(rt, 0);
+  p = e != NULL ? (luaio_Pending *)calloc(1, sizeof(luaio_Pending)) : NULL;
   if (p == NULL) luaL_error(L, "not enough memory");
   p->rt = rt;
+  p->e = e;
   p->t = rt->current;
-  e = embed_of(rt);
-  if (e != NULL) {             /* (the CLI's or aio.run's keep no list) */
-    link_pending(e, p);
-    p->linked = 1;
-    e->unresolved++;
-  }
+  link_pending(e, p);
+  p->linked = 1;
+  e->unresolved++;
   return p;
 }
 
@@ -441,7 +501,7 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
     free(p);
     return;
   }
-  if (p->linked) embed_of(p->rt)->unresolved--;
+  if (p->linked) p->e->unresolved--;
   if (p->t != NULL && p->rt->closing && !task_alive(p->rt, p->t))
     p->t = NULL, p->task_done = 1;
   if (p->t == NULL) {                  /* its task gave up */
@@ -453,8 +513,6 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
 
 
 /* ---------------------------------------------------------- lifetime */
-
-static void close_embed (luaio_Runtime *rt, Hook *h);
 
 /* LUAIO_SHUTDOWN_TIMEOUT, as aio.run reads it; raises if malformed. */
 static double env_timeout (lua_State *L) {
@@ -515,29 +573,13 @@ LUAIO_API luaio_Runtime *luaio_open (lua_State *L, uv_loop_t *loop,
     if (owns) lua_close(L);
     return NULL;
   }
-  e = (Embed *)calloc(1, sizeof(Embed));
+  e = need_embed(rt, 1);
   if (e == NULL) {
     if (errlen > 0) snprintf(err, errlen, "luaio_open: not enough memory");
     return NULL;
   }
   e->owns_state = owns;
-  e->rt = rt;
-  uv_async_init(rt->loop, &e->async, on_async);
-  e->async.data = rt;
-  uv_unref((uv_handle_t *)&e->async);  /* it does not keep the loop alive */
-  rt->open_handles++;
-  luaio__set_ext(rt, &KEY, e);         /* (a new runtime has room) */
-  luaio__hook(&rt->open, &e->hook, close_embed);
-  lock();
-  e->next_live = live;
-  live = e;
-  unlock();
   return rt;
-}
-
-static void async_closed (uv_handle_t *h) {
-  luaio_Runtime *rt = (luaio_Runtime *)h->data;
-  rt->open_handles--;
 }
 
 /* Shutdown: rt's hook closes the async handle (what is queued later is
@@ -617,6 +659,7 @@ static int orphan_pendings (Embed *e) {
     next = p->next;
     p->prev = p->next = NULL;
     p->linked = 0;
+    p->e = NULL;
     p->t = NULL;
     p->task_done = 1;
     if (p->resolved) { p->next = done; done = p; }
@@ -656,7 +699,8 @@ LUAIO_API int luaio_close (luaio_Runtime *rt) {
   uint64_t deadline, now;
   int orphans;
   char msg[200];
-  if (rt == NULL || (e = embed_of(rt)) == NULL) return LUAIO_ERROR;
+  if (rt == NULL || (e = embed_of(rt)) == NULL || !e->hosted)
+    return LUAIO_ERROR;
   if (rt->closed) return closed_state(rt, e);
   if (rt->current != NULL || rt->running_depth > 0)
     return refuse(rt, "luaio_close: called from inside the runtime (a task "
@@ -697,7 +741,7 @@ LUAIO_API int luaio_close (luaio_Runtime *rt) {
 }
 
 LUAIO_API void luaio_hold (luaio_Runtime *rt) {
-  Embed *e = rt != NULL ? embed_of(rt) : NULL;
+  Embed *e = rt != NULL ? need_embed(rt, 0) : NULL;
   if (e != NULL && e->holds++ == 0) uv_ref((uv_handle_t *)&e->async);
 }
 
@@ -836,15 +880,66 @@ LUAIO_API int luaio_step (luaio_Runtime *rt) {
 /* luaio_error's message, set by embed_task.c (a runtime no host opened
    keeps none). */
 void luaio__embed_set_error (luaio_Runtime *rt, const char *msg) {
-  if (embed_of(rt) != NULL) set_error(rt, msg);
+  set_error(rt, msg);
 }
 
-/* Was rt opened by a host (luaio_open)?  Only such a runtime has the
-   cross-thread part and keeps error messages (embed_capi.c asks). */
+/* Was rt opened by a host (luaio_open)?  Only such a runtime keeps error
+   messages (embed_capi.c asks). */
 int luaio__embed_has (luaio_Runtime *rt) {
-  return rt != NULL && embed_of(rt) != NULL;
+  Embed *e = rt != NULL ? embed_of(rt) : NULL;
+  return e != NULL && e->hosted;
 }
 
-luaio_Runtime *luaio__pending_rt (luaio_Pending *p) {
-  return p->rt;
+
+/* ---------------------------------------------------------- for loop.c */
+
+/* Shutdown waits, as for tasks, while a hold is taken or a pending is
+   not resolved (its thread or completion may still call). */
+int luaio__embed_busy (luaio_Runtime *rt) {
+  Embed *e = embed_of(rt);
+  return e != NULL && (e->holds > 0 || e->unresolved > 0);
+}
+
+/*
+** Shutdown, done waiting (the tasks abandoned): no Embed is made from now
+** on; one luaio_open did not make is unlisted -- other threads' calls
+** fail from now on -- and what they queued is resolved or scheduled.  A
+** hold still taken is reported (luaio_close refuses instead: hosted).
+*/
+void luaio__embed_detach (luaio_Runtime *rt) {
+  Embed *e = embed_of(rt);
+  char msg[240];
+  rt->threads_off = 1;
+  if (e == NULL || e->hosted) return;
+  if (e->holds > 0) {
+    snprintf(msg, sizeof msg, "%d luaio_hold%s still taken at loop close "
+             "after %g s (a C module's thread may still call back): the "
+             "loop closes anyway, and that thread's cross-thread calls "
+             "fail from now on (LUAIO_ERROR)", e->holds,
+             e->holds > 1 ? "s" : "", rt->shutdown_timeout);
+    luaio__report_msg(rt, msg);
+  }
+  unlist(e);
+  run_calls(rt, take_calls(e));
+}
+
+/*
+** Shutdown, its handles closed: frees the Embed luaio_open did not make,
+** orphaning the pendings left (reported; their resolve frees them).
+*/
+void luaio__embed_free (luaio_Runtime *rt) {
+  Embed *e = embed_of(rt);
+  int orphans;
+  char msg[200];
+  if (e == NULL || e->hosted) return;
+  orphans = orphan_pendings(e);
+  if (orphans > 0) {
+    snprintf(msg, sizeof msg, "%d async C operation%s still not resolved "
+             "at loop close: luaio_resolve discards %s later "
+             "(luaio_resolve_threadsafe returns LUAIO_ERROR)", orphans,
+             orphans > 1 ? "s" : "", orphans > 1 ? "them" : "it");
+    luaio__report_msg(rt, msg);
+  }
+  luaio__set_ext(rt, &KEY, NULL);
+  free(e);
 }

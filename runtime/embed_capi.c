@@ -12,35 +12,20 @@
 
 /*
 ** A module may run under a runtime no host opened (aio.run's, the
-** CLI's): it has no cross-thread part and keeps no error message, so
-** those entries answer without touching one (embed.c's would crash).
+** CLI's): it keeps no error message.  Its cross-thread calls work as a
+** host's (embed.c makes their state on the first luaio_hold or
+** luaio_pending); resolve_threadsafe also takes a NULL pending.
 */
 static const char NO_HOST[] = "this runtime was not opened by a host "
-  "(luaio_open): it keeps no error message and has no cross-thread calls";
+  "(luaio_open): it keeps no error message";
 
 static const char *capi_error (luaio_Runtime *rt) {
   return luaio__embed_has(rt) ? luaio_error(rt) : NO_HOST;
 }
 
-static int capi_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
-                                 void *ud) {
-  return luaio__embed_has(rt) ? luaio_call_threadsafe(rt, fn, ud)
-                              : LUAIO_ERROR;
-}
-
 static int capi_resolve_threadsafe (luaio_Pending *p, luaio_Callback push,
                                     void *ud) {
-  if (p == NULL || !luaio__embed_has(luaio__pending_rt(p)))
-    return LUAIO_ERROR;
-  return luaio_resolve_threadsafe(p, push, ud);
-}
-
-static void capi_hold (luaio_Runtime *rt) {
-  if (luaio__embed_has(rt)) luaio_hold(rt);
-}
-
-static void capi_release (luaio_Runtime *rt) {
-  if (luaio__embed_has(rt)) luaio_release(rt);
+  return p != NULL ? luaio_resolve_threadsafe(p, push, ud) : LUAIO_ERROR;
 }
 
 /* luaio_spawn by luaio_spawn_task, which needs no host's runtime. */
@@ -64,9 +49,9 @@ static const luaio_CAPI capi = {
   luaio_pending_cancelled,
   luaio_resolve,
   capi_resolve_threadsafe,
-  capi_call_threadsafe,
-  capi_hold,
-  capi_release,
+  luaio_call_threadsafe,
+  luaio_hold,
+  luaio_release,
   capi_spawn,
   luaio_spawn_task,
   luaio_task_status,

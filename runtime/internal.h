@@ -348,6 +348,8 @@ struct luaio_Runtime {
   uint64_t wdeadline;          /* until when those hooks may block */
   struct { const void *key; void *p; } ext[LUAIO_NEXT];
   /* flags */
+  int threads_off;             /* shutdown cut other threads off: no
+                                  cross-thread state is made (embed.c) */
   int running_depth;           /* inside luaio__run_until, luaio_run,
                                   run_until_complete or a drain */
   int closing, closed, debug;
@@ -587,6 +589,8 @@ void luaio__loop_open (lua_State *L);
 void luaio__capi_open (lua_State *L);  /* publishes the C API's table */
 void luaio__embed_set_error (luaio_Runtime *rt, const char *msg);
 int luaio__embed_has (luaio_Runtime *rt);
-luaio_Runtime *luaio__pending_rt (luaio_Pending *p);
+int luaio__embed_busy (luaio_Runtime *rt);     /* shutdown waits for it */
+void luaio__embed_detach (luaio_Runtime *rt);  /* threads' calls fail */
+void luaio__embed_free (luaio_Runtime *rt);    /* once handles closed */
 
 #endif

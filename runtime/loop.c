@@ -598,10 +598,12 @@ static void close_own_loop (luaio_Runtime *rt, uint64_t deadline) {
 }
 
 /*
-** Shutdown: cancel every pending task once, run until they finish and
-** the streams have written what they queued, or shutdown_timeout
-** passes; abandon the tasks left, report never-retrieved errors, report
-** what will not be written, close every handle, close the loop.
+** Shutdown: cancel every pending task once, run until they finish, the
+** streams have written what they queued and other threads are done
+** (holds given back, async C operations resolved: embed.c), or
+** shutdown_timeout passes; abandon the tasks left, report never-retrieved
+** errors, cut threads off, report what will not be written, close every
+** handle, free the cross-thread state, close the loop.
 */
 void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   GState *G = rt->G;
@@ -614,7 +616,8 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   deadline = luaio__real_after(rt->shutdown_timeout);
   luaio__kick(rt);
   luaio__end_pass(rt);       /* (coalesced writes join the queued ones) */
-  while ((rt->ntasks > 0 || rt->writing.head != NULL) && !rt->fatal) {
+  while ((rt->ntasks > 0 || rt->writing.head != NULL ||
+          luaio__embed_busy(rt)) && !rt->fatal) {
     uint64_t now = uv_hrtime();
     int alive;
     if (now >= deadline) break;
@@ -626,6 +629,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   uv_timer_stop(&rt->guard);
   luaio__abandon_all(L, rt);
   luaio__report_unretrieved(L, rt);
+  luaio__embed_detach(rt);   /* other threads' calls fail from now on */
   /* Deliver whatever is still queued (reports, callbacks). */
   while (rt->qlen > 0 && !rt->fatal) {
     rt->stop = 0;
@@ -639,5 +643,6 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   luaio__sched_close(rt);    /* the loop's own handles */
   luaio__close_hooks(rt);    /* what subsystems left open */
   while (rt->open_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
+  luaio__embed_free(rt);     /* the cross-thread state, if it has one */
   if (rt->owns_loop) close_own_loop(rt, deadline);
 }

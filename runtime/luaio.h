@@ -193,8 +193,9 @@ LUAIO_API void luaio_resolve (luaio_Pending *p, luaio_Callback push,
 
 /*
 ** Any thread: luaio_resolve, done on the loop thread (push runs there,
-** once); take a luaio_hold for it first.  After luaio_close orphaned p:
-** LUAIO_ERROR, p freed, push not called (ud is the caller's).
+** once); take a luaio_hold for it first.  After luaio_close (or the end
+** of a runtime no host opened) orphaned p: LUAIO_ERROR, p freed, push not
+** called (ud is the caller's).
 */
 LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
                                         luaio_Callback push, void *ud);
@@ -202,7 +203,9 @@ LUAIO_API int luaio_resolve_threadsafe (luaio_Pending *p,
 /*
 ** Any thread: fn(L, ud) runs soon on the loop thread, like a call_soon
 ** callback (not a task: it cannot suspend), e.g. to set a Future's result.
-** Once luaio_close has begun freeing rt: LUAIO_ERROR, fn not called.
+** Once luaio_close has begun freeing rt (or a runtime no host opened is
+** ending), or before a runtime no host opened had a luaio_hold or
+** luaio_pending: LUAIO_ERROR, fn not called.
 */
 LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
                                      void *ud);
@@ -212,7 +215,10 @@ LUAIO_API int luaio_call_threadsafe (luaio_Runtime *rt, luaio_Callback fn,
 ** UV_RUN_DEFAULT does not return) even if nothing of its own is pending --
 ** e.g. while a host thread will still call luaio_call_threadsafe.  Holds
 ** count; luaio_release gives one back.  luaio_close waits for them (and
-** refuses if one is still taken at its bound).
+** refuses if one is still taken at its bound); the end of a runtime no
+** host opened (aio.run's, the CLI's) waits for them as for its tasks,
+** then closes anyway, reported.  In such a runtime the first luaio_hold
+** (or luaio_pending) makes the state the cross-thread calls use.
 */
 LUAIO_API void luaio_hold (luaio_Runtime *rt);
 LUAIO_API void luaio_release (luaio_Runtime *rt);

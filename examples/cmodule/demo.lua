@@ -26,6 +26,21 @@ local function main()
   local done = 0
   for i = 1, 8 do if pcall(jobs[i].await, jobs[i]) then done = done + 1 end end
   print("pool cancelled", done == 0)
+  -- a job on a thread of the module's own, under a hold (without it the
+  -- loop would see nothing left to wait for)
+  print("thread", hp.digest_thread("hello", 1000))
+  -- cancellations racing the threads' completions: each task gets its
+  -- digest or CancelledError, and every thread is joined
+  local bad = 0
+  for i = 1, 50 do
+    local tj = aio.create_task(hp.digest_thread, "r" .. i, 20000)
+    if i % 2 == 0 then aio.sleep(0) end
+    tj:cancel()
+    local okj, e = pcall(tj.await, tj)
+    if not okj and not aio.is(e, aio.CancelledError) then bad = bad + 1 end
+  end
+  while hp.threads() > 0 do aio.sleep(0.001) end
+  print("thread race", bad, hp.threads())
   aio.get_running_loop():call_soon(function()
     print("outside a task", pcall(hp.sleep, 1))
   end)

@@ -9,15 +9,28 @@
 **                               rounds times, on libuv's thread pool:
 **                               a hex string (suspends the task)
 **   hp.sleep(ms)                ms after ms milliseconds (a libuv timer)
+**   hp.digest_thread(data [, rounds [, block_ms]])
+**                               hp.digest's hash on a thread of its own,
+**                               which first blocks block_ms (a driver's
+**                               call that cannot be interrupted), then
+**                               hashes, stopping early once cancelled;
+**                               it resolves with luaio_resolve_threadsafe
+**   hp.threads()                those threads not yet done, and how many
+**                               found their runtime gone (LUAIO_ERROR)
 **
 ** Build (luaio installed):
 **   cc -shared -fPIC -o hashpool.so hashpool.c \
 **      $(pkg-config --cflags --libs luaio-module)
 */
+#define _GNU_SOURCE                    /* dladdr */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -57,14 +70,17 @@ static uint64_t fnv1a (const unsigned char *p, size_t n, uint64_t h) {
   return h;
 }
 
-/* On a pool thread: no Lua, no luaio calls. */
+/* On a pool thread: no Lua; it stops early once the task is cancelled
+   (luaio_pending_cancelled may be asked from any thread). */
 static void digest_work (uv_work_t *req) {
   Job *j = (Job *)req->data;
   uint64_t h = fnv1a((const unsigned char *)j->data, j->len,
                      14695981039346656037ULL);
   lua_Integer i;
-  for (i = 1; i < j->rounds; i++)
+  for (i = 1; i < j->rounds; i++) {
+    if ((i & 1023) == 0 && luaio_pending_cancelled(j->pending)) break;
     h = fnv1a((const unsigned char *)&h, sizeof h, 14695981039346656037ULL);
+  }
   j->hash = h;
 }
 
@@ -170,14 +186,139 @@ static int l_sleep (lua_State *L) {
 }
 
 
+/* ---------------------------------------------------------- threads */
+
+/*
+** A job on a thread of its own.  The hold (taken before the thread
+** starts) keeps the loop running while only the thread has work; push
+** gives it back -- push runs once whatever happens to the task (L NULL:
+** nobody receives the values), so the hold is always given back.  If the
+** runtime is gone first (it closed after shutdown_timeout while the
+** thread was blocked), luaio_resolve_threadsafe returns LUAIO_ERROR: the
+** job is still ours, push will not run, there is no hold to give back.
+*/
+typedef struct TJob {
+  pthread_t thread;
+  luaio_Runtime *rt;
+  luaio_Pending *pending;
+  uint64_t hash;
+  lua_Integer rounds, block_ms;
+  size_t len;
+  char data[1];
+} TJob;
+
+static pthread_mutex_t tlock = PTHREAD_MUTEX_INITIALIZER;
+static int trunning, trefused;         /* (tlock) */
+
+static void thread_done (int refused) {
+  pthread_mutex_lock(&tlock);
+  trunning--;
+  trefused += refused;
+  pthread_mutex_unlock(&tlock);
+}
+
+/* Loop thread, once: join, give the hold back, free. */
+static int thread_push (lua_State *L, void *ud) {
+  TJob *j = (TJob *)ud;
+  char hex[17];
+  pthread_join(j->thread, NULL);
+  luaio_release(j->rt);
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)j->hash);
+  free(j);
+  if (L == NULL) return 0;             /* cancelled or closed: discarded */
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+/* Its own thread: no Lua; only the cross-thread calls. */
+static void *thread_main (void *arg) {
+  TJob *j = (TJob *)arg;
+  struct timespec ts;
+  uint64_t h;
+  lua_Integer i;
+  ts.tv_sec = (time_t)(j->block_ms / 1000);
+  ts.tv_nsec = (long)(j->block_ms % 1000) * 1000000L;
+  if (j->block_ms > 0) nanosleep(&ts, NULL);
+  h = fnv1a((const unsigned char *)j->data, j->len, 14695981039346656037ULL);
+  for (i = 1; i < j->rounds; i++) {
+    if ((i & 1023) == 0 && luaio_pending_cancelled(j->pending)) break;
+    h = fnv1a((const unsigned char *)&h, sizeof h, 14695981039346656037ULL);
+  }
+  j->hash = h;
+  if (luaio_resolve_threadsafe(j->pending, thread_push, j) == LUAIO_OK) {
+    thread_done(0);                    /* j is push's now */
+    return NULL;
+  }
+  pthread_detach(pthread_self());      /* the runtime is gone */
+  free(j);
+  thread_done(1);
+  return NULL;
+}
+
+static int l_digest_thread (lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer rounds = luaL_optinteger(L, 2, 1);
+  lua_Integer block = luaL_optinteger(L, 3, 0);
+  luaio_Pending *p;
+  TJob *j;
+  int r;
+  luaL_argcheck(L, rounds >= 1, 2, "rounds must be >= 1");
+  luaL_argcheck(L, block >= 0, 3, "block_ms must be >= 0");
+  p = luaio_pending(L);
+  j = (TJob *)malloc(sizeof(TJob) + len);
+  if (j == NULL) return fail_pending(L, p, UV_ENOMEM);
+  j->rt = luaio_running(L);
+  j->pending = p;
+  j->rounds = rounds;
+  j->block_ms = block;
+  j->len = len;
+  memcpy(j->data, s, len);
+  luaio_hold(j->rt);                   /* before the thread can resolve */
+  pthread_mutex_lock(&tlock);
+  trunning++;
+  pthread_mutex_unlock(&tlock);
+  r = pthread_create(&j->thread, NULL, thread_main, j);
+  if (r != 0) {
+    thread_done(0);
+    luaio_release(j->rt);
+    free(j);
+    return fail_pending(L, p, uv_translate_sys_error(r));
+  }
+  return luaio_await(L, p);
+}
+
+static int l_threads (lua_State *L) {
+  pthread_mutex_lock(&tlock);
+  lua_pushinteger(L, trunning);
+  lua_pushinteger(L, trefused);
+  pthread_mutex_unlock(&tlock);
+  return 2;
+}
+
+/*
+** A thread of ours may outlive the runtime (it then learns so from
+** LUAIO_ERROR) and even the Lua state, whose lua_close unloads this
+** module: the module pins itself, so that code stays mapped.
+*/
+static void pin_module (void) {
+  Dl_info info;
+  if (dladdr((void *)pin_module, &info) && info.dli_fname != NULL)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
+
 static const luaL_Reg funcs[] = {
   {"digest", l_digest},
   {"sleep", l_sleep},
+  {"digest_thread", l_digest_thread},
+  {"threads", l_threads},
   {NULL, NULL}
 };
 
 int luaopen_hashpool (lua_State *L) {
   luaio_module_init(L, "hashpool");    /* raises if luaio is not there */
+  pin_module();
   luaL_newlib(L, funcs);
   return 1;
 }
