@@ -149,7 +149,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
   nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
-  postgresql libpq-dev lua-nginx-redis
+  postgresql libpq-dev lua-nginx-redis lua-nginx-dns dnsmasq-base lua-luv
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
