@@ -313,6 +313,15 @@ return function(socket)
     return self._peer[1], self._peer[2], self._family
   end
 
+  -- As LuaSocket's: both classes have every method; those of the other
+  -- class raise "calling 'sendto' on bad self (udp{unconnected} expected,
+  -- got udp{connected})".
+  for _, pair in ipairs { { Unconnected, Connected }, { Connected, Unconnected } } do
+    for k, f in pairs(pair[1]) do
+      if type(f) == "function" and rawget(pair[2], k) == nil then pair[2][k] = f end
+    end
+  end
+
   ---------------------------------------------------------------- module
   local function new(family)
     return setmetatable({ _family = family, _timeout = nil }, Unconnected)
