@@ -618,7 +618,9 @@ end
 local contexts = {}
 
 local function context(verify)
-  local ngx_mod = package.loaded["luaio.ngx"]
+  -- (aio.ngx, not package.loaded: a test runner that restores
+  -- package.loaded between files leaves aio.ngx as it was)
+  local ngx_mod = rawget(aio, "ngx") or package.loaded["luaio.ngx"]
   if verify and ngx_mod and ngx_mod.ssl_context then return ngx_mod.ssl_context end
   local key = verify and "verify" or "noverify"
   if not contexts[key] then
