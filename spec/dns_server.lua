@@ -38,12 +38,9 @@ local function answers(port)
   return ok
 end
 
-function D.start()
-  local dir = H.tmpdir()
-  local f = assert(io.open(dir .. "/hosts", "w"))
-  f:write("10.1.2.3 a.test.example\nfd00::1:2:3 a.test.example\n")
-  for i = 1, 300 do f:write(("10.0.%d.%d n%d.test.example\n"):format(i // 256, i % 256, i)) end
-  f:close()
+-- Starts dnsmasq on a free port in dir: srv | nil when it exited at
+-- once (its port taken meanwhile, for TCP or UDP).
+local function try_start(dir)
   local port = free_port()
   local proc = aio.create_subprocess_exec("dnsmasq", {
     "--no-daemon", "--conf-file=/dev/null", "--port=" .. port,
@@ -51,15 +48,29 @@ function D.start()
     "--addn-hosts=" .. dir .. "/hosts", "--local=/test.example/", "--pid-file=",
     "--log-facility=" .. dir .. "/log", "--cache-size=0",
   }, { stdin = aio.DEVNULL, stdout = aio.DEVNULL, stderr = aio.DEVNULL })
-  local srv = { proc = proc, dir = dir, port = port }
   for _ = 1, 200 do
-    if answers(port) then return srv end
-    if proc.returncode then break end
+    if answers(port) then return { proc = proc, dir = dir, port = port } end
+    if proc.returncode then return nil end
     aio.sleep(0.01)
   end
+  pcall(proc.kill, proc)
+  proc:wait()
+  error("dnsmasq did not answer: " .. tostring(H.readall(dir .. "/log")))
+end
+
+function D.start()
+  local dir = H.tmpdir()
+  local f = assert(io.open(dir .. "/hosts", "w"))
+  f:write("10.1.2.3 a.test.example\nfd00::1:2:3 a.test.example\n")
+  for i = 1, 300 do f:write(("10.0.%d.%d n%d.test.example\n"):format(i // 256, i % 256, i)) end
+  f:close()
+  for _ = 1, 5 do
+    local srv = try_start(dir)
+    if srv then return srv end
+  end
   local log = H.readall(dir .. "/log")
-  D.stop(srv)
-  error("dnsmasq did not start: " .. tostring(log))
+  H.rmrf(dir)
+  error("dnsmasq did not start (5 ports tried): " .. tostring(log))
 end
 
 function D.stop(srv)
