@@ -119,7 +119,10 @@ return function(socket)
     else
       ok, data, ip, port = pcall(bounded, aio.timeout_at(start + t), u.recvfrom, u)
     end
-    if not ok then return nil, message(data) end
+    if not ok then
+      if s._closed and not aio.is(data, aio.CancelledError) then return nil, "closed" end
+      return nil, message(data)
+    end
     return data, ip, port
   end
 
