@@ -38,8 +38,8 @@ local function answers(port)
   return ok
 end
 
--- Starts dnsmasq on a free port in dir: srv | nil when it exited at
--- once (its port taken meanwhile, for TCP or UDP).
+-- Starts dnsmasq on a free port in dir: srv | nil, what it said when it
+-- exited at once (its port taken meanwhile, for TCP or UDP).
 local function try_start(dir)
   local port = free_port()
   local proc = aio.create_subprocess_exec("dnsmasq", {
@@ -47,10 +47,10 @@ local function try_start(dir)
     "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
     "--addn-hosts=" .. dir .. "/hosts", "--local=/test.example/", "--pid-file=",
     "--log-facility=" .. dir .. "/log", "--cache-size=0",
-  }, { stdin = aio.DEVNULL, stdout = aio.DEVNULL, stderr = aio.DEVNULL })
+  }, { stdin = aio.DEVNULL, stdout = aio.DEVNULL, stderr = aio.PIPE })
   for _ = 1, 200 do
     if answers(port) then return { proc = proc, dir = dir, port = port } end
-    if proc.returncode then return nil end
+    if proc.returncode then return nil, proc.stderr:read() end
     aio.sleep(0.01)
   end
   pcall(proc.kill, proc)
@@ -64,13 +64,14 @@ function D.start()
   f:write("10.1.2.3 a.test.example\nfd00::1:2:3 a.test.example\n")
   for i = 1, 300 do f:write(("10.0.%d.%d n%d.test.example\n"):format(i // 256, i % 256, i)) end
   f:close()
+  local why
   for _ = 1, 5 do
-    local srv = try_start(dir)
+    local srv
+    srv, why = try_start(dir)
     if srv then return srv end
   end
-  local log = H.readall(dir .. "/log")
   H.rmrf(dir)
-  error("dnsmasq did not start (5 ports tried): " .. tostring(log))
+  error("dnsmasq did not start (5 ports tried): " .. tostring(why))
 end
 
 function D.stop(srv)
