@@ -91,7 +91,7 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/http_parser.c \
-  runtime/thread.c runtime/process.c runtime/poll.c \
+  runtime/thread.c runtime/process.c runtime/poll.c runtime/luv.c \
   runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
   runtime/embed_capi.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
@@ -149,7 +149,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
   nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
-  postgresql libpq-dev lua-nginx-redis
+  postgresql libpq-dev lua-nginx-redis lua-nginx-dns dnsmasq-base lua-luv
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -575,6 +575,12 @@ void luaio__http_parser_open (lua_State *L);
 void luaio__poll_open (lua_State *L);
 
 
+/* ---------------------------------------------------------- luv.c */
+
+uv_loop_t *luaio__luv_loop (lua_State *L, int idx);
+void luaio__luv_borrow (lua_State *L, luaio_Runtime *rt, int idx);
+
+
 /* ---------------------------------------------------------- loop.c */
 
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);

@@ -53,14 +53,18 @@ static double optfield (lua_State *L, int t, const char *k, double d) {
 }
 
 /*
-** core.new_loop([opts]) -> Loop on a private uv loop.  Options: debug,
-** clock ("real" | "virtual"), shutdown_timeout (seconds).
+** core.new_loop([opts]) -> Loop on a private uv loop, or on luv's when
+** opts.loop is luv's loop (luv.c).  Options: debug, clock ("real" |
+** "virtual"), shutdown_timeout (seconds).
 */
 static int core_new_loop (lua_State *L) {
   int virt = 0, debug = 0;
   double st = 5.0;
+  uv_loop_t *luv = NULL;
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getfield(L, 1, "loop") != LUA_TNIL) luv = luaio__luv_loop(L, -1);
+    lua_pop(L, 1);
     if (lua_getfield(L, 1, "clock") != LUA_TNIL) {
       const char *c = lua_tostring(L, -1);
       if (c != NULL && strcmp(c, "virtual") == 0) virt = 1;
@@ -73,9 +77,14 @@ static int core_new_loop (lua_State *L) {
     st = optfield(L, 1, "shutdown_timeout", 5.0);
     if (!(st >= 0)) luaL_error(L, "option 'shutdown_timeout' must be >= 0");
   }
-  luaio__new_runtime(L, NULL)->virtual_clock = virt;
+  luaio__new_runtime(L, luv)->virtual_clock = virt;
   luaio__checkloop(L, -1)->debug = debug;
   luaio__checkloop(L, -1)->shutdown_timeout = st;
+  if (luv != NULL) {
+    lua_getfield(L, 1, "loop");
+    luaio__luv_borrow(L, luaio__checkloop(L, -2), -1);
+    lua_pop(L, 1);
+  }
   return 1;
 }
 

@@ -181,13 +181,14 @@ core.set_dispatcher(function(loop, ctx) loop:call_exception_handler(ctx) end)
 ------------------------------------------------------------------ running
 local Runner = {}
 Runner.__index = Runner
-local RUNNER_OPTIONS = { debug = true, clock = true, shutdown_timeout = true }
+local RUNNER_OPTIONS = { debug = true, clock = true, shutdown_timeout = true, loop = true }
 Runner.__name = "Runner"
 
 --- aio.Runner([opts]) -> runner; opts: debug, clock ("real"|"virtual"),
 --- shutdown_timeout (seconds, default 5, or LUAIO_SHUTDOWN_TIMEOUT): how
 --- long closing waits for tasks to unwind and streams to write what they
---- queued.
+--- queued; loop = luv (the module require "luv" returns): run on luv's
+--- libuv loop (docs/guide-libraries.md, "luv on the same loop").
 function M.Runner(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #1 to 'Runner' (table expected, got %s)"):format(
@@ -196,6 +197,7 @@ function M.Runner(opts)
   core.check_options(opts, "Runner", RUNNER_OPTIONS, 2)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
+  if o.loop ~= nil then o.loop = require("luaio.luv").loop_of(o.loop, 2) end
   if o.debug == nil and os.getenv("LUAIO_DEBUG") == "1" then o.debug = true end
   if o.shutdown_timeout == nil then
     local env = os.getenv("LUAIO_SHUTDOWN_TIMEOUT")

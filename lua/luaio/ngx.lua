@@ -6,12 +6,13 @@
 --   local redis = require "resty.redis"    -- (Debian: nginx/redis.lua)
 --
 -- What is here: ngx.socket.tcp / ngx.socket.connect (luaio.ngx_tcp, with
--- the pools of luaio.ngx_pool), ngx.null, ngx.sleep, ngx.now,
--- ngx.update_time, ngx.time, ngx.log with the level constants, ngx.thread
--- (spawn, wait, kill: tasks), ngx.timer.at / every, ngx.shared (in-process
--- dictionaries), ngx.worker.exiting, ngx.config.  Nothing else (no ngx.re,
--- no ngx.var, no request API, no UDP cosocket): only what the libraries
--- that are known to work need (docs/guide-libraries.md).
+-- the pools of luaio.ngx_pool), ngx.socket.udp (luaio.ngx_udp), ngx.null,
+-- ngx.sleep, ngx.now, ngx.update_time, ngx.time, ngx.log with the level
+-- constants, ngx.thread (spawn, wait, kill: tasks), ngx.timer.at / every,
+-- ngx.shared (in-process dictionaries), ngx.worker.exiting, ngx.config,
+-- and LuaJIT's bit (luaio.ngx_bit).  Nothing else (ngx.re's functions
+-- raise; no ngx.var, no request API): only what the libraries that are
+-- known to work need (docs/guide-libraries.md).
 --
 -- ngx.log goes through the running loop's exception handler (stderr by
 -- default, or the handler set with loop:set_exception_handler), never to
@@ -19,6 +20,7 @@
 -- nginx's error_log) are dropped.
 local aio = require "luaio"
 local tcp = require "luaio.ngx_tcp"
+local udp = require "luaio.ngx_udp"
 
 local M = {}
 
@@ -292,8 +294,19 @@ M.shared = setmetatable({}, {
 })
 
 ------------------------------------------------------------------ the rest
-M.socket = { tcp = tcp.tcp, connect = tcp.connect, stream = tcp.tcp }
+M.socket = { tcp = tcp.tcp, connect = tcp.connect, stream = tcp.tcp, udp = udp.udp }
 tcp._ngx = M                  -- (where sslhandshake finds ssl_context)
+
+-- ngx.re: present for the libraries that take its functions when loaded
+-- (lua-resty-dns: only its reverse_query and IPv6 helpers call them);
+-- nginx's PCRE regular expressions are not here.
+local function no_re(name)
+  return function()
+    error("ngx.re." .. name .. ": regular expressions are not supported by luaio.ngx", 2)
+  end
+end
+M.re = { match = no_re("match"), find = no_re("find"), gmatch = no_re("gmatch"),
+         sub = no_re("sub"), gsub = no_re("gsub") }
 M.worker = {
   exiting = function() return false end,
   pid = function()
@@ -315,6 +328,11 @@ M.OK, M.ERROR, M.AGAIN, M.DONE, M.DECLINED = 0, -1, -2, -4, -5
 --- when missing.  Returns the table.
 function M.install()
   _G.ngx = M
+  -- LuaJIT's bit module (lua-resty-dns requires it), unless one is installed
+  if package.loaded.bit == nil and package.preload.bit == nil
+     and package.searchpath("bit", package.cpath) == nil then
+    package.preload.bit = function() return require "luaio.ngx_bit" end
+  end
   if _G.unpack == nil then _G.unpack = table.unpack end
   if rawget(table, "clear") == nil then
     rawset(table, "clear", function(t)

@@ -796,6 +796,12 @@ function Client:dohandshake()
   return true
 end
 
+------------------------------------------------------------------ udp
+-- socket.udp, udp4, udp6: luaio.socket_udp, with this module's words for
+-- errors and its check for a running task.
+M._message, M._need_task = message, need_task
+require("luaio.socket_udp")(M)
+
 ------------------------------------------------------------------ install
 local INSTALL_OPTIONS = { ssl = true }
 
