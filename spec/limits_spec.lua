@@ -92,9 +92,14 @@ local function sweep(cmd, script)
   end
   -- the step from "thread" to "ok" may jump over the narrow band where
   -- the threads start but a worker's state does not: look closer
+  -- (halving the gap down to 1 KB: the band is a few KB wide since each
+  -- call makes its worker state afresh)
   if kind == "ok" and not seen.worker and last_thread then
-    for k = last_thread + 128, kb - 1, 128 do
-      if try(k) ~= "thread" then break end
+    local lo, hi = last_thread, kb
+    while hi - lo > 1 and not seen.worker do
+      local mid = (lo + hi) // 2
+      local k = try(mid)
+      if k == "thread" then lo = mid elseif k == "ok" then hi = mid else break end
     end
   end
   return seen, last_thread, table.concat(log, "\n")
