@@ -91,7 +91,7 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/http_parser.c \
-  runtime/thread.c runtime/process.c runtime/poll.c \
+  runtime/thread.c runtime/process.c runtime/procinfo.c runtime/poll.c \
   runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
   runtime/embed_capi.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)

@@ -602,7 +602,29 @@ static int start_listening (luaio_Runtime *rt, Server *sv, int backlog) {
   return uv_poll_start(&sv->poll, UV_READABLE, on_listen);
 }
 
-/* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
+/*
+** SO_REUSEPORT (start_server's reuse_port, on by default in the worker
+** processes of luaio.workers): the socket is made here with the option
+** set, then handed to libuv, which has no flag for it; every process
+** bound so to one address gets its own accept queue, and the kernel
+** spreads the connections over them.
+*/
+static int open_reuseport (uv_tcp_t *t, const struct sockaddr_storage *a) {
+  int one = 1, r;
+  int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    r = uv_translate_sys_error(errno);
+    close(fd);
+    return r;
+  }
+  r = uv_tcp_open(t, (uv_os_sock_t)fd);
+  if (r != 0) close(fd);
+  return r;
+}
+
+/* core.tcp_listen(ip, port, backlog, limit, handler [, reuse_port])
+   -> server */
 static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   Server *sv;
   SBox *b;
@@ -624,6 +646,7 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   else {
     struct sockaddr_storage a;
     r = parse_addr(where, port, &a);
+    if (r == 0 && lua_toboolean(L, 6)) r = open_reuseport(&sv->u.tcp, &a);
     if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
   }
   if (r == 0) r = start_listening(rt, sv, backlog);
