@@ -94,9 +94,17 @@ function M.count()
   return w and w.count
 end
 
--- Stops accepting everywhere, lets what is in flight finish (up to the
--- drain deadline), then cancels the body if it is still running.
+-- How long connections just accepted have to send their request before
+-- the HTTP servers close (closing the idle connections).
+local GRACE = 0.25
+
+-- Stops accepting everywhere (the listening sockets leave the port's
+-- group, the connections queued on them are taken first), lets what is
+-- in flight finish (up to the drain deadline), then cancels the body if
+-- it is still running.
 local function drain(w, body_task, state)
+  for sv in pairs(w.servers) do pcall(sv._stop_accepting, sv) end
+  aio.sleep(math.min(GRACE, w.drain))
   for srv in pairs(w.https) do pcall(srv.close, srv, w.drain) end
   for sv in pairs(w.servers) do pcall(sv.close, sv) end
   pcall(aio.wait_for, function()
