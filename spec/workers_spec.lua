@@ -243,7 +243,7 @@ describe("luaio --workers", function()
     local t
     with_workers(2, function(sup, port)
       local stop = { refused_ends = true }
-      t = load(port, 8, "/slow?ms=200", stop)
+      t = load(port, 8, "/slow?ms=600", stop)
       until_true(function() return t.ok >= 16 end, "16 answers")
       aio.sleep(0.1)                     -- requests in flight now
       local answered = t.ok
