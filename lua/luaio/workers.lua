@@ -52,6 +52,51 @@ local format = string.format
 
 -------------------------------------------------------------------- worker
 
+-- How long connections just accepted have to send their request before
+-- the HTTP servers close: server:close() takes a connection that has not
+-- sent its first request yet for an idle one and closes it (with its
+-- request unread: a reset).  On a loaded machine a worker may take a
+-- while to get to them.
+local GRACE = 1
+
+local function weak() return setmetatable({}, { __mode = "k" }) end
+
+-- Drains one loop's servers: they stop accepting (the listening sockets
+-- leave the port's group, the connections queued on them taken first);
+-- a moment later the HTTP servers close (idle connections now, those in
+-- flight after their request, the rest cancelled at the deadline) and so
+-- do the others; once all are closed (or the deadline is past), the task
+-- that started serving is cancelled if it still runs.
+local function drain(w, st)
+  for sv in pairs(st.servers) do pcall(sv._stop_accepting, sv) end
+  aio.sleep(math.min(GRACE, w.drain))
+  for srv in pairs(st.https) do pcall(srv.close, srv, w.drain) end
+  for sv in pairs(st.servers) do pcall(sv.close, sv) end
+  pcall(aio.wait_for, function()
+    for srv in pairs(st.https) do pcall(srv.wait_closed, srv) end
+    for sv in pairs(st.servers) do pcall(sv.wait_closed, sv) end
+  end, w.drain + 1)
+  if not st.done and st.task and not st.task:done() then st.task:cancel() end
+end
+
+-- The worker's state for the running loop (a script may run loops of
+-- its own, with aio.run): its servers, and SIGTERM/SIGINT watched.
+local function loop_state(w)
+  local loop = aio.get_running_loop()
+  local st = w.loops[loop]
+  if st then return st end
+  st = { servers = weak(), https = weak(), task = aio.current_task() }
+  w.loops[loop] = st
+  local function on_signal()
+    w.draining = true
+    if st.drainer == nil then st.drainer = aio.create_task(drain, w, st) end
+  end
+  loop:add_signal_handler("SIGTERM", on_signal)
+  loop:add_signal_handler("SIGINT", on_signal)
+  if w.orphan then on_signal() end
+  return st
+end
+
 -- The worker's state (core._worker), read from the environment once; the
 -- variables are removed so that the worker's own children are not workers.
 local function worker_state()
@@ -60,25 +105,33 @@ local function worker_state()
   local id = core._takeenv("LUAIO_WORKER_ID")
   if id == nil then return nil end
   local count = core._takeenv("LUAIO_WORKERS")
-  local drain = core._takeenv("LUAIO_WORKER_DRAIN")
+  local drain_timeout = core._takeenv("LUAIO_WORKER_DRAIN")
   local ppid = core._takeenv("LUAIO_SUPERVISOR_PID")
   w = { id = math.tointeger(tonumber(id)), count = math.tointeger(tonumber(count)),
-        drain = tonumber(drain) or 10,
-        servers = setmetatable({}, { __mode = "k" }),
-        https = setmetatable({}, { __mode = "k" }), ready = false }
+        drain = tonumber(drain_timeout) or 10, loops = weak(), ready = false }
   -- the supervisor killed -9: SIGTERM, and this worker drains
   if ppid and not core._pdeathsig(math.tointeger(tonumber(ppid)) or 0) then
     w.orphan = true
   end
+  -- start_server calls this in a worker (luaio.streams)
   function w.listening(server)
-    w.servers[server] = true
+    loop_state(w).servers[server] = true
     if not w.ready then            -- the supervisor's reload waits for this
       w.ready = true
       io.stderr:write(READY, "\n")
       io.stderr:flush()
     end
   end
-  function w.serving(http_server) w.https[http_server] = true end
+  -- aio.http.serve calls this in a worker (luaio.http): once drained, its
+  -- serve_forever() returns only when its connections are closed too
+  function w.serving(srv)
+    loop_state(w).https[srv] = true
+    local serve_forever = srv.serve_forever
+    srv.serve_forever = function(self)
+      serve_forever(self)
+      if w.draining then self:wait_closed() end
+    end
+  end
   io.stdout:setvbuf("line")        -- (a pipe: the supervisor prefixes lines)
   core._worker = w
   return w
@@ -94,72 +147,24 @@ function M.count()
   return w and w.count
 end
 
--- How long connections just accepted have to send their request before
--- the HTTP servers close (closing the idle connections).
-local GRACE = 0.25
-
--- Stops accepting everywhere (the listening sockets leave the port's
--- group, the connections queued on them are taken first), lets what is
--- in flight finish (up to the drain deadline), then cancels the body if
--- it is still running.
-local function drain(w, body_task, state)
-  for sv in pairs(w.servers) do pcall(sv._stop_accepting, sv) end
-  aio.sleep(math.min(GRACE, w.drain))
-  for srv in pairs(w.https) do pcall(srv.close, srv, w.drain) end
-  for sv in pairs(w.servers) do pcall(sv.close, sv) end
-  pcall(aio.wait_for, function()
-    for srv in pairs(w.https) do pcall(srv.wait_closed, srv) end
-    for sv in pairs(w.servers) do pcall(sv.wait_closed, sv) end
-  end, w.drain + 1)
-  if not state.done then body_task:cancel() end
-end
-
--- Runs body(...) as this worker's body; SIGTERM/SIGINT drain it.
+-- Runs body(...) in the running task as this worker's body: once a
+-- drain began, it waits for the drain, and a cancellation is no error.
 local function worker_main(w, body, ...)
-  local loop = aio.get_running_loop()
-  local state = { done = false }
-  local drainer
-  local args = table.pack(...)
-  local task = aio.create_task(function()
-    return body(table.unpack(args, 1, args.n))
-  end)
-  local function on_signal()
-    if drainer == nil then
-      drainer = aio.create_task(drain, w, task, state)
-    end
-  end
-  loop:add_signal_handler("SIGTERM", on_signal)
-  loop:add_signal_handler("SIGINT", on_signal)
-  if w.orphan then on_signal() end
-  local ok, err = pcall(task.await, task)
-  state.done = true
-  if drainer then pcall(drainer.await, drainer) end   -- the closes, in time
-  loop:remove_signal_handler("SIGTERM")
-  loop:remove_signal_handler("SIGINT")
-  if not ok and not (drainer and core.is(err, aio.CancelledError)) then
+  local st = loop_state(w)
+  local ok, err = pcall(body, ...)
+  st.done = true
+  if st.drainer then pcall(st.drainer.await, st.drainer) end   -- the closes, in time
+  if not ok and not (w.draining and core.is(err, aio.CancelledError)) then
     error(err, 0)
   end
   return 0
 end
 
--- A script run by `lua5.4 -e "require('luaio.workers')._boot()" script`:
--- the script as the body of this worker, in a loop of its own.
+-- `lua5.4 -e "require('luaio.workers')._boot()" script args`: this
+-- process is a worker; the script runs next, as lua5.4 runs it (it runs
+-- its loop itself, with aio.run).
 function M._boot()
-  local w = worker_state()
-  local path = arg and arg[0]
-  local chunk, err = loadfile(path)
-  if not chunk then
-    io.stderr:write(err, "\n")
-    os.exit(1)
-  end
-  local ok, res = pcall(aio.run, function()
-    return worker_main(w, chunk, table.unpack(arg, 1, #arg))
-  end)
-  if not ok then
-    io.stderr:write(tostring(res), "\n")
-    os.exit(1)
-  end
-  os.exit(res or 0)
+  worker_state()
 end
 
 -- For the luaio command: runs fn as the worker's body when this process
