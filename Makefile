@@ -13,6 +13,7 @@
 #   make check      the specs under ASan/UBSan, stress specs, valgrind
 #   make fuzz       libFuzzer targets, FUZZ_TIME seconds each (clang)
 #   make bench      benchmarks (never part of the tests)
+#   make soak       W6 for 10 minutes, 1 and 2 workers (SOAK_SECONDS=600)
 #   make install    PREFIX=/usr/local
 
 CC ?= cc
@@ -293,6 +294,11 @@ $(B)/bench:
 bench: all $(BENCH_BIN)
 	sh bench/run.sh $(CURDIR)/$(B)/luaio
 
+# W6 for SOAK_SECONDS (600) against --workers 1 and 2: RSS flat, no
+# error, descriptors back (bench/soak.sh; never part of the tests)
+soak: all
+	sh bench/soak.sh $(CURDIR)/$(B)/luaio
+
 # ROCK=1 (luarocks make): only the module, the Lua files and the CLI.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/luaio $(DESTDIR)$(CMODDIR)/luaio
@@ -349,5 +355,5 @@ embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 
-.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized \
+.PHONY: all deps run test lint check fuzz bench soak install uninstall clean embed-test sanitized \
   pg-example

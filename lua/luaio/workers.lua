@@ -8,7 +8,11 @@
 --     until they are all gone; returns what happened as an exit status
 --     (M.EXIT).  main is a script's path (each worker runs it, with
 --     opts.args) or a function: each worker then runs this same program
---     again, whose call of run(main) runs main() in the worker.
+--     again (with opts.args, or this program's arguments), whose call of
+--     run(main) runs main() in the worker.  Other opts: drain_timeout
+--     (10 s), max_restarts (5), restart_window (60 s), ready_timeout (10
+--     s: how long a reload waits for a new worker to listen), command (the
+--     workers' command line, a list, instead of the one made).
 --     In a worker: runs main() as the worker's body and returns 0 (it
 --     drains on SIGTERM/SIGINT, below).  Suspends; needs a running loop.
 --   aio.workers.id() / aio.worker_id() -> 1..count in a worker, else nil
@@ -208,7 +212,7 @@ local function checkopts(opts)
   if opts.args ~= nil and type(opts.args) ~= "table" then
     error("run: option 'args' must be a list of strings", 3)
   end
-  o.args = opts.args or {}
+  o.args = opts.args
   o.command = opts.command
   return o
 end
@@ -236,10 +240,11 @@ local function worker_command(main, o)
       cmd[#cmd + 1] = "require('luaio.workers')._boot()"
     end
     cmd[#cmd + 1] = main
-    for _, a in ipairs(o.args) do cmd[#cmd + 1] = a end
+    for _, a in ipairs(o.args or {}) do cmd[#cmd + 1] = a end
   else                                     -- this program again
     cmd[#cmd + 1] = arg and arg[0]
-    for k = 1, arg and #arg or 0 do cmd[#cmd + 1] = arg[k] end
+    local args = o.args or arg or {}
+    for k = 1, #args do cmd[#cmd + 1] = args[k] end
   end
   return cmd
 end
