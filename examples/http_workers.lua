@@ -20,7 +20,7 @@ end
 -- The supervisor's own client: a few requests, each on a new connection.
 local function ask(port)
   for _ = 1, 100 do                      -- until the workers listen
-    local ok, r, w = pcall(aio.open_connection, "127.0.0.1", port)
+    local ok, _, w = pcall(aio.open_connection, "127.0.0.1", port)
     if ok then w:close() break end
     aio.sleep(0.05)
   end

@@ -80,7 +80,7 @@ end
 -- Stops the supervisor (SIGTERM, unless it is to end by itself; SIGKILL
 -- after 10 s), waits for its output; returns its exit status.  No worker
 -- may outlive it.
-local function stop(sup, by_itself)
+local function stop_sup(sup, by_itself)
   if sup.p.returncode == nil and not by_itself then pcall(sup.p.terminate, sup.p) end
   local ok = pcall(aio.wait_for, function() return sup.p:wait() end, 10)
   if not ok then sup.p:kill(); sup.p:wait() end
@@ -103,7 +103,7 @@ local function with_workers(n, body)
       until_true(function() return #readies(sup) >= n end, n .. " workers ready")
       body(sup, port)
     end)
-    local status = stop(sup)
+    local status = stop_sup(sup)
     if not ok then
       error(tostring(err) .. "\nsupervisor stderr:\n" .. table.concat(sup.err, "\n"), 0)
     end
@@ -272,7 +272,7 @@ describe("aio.workers.run from a program", function()
     H.run(function()
       local sup = start { LUA, prog }
       local ok, err = pcall(until_true, function() return #readies(sup) >= 2 end, "2 workers")
-      local status = stop(sup)
+      local status = stop_sup(sup)
       os.remove(prog)
       assert(ok, err)
       assert.equal(0, status)
@@ -291,7 +291,7 @@ describe("aio.workers.run from a program", function()
     ]]
     H.run(function()
       local sup = start { LUA, prog }
-      local status = stop(sup, true)
+      local status = stop_sup(sup, true)
       os.remove(prog)
       local err = table.concat(sup.err, "\n")
       assert.equal(2, status, err)

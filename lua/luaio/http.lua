@@ -18,9 +18,10 @@ local function client() return require "luaio.http_client" end
 --- aio.http.serve(handler, host, port [, opts]) -> server
 --- (in a worker process of aio.workers, the server drains on SIGTERM)
 function M.serve(...)
-  local srv = server().serve(...)
   local worker = require("luaio.core")._worker
-  if worker then worker.serving(srv) end
+  if not worker then return server().serve(...) end   -- (errors blame the caller)
+  local srv = server().serve(...)
+  worker.serving(srv)
   return srv
 end
 
