@@ -376,7 +376,7 @@ function Supervisor:stop(why)
   if self.stopping then return end
   self.stopping = why
   for w in pairs(self.procs) do pcall(w.proc.send_signal, w.proc, "SIGTERM") end
-  aio.create_task(function()
+  self.killer = aio.create_task(function()
     aio.sleep(self.o.drain_timeout + 2)
     for w in pairs(self.procs) do
       say("worker %d (pid %d) did not drain in %g s; killed", w.id, w.proc.pid,
@@ -391,7 +391,7 @@ end
 function Supervisor:reload()
   if self.reloading or self.stopping then return end
   self.reloading = true
-  aio.create_task(function()
+  self.reloader = aio.create_task(function()
     say("reloading %d workers", self.o.count)
     for i = 1, self.o.count do
       if self.stopping then break end
@@ -426,6 +426,9 @@ function Supervisor:run()
   end
   self:gone()
   self.all_gone:wait()
+  for _, t in pairs { self.killer, self.reloader } do
+    if not t:done() then t:cancel() end
+  end
   for _, sig in ipairs(handled) do loop:remove_signal_handler(sig) end
   return self.status
 end
