@@ -73,8 +73,14 @@ local function readies(sup)
   return list
 end
 
+-- Running, not gone nor a zombie (an orphan's zombie waits for whoever
+-- adopted it).
 local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return false end
+  local st = f:read("a"):match("\nState:%s*(%u)")
+  f:close()
+  return st ~= nil and st ~= "Z" and st ~= "X"
 end
 
 -- Stops the supervisor (SIGTERM, unless it is to end by itself; SIGKILL
@@ -236,6 +242,16 @@ describe("luaio --workers", function()
       assert.same({}, t.fails)
       for i = 3, 4 do assert.is_true((t.by_pid[new[i].pid] or 0) > 0) end
       assert.truthy(table.concat(sup.err, "\n"):find("luaio supervisor: reloading 2 workers", 1, true))
+    end)
+  end)
+
+  it("leaves no worker behind when the supervisor is killed -9", function()
+    with_workers(2, function(sup)
+      sup.p:kill()
+      sup.p:wait()
+      for _, r in ipairs(readies(sup)) do
+        until_true(function() return not alive(r.pid) end, "orphan " .. r.pid .. " to exit")
+      end
     end)
   end)
 
