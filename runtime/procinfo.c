@@ -1,12 +1,11 @@
 /*
 ** procinfo.c -- what a process knows of itself, for the worker
 ** processes of luaio.workers: core.getpid(), core._cpu_count(),
-** core._environ() (the
-** environment, as a list of "NAME=value", for a child's), core._takeenv
-** (reads a variable and removes it, so that the worker's own children do
-** not take themselves for workers), core._pdeathsig (the worker gets a
-** signal when its supervisor dies: a supervisor killed -9 leaves no
-** orphans serving the port).
+** core._environ() (the environment, as a list of "NAME=value", for a
+** child's), core._takeenv (reads a variable and removes it, so that the
+** worker's own children do not take themselves for workers),
+** core._pdeathsig (the worker gets SIGTERM when its supervisor dies: a
+** supervisor killed -9 leaves no orphans serving the port).
 */
 #define _GNU_SOURCE
 #include <signal.h>
