@@ -13,6 +13,7 @@
 #   make check      the specs under ASan/UBSan, stress specs, valgrind
 #   make fuzz       libFuzzer targets, FUZZ_TIME seconds each (clang)
 #   make bench      benchmarks (never part of the tests)
+#   make soak       W6 for 10 minutes, 1 and 2 workers (SOAK_SECONDS=600)
 #   make install    PREFIX=/usr/local
 
 CC ?= cc
@@ -91,7 +92,7 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
   runtime/http_parser.c \
-  runtime/thread.c runtime/process.c runtime/poll.c runtime/luv.c \
+  runtime/thread.c runtime/process.c runtime/procinfo.c runtime/poll.c runtime/luv.c \
   runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
   runtime/embed_capi.c
 CORE_OBJ = $(CORE_SRC:runtime/%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
@@ -294,6 +295,11 @@ $(B)/bench:
 bench: all $(BENCH_BIN)
 	sh bench/run.sh $(CURDIR)/$(B)/luaio
 
+# W6 for SOAK_SECONDS (600) against --workers 1 and 2: RSS flat, no
+# error, descriptors back (bench/soak.sh; never part of the tests)
+soak: all
+	sh bench/soak.sh $(CURDIR)/$(B)/luaio
+
 # ROCK=1 (luarocks make): only the module, the Lua files and the CLI.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/luaio $(DESTDIR)$(CMODDIR)/luaio
@@ -350,5 +356,5 @@ embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 
-.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized \
+.PHONY: all deps run test lint check fuzz bench soak install uninstall clean embed-test sanitized \
   pg-example

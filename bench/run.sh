@@ -102,6 +102,11 @@ while [ $pass -lt "$RUNS" ]; do
       [ $have_h2o = 1 ] && run $w6 h2o sh "$here/w6.sh" h2o 9604 sh "$peers/w6_h2o.sh"
     done
     unset W6_CLOSE
+    # W6 over 2 worker processes, unpinned (wrk shares the 2 CPUs)
+    export W6_PIN=0
+    run W6x2 luaio sh "$here/w6.sh" luaio 9611 "$cli" --workers 2 "$here/w6_hello.lua"
+    [ $have_node = 1 ] && run W6x2 node sh "$here/w6.sh" node 9612 node "$peers/w6_cluster.js"
+    unset W6_PIN
   fi
   if [ $have_h2o = 1 ]; then
     run W7 luaio sh "$here/w7.sh" 9701 "$cli" "$here/w7_client.lua"
@@ -119,4 +124,4 @@ while [ $pass -lt "$RUNS" ]; do
 done
 
 lua5.4 "$here/table.lua" "$tmp/results" \
-  "W1 N=$N1, W1-1M and W1gather N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections; $RUNS pass(es)"
+  "W1 N=$N1, W1-1M and W1gather N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close; W6x2: luaio --workers 2 / Node cluster with 2 workers, unpinned), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections; $RUNS pass(es)"

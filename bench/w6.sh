@@ -6,11 +6,13 @@
 # prints "RESULT requests/s p50_us p99_us cpu_ns" -- cpu_ns: the CPU time
 # (user + system) the server's processes spent per request during the run,
 # from /proc (perf counters are not available on every machine; times the
-# clock rate, it is cycles per request).
+# clock rate, it is cycles per request).  W6_PIN=0: nothing is pinned (a
+# server of several worker processes, which shares both CPUs with wrk).
 set -u
 name=$1; port=$2; shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
+[ "${W6_PIN:-1}" = 0 ] && { pin0=""; pin1=""; }
 start_server "$@" "$port" || exit 1
 # the server's process and its descendants (h2o runs under a shell)
 tree() {

@@ -4,7 +4,8 @@
 **
 **   luaio [options] [script [args]]
 **
-** Options as lua's: -e stat, -l mod, -i, -v, -E, -W, --, - (stdin).
+** Options as lua's: -e stat, -l mod, -i, -v, -E, -W, --, - (stdin);
+** --workers N runs the script in N worker processes (luaio.workers).
 ** The C part parses the command line, makes the state, preloads the
 ** embedded stdlib and hands over to luaio._cli (Lua), which runs
 ** LUA_INIT, -e, -l and the script inside the main task and returns the
@@ -301,6 +302,8 @@ static void print_usage (const char *badoption) {
     "  -E        ignore environment variables\n"
     "  -W        turn warnings on\n"
     "  -h        show this help\n"
+    "  --workers N  run the script in N worker processes sharing its\n"
+    "            listening ports, under a supervisor (N: a number or auto)\n"
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
     "The script runs as the main task of an event loop: it may call\n"
@@ -340,6 +343,7 @@ static int pmain (lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
   int i, script = 0, noenv = 0, interactive = 0, warn = 0, nact = 0;
+  const char *workers = NULL;
   lua_createtable(L, 8, 0);            /* actions: {"e", code} ... */
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -354,6 +358,15 @@ static int pmain (lua_State *L) {
       print_usage(NULL);
       lua_pushinteger(L, 0);
       return 1;
+    }
+    else if (strncmp(a, "--workers", 9) == 0 && (a[9] == '\0' || a[9] == '=')) {
+      workers = a[9] == '=' ? a + 10 : argv[++i];
+      if (workers == NULL) {
+        fprintf(stderr, "%s: '--workers' needs argument\n", progname);
+        print_usage(NULL);
+        lua_pushinteger(L, 1);
+        return 1;
+      }
     }
     else if ((a[1] == 'e' || a[1] == 'l')) {
       const char *v = a[2] != '\0' ? a + 2 : argv[++i];
@@ -402,7 +415,9 @@ static int pmain (lua_State *L) {
   lua_pushboolean(L, interactive || (script == 0 && nact == 0 &&
                                      isatty(0)));
   lua_pushboolean(L, script == 0 && nact == 0 && !interactive && !isatty(0));
-  lua_call(L, 5, 1);
+  if (workers != NULL) lua_pushstring(L, workers);
+  else lua_pushnil(L);
+  lua_call(L, 6, 1);
   return 1;
 }
 

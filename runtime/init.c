@@ -26,6 +26,7 @@ static void (*const parts[]) (lua_State *L) = {
   luaio__dns_open,
   luaio__fs_open,
   luaio__process_open,
+  luaio__procinfo_open,
   luaio__thread_open,
   luaio__http_parser_open,
   luaio__poll_open,

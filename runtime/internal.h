@@ -563,6 +563,7 @@ void luaio__dns_open (lua_State *L);
 void luaio__fs_open (lua_State *L);
 void luaio__thread_open (lua_State *L);
 void luaio__process_open (lua_State *L);
+void luaio__procinfo_open (lua_State *L);  /* procinfo.c */
 
 
 /* ---------------------------------------------------------- http_parser.c */

@@ -131,6 +131,7 @@ struct Server {
   int pause;                   /* the last pause (ms), 0 = none */
   int retry;                   /* the retry's heap index + 1, 0 = none */
   int is_pipe;
+  int stopped;                 /* _stop_accepting(): the socket is gone */
   int anchor;                  /* the Lua server, while it listens */
   size_t limit;
   WaitList forever;

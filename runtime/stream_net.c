@@ -377,6 +377,8 @@ static int transient (int err) {
 ** connection and tells nobody; here an error stops accepting, leaving
 ** the connections in the listen backlog (accept_failed).
 */
+static void accept_waiting (Server *sv);
+
 static void on_listen (uv_poll_t *p, int status, int events) {
   Server *sv = (Server *)p->data;
   (void)events;
@@ -384,7 +386,12 @@ static void on_listen (uv_poll_t *p, int status, int events) {
     accept_failed(sv, status);
     return;
   }
-  while (!sv->ep.closing) {
+  if (!sv->ep.closing) accept_waiting(sv);
+}
+
+/* Accepts every connection waiting (on_listen's loop). */
+static void accept_waiting (Server *sv) {
+  for (;;) {
     Stream *s;
     int r, fd = accept4(sv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -425,7 +432,7 @@ static void accept_retry (lua_State *L, luaio_Runtime *rt, void *p,
                           int idx) {
   Server *sv = (Server *)((char *)p - offsetof(Server, retry));
   (void)L; (void)rt; (void)idx;
-  if (sv->poll_open && !sv->ep.closing)
+  if (sv->poll_open && !sv->ep.closing && !sv->stopped)
     uv_poll_start(&sv->poll, UV_READABLE, on_listen);
   luaio__ep_drop(&sv->ep);             /* the retry's reference */
 }
@@ -495,7 +502,7 @@ static void accept_paused (lua_State *L, luaio_Runtime *rt, Server *sv) {
   if (err == UV_EMFILE || err == UV_ENFILE || err == UV_ENOMEM ||
       err == UV_ENOBUFS)
     lua_gc(L, LUA_GCCOLLECT, 0);
-  if (sv->ep.closing || sv->retry > 0) return;   /* (closed meanwhile) */
+  if (sv->ep.closing || sv->stopped || sv->retry > 0) return;  /* (closed meanwhile) */
   sv->pause = sv->pause == 0 ? LUAIO_ACCEPT_PAUSE : 2 * sv->pause;
   if (sv->pause > LUAIO_ACCEPT_PAUSE_MAX) sv->pause = LUAIO_ACCEPT_PAUSE_MAX;
   ns = (uint64_t)sv->pause * 1000000;
@@ -602,7 +609,29 @@ static int start_listening (luaio_Runtime *rt, Server *sv, int backlog) {
   return uv_poll_start(&sv->poll, UV_READABLE, on_listen);
 }
 
-/* core.tcp_listen(ip, port, backlog, limit, handler) -> server */
+/*
+** SO_REUSEPORT (start_server's reuse_port, on by default in the worker
+** processes of luaio.workers): the socket is made here with the option
+** set, then handed to libuv, which has no flag for it; every process
+** bound so to one address gets its own accept queue, and the kernel
+** spreads the connections over them.
+*/
+static int open_reuseport (uv_tcp_t *t, const struct sockaddr_storage *a) {
+  int one = 1, r;
+  int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    r = uv_translate_sys_error(errno);
+    close(fd);
+    return r;
+  }
+  r = uv_tcp_open(t, (uv_os_sock_t)fd);
+  if (r != 0) close(fd);
+  return r;
+}
+
+/* core.tcp_listen(ip, port, backlog, limit, handler [, reuse_port])
+   -> server */
 static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   Server *sv;
   SBox *b;
@@ -624,6 +653,7 @@ static int listen_common (lua_State *L, luaio_Runtime *rt, int is_pipe) {
   else {
     struct sockaddr_storage a;
     r = parse_addr(where, port, &a);
+    if (r == 0 && lua_toboolean(L, 6)) r = open_reuseport(&sv->u.tcp, &a);
     if (r == 0) r = uv_tcp_bind(&sv->u.tcp, (struct sockaddr *)&a, 0);
   }
   if (r == 0) r = start_listening(rt, sv, backlog);
@@ -662,6 +692,37 @@ static void stop_serving (lua_State *L, Server *sv) {
 static int sv_close (lua_State *L) {
   stop_serving(L, checkserver(L));
   return 0;
+}
+
+/*
+** server:_stop_accepting(): the connections waiting are accepted (and
+** handed over as usual), then the listening socket is closed -- dup2
+** puts a fresh unbound socket in its place, under the libuv handle, which
+** closes that one with the server -- while the server stays open: its
+** serve_forever() goes on, its connections are served.  With reuse_port
+** the socket so leaves its group at once and no connection is queued on
+** it any more (closing the server later would reset those).  Returns
+** true, or false when it was closed or stopped already.
+*/
+static int sv_stop_accepting (lua_State *L) {
+  Server *sv = checkserver(L);
+  int fd;
+  if (sv->is_pipe || sv->stopped || !sv->poll_open || luaio__ep_is_closing(&sv->ep)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (sv->err == 0) accept_waiting(sv);
+  sv->stopped = 1;
+  uv_poll_stop(&sv->poll);
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || dup2(fd, sv->fd) < 0) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    return luaio__oserror(L, uv_translate_sys_error(err), "stop_accepting");
+  }
+  close(fd);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int sv_is_serving (lua_State *L) {
@@ -742,6 +803,7 @@ static const luaL_Reg server_methods[] = {
   {"wait_closed", sv_wait_closed},
   {"serve_forever", sv_serve_forever},
   {"getsockname", sv_getsockname},
+  {"_stop_accepting", sv_stop_accepting},
   {NULL, NULL}
 };
 

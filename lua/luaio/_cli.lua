@@ -75,7 +75,35 @@ local function do_init()
   end
 end
 
-return function(actions, script, noenv, interactive, stdin)
+-- --workers N: the supervisor's command for its workers is this one's,
+-- without --workers.
+local function supervise(workers, script)
+  if not script or script == "-" then
+    io.stderr:write(progname, ": --workers needs a script\n")
+    return 1
+  end
+  local count = workers == "auto" and "auto" or math.tointeger(tonumber(workers))
+  if count == nil or (count ~= "auto" and count < 1) then
+    io.stderr:write(progname, ": --workers: a positive number or 'auto' expected, got '",
+      workers, "'\n")
+    return 1
+  end
+  local exepath = debug.getregistry()["luaio.exepath"]
+  local cmd, i = { exepath and exepath() or progname }, -1
+  while arg[i - 1] do i = i - 1 end
+  i = i + 1
+  while i < 0 do
+    local a = arg[i]
+    if a == "--workers" then i = i + 1
+    elseif a:sub(1, 10) ~= "--workers=" then cmd[#cmd + 1] = a end
+    i = i + 1
+  end
+  cmd[#cmd + 1] = script
+  for k = 1, #arg do cmd[#cmd + 1] = arg[k] end
+  return aio.workers.run(script, { count = count, command = cmd })
+end
+
+return function(actions, script, noenv, interactive, stdin, workers)
   _G.require = require("luaio._require").new(aio)
   local runner = aio.Runner()
   local loop = runner:get_loop()
@@ -83,9 +111,8 @@ return function(actions, script, noenv, interactive, stdin)
   -- SIGUSR1 prints the tree of live tasks (aio.dump_tasks) to stderr.
   loop:add_signal_handler("SIGUSR1", function() aio.dump_tasks() end)
   loop:_signal_unref("SIGUSR1")
-  local main
-  local ok, err = pcall(runner.run, runner, function()
-    main = aio.current_task()
+  local main, status
+  local function body()
     if not noenv then do_init() end
     for _, a in ipairs(actions) do
       if a[1] == "e" then
@@ -111,8 +138,18 @@ return function(actions, script, noenv, interactive, stdin)
       end
       require("luaio._repl")(progname)
     end
+  end
+  local ok, err = pcall(runner.run, runner, function()
+    main = aio.current_task()
+    if workers then
+      status = supervise(workers, script)
+    elseif os.getenv("LUAIO_WORKER_ID") then    -- a worker of a supervisor
+      status = select(2, require("luaio.workers")._cli_worker(body))
+    else
+      return body()
+    end
   end)
-  local status = 0
+  status = status or 0
   if not ok then
     if err == "interrupted!" then
       io.stderr:write(progname, ": interrupted!\n")

@@ -16,7 +16,14 @@ local function server() return require "luaio.http_server" end
 local function client() return require "luaio.http_client" end
 
 --- aio.http.serve(handler, host, port [, opts]) -> server
-function M.serve(...) return server().serve(...) end
+--- (in a worker process of aio.workers, the server drains on SIGTERM)
+function M.serve(...)
+  local worker = require("luaio.core")._worker
+  if not worker then return server().serve(...) end   -- (errors blame the caller)
+  local srv = server().serve(...)
+  worker.serving(srv)
+  return srv
+end
 
 --- aio.http.Client([opts]) -> a client (a session with its own pool)
 function M.Client(...) return client().Client(...) end

@@ -355,6 +355,12 @@ end
 parts.fs = function() rawset(M, "fs", require "luaio.fs") end
 
 parts.http = function() rawset(M, "http", require "luaio.http") end
+parts.workers = function() rawset(M, "workers", require "luaio.workers") end
+
+--- aio.getpid() -> this process's id
+M.getpid = core.getpid
+--- aio.worker_id() -> 1..n in a worker process of aio.workers, else nil
+function M.worker_id() return M.workers.id() end
 parts.socket = function() rawset(M, "socket", require "luaio.socket") end
 
 parts.ngx = function() rawset(M, "ngx", require "luaio.ngx") end

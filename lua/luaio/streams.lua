@@ -78,9 +78,11 @@ end
 local CONNECT = { ssl = true, server_hostname = true, ssl_handshake_timeout = true,
                   limit = true }
 local LISTEN = { ssl = true, ssl_handshake_timeout = true, limit = true, backlog = true }
+local TCP_LISTEN = { ssl = true, ssl_handshake_timeout = true, limit = true, backlog = true,
+                     reuse_port = true }
 local OPTIONS = {
   open_connection = CONNECT, open_unix_connection = CONNECT,
-  start_server = LISTEN, start_unix_server = LISTEN,
+  start_server = TCP_LISTEN, start_unix_server = LISTEN,
   getaddrinfo = { family = true, type = true },
   open_udp = { host = true, port = true },
   start_tls = { server_hostname = true, ssl_handshake_timeout = true, server_side = true },
@@ -225,7 +227,11 @@ end
 --- handler(reader, writer) runs as a task per connection; the streams
 --- are closed when it ends, however it ends.  host nil:
 --- every IPv4 interface; port 0: any free port (server:getsockname()).
---- opts: backlog, limit.
+--- opts: backlog, limit, reuse_port (SO_REUSEPORT: other sockets, of
+--- this process or others, may listen on the same address and port; the
+--- kernel spreads the connections over them.  On by default in the
+--- worker processes of aio.workers, where the server is also drained on
+--- SIGTERM).
 function M.start_server(handler, host, port, opts)
   if type(handler) ~= "function" then
     argerror(1, "start_server", "function expected, got " .. type(handler), 3)
@@ -241,7 +247,12 @@ function M.start_server(handler, host, port, opts)
     local list = core.getaddrinfo(ip, port, "any", "stream")
     ip = list[1].addr
   end
-  return core.tcp_listen(ip, port, opts.backlog, opts.limit, handler)
+  local worker = core._worker                   -- luaio.workers, in a worker
+  local reuse = opts.reuse_port
+  if reuse == nil then reuse = worker ~= nil end
+  local server = core.tcp_listen(ip, port, opts.backlog, opts.limit, handler, reuse)
+  if worker then worker.listening(server) end
+  return server
 end
 
 ------------------------------------------------------------------ unix
