@@ -391,6 +391,11 @@ local PARSE_STATUS = {
 -- closed at once, what is queued dropped; the drain returns, and
 -- res:drain() raises c.timed_out.  What is buffered of the next request
 -- goes too: it is not served.
+-- How long server:close() leaves a connection accepted but without its
+-- first request yet (the client may have sent it already): closing it at
+-- once would answer that request with a reset.
+local FIRST_GRACE = 1
+
 local function expire(c)
   local st = c.state
   if st == BUSY then return end
@@ -497,7 +502,7 @@ local function serve_connection(srv, c)
     local ev, pos, x, ended
     while true do
       if c.pos > #c.buf then
-        if c.state == IDLE and srv._closing then return end
+        if c.state == IDLE and srv._closing and c.nreq > 0 then return end
         c.buf, c.pos = "", 1           -- (an idle connection keeps no buffer)
         local data = r:read(READ_SIZE)
         if data == nil then return end          -- the peer (or a deadline) closed
@@ -619,8 +624,10 @@ local function check_server(s, fname)
 end
 
 --- server:close([timeout]): stops accepting; idle connections are closed
---- now, the others after the request they are serving; what is still
---- open after timeout (default opts.shutdown_timeout) seconds is cancelled.
+--- now (one accepted whose first request has not come yet gets a second
+--- for it, then Connection: close), the others after the request they are
+--- serving; what is still open after timeout (default
+--- opts.shutdown_timeout) seconds is cancelled.
 function Server:close(timeout)
   check_server(self, "close")
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
@@ -634,7 +641,13 @@ function Server:close(timeout)
   self.now = now
   self._deadline = now + (timeout or self._o.shutdown_timeout)
   for c in pairs(self._conns) do
-    if c.state == IDLE then expire(c) end
+    if c.state == IDLE then
+      if c.nreq == 0 then            -- just accepted: its request may be on
+        c.deadline = math.min(c.deadline or math.huge, now + FIRST_GRACE)   -- its way
+      else
+        expire(c)
+      end
+    end
   end
   stop_ticking(self)
   if self._nconns > 0 then tick(self) end     -- (reschedules, deadline in view)

@@ -56,11 +56,11 @@ local format = string.format
 
 -------------------------------------------------------------------- worker
 
--- How long connections just accepted have to send their request before
--- the HTTP servers close: server:close() takes a connection that has not
--- sent its first request yet for an idle one and closes it (with its
--- request unread: a reset).  On a loaded machine a worker may take a
--- while to get to them.
+-- How long connections just accepted (the listener's queue taken
+-- first) have before the servers close.  The HTTP server gives such a
+-- connection a second of its own since (server:close()); plain stream
+-- servers' handlers need the moment too, and on a loaded machine a
+-- worker may take a while to get to them.
 local GRACE = 1
 
 local function weak() return setmetatable({}, { __mode = "k" }) end
