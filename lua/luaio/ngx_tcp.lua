@@ -687,4 +687,7 @@ function M.connect(...)
   return nil, err
 end
 
+-- (what ngx_udp shares: the task check and send's data rules)
+M._intask, M._tostr = intask, tostr
+
 return M

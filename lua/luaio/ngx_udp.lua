@@ -21,6 +21,9 @@
 -- cancelled in receive gets CancelledError; the socket stays usable and
 -- no datagram is lost.
 local aio = require "luaio"
+local tcp = require "luaio.ngx_tcp"
+
+local intask, tostr = tcp._intask, tcp._tostr   -- (as ngx.socket.tcp's)
 
 local M = {}
 
@@ -40,12 +43,6 @@ local function checkself(self, fname)
   end
 end
 
-local function intask(fname)
-  if aio.current_task() == nil then
-    error(fname .. ": needs a running task (called outside a task)", 3)
-  end
-end
-
 -- An aio.OSError as OpenResty words it: the system's message, lower case.
 local function oserror(e)
   local msg = tostring(e.message or e.code):gsub("%s*%b()$", "")
@@ -54,39 +51,6 @@ end
 
 local function is_ip(host)
   return host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)
-end
-
-local function numstr(v)
-  if math.type(v) == "float" and v == math.floor(v) and v > -2^53 and v < 2^53 then
-    return ("%d"):format(v)
-  end
-  return tostring(v)
-end
-
--- data (a string, number, boolean, nil or nested array of strings and
--- numbers) as one string.
-local function tostr(data, out, seen)
-  local t = type(data)
-  if t == "string" then return data end
-  if t == "number" then return numstr(data) end
-  if t == "nil" or t == "boolean" then return tostring(data) end
-  if t ~= "table" then
-    error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got "
-      .. t .. ")", 0)
-  end
-  local top = out == nil
-  out, seen = out or {}, seen or {}
-  if seen[data] then error("bad argument #1 to 'send' (table nested in itself)", 0) end
-  seen[data] = true
-  for i = 1, #data do
-    local v = data[i]
-    local tv = type(v)
-    if tv == "string" or tv == "number" then out[#out + 1] = tostr(v)
-    elseif tv == "table" then tostr(v, out, seen)
-    else error("bad argument #1 to 'send' (bad data type " .. tv .. " found)", 0) end
-  end
-  seen[data] = nil
-  if top then return table.concat(out) end
 end
 
 ------------------------------------------------------------------ methods

@@ -91,36 +91,40 @@ local function waiting(when, fn, a, b)
 end
 
 ------------------------------------------------------------------ objects
+-- Classes as LuaSocket names them ("tcp{client}"), and the checks of
+-- self their methods make (which blame the method's caller):
+-- -> is_one(s), check(s, class, fname), check_any(s, fname).
+local function classes(kind, names)
+  for class, name in pairs(names) do
+    class.__index = class
+    class.__name = name
+    class.__tostring = function(s) return format("%s: %p", name, s) end
+  end
+  local function is_one(s)
+    local mt = getmetatable(s)
+    return mt ~= nil and names[mt] ~= nil
+  end
+  local function check(s, class, fname)
+    if getmetatable(s) ~= class then
+      error(format("calling '%s' on bad self (%s expected, got %s)", fname, class.__name,
+        is_one(s) and getmetatable(s).__name or type(s)), 3)
+    end
+    return s
+  end
+  local function check_any(s, fname)
+    if not is_one(s) then
+      error(format("calling '%s' on bad self (%s object expected, got %s)", fname, kind,
+        type(s)), 3)
+    end
+    return s
+  end
+  return is_one, check, check_any
+end
+
 local Master, Client, Server = {}, {}, {}
-local classes = {
-  { Master, "tcp{master}" }, { Client, "tcp{client}" }, { Server, "tcp{server}" },
-}
-for _, c in ipairs(classes) do
-  local class, name = c[1], c[2]
-  class.__index = class
-  class.__name = name
-  class.__tostring = function(s) return format("%s: %p", name, s) end
-end
-
-local function is_socket(s)
-  local mt = getmetatable(s)
-  return mt == Master or mt == Client or mt == Server
-end
-
-local function check(s, class, fname)
-  if getmetatable(s) ~= class then
-    error(format("calling '%s' on bad self (%s expected, got %s)", fname, class.__name,
-      is_socket(s) and getmetatable(s).__name or type(s)), 3)
-  end
-  return s
-end
-
-local function check_any(s, fname)
-  if not is_socket(s) then
-    error(format("calling '%s' on bad self (tcp object expected, got %s)", fname, type(s)), 3)
-  end
-  return s
-end
+local is_socket, check, check_any = classes("tcp", {
+  [Master] = "tcp{master}", [Client] = "tcp{client}", [Server] = "tcp{server}",
+})
 
 local function new_master(family)
   return setmetatable({ _family = family, _timeout = nil, _total = false }, Master)
@@ -799,7 +803,7 @@ end
 ------------------------------------------------------------------ udp
 -- socket.udp, udp4, udp6: luaio.socket_udp, with this module's words for
 -- errors and its check for a running task.
-M._message, M._need_task = message, need_task
+M._message, M._need_task, M._classes = message, need_task, classes
 require("luaio.socket_udp")(M)
 
 ------------------------------------------------------------------ install

@@ -1,6 +1,6 @@
 -- luaio.socket_udp: LuaSocket's UDP objects (socket.udp, udp4, udp6) for
 -- luaio.socket, on aio.open_udp; loaded by luaio.socket, which passes
--- itself (its helpers _message and _need_task).
+-- itself (its helpers _message, _need_task and _classes).
 --
 -- An object is "udp{unconnected}" (setsockname, sendto, receivefrom)
 -- until setpeername gives it a peer: then "udp{connected}" (send,
@@ -33,31 +33,9 @@ return function(socket)
   local message, need_task = socket._message, socket._need_task
 
   local Unconnected, Connected = {}, {}
-  for class, name in pairs { [Unconnected] = "udp{unconnected}", [Connected] = "udp{connected}" } do
-    class.__index = class
-    class.__name = name
-    class.__tostring = function(s) return format("%s: %p", name, s) end
-  end
-
-  local function is_udp(s)
-    local mt = getmetatable(s)
-    return mt == Unconnected or mt == Connected
-  end
-
-  local function check(s, class, fname)
-    if getmetatable(s) ~= class then
-      error(format("calling '%s' on bad self (%s expected, got %s)", fname, class.__name,
-        is_udp(s) and getmetatable(s).__name or type(s)), 3)
-    end
-    return s
-  end
-
-  local function check_any(s, fname)
-    if not is_udp(s) then
-      error(format("calling '%s' on bad self (udp object expected, got %s)", fname, type(s)), 3)
-    end
-    return s
-  end
+  local _, check, check_any = socket._classes("udp", {
+    [Unconnected] = "udp{unconnected}", [Connected] = "udp{connected}",
+  })
 
   ---------------------------------------------------------------- addresses
   local function is_ip(host)
