@@ -593,7 +593,11 @@ static void close_embed (luaio_Runtime *rt, Hook *h) {
   uv_close((uv_handle_t *)&e->async, async_closed);
 }
 
-static void on_guard (uv_timer_t *h) { (void)h; }
+/* What the close waits for: tasks, holds, unresolved operations. */
+static int close_busy (luaio_Runtime *rt) {
+  Embed *e = embed_of(rt);
+  return rt->ntasks > 0 || e->holds > 0 || e->unresolved > 0;
+}
 
 /*
 ** Before closing: cancels every task, then runs the loop until the tasks
@@ -603,20 +607,9 @@ static void on_guard (uv_timer_t *h) { (void)h; }
 static int drain_in (lua_State *L) {
   luaio_Runtime *rt = (luaio_Runtime *)lua_touserdata(L, 1);
   uint64_t deadline = *(uint64_t *)lua_touserdata(L, 2);
-  Embed *e = embed_of(rt);
   luaio__cancel_all(L, rt);
   luaio__kick(rt);
-  while ((rt->ntasks > 0 || e->holds > 0 || e->unresolved > 0) &&
-         !rt->fatal) {
-    uint64_t now = uv_hrtime();
-    int alive;
-    if (now >= deadline) break;
-    uv_timer_start(&rt->guard, on_guard, (deadline - now) / 1000000 + 1, 0);
-    alive = uv_run(rt->loop, UV_RUN_ONCE);
-    rt->stop = 0;
-    if (!alive && rt->qlen == 0) break;
-  }
-  uv_timer_stop(&rt->guard);
+  luaio__run_while(rt, deadline, close_busy);
   return 0;
 }
 

@@ -257,6 +257,8 @@ typedef struct TimerEntry {
 
 uint64_t luaio__now (luaio_Runtime *rt);
 uint64_t luaio__real_after (double seconds);
+void luaio__run_while (luaio_Runtime *rt, uint64_t deadline,
+                       int (*busy) (luaio_Runtime *rt));
 int luaio__delay_ns (lua_State *L, int arg, const char *fname,
                     uint64_t *ns);
 int luaio__heap_push (luaio_Runtime *rt, uint64_t when, RunFn run, void *p);

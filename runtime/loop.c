@@ -517,6 +517,31 @@ int luaio__run_until (lua_State *L, luaio_Runtime *rt, Task *main) {
 
 static void on_guard (uv_timer_t *h) { (void)h; }
 
+/*
+** Runs the loop while busy(rt) and the deadline (uv_hrtime) is ahead,
+** the guard timer bounding each turn; stops early when the scheduler
+** failed or nothing is left that could run.  (Shutdown's drain, and the
+** embedding close's.)
+*/
+void luaio__run_while (luaio_Runtime *rt, uint64_t deadline,
+                       int (*busy) (luaio_Runtime *rt)) {
+  while (busy(rt) && !rt->fatal) {
+    uint64_t now = uv_hrtime();
+    int alive;
+    if (now >= deadline) break;
+    uv_timer_start(&rt->guard, on_guard, (deadline - now) / 1000000 + 1, 0);
+    alive = uv_run(rt->loop, UV_RUN_ONCE);
+    rt->stop = 0;
+    if (!alive && rt->qlen == 0) break;
+  }
+  uv_timer_stop(&rt->guard);
+}
+
+/* What shutdown waits for: tasks, queued writes, the embedding's part. */
+static int shutdown_busy (luaio_Runtime *rt) {
+  return rt->ntasks > 0 || rt->writing.head != NULL || luaio__embed_busy(rt);
+}
+
 #define WHERE_MAX 10          /* objects of a kind shown with their origin */
 
 /* Pushes where the objects of kind leak on the open list were opened
@@ -625,17 +650,7 @@ void luaio__shutdown (lua_State *L, luaio_Runtime *rt) {
   deadline = luaio__real_after(rt->shutdown_timeout);
   luaio__kick(rt);
   luaio__end_pass(rt);       /* (coalesced writes join the queued ones) */
-  while ((rt->ntasks > 0 || rt->writing.head != NULL ||
-          luaio__embed_busy(rt)) && !rt->fatal) {
-    uint64_t now = uv_hrtime();
-    int alive;
-    if (now >= deadline) break;
-    uv_timer_start(&rt->guard, on_guard, (deadline - now) / 1000000 + 1, 0);
-    alive = uv_run(rt->loop, UV_RUN_ONCE);
-    rt->stop = 0;
-    if (!alive && rt->qlen == 0) break;
-  }
-  uv_timer_stop(&rt->guard);
+  luaio__run_while(rt, deadline, shutdown_busy);
   luaio__abandon_all(L, rt);
   luaio__report_unretrieved(L, rt);
   luaio__embed_detach(rt);   /* other threads' calls fail from now on */
