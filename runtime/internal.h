@@ -257,8 +257,6 @@ typedef struct TimerEntry {
 
 uint64_t luaio__now (luaio_Runtime *rt);
 uint64_t luaio__real_after (double seconds);
-void luaio__run_while (luaio_Runtime *rt, uint64_t deadline,
-                       int (*busy) (luaio_Runtime *rt));
 int luaio__delay_ns (lua_State *L, int arg, const char *fname,
                     uint64_t *ns);
 int luaio__heap_push (luaio_Runtime *rt, uint64_t when, RunFn run, void *p);
@@ -585,6 +583,8 @@ void luaio__luv_borrow (lua_State *L, luaio_Runtime *rt, int idx);
 
 
 /* ---------------------------------------------------------- loop.c */
+void luaio__run_while (luaio_Runtime *rt, uint64_t deadline,
+                       int (*busy) (luaio_Runtime *rt));
 
 luaio_Runtime *luaio__new_runtime (lua_State *L, uv_loop_t *loop);
 void luaio__free_runtime (lua_State *L, luaio_Runtime *rt);
