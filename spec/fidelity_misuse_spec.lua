@@ -8,14 +8,9 @@ local run = H.guarded
 local settle = H.settle
 
 local function spawn(f, ...) return aio.create_task(f, ...) end
-local function is_cancelled(err) return aio.is(err, aio.CancelledError) end
+local is_cancelled = H.is_cancelled
 
--- The error awaiting t raises (fails if it returns).
-local function await_err(t)
-  local ok, err = pcall(t.await, t)
-  assert(not ok, "expected the task to fail")
-  return err
-end
+local await_err = H.await_err
 
 local V = { clock = "virtual" }
 

@@ -131,6 +131,15 @@ function H.serve(handler, opts, host)
   return srv, port, stop
 end
 
+-- The error awaiting task t raises (fails when it returns).
+function H.await_err(t)
+  local ok, err = pcall(t.await, t)
+  assert(not ok, "expected the task to fail")
+  return err
+end
+
+function H.is_cancelled(err) return aio.is(err, aio.CancelledError) end
+
 -- The error f(...) raises (fails when it raises none).
 function H.errof(f, ...)
   local ok, err = pcall(f, ...)
