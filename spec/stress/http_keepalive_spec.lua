@@ -115,12 +115,15 @@ describe("stress: aio.http keep-alive", function()
         assert.equal(0, proc:wait())
         local t_done = aio.time() - t0
         -- the clients closed: the server lets their connections go
+        -- (at most as many as before: a descriptor some earlier spec let
+        -- go without closing may be collected meanwhile)
         for _ = 1, 500 * H.SLOW do
-          if connections(srv) == 0 and H.open_fds() == fds0 then break end
+          if connections(srv) == 0 and H.open_fds() <= fds0 then break end
           aio.sleep(0.01)
         end
         assert.equal(0, connections(srv))
-        assert.equal(fds0, H.open_fds())
+        local fds1 = H.open_fds()
+        assert.is_true(fds1 <= fds0, ("%d descriptors open after, %d before"):format(fds1, fds0))
         assert.equal(N * REQUESTS, requests)
         local conns = 0
         for _, count in pairs(per_port) do
