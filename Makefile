@@ -90,7 +90,7 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/signal.c runtime/sigpipe.c runtime/queue.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
-  runtime/http_parser.c \
+  runtime/http_parser.c runtime/ws_frame.c \
   runtime/thread.c runtime/process.c runtime/poll.c \
   runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
   runtime/embed_capi.c
@@ -148,7 +148,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 # ---------------------------------------------------------------- deps
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
-  nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
+  nodejs python3-aiohttp python3-websockets lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
   postgresql libpq-dev lua-nginx-redis
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -237,7 +237,7 @@ check:
 # against a libluaio built with ASan/UBSan.  FUZZ_TIME seconds per target;
 # new inputs go to build/fuzz/corpus/<target>, the committed corpus
 # (spec/fuzz/corpus/<target>) is read as seeds.
-FUZZ_TARGETS = stream_reader marshal tls http_parser
+FUZZ_TARGETS = stream_reader marshal tls http_parser ws_frame
 FUZZ_TIME ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 

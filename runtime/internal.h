@@ -561,6 +561,11 @@ void luaio__process_open (lua_State *L);
 void luaio__http_parser_open (lua_State *L);
 
 
+/* ---------------------------------------------------------- ws_frame.c */
+
+void luaio__ws_frame_open (lua_State *L);
+
+
 /* ---------------------------------------------------------- poll.c */
 
 void luaio__poll_open (lua_State *L);

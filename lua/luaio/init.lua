@@ -354,6 +354,7 @@ parts.fs = function() rawset(M, "fs", require "luaio.fs") end
 
 parts.http = function() rawset(M, "http", require "luaio.http") end
 parts.socket = function() rawset(M, "socket", require "luaio.socket") end
+parts.websocket = function() rawset(M, "websocket", require "luaio.websocket") end
 
 parts.ngx = function() rawset(M, "ngx", require "luaio.ngx") end
 
