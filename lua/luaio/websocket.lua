@@ -165,7 +165,10 @@ local function next_frame(ws)
       ws._pos = nxt
       return op, fin, payload, rsv
     end
-    if op == false then return violation(ws, fin, payload) end
+    if op == false then
+      if fin == 1009 then payload = format("message larger than max_size (%d bytes)", ws._max) end
+      return violation(ws, fin, payload)
+    end
     local missing = fin - (#buf - pos + 1)
     local ok, data
     if missing > READ_SIZE then ok, data = pcall(r.readexactly, r, missing)
