@@ -471,11 +471,9 @@ end
 
 ------------------------------------------------------------------ client
 local function read_answer(r, p)
-  local data = ""
   while true do
-    local chunk = r:read(READ_SIZE)
-    if chunk == nil then fail("connect: the server closed the connection during the handshake") end
-    data = chunk
+    local data = r:read(READ_SIZE)
+    if data == nil then fail("connect: the server closed the connection during the handshake") end
     local ev, pos, x = p:execute(data)
     if ev == "head" then
       if x.status == 101 then return x, data:sub(pos) end
@@ -526,7 +524,7 @@ local function handshake(_, u, o)          -- (the first: aio.timeout's scope)
     local proto = ah:get("sec-websocket-protocol")
     if proto then
       local offered = false
-      for _, p in ipairs(o.protocols or {}) do offered = offered or p == proto end
+      for _, q in ipairs(o.protocols or {}) do offered = offered or q == proto end
       if not offered then fail("connect: the server chose a subprotocol not offered: " .. proto) end
     end
     if ah:get("sec-websocket-extensions") then
