@@ -159,6 +159,13 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 	fi
+	@$(MAKE) --no-print-directory node-ws
+
+# Node's ws (the npm registry), for the WebSocket peer specs and W8.
+NODE_WS = build/node_ws/node_modules/ws/package.json
+node-ws: $(NODE_WS)
+$(NODE_WS):
+	npm install --silent --prefix build/node_ws ws@8
 
 # ---------------------------------------------------------------- use
 run: deps
@@ -349,5 +356,5 @@ embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 
-.PHONY: all deps run test lint check fuzz bench install uninstall clean embed-test sanitized \
+.PHONY: all deps node-ws run test lint check fuzz bench install uninstall clean embed-test sanitized \
   pg-example

@@ -117,13 +117,41 @@ local function close_payload(code, reason)
   return string.pack(">I2", code) .. (reason or "")
 end
 
+-- After our close for a protocol error: our side is shut down and what
+-- the peer still sends is dropped, until it closes (or close_timeout, or
+-- LINGER_MAX bytes).  Closing at once would make the kernel answer that
+-- data with a reset, which can destroy the close frame before the peer
+-- has read it.  A cancellation passes through, the connection closed.
+local LINGER_MAX = 64 << 20
+
+local function drop_rest(_, r)
+  local left = LINGER_MAX
+  while left > 0 do
+    local data = r:read(READ_SIZE)
+    if data == nil then return end
+    left = left - #data
+  end
+end
+
+local function linger(ws)
+  local w = ws._w
+  if w:can_write_eof() and not w:is_closing() then pcall(w.write_eof, w) end
+  local ok, err = pcall(aio.timeout, ws._close_timeout, drop_rest, ws._r)
+  if not ok and is(err, CancelledError) then
+    shut(ws)
+    error(err, 0)
+  end
+end
+
 -- A protocol error from the peer: our close with code, then the end.
 local function violation(ws, code, reason)
+  ws.close_code, ws.close_reason = ws.close_code or 1006, ws.close_reason or ""
   if ws.state == "open" then
     ws.state = "closing"
-    pcall(ws._w.write, ws._w, ws_build(CLOSE, true, close_payload(code, ""), ws._client))
+    if pcall(ws._w.write, ws._w, ws_build(CLOSE, true, close_payload(code, ""), ws._client)) then
+      linger(ws)
+    end
   end
-  ws.close_code, ws.close_reason = ws.close_code or 1006, ws.close_reason or ""
   shut(ws)
   fail(format("receive: %s (%d)", reason, code), { code = code })
 end
