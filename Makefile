@@ -279,7 +279,7 @@ VALGRIND_SPECS = $(filter-out spec/cli_spec.lua spec/repl_spec.lua spec/examples
   spec/docs_spec.lua spec/packaging_spec.lua spec/http_client_spec.lua \
   spec/cosocket_redis_spec.lua, $(wildcard spec/*_spec.lua))
 
-BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
+BENCH_BIN = $(B)/bench/loadgen $(B)/bench/loadgen_ws $(B)/bench/echo_uv
 ifeq ($(TLS),1)
 BENCH_BIN += $(B)/bench/loadgen_tls
 endif
@@ -287,6 +287,9 @@ endif
 # one driver (loadgen.c), a transport each
 $(B)/bench/loadgen: bench/loadgen.c bench/loadgen_plain.c bench/loadgen.h | $(B)/bench
 	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_plain.c $(UV_LIBS)
+
+$(B)/bench/loadgen_ws: bench/loadgen.c bench/loadgen_ws.c bench/loadgen.h | $(B)/bench
+	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_ws.c $(UV_LIBS)
 
 $(B)/bench/loadgen_tls: bench/loadgen.c bench/loadgen_tls.c bench/loadgen.h | $(B)/bench
 	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) $(TLS_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_tls.c $(UV_LIBS) $(TLS_LIBS)
