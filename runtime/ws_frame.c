@@ -19,6 +19,8 @@
 **                          max bytes)
 **   core.ws_build(opcode, fin, payload, masked [, rsv]) -> the frame (with
 **     a fresh random mask when masked)
+**   core.ws_utf8(s) -> whether s is UTF-8 (no overlong forms, no
+**     surrogates, nothing over U+10FFFF: RFC 3629)
 **   core.ws_key() -> a Sec-WebSocket-Key (16 random bytes, base64)
 **   core.ws_accept(key) -> its Sec-WebSocket-Accept (SHA-1, base64)
 **
@@ -120,6 +122,43 @@ static int l_parse (lua_State *L) {
   lua_pushinteger(L, pos + (lua_Integer)(hlen + plen));
   lua_pushinteger(L, rsv);
   return 5;
+}
+
+/* ------------------------------------------------------------- UTF-8 */
+
+/* Whether s[0..n) is UTF-8; ASCII is skipped eight bytes at a time. */
+static int utf8_valid (const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t k;
+    uint32_t cp, min;
+    if (c < 0x80) {
+      uint64_t v;
+      while (i + 8 <= n && (memcpy(&v, s + i, 8), (v & 0x8080808080808080ULL) == 0)) i += 8;
+      if (i < n && s[i] < 0x80) i++;
+      continue;
+    }
+    if (c >= 0xF0 && c <= 0xF4) { k = 3; cp = c & 7; min = 0x10000; }
+    else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 15; min = 0x800; }
+    else if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 31; min = 0x80; }
+    else return 0;
+    if (n - i <= k) return 0;
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + j] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+static int l_utf8 (lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushboolean(L, utf8_valid((const unsigned char *)s, n));
+  return 1;
 }
 
 /* ------------------------------------------------------------- random */
@@ -279,6 +318,7 @@ static int l_accept (lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"ws_parse", l_parse},
   {"ws_build", l_build},
+  {"ws_utf8", l_utf8},
   {"ws_key", l_key},
   {"ws_accept", l_accept},
   {NULL, NULL}

@@ -43,7 +43,7 @@ local M = {}
 
 local format, lower, concat = string.format, string.lower, table.concat
 local ws_parse, ws_build = core.ws_parse, core.ws_build
-local utf8len = utf8.len
+local utf8len = core.ws_utf8         -- (a boolean: whether it is UTF-8)
 local is = core.is
 local CancelledError = core.CancelledError
 local WebSocketError = core.WebSocketError

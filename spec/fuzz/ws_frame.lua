@@ -7,6 +7,7 @@
 -- prefix of a complete frame must give nil and that frame's length (or
 -- the least head length).  Each frame parsed is built again with
 -- ws_build (masked as it came) and must parse back to the same frame.
+-- The bytes are also checked as UTF-8 by core.ws_utf8 and utf8.len.
 -- Any Lua error is a finding.
 local aio = require "luaio"
 
@@ -75,7 +76,7 @@ return function(data)
     local got = table.pack(parse(s, pos, max, want_mask))
     local want = table.pack(ref(s, pos, max, want_mask))
     if not same(got, want) then fail("at %d: C gave %s, reference %s", pos, show(got), show(want)) end
-    if not got[1] then return end
+    if not got[1] then break end
     local op, fin, payload, nxt, rsv = table.unpack(got, 1, 5)
     -- every cut of the frame: not yet, and the right need
     for cut = pos, nxt - 2, math.max(1, (nxt - pos) // 7) do
@@ -94,5 +95,10 @@ return function(data)
       fail("rebuilt frame parsed as %s", show(back))
     end
     pos = nxt
+  end
+  -- the UTF-8 check against Lua's utf8.len (strict: no surrogates)
+  local body = data:sub(2)
+  if core.ws_utf8(body) ~= (utf8.len(body) ~= nil) then
+    fail("ws_utf8 gave %s, utf8.len %s", tostring(core.ws_utf8(body)), tostring(utf8.len(body)))
   end
 end
