@@ -115,15 +115,16 @@ for _, k in ipairs(order) do
 end
 print()
 
--- W6's CPU per request: the server's user + system time over the requests
--- it answered, and in cycles at the clock rate /proc/cpuinfo gives
+-- W6's CPU per request (W8's per message): the server's user + system
+-- time over the requests it answered, and in cycles at the clock rate
+-- /proc/cpuinfo gives
 local mhz
 local f = io.open("/proc/cpuinfo")
 if f then
   mhz = tonumber(f:read("a"):match("cpu MHz%s*:%s*([%d.]+)"))
   f:close()
 end
-for _, w in ipairs { "W6", "W6close" } do
+for _, w in ipairs { "W6", "W6close", "W8" } do
   local parts, ours = {}, rows[w .. " luaio"]
   for _, k in ipairs(order) do
     local r = rows[k]
@@ -135,7 +136,8 @@ for _, w in ipairs { "W6", "W6close" } do
     end
   end
   if #parts > 0 then
-    print(("%s server CPU a request (user + system): %s"):format(w, table.concat(parts, "; ")))
+    print(("%s server CPU a %s (user + system): %s"):format(w, w == "W8" and "message" or "request",
+      table.concat(parts, "; ")))
   end
 end
 print()
