@@ -2,7 +2,8 @@
 -- client and as server: Python's websockets and aiohttp (Debian's, run
 -- with /usr/bin/python3) and Node's ws (from the npm registry, installed
 -- into build/node_ws by `make node-ws` or here).  Large, fragmented,
--- binary and UTF-8 edge-case messages both ways; Node's server also
+-- binary and UTF-8 edge-case messages both ways, compressed
+-- (permessage-deflate) with the peers that take it; Node's server also
 -- vanishes mid-frame, stops answering (a close that is never answered)
 -- and sends text that is not UTF-8.  The peers' scripts: spec/ws_peers/.
 local aio = require "luaio"
@@ -56,10 +57,12 @@ BIN = table.concat(BIN):rep(16000)                          -- 4 MB
 local TEXTS = { "hello", "", "\0nul", "€ 😀 \u{FFFF} \u{10FFFF}", ("é"):rep(300000) }
 
 -- Our client against an echo peer at url: every case both ways.
-local function against_server(url, fragments)
+-- (compression: whether the peer takes permessage-deflate)
+local function against_server(url, fragments, compression)
   local ws = aio.websocket.connect(url, { max_size = 64 << 20, fragment_size = 65536,
                                           protocols = { "chat" } })
   assert.equal("chat", ws.subprotocol)
+  assert.equal(compression, ws.compression)
   for _, t in ipairs(TEXTS) do
     ws:send(t)
     local got, kind = ws:receive()
@@ -93,7 +96,8 @@ local function our_server()
         if kind == "text" then ws:send(msg) else ws:send_binary(msg) end
       end
     end)
-    closes[#closes + 1] = ok and (ws.close_code .. " " .. ws.close_reason) or err.code
+    closes[#closes + 1] = (ws.compression or "plain") .. " "
+      .. (ok and (ws.close_code .. " " .. ws.close_reason) or err.code)
   end, "127.0.0.1", 0, { max_size = 8 << 20, protocols = { "chat" }, fragment_size = 100000 })
   local _, port = srv:getsockname()
   return srv, "ws://127.0.0.1:" .. port .. "/ws", closes
@@ -107,7 +111,7 @@ describe("aio.websocket against real peers", function()
   it("Python websockets server", function()
     fds(function()
       with_peer("exec " .. PY .. " " .. DIR .. "py_server.py", function(port)
-        against_server("ws://127.0.0.1:" .. port .. "/", true)
+        against_server("ws://127.0.0.1:" .. port .. "/", true, "deflate")
       end)
     end)
   end)
@@ -115,7 +119,7 @@ describe("aio.websocket against real peers", function()
   it("aiohttp server", function()
     fds(function()
       with_peer("exec " .. PY .. " " .. DIR .. "aiohttp_server.py", function(port)
-        against_server("ws://127.0.0.1:" .. port .. "/ws", false)
+        against_server("ws://127.0.0.1:" .. port .. "/ws", false, "deflate")
       end)
     end)
   end)
@@ -125,7 +129,7 @@ describe("aio.websocket against real peers", function()
       with_peer("NODE_PATH=" .. NODE_WS .. "/node_modules exec node " .. DIR .. "node_server.js",
           function(port)
       local url = "ws://127.0.0.1:" .. port .. "/"
-      against_server(url, true)
+      against_server(url, true, nil)                    -- (ws: no deflate by default)
       local ws = aio.websocket.connect(url)
       ws:send("vanish")
       local err = H.errof(ws.receive, ws)
@@ -152,7 +156,7 @@ describe("aio.websocket against real peers", function()
       local out = run_client(PY .. " " .. DIR .. "py_client.py " .. url)
       assert.equal("ok 10\n", out)
       srv:shutdown()
-      assert.same({ "4001 bye" }, closes)
+      assert.same({ "deflate 4001 bye" }, closes)
     end)
   end)
 
@@ -162,7 +166,7 @@ describe("aio.websocket against real peers", function()
       local out = run_client(PY .. " " .. DIR .. "aiohttp_client.py " .. url)
       assert.equal("ok 6\n", out)
       srv:shutdown()
-      assert.same({ "4001 bye" }, closes)
+      assert.same({ "plain 4001 bye" }, closes)          -- (aiohttp offers no deflate)
     end)
   end)
 
@@ -173,7 +177,7 @@ describe("aio.websocket against real peers", function()
         .. "node_client.js " .. url)
       assert.equal("ok 9\ninvalid 1007\nbig 1009\n", out)
       srv:shutdown()
-      assert.same({ "4001 bye", 1007, 1009 }, closes)
+      assert.same({ "deflate 4001 bye", "deflate 1007", "deflate 1009" }, closes)
     end)
   end)
 end)

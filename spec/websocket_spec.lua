@@ -288,7 +288,7 @@ describe("aio.websocket", function()
         go:wait()
         for msg in ws:messages() do got[#got + 1] = #msg end
       end, { max_size = 64 << 20 })
-      local ws = aio.websocket.connect("ws://127.0.0.1:" .. port .. "/ws")
+      local ws = aio.websocket.connect("ws://127.0.0.1:" .. port .. "/ws", { compression = false })
       local big = ("b"):rep(16 << 20)
       local t = aio.spawn(ws.send_binary, ws, big)
       H.spin(5)
@@ -445,6 +445,82 @@ describe("aio.websocket", function()
       assert.equal("closed", ws.state)
       assert.equal(1006, ws.close_code)
       rs:close()
+    end)
+  end)
+  describe("permessage-deflate", function()
+    local zlib = require "zlib"
+    local function deflated(data)
+      local out = zlib.deflate(6, -15)(data, "sync")
+      return (out:gsub("\0\0\255\255$", ""))
+    end
+
+    it("is negotiated when both sides offer it, and not when one does not", function()
+      fds(function()
+        local seen = {}
+        local srv, port = echo_server(function(ws)
+          seen[#seen + 1] = tostring(ws.compression)
+          for msg in ws:messages() do ws:send(msg) end
+        end, { max_size = 64 << 20 })
+        local url = "ws://127.0.0.1:" .. port .. "/ws"
+        local ws = aio.websocket.connect(url, { max_size = 64 << 20 })
+        assert.equal("deflate", ws.compression)
+        local text = ("all work and no play "):rep(500000)       -- 10 MB
+        for _ = 1, 3 do                                           -- (contexts kept)
+          ws:send(text)
+          assert.is_true(ws:receive() == text)
+        end
+        ws:send("")
+        assert.same({ "", "text" }, { ws:receive() })
+        ws:close()
+        ws = aio.websocket.connect(url, { compression = false })
+        assert.is_nil(ws.compression)
+        ws:send("plain")
+        assert.equal("plain", ws:receive())
+        ws:close()
+        local r, w, head = raw_client(port, "Sec-WebSocket-Extensions: x-other, permessage-deflate;"
+          .. " server_max_window_bits=10; server_no_context_takeover; client_max_window_bits\r\n")
+        assert.truthy(head:find("\r\nSec-WebSocket-Extensions: permessage-deflate; "
+          .. "server_no_context_takeover; server_max_window_bits=10\r\n", 1, true), head)
+        w:write(frame(1, true, deflated("squeezed"), true, 4))
+        local op, payload = raw_frame(r, false)
+        assert.equal(1, op)
+        assert.equal("squeezed", zlib.inflate(-15)(payload .. "\0\0\255\255"))
+        w:close()
+        srv:shutdown()
+        assert.same({ "deflate", "nil", "deflate" }, seen)
+        assert.equal("connect: option 'compression' must be \"deflate\" or false",
+          H.errof(aio.websocket.connect, url, { compression = "gzip" }):match("connect: .*"))
+      end, 20)
+    end)
+
+    it("closes with 1009 for a small message that inflates past max_size, 1002/1007 for bad ones", function()
+      fds(function()
+        local ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        local function violation_deflate(frames, opts)
+          local got
+          local srv, port = echo_server(function(ws)
+            local ok, err = pcall(ws.receive, ws)
+            got = ok and "no error" or tostring(err)
+          end, opts)
+          local r, w = raw_client(port, ext)
+          for _, f in ipairs(frames) do w:write(f) end
+          local op, payload = raw_frame(r, false)
+          assert.equal(8, op)
+          w:close()
+          srv:shutdown()
+          return got, (string.unpack(">I2", payload))
+        end
+        local bomb = deflated(("\0"):rep(10 << 20))
+        assert.is_true(#bomb < 20000)
+        assert.same({ "WebSocketError: receive: message larger than max_size (1048576 bytes) (1009)", 1009 },
+          { violation_deflate({ frame(2, true, bomb, true, 4) }) })
+        assert.same({ "WebSocketError: receive: invalid compressed data (1007)", 1007 },
+          { violation_deflate({ frame(2, true, "\255\255\255", true, 4) }) })
+        assert.same({ "WebSocketError: receive: reserved bits set (1002)", 1002 },
+          { violation_deflate({ frame(9, true, "", true, 4) }) })
+        assert.same({ "WebSocketError: receive: reserved bits set (1002)", 1002 },
+          { violation_deflate({ frame(1, false, "a", true, 4), frame(0, true, "b", true, 4) }) })
+      end, 20)
     end)
   end)
 end)

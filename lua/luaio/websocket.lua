@@ -10,7 +10,9 @@
 --   ws:close([code [, reason]])  ws.close_code  ws.close_reason
 --
 -- Frames are parsed, unmasked, built and masked in C (core.ws_parse,
--- core.ws_build: runtime/ws_frame.c); the protocol is here.  There is no
+-- core.ws_build: runtime/ws_frame.c); the protocol is here, and
+-- permessage-deflate (RFC 7692, when both sides offer it) in
+-- luaio.websocket_deflate.  There is no
 -- task of its own: frames are read by receive (and by close, waiting for
 -- the peer's close), which answers pings and reassembles fragments; a
 -- connection no one reads from answers no pings.
@@ -38,6 +40,7 @@
 local aio = require "luaio"
 local core = require "luaio.core"
 local hh = require "luaio.http_headers"
+local deflate = require "luaio.websocket_deflate"
 
 local M = {}
 
@@ -58,6 +61,7 @@ local DEFAULTS = {
   close_timeout = 5,            -- seconds close waits for the peer's close
   fragment_size = nil,          -- sent messages cut in frames of this size
   timeout = 10,                 -- connect: the handshake's deadline
+  compression = "deflate",      -- permessage-deflate when both offer it
 }
 
 local function fail(msg, fields)
@@ -73,12 +77,13 @@ local function check_ws(ws, fname)
   if getmetatable(ws) ~= WebSocket then core.bad_self(ws, "WebSocket", fname, 3) end
 end
 
-local function new(r, w, buffered, client, o, subprotocol)
+local function new(r, w, buffered, client, o, subprotocol, pmd)
   return setmetatable({
+    _pmd = pmd, _inflate = false,             -- (the message is compressed)
     _r = r, _w = w, _buf = buffered or "", _pos = 1, _client = client,
     _max = o.max_size, _close_timeout = o.close_timeout, _frag = o.fragment_size,
     _parts = nil, _kind = nil, _len = 0,      -- the message being reassembled
-    state = "open", subprotocol = subprotocol,
+    state = "open", subprotocol = subprotocol, compression = pmd and "deflate" or nil,
     close_code = nil, close_reason = nil,
   }, WebSocket)
 end
@@ -220,7 +225,12 @@ local function next_message(ws)
   while true do
     if ws.state == "closed" then return nil end
     local op, fin, payload, rsv = next_frame(ws)
-    if rsv ~= 0 then return violation(ws, 1002, "reserved bits set") end
+    if rsv ~= 0 then
+      -- RSV1 on the first frame of a compressed message, nowhere else
+      if rsv ~= 4 or not ws._pmd or op >= CLOSE or op == CONT then
+        return violation(ws, 1002, "reserved bits set")
+      end
+    end
     if op >= CLOSE then
       if op == PING then
         if ws.state == "open" then put(ws, ws_build(PONG, true, payload, ws._client), "receive") end
@@ -240,6 +250,21 @@ local function next_message(ws)
       local len = ws._len + #payload
       if len > ws._max then
         return violation(ws, 1009, format("message larger than max_size (%d bytes)", ws._max))
+      end
+      if op ~= CONT then ws._inflate = rsv == 4 end
+      if fin and ws._inflate then                -- (the whole message: inflated)
+        local data, kind = payload, op
+        if parts then
+          parts[#parts + 1] = payload
+          data, kind = concat(parts), ws._kind
+          ws._parts, ws._kind, ws._len = nil, nil, 0
+        end
+        local out, code, why = ws._pmd:decompress(data, ws._max)
+        if not out then return violation(ws, code, why) end
+        if kind == TEXT and not utf8len(out) then
+          return violation(ws, 1007, "text message is not UTF-8")
+        end
+        return out, KIND[kind]
       end
       if fin and not parts then
         if op == TEXT and not utf8len(payload) then
@@ -296,14 +321,16 @@ end
 
 local function send(ws, op, data, fname)
   if ws.state ~= "open" then error(fname .. ": the connection is closed", 3) end
-  local frag, client = ws._frag, ws._client
+  local frag, client, rsv = ws._frag, ws._client, 0
+  if ws._pmd and op ~= PING then data, rsv = ws._pmd:compress(data), 4 end
   if frag == nil or #data <= frag then
-    put(ws, ws_build(op, true, data, client), fname)
+    put(ws, ws_build(op, true, data, client, rsv), fname)
   else
     local frames, i, n = {}, 1, #data
     while i <= n do
       local j = i + frag
-      frames[#frames + 1] = ws_build(i == 1 and op or CONT, j > n, data:sub(i, j - 1), client)
+      frames[#frames + 1] = ws_build(i == 1 and op or CONT, j > n, data:sub(i, j - 1), client,
+        i == 1 and rsv or 0)
       i = j
     end
     put(ws, frames, fname)
@@ -399,7 +426,7 @@ WebSocket.__close = function(ws) if ws.state == "open" then ws:close() end end
 local OPTION_KINDS = {
   max_size = "integer", close_timeout = "number", fragment_size = "integer",
   timeout = "number", protocols = "table", headers = "table", origin = "any",
-  ssl = "any",
+  ssl = "any", compression = "any",
 }
 
 local function options(opts, fname, n)
@@ -417,6 +444,8 @@ local function options(opts, fname, n)
       error(format("%s: option '%s' must be a positive number of seconds", fname, k), 3)
     elseif kind == "table" and type(v) ~= "table" then
       error(format("%s: option '%s' must be a table", fname, k), 3)
+    elseif k == "compression" and v ~= false and v ~= "deflate" then
+      error(format("%s: option 'compression' must be \"deflate\" or false", fname), 3)
     end
     o[k] = v
   end
@@ -475,9 +504,12 @@ function M.accept(req, opts)
   local head = { "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
     "Connection: Upgrade\r\nSec-WebSocket-Accept: ", core.ws_accept(key), "\r\n" }
   if chosen then head[#head + 1] = "Sec-WebSocket-Protocol: " .. chosen .. "\r\n" end
+  local ext, pmd
+  if o.compression then ext, pmd = deflate.server(h:get("sec-websocket-extensions")) end
+  if ext then head[#head + 1] = "Sec-WebSocket-Extensions: " .. ext .. "\r\n" end
   head[#head + 1] = "\r\n"
   w:write(concat(head))
-  return new(r, w, rest, false, o, chosen)
+  return new(r, w, rest, false, o, chosen, pmd)
 end
 
 --- aio.websocket.serve(handler, host, port [, opts]) -> an aio.http
@@ -529,6 +561,8 @@ local function handshake(_, u, o)          -- (the first: aio.timeout's scope)
       head[#head + 1] = "Sec-WebSocket-Protocol: " .. concat(o.protocols, ", ") .. "\r\n"
     end
     if o.origin then head[#head + 1] = "Origin: " .. o.origin .. "\r\n" end
+    local offer = o.compression and deflate.offer()
+    if offer then head[#head + 1] = "Sec-WebSocket-Extensions: " .. offer .. "\r\n" end
     for k, v in pairs(o.headers or {}) do
       if type(k) ~= "string" or type(v) ~= "string" or (k .. v):find("[\r\n%z]") then
         error("connect: option 'headers' must map names to values (strings without CR, LF, NUL)", 0)
@@ -555,10 +589,14 @@ local function handshake(_, u, o)          -- (the first: aio.timeout's scope)
       for _, q in ipairs(o.protocols or {}) do offered = offered or q == proto end
       if not offered then fail("connect: the server chose a subprotocol not offered: " .. proto) end
     end
-    if ah:get("sec-websocket-extensions") then
-      fail("connect: the server chose an extension not offered")
+    local ext, pmd = ah:get("sec-websocket-extensions"), nil
+    if ext then
+      if not offer then fail("connect: the server chose an extension not offered: " .. ext) end
+      local why
+      pmd, why = deflate.client(ext)
+      if not pmd then fail("connect: " .. why) end
     end
-    return new(r, w, rest, true, o, proto)
+    return new(r, w, rest, true, o, proto, pmd)
   end)
   if not ok then
     w:_abort()
