@@ -314,6 +314,20 @@ describe("aio.websocket", function()
       assert.is_nil(aio.await(t))
       assert.equal(1000, ws.close_code)
       srv:shutdown()
+      -- the receiving task meets the end of the connection instead: the
+      -- close does not wait for its close_timeout
+      local rs, rport = raw_server(function(r, w)
+        raw_frame(r, true)
+        w:write(frame(2, true, "xx", false):sub(1, 3))   -- half a frame, then gone
+      end)
+      ws = aio.websocket.connect("ws://127.0.0.1:" .. rport .. "/", { close_timeout = 10 })
+      t = aio.spawn(ws.receive, ws)
+      H.spin(5)
+      local t0 = aio.time()
+      ws:close()
+      assert.is_true(aio.time() - t0 < 2)
+      assert.equal(1006, H.errof(aio.await, t).code)
+      rs:close()
     end)
   end)
 

@@ -88,11 +88,14 @@ local function new(r, w, buffered, client, o, subprotocol, pmd)
   }, WebSocket)
 end
 
--- The end of the transport (nothing more is sent or read).
+-- The end of the transport (nothing more is sent or read); a close
+-- waiting for the task that receives is woken.
 local function shut(ws)
   ws.state = "closed"
   local w = ws._w
   if not w:is_closing() then pcall(w.close, w) end
+  local f = ws._waiter
+  if f and not f:done() then f:set_result(true) end
 end
 
 -- Writes one frame (or a list of them) whole; the drain after it is the
@@ -236,8 +239,6 @@ local function next_message(ws)
         if ws.state == "open" then put(ws, ws_build(PONG, true, payload, ws._client), "receive") end
       elseif op == CLOSE then
         peer_closed(ws, payload)
-        local f = ws._waiter
-        if f and not f:done() then f:set_result(true) end
         return nil
       end                                         -- (a pong: nothing to do)
     else
