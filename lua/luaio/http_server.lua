@@ -323,17 +323,19 @@ function Request:websocket(opts)
   return aio.websocket.accept(self, opts)
 end
 
---- req:_takeover(fname) -> reader, writer, bytes: the connection is the
---- caller's from now on (an upgrade), with the bytes already read past
---- the request; the server neither reads, writes nor closes it before
---- the handler returns.  Only once, before any response.
-function Request:_takeover(fname)
+--- req:_takeover(fname [, on_close]) -> reader, writer, bytes: the
+--- connection is the caller's from now on (an upgrade), with the bytes
+--- already read past the request; the server neither reads, writes nor
+--- closes it before the handler returns.  on_close() is called (in a
+--- callback: it must not suspend) when server:close() begins, so the
+--- protocol can say goodbye.  Only once, before any response.
+function Request:_takeover(fname, on_close)
   local c = check_req(self, fname)
   if c.taken then error(fname .. ": the connection was already taken over", 3) end
   if c.res._s ~= NONE then error(fname .. ": a response was already started", 3) end
   if not c.body_done then error(fname .. ": the request has a body", 3) end
   local rest = c.buf:sub(c.pos)
-  c.taken, c.keep, c.buf, c.pos = true, false, "", 1
+  c.taken, c.keep, c.buf, c.pos, c.on_close = true, false, "", 1, on_close
   return c.r, c.w, rest
 end
 
@@ -668,7 +670,14 @@ function Server:close(timeout)
   self.now = now
   self._deadline = now + (timeout or self._o.shutdown_timeout)
   for c in pairs(self._conns) do
-    if c.state == IDLE then expire(c) end
+    if c.state == IDLE then expire(c)
+    elseif c.on_close then                   -- (taken over: its goodbye)
+      local ok, err = pcall(c.on_close)
+      if not ok then
+        self._loop:call_exception_handler({
+          message = "aio.http: a taken-over connection's on_close failed", exception = err })
+      end
+    end
   end
   stop_ticking(self)
   if self._nconns > 0 then tick(self) end     -- (reschedules, deadline in view)

@@ -474,7 +474,15 @@ end
 function M.accept(req, opts)
   local o = options(opts, "websocket", 1)
   local h = req.headers
-  local r, w, rest = req:_takeover("websocket")
+  local ws
+  local r, w, rest = req:_takeover("websocket", function()
+    -- the server is closing: 1001, going away (the peer's answer ends
+    -- the handler's receive)
+    if ws and ws.state == "open" then
+      ws.state = "closing"
+      pcall(ws._w.write, ws._w, ws_build(CLOSE, true, close_payload(1001, "server shutdown"), false))
+    end
+  end)
   local key = h:get("sec-websocket-key")
   local why
   if req.method ~= "GET" then why = "method " .. req.method
@@ -510,7 +518,8 @@ function M.accept(req, opts)
   if ext then head[#head + 1] = "Sec-WebSocket-Extensions: " .. ext .. "\r\n" end
   head[#head + 1] = "\r\n"
   w:write(concat(head))
-  return new(r, w, rest, false, o, chosen, pmd)
+  ws = new(r, w, rest, false, o, chosen, pmd)
+  return ws
 end
 
 --- aio.websocket.serve(handler, host, port [, opts]) -> an aio.http
