@@ -91,7 +91,7 @@ CORE_SRC = runtime/state.c runtime/errors.c runtime/report.c runtime/sched.c \
   runtime/signal.c runtime/sigpipe.c runtime/queue.c \
   runtime/stream.c runtime/stream_write.c runtime/stream_tls.c runtime/stream_net.c \
   runtime/tls_link.c runtime/udp.c runtime/request.c runtime/dns.c runtime/fs.c \
-  runtime/http_parser.c \
+  runtime/http_parser.c runtime/ws_frame.c \
   runtime/thread.c runtime/process.c runtime/procinfo.c runtime/poll.c runtime/luv.c \
   runtime/loop.c runtime/init.c runtime/embed.c runtime/embed_task.c \
   runtime/embed_capi.c
@@ -149,7 +149,7 @@ $(B)/obj $(B)/gen $(B)/lib/luaio:
 # ---------------------------------------------------------------- deps
 DEB_PKGS = lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make luarocks node-llhttp \
   libreadline-dev libssl-dev openssl lua-check \
-  nodejs python3-aiohttp lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
+  nodejs python3-aiohttp python3-websockets lua-cjson lua-zlib lua-socket lua-sec lua-redis redis-server curl python3 \
   postgresql libpq-dev lua-nginx-redis lua-nginx-dns dnsmasq-base lua-luv
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -160,6 +160,13 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 	fi
+	@$(MAKE) --no-print-directory node-ws
+
+# Node's ws (the npm registry), for the WebSocket peer specs and W8.
+NODE_WS = build/node_ws/node_modules/ws/package.json
+node-ws: $(NODE_WS)
+$(NODE_WS):
+	npm install --silent --prefix build/node_ws ws@8
 
 # ---------------------------------------------------------------- use
 run: deps
@@ -239,7 +246,7 @@ check:
 # against a libluaio built with ASan/UBSan.  FUZZ_TIME seconds per target;
 # new inputs go to build/fuzz/corpus/<target>, the committed corpus
 # (spec/fuzz/corpus/<target>) is read as seeds.
-FUZZ_TARGETS = stream_reader marshal tls http_parser
+FUZZ_TARGETS = stream_reader marshal tls http_parser ws_frame
 FUZZ_TIME ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
@@ -274,7 +281,7 @@ VALGRIND_SPECS = $(filter-out spec/cli_spec.lua spec/repl_spec.lua spec/examples
   spec/docs_spec.lua spec/packaging_spec.lua spec/http_client_spec.lua \
   spec/cosocket_redis_spec.lua, $(wildcard spec/*_spec.lua))
 
-BENCH_BIN = $(B)/bench/loadgen $(B)/bench/echo_uv
+BENCH_BIN = $(B)/bench/loadgen $(B)/bench/loadgen_ws $(B)/bench/echo_uv
 ifeq ($(TLS),1)
 BENCH_BIN += $(B)/bench/loadgen_tls
 endif
@@ -282,6 +289,9 @@ endif
 # one driver (loadgen.c), a transport each
 $(B)/bench/loadgen: bench/loadgen.c bench/loadgen_plain.c bench/loadgen.h | $(B)/bench
 	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_plain.c $(UV_LIBS)
+
+$(B)/bench/loadgen_ws: bench/loadgen.c bench/loadgen_ws.c bench/loadgen.h | $(B)/bench
+	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_ws.c $(UV_LIBS)
 
 $(B)/bench/loadgen_tls: bench/loadgen.c bench/loadgen_tls.c bench/loadgen.h | $(B)/bench
 	$(CC) $(OPT) -Wall -Wextra $(UV_CFLAGS) $(TLS_CFLAGS) -o $@ bench/loadgen.c bench/loadgen_tls.c $(UV_LIBS) $(TLS_LIBS)
@@ -356,5 +366,5 @@ embed-test: all
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/embed/run.sh
 	B=$(CURDIR)/$(B) EMBED_LIBS="$(TLS_LIBS)" sh examples/cmodule/run.sh
 
-.PHONY: all deps run test lint check fuzz bench soak install uninstall clean embed-test sanitized \
+.PHONY: all deps node-ws run test lint check fuzz bench soak install uninstall clean embed-test sanitized \
   pg-example

@@ -15,7 +15,7 @@ N2=${N2:-1000000}; N3=${N3:-100000}; N5=${N5:-10000}
 export W4_D=${W4_D:-5}
 if [ "${QUICK:-0}" = 1 ]; then
   RUNS=1; N1=20000; N1M=100000; NWAVE=100000; N2=100000; N3=20000; N5=2000
-  export W4_D=1 W4_W=0.3 W6_D=1 W7_N=2000
+  export W4_D=1 W4_W=0.3 W6_D=1 W7_N=2000 W8_D=1 W8_W=0.3
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -45,6 +45,11 @@ have_aiohttp=0; /usr/bin/python3 -c "import aiohttp, uvloop" 2>/dev/null && have
 have_h2o=0; command -v h2o >/dev/null && have_h2o=1
 export W6_D=${W6_D:-5}
 w4=""; [ -x "$here/../build/bench/loadgen" ] && w4=1
+# W8 (WebSocket echo): loadgen_ws drives luaio, Node + ws (npm, make
+# node-ws) and Python's websockets on uvloop
+w8=""; [ -x "$here/../build/bench/loadgen_ws" ] && w8=1
+have_nodews=0; [ -f "$here/../build/node_ws/node_modules/ws/package.json" ] && have_nodews=1
+have_pyws=0; /usr/bin/python3 -c "import websockets, uvloop" 2>/dev/null && have_pyws=1
 # W4 over TLS: a throwaway certificate (EC P-256) for every server
 w4tls=""
 if [ -x "$here/../build/bench/loadgen_tls" ] && command -v openssl >/dev/null &&
@@ -113,6 +118,11 @@ while [ $pass -lt "$RUNS" ]; do
     [ $have_node = 1 ] && run W7 node sh "$here/w7.sh" 9702 node "$peers/w7_fetch.js"
     [ $have_aiohttp = 1 ] && run W7 aiohttp sh "$here/w7.sh" 9703 /usr/bin/python3 "$peers/w7_client.py"
   fi
+  if [ -n "$w8" ]; then
+    run W8 luaio sh "$here/w8.sh" luaio 9801 "$cli" "$here/w8_ws_echo.lua"
+    [ $have_nodews = 1 ] && run W8 node sh "$here/w8.sh" node 9802 node "$peers/w8_ws_echo.js"
+    [ $have_pyws = 1 ] && run W8 websockets sh "$here/w8.sh" websockets 9803 /usr/bin/python3 "$peers/w8_ws_echo.py"
+  fi
   run W5 luaio "$cli" "$here/w5_waitfor.lua" "$N5"
   [ $have_py = 1 ] && run W5 asyncio python3 "$peers/w5_waitfor.py" "$N5"
   [ $have_node = 1 ] && run W5 node node "$peers/w5_waitfor.js" "$N5"
@@ -124,4 +134,4 @@ while [ $pass -lt "$RUNS" ]; do
 done
 
 lua5.4 "$here/table.lua" "$tmp/results" \
-  "W1 N=$N1, W1-1M and W1gather N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close; W6x2: luaio --workers 2 / Node cluster with 2 workers, unpinned), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections; $RUNS pass(es)"
+  "W1 N=$N1, W1-1M and W1gather N=$N1M, W1wave N=$NWAVE (waves of 1000), W2 N=$N2 round trips, W3/W3mem N=$N3, W5 N=$N5, W4/W4tls 100 connections x ${W4_D}s, W6 wrk -c${W6_C:-100} x ${W6_D}s (W6close: Connection: close; W6x2: luaio --workers 2 / Node cluster with 2 workers, unpinned), W7 ${W7_N:-20000} GETs over ${W7_C:-50} connections, W8 ${W8_C:-100} WebSocket connections x ${W8_D:-5}s of 64-byte echoes; $RUNS pass(es)"

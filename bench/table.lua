@@ -40,13 +40,14 @@ local unit = {
   ["W1"] = "tasks/s", ["W1-1M"] = "tasks/s", W1gather = "tasks/s", W1wave = "tasks/s",
   W2 = "switches/s", W3 = "s overhead", W3mem = "B/task", W4 = "round trips/s",
   W4tls = "round trips/s", W6 = "requests/s", W6close = "requests/s", W7 = "requests/s",
+  W8 = "messages/s",
   W5 = "s wall", ["start-up"] = "ms",
 }
 local lower = { W3 = true, W3mem = true, W5 = true, ["start-up"] = true }
 local second = { ["W1"] = "peak RSS KiB", ["W1-1M"] = "peak RSS KiB",
   W1gather = "peak RSS KiB", W3 = "peak RSS KiB",
   W4 = "p50 us", W4tls = "p50 us", W5 = "excess timeouts" }
-local third = { W4 = true, W4tls = true, W6 = true, W6close = true }   -- p50/p99
+local third = { W4 = true, W4tls = true, W6 = true, W6close = true, W8 = true }   -- p50/p99
 
 for _, k in ipairs(order) do
   local r = rows[k]
@@ -96,9 +97,10 @@ for _, k in ipairs(order) do
         pr = paired(r, c)
         if pr then ratio = ratio .. (" (paired %.2fx)"):format(pr) end
       end
-      -- W6's targets are ratios to Node and to h2o, whichever is best
+      -- W6's targets are ratios to Node and to h2o, whichever is best;
+      -- W8's to Node (+ ws)
       for _, peer in ipairs { "node", "h2o" } do
-        local o = (r.w == "W6" or r.w == "W6close") and rows[r.w .. " " .. peer]
+        local o = (r.w == "W6" or r.w == "W6close" or r.w == "W8") and rows[r.w .. " " .. peer]
         if o and o ~= b and o.ma then
           ratio = ratio .. ("; %.2fx %s"):format(r.ma / o.ma, peer)
         end
@@ -114,15 +116,16 @@ for _, k in ipairs(order) do
 end
 print()
 
--- W6's CPU per request: the server's user + system time over the requests
--- it answered, and in cycles at the clock rate /proc/cpuinfo gives
+-- W6's CPU per request (W8's per message): the server's user + system
+-- time over the requests it answered, and in cycles at the clock rate
+-- /proc/cpuinfo gives
 local mhz
 local f = io.open("/proc/cpuinfo")
 if f then
   mhz = tonumber(f:read("a"):match("cpu MHz%s*:%s*([%d.]+)"))
   f:close()
 end
-for _, w in ipairs { "W6", "W6close" } do
+for _, w in ipairs { "W6", "W6close", "W8" } do
   local parts, ours = {}, rows[w .. " luaio"]
   for _, k in ipairs(order) do
     local r = rows[k]
@@ -134,7 +137,8 @@ for _, w in ipairs { "W6", "W6close" } do
     end
   end
   if #parts > 0 then
-    print(("%s server CPU a request (user + system): %s"):format(w, table.concat(parts, "; ")))
+    print(("%s server CPU a %s (user + system): %s"):format(w, w == "W8" and "message" or "request",
+      table.concat(parts, "; ")))
   end
 end
 print()

@@ -40,6 +40,7 @@ static const char *const hierarchy[][2] = {
   {"OSError", "Error"},
   {"SSLError", "OSError"},
   {"HTTPError", "Error"},      /* aio.http's (client and server) */
+  {"WebSocketError", "Error"}, /* aio.websocket's */
   {NULL, NULL}
 };
 

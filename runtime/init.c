@@ -29,6 +29,7 @@ static void (*const parts[]) (lua_State *L) = {
   luaio__procinfo_open,
   luaio__thread_open,
   luaio__http_parser_open,
+  luaio__ws_frame_open,
   luaio__poll_open,
   luaio__capi_open,
   NULL

@@ -571,6 +571,11 @@ void luaio__procinfo_open (lua_State *L);  /* procinfo.c */
 void luaio__http_parser_open (lua_State *L);
 
 
+/* ---------------------------------------------------------- ws_frame.c */
+
+void luaio__ws_frame_open (lua_State *L);
+
+
 /* ---------------------------------------------------------- poll.c */
 
 void luaio__poll_open (lua_State *L);

@@ -17,7 +17,9 @@
 -- the body.  A body the handler left unread is skipped (up to 256 KiB;
 -- beyond, the connection closes); "Expect: 100-continue" is answered
 -- when the handler first reads the body.  A request asking for an
--- upgrade is answered, then its connection closed.  A connection closed while the client may still be
+-- upgrade is answered, then its connection closed -- unless the handler
+-- takes the connection over (req:websocket, aio.websocket): then the
+-- server leaves it alone until the handler returns.  A connection closed while the client may still be
 -- sending is half-closed first and drained for a moment (lingering), so
 -- that no reset destroys the answer.
 --
@@ -314,6 +316,29 @@ function Request:lines()
   end
 end
 
+--- req:websocket([opts]) -> a WebSocket: the handshake's answer, then
+--- the connection is the WebSocket's (aio.websocket).
+function Request:websocket(opts)
+  check_req(self, "websocket")
+  return aio.websocket.accept(self, opts)
+end
+
+--- req:_takeover(fname [, on_close]) -> reader, writer, bytes: the
+--- connection is the caller's from now on (an upgrade), with the bytes
+--- already read past the request; the server neither reads, writes nor
+--- closes it before the handler returns.  on_close() is called (in a
+--- callback: it must not suspend) when server:close() begins, so the
+--- protocol can say goodbye.  Only once, before any response.
+function Request:_takeover(fname, on_close)
+  local c = check_req(self, fname)
+  if c.taken then error(fname .. ": the connection was already taken over", 3) end
+  if c.res._s ~= NONE then error(fname .. ": a response was already started", 3) end
+  if not c.body_done then error(fname .. ": the request has a body", 3) end
+  local rest = c.buf:sub(c.pos)
+  c.taken, c.keep, c.buf, c.pos, c.on_close = true, false, "", 1, on_close
+  return c.r, c.w, rest
+end
+
 ------------------------------------------------------------------ handler
 local last_traceback      -- set by on_error, read right after xpcall
 
@@ -337,6 +362,15 @@ end
 local function handle(c, req, res)
   last_traceback = nil
   local ok, status, h, body = xpcall(c.srv._handler, on_error, req, res)
+  if c.taken then                  -- (an upgrade: the connection is not ours)
+    if not ok then
+      if own_cancellation(c, status) then error(status, 0) end
+      if not is(status, core.WebSocketError) then
+        report(req, "the handler failed", status, last_traceback)
+      end
+    end
+    return
+  end
   if ok then
     if c.lost then c.keep = false; return end       -- no one to answer
     if status ~= nil then
@@ -558,8 +592,10 @@ local function serve_connection(srv, c)
       end
     end
     -- the handler
-    handle(c, req, setmetatable({ _c = c, _req = req, _s = NONE }, Response))
-    c.req = nil
+    c.res = setmetatable({ _c = c, _req = req, _s = NONE }, Response)
+    handle(c, req, c.res)
+    c.req, c.res = nil, nil
+    if c.taken then return end
     if not c.keep or not skip_body(c) then
       if not c.body_done or c.pos <= #c.buf then linger(c) end
       return
@@ -596,7 +632,7 @@ local function connection(srv, r, w)
   start_ticking(srv)
   c.deadline = srv.now + srv._o.head_timeout
   local ok, err = pcall(serve_connection, srv, c)
-  if ok or not is(err, CancelledError) then
+  if (ok or not is(err, CancelledError)) and not c.taken then
     local fok, ferr = pcall(flush, c)
     if not fok then ok, err = false, ferr end
   end
@@ -646,6 +682,12 @@ function Server:close(timeout)
         c.deadline = math.min(c.deadline or math.huge, now + FIRST_GRACE)   -- its way
       else
         expire(c)
+      end
+    elseif c.on_close then                   -- (taken over: its goodbye)
+      local ok, err = pcall(c.on_close)
+      if not ok then
+        self._loop:call_exception_handler({
+          message = "aio.http: a taken-over connection's on_close failed", exception = err })
       end
     end
   end

@@ -362,6 +362,7 @@ M.getpid = core.getpid
 --- aio.worker_id() -> 1..n in a worker process of aio.workers, else nil
 function M.worker_id() return M.workers.id() end
 parts.socket = function() rawset(M, "socket", require "luaio.socket") end
+parts.websocket = function() rawset(M, "websocket", require "luaio.websocket") end
 
 parts.ngx = function() rawset(M, "ngx", require "luaio.ngx") end
 
