@@ -5,6 +5,7 @@
 # the best peer of the same run.  A benchmark, never a test.
 #   bench/run.sh CLI            RUNS=5 bench/run.sh build/luaio
 #   QUICK=1 bench/run.sh CLI    small sizes, one pass (under a minute)
+#   ONLY="W6 W6close" bench/run.sh CLI   just those workloads
 set -u
 cli=${1:-build/luaio}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,8 +21,12 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# ONLY="W6 W7": just those workloads (names as in the table)
+wanted() { case " ${ONLY:-$1} " in *" $1 "*) return 0;; esac; return 1; }
+
 run() { # name peer cmd...
   name=$1; peer=$2; shift 2
+  wanted "$name" || return 0
   out=$(timeout 300 "$@" 2>/dev/null | grep '^RESULT' | head -n 1)
   [ -n "$out" ] && echo "$name $peer ${out#RESULT }" >> "$tmp/results"
 }
@@ -29,6 +34,7 @@ run() { # name peer cmd...
 # start-up: milliseconds for one run of an empty program, over 20 runs
 startup() { # peer cmd...
   peer=$1; shift
+  wanted start-up || return 0
   t0=$(date +%s%N)
   i=0; while [ $i -lt 20 ]; do "$@" >/dev/null 2>&1; i=$((i + 1)); done
   t1=$(date +%s%N)
