@@ -24,8 +24,10 @@
 **   core.ws_key() -> a Sec-WebSocket-Key (16 random bytes, base64)
 **   core.ws_accept(key) -> its Sec-WebSocket-Accept (SHA-1, base64)
 **
-** Mask keys come from a xorshift generator seeded by uv_random: masking
-** only keeps a client's bytes unpredictable to intermediaries.
+** Mask keys and handshake keys come from the kernel's generator
+** (uv_random), 256 bytes a system call.  SHA-1 (for the accept value) is
+** written here: the core is built without OpenSSL too (TLS=0, and the
+** CLI loads it only for TLS), and it is 60 lines of FIPS 180-4.
 */
 #include <stdint.h>
 #include <string.h>
@@ -163,19 +165,27 @@ static int l_utf8 (lua_State *L) {
 
 /* ------------------------------------------------------------- random */
 
-static __thread uint64_t rng_state;     /* (one per thread) */
+/* Bytes from the kernel's generator (getrandom, through uv_random),
+   taken 256 at a time: RFC 6455 wants mask keys no one can predict, and
+   a generator seeded once (xorshift) is predictable from what it gave. */
+static __thread unsigned char rnd_buf[256];
+static __thread size_t rnd_left;        /* (one pool per thread) */
 
-static uint64_t rng_next (void) {
-  uint64_t x = rng_state;
-  if (x == 0) {                         /* first use: seed */
-    if (uv_random(NULL, NULL, &x, sizeof x, 0, NULL) != 0 || x == 0)
-      x = uv_hrtime() | 1;
+static void random_bytes (lua_State *L, unsigned char *out, size_t n) {
+  while (n > 0) {
+    size_t k;
+    if (rnd_left == 0) {
+      if (uv_random(NULL, NULL, rnd_buf, sizeof rnd_buf, 0, NULL) != 0)
+        luaL_error(L, "websocket: the system's random generator failed");
+      rnd_left = sizeof rnd_buf;
+    }
+    k = n < rnd_left ? n : rnd_left;
+    memcpy(out, rnd_buf + sizeof rnd_buf - rnd_left, k);
+    memset(rnd_buf + sizeof rnd_buf - rnd_left, 0, k);   /* (used once) */
+    rnd_left -= k;
+    out += k;
+    n -= k;
   }
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  rng_state = x;
-  return x * 0x2545F4914F6CDD1DULL;
 }
 
 /* ------------------------------------------------------------- builder */
@@ -206,9 +216,8 @@ static int l_build (lua_State *L) {
     hlen = 10;
   }
   if (masked) {
-    uint32_t k = (uint32_t)rng_next();
     head[1] |= 0x80;
-    memcpy(head + hlen, &k, 4);
+    random_bytes(L, head + hlen, 4);
     hlen += 4;
   }
   d = (unsigned char *)luaL_buffinitsize(L, &b, hlen + n);
@@ -289,9 +298,7 @@ static void sha1 (const unsigned char *s, size_t n, unsigned char out[20]) {
 
 static int l_key (lua_State *L) {
   unsigned char k[16];
-  uint64_t a = rng_next(), b = rng_next();
-  memcpy(k, &a, 8);
-  memcpy(k + 8, &b, 8);
+  random_bytes(L, k, 16);
   base64(L, k, 16);
   return 1;
 }
