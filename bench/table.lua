@@ -39,7 +39,7 @@ end
 local unit = {
   ["W1"] = "tasks/s", ["W1-1M"] = "tasks/s", W1gather = "tasks/s", W1wave = "tasks/s",
   W2 = "switches/s", W3 = "s overhead", W3mem = "B/task", W4 = "round trips/s",
-  W4tls = "round trips/s", W6 = "requests/s", W6close = "requests/s", W7 = "requests/s",
+  W4tls = "round trips/s", W6 = "requests/s", W6close = "requests/s", W6x2 = "requests/s", W7 = "requests/s",
   W8 = "messages/s",
   W5 = "s wall", ["start-up"] = "ms",
 }
@@ -47,7 +47,7 @@ local lower = { W3 = true, W3mem = true, W5 = true, ["start-up"] = true }
 local second = { ["W1"] = "peak RSS KiB", ["W1-1M"] = "peak RSS KiB",
   W1gather = "peak RSS KiB", W3 = "peak RSS KiB",
   W4 = "p50 us", W4tls = "p50 us", W5 = "excess timeouts" }
-local third = { W4 = true, W4tls = true, W6 = true, W6close = true, W8 = true }   -- p50/p99
+local third = { W4 = true, W4tls = true, W6 = true, W6close = true, W6x2 = true, W8 = true }   -- p50/p99
 
 for _, k in ipairs(order) do
   local r = rows[k]
@@ -125,7 +125,7 @@ if f then
   mhz = tonumber(f:read("a"):match("cpu MHz%s*:%s*([%d.]+)"))
   f:close()
 end
-for _, w in ipairs { "W6", "W6close", "W8" } do
+for _, w in ipairs { "W6", "W6close", "W6x2", "W8" } do
   local parts, ours = {}, rows[w .. " luaio"]
   for _, k in ipairs(order) do
     local r = rows[k]
