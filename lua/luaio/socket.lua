@@ -803,7 +803,7 @@ end
 ------------------------------------------------------------------ udp
 -- socket.udp, udp4, udp6: luaio.socket_udp, with this module's words for
 -- errors and its check for a running task.
-M._message, M._need_task, M._classes = message, need_task, classes
+M._message, M._need_task, M._classes, M._settimeout = message, need_task, classes, settimeout
 require("luaio.socket_udp")(M)
 
 ------------------------------------------------------------------ install

@@ -115,16 +115,10 @@ return function(socket)
   end
 
   ---------------------------------------------------------------- common
+  -- (tcp's: the same checks and fields; its errors blame our caller)
   local function settimeout(s, t, mode)
-    check_any(s, "settimeout")
-    if t ~= nil and type(t) ~= "number" then
-      error("bad argument #1 to 'settimeout' (number expected, got " .. type(t) .. ")", 2)
-    end
-    if mode ~= nil and mode ~= "b" and mode ~= "t" and mode ~= "r" then
-      error("bad argument #2 to 'settimeout' (invalid timeout mode)", 2)
-    end
-    if t == nil or t < 0 then s._timeout = nil else s._timeout = t end
-    return 1
+    local r = socket._settimeout(check_any(s, "settimeout"), t, mode)
+    return r
   end
 
   local function gettimeout(s)
