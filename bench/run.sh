@@ -73,9 +73,9 @@ while [ $pass -lt "$RUNS" ]; do
   run W1-1M lua-floor "$cli" "$here/floor/w1_spawn.lua" "$N1M"
   [ $have_py = 1 ] && run W1-1M asyncio python3 "$peers/w1_spawn.py" "$N1M"
   [ $have_node = 1 ] && run W1-1M node node "$peers/w1_spawn.js" "$N1M"
-  run W1gather luaio "$cli" "$here/w1_gather.lua" "$N1M"
-  [ $have_py = 1 ] && run W1gather asyncio python3 "$peers/w1_gather.py" "$N1M"
-  [ $have_node = 1 ] && run W1gather node node "$peers/w1_gather.js" "$N1M"
+  run W1gather luaio "$cli" "$here/w1_spawn.lua" "$N1M" gather
+  [ $have_py = 1 ] && run W1gather asyncio python3 "$peers/w1_spawn.py" "$N1M" gather
+  [ $have_node = 1 ] && run W1gather node node "$peers/w1_spawn.js" "$N1M" gather
   run W1wave luaio "$cli" "$here/w1wave.lua" "$NWAVE"
   run W1wave lua-floor "$cli" "$here/floor/w1wave.lua" "$NWAVE"
   [ $have_py = 1 ] && run W1wave asyncio python3 "$peers/w1wave.py" "$NWAVE"
