@@ -132,7 +132,7 @@ end
 
 local function new_client(r, w, from)
   return setmetatable({
-    _r = r, _w = w, _buf = "", _eof = false, _closed = false,
+    _r = r, _w = w, _buf = "", _at = 1, _eof = false, _closed = false,
     _timeout = from and from._timeout, _total = from and from._total or false,
     _received = 0, _sent = 0, _born = aio.time(),
   }, Client)
@@ -295,9 +295,14 @@ local function client_closed(s)
   if s._done then s._done:set() end
 end
 
--- Reads more into s._buf by the deadline: nil, or an error message
--- ("closed" at the end of the stream).
-local function fill(s, when)
+-- What was read and not returned yet is s._buf from s._at on (a line or a
+-- count is returned by moving s._at, not by copying what follows it).
+local function unread(s) return #s._buf - s._at + 1 end
+
+-- Reads more by the deadline, into s._buf (after what is unread) or, with
+-- into, onto that list: nil, or an error message ("closed" at the end of
+-- the stream).
+local function fill(s, when, into)
   if s._eof then return "closed" end
   local ok, data = waiting(when, s._r.read, s._r, BUFSIZE)
   if not ok then return message(data) end
@@ -306,46 +311,55 @@ local function fill(s, when)
     return "closed"
   end
   s._received = s._received + #data
-  s._buf = s._buf .. data
+  if into then
+    into[#into + 1] = data
+  elseif s._at > #s._buf then
+    s._buf, s._at = data, 1
+  else
+    s._buf, s._at = s._buf:sub(s._at) .. data, 1
+  end
   return nil
 end
 
--- The whole buffer as a partial result, emptied.
+-- All that is unread, as a partial result: the buffer is emptied.
 local function take_all(s)
-  local b = s._buf
-  s._buf = ""
+  local b = s._at == 1 and s._buf or s._buf:sub(s._at)
+  s._buf, s._at = "", 1
   return b
 end
 
 local function receive_line(s, start)
+  local scanned = 0                    -- (unread bytes known to hold no LF)
   while true do
-    local i = s._buf:find("\n", 1, true)
+    local i = s._buf:find("\n", s._at + scanned, true)
     if i then
-      local line = s._buf:sub(1, i - 1)
-      s._buf = s._buf:sub(i + 1)
+      local line = s._buf:sub(s._at, i - 1)
+      s._at = i + 1
       return (line:gsub("\r", ""))
     end
+    scanned = unread(s)
     local err = fill(s, deadline(s, start))
     if err then return nil, err, (take_all(s):gsub("\r", "")) end
   end
 end
 
 local function receive_all(s, start)
+  local parts = { take_all(s) }
   while true do
-    local err = fill(s, deadline(s, start))
-    if err == "closed" then return take_all(s) end
-    if err then return nil, err, take_all(s) end
+    local err = fill(s, deadline(s, start), parts)
+    if err == "closed" then return table.concat(parts) end
+    if err then return nil, err, table.concat(parts) end
   end
 end
 
 local function receive_n(s, n, start)
-  while #s._buf < n do
+  while unread(s) < n do
     local err = fill(s, deadline(s, start))
     if err then return nil, err, take_all(s) end
   end
-  local data = s._buf:sub(1, n)
-  s._buf = s._buf:sub(n + 1)
-  return data
+  local at = s._at
+  s._at = at + n
+  return s._buf:sub(at, at + n - 1)
 end
 
 --- client:receive([pattern [, prefix]]) -> data | nil, err, partial
@@ -442,7 +456,7 @@ end
 --- client:dirty() -> whether data read is waiting in the buffer
 function Client:dirty()
   check(self, Client, "dirty")
-  return #self._buf > 0
+  return unread(self) > 0
 end
 
 function Client:getstats()
@@ -508,7 +522,7 @@ local function members(t)
 end
 
 local function ready_now(s)
-  if getmetatable(s) == Client then return #s._buf > 0 or s._eof or s._closed end
+  if getmetatable(s) == Client then return unread(s) > 0 or s._eof or s._closed end
   if getmetatable(s) == Server then return #s._queue > 0 or s._closed end
   return false
 end
@@ -785,7 +799,7 @@ function Client:dohandshake()
   if not tls then error("dohandshake: not a socket made by ssl.wrap", 2) end
   if self._closed then return nil, "closed" end
   if tls.done then return true end
-  if #self._buf > 0 then return nil, "data came before the handshake" end
+  if unread(self) > 0 then return nil, "data came before the handshake" end
   local ok, e = waiting(deadline(self, aio.time()), function()
     self._w:start_tls(tls.ctx, { server_hostname = tls.sni or "", server_side = tls.server })
   end)
