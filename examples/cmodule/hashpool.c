@@ -16,7 +16,8 @@
 **                               hashes, stopping early once cancelled;
 **                               it resolves with luaio_resolve_threadsafe
 **   hp.threads()                those threads not yet done, and how many
-**                               found their runtime gone (LUAIO_ERROR)
+**                               found their runtime gone (LUAIO_ERROR);
+**                               it joins those that ended so
 **
 ** Build (luaio installed):
 **   cc -shared -fPIC -o hashpool.so hashpool.c \
@@ -207,13 +208,25 @@ typedef struct TJob {
   char data[1];
 } TJob;
 
+/*
+** A thread the runtime refused ends on its own; hp.threads() joins it
+** (a detached thread could still be exiting when the process does).
+*/
+#define MAXREFUSED 64
+
 static pthread_mutex_t tlock = PTHREAD_MUTEX_INITIALIZER;
 static int trunning, trefused;         /* (tlock) */
+static pthread_t tunjoined[MAXREFUSED];  /* (tlock) refused, to join */
+static int nunjoined;                  /* (tlock) */
 
 static void thread_done (int refused) {
   pthread_mutex_lock(&tlock);
   trunning--;
   trefused += refused;
+  if (refused && nunjoined < MAXREFUSED)
+    tunjoined[nunjoined++] = pthread_self();
+  else if (refused)
+    pthread_detach(pthread_self());    /* too many: no one joins it */
   pthread_mutex_unlock(&tlock);
 }
 
@@ -249,8 +262,7 @@ static void *thread_main (void *arg) {
     thread_done(0);                    /* j is push's now */
     return NULL;
   }
-  pthread_detach(pthread_self());      /* the runtime is gone */
-  free(j);
+  free(j);                             /* the runtime is gone */
   thread_done(1);
   return NULL;
 }
@@ -288,11 +300,18 @@ static int l_digest_thread (lua_State *L) {
   return luaio_await(L, p);
 }
 
+/* Counts under the lock, then joins the refused threads counted. */
 static int l_threads (lua_State *L) {
+  pthread_t t[MAXREFUSED];
+  int i, n;
   pthread_mutex_lock(&tlock);
   lua_pushinteger(L, trunning);
   lua_pushinteger(L, trefused);
+  n = nunjoined;
+  memcpy(t, tunjoined, sizeof(pthread_t) * (size_t)n);
+  nunjoined = 0;
   pthread_mutex_unlock(&tlock);
+  for (i = 0; i < n; i++) pthread_join(t[i], NULL);
   return 2;
 }
 
