@@ -25,7 +25,9 @@
 #define DEFAULT_LIMIT (64 * 1024)  /* readline/readuntil's buffer limit */
 #define HIGH_WATER (64 * 1024)
 #define LOW_WATER (16 * 1024)
-#define READ_CHUNK (64 * 1024)
+#define READ_FIRST (4 * 1024)      /* a stream's first reads ask this */
+#define READ_CHUNK (64 * 1024)     /* ... doubling up to this while they
+                                      fill what they were given */
 #define COALESCE_MAX (8 * 1024)    /* bytes a stream may hold for a pass */
 #define PENDING_KEEP 1024          /* a larger pending buffer is freed
                                       once sent */
@@ -86,6 +88,7 @@ typedef struct Stream {
   int reading, eof, rerr;
   WaitList readers;
   size_t want;                 /* bytes a waiting readexactly needs */
+  size_t rchunk;               /* free space a read asks (on_alloc) */
   /* writing */
   size_t wbuf, high, low;      /* wbuf: bytes in write requests */
   int werr, eof_sent;

@@ -288,6 +288,9 @@ local function new_supervisor(cmd, o)
     if k and not k:match("^LUAIO_WORKER") and k ~= "LUAIO_SUPERVISOR_PID" then env[k] = v end
   end
   env.LUAIO_WORKERS = tostring(o.count)
+  -- a worker serves for hours: Lua's own GC pause (the heap grows 2x, not
+  -- the CLI's 4x, between cycles) keeps its RSS flat (make soak)
+  env.LUAIO_GC = env.LUAIO_GC or "incremental,200"
   env.LUAIO_WORKER_DRAIN = tostring(o.drain_timeout)
   env.LUAIO_SUPERVISOR_PID = tostring(core.getpid())
   return setmetatable({ cmd = cmd, o = o, env = env, slots = {}, live = 0,
