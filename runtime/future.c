@@ -170,15 +170,16 @@ int luaio__future_results (lua_State *L, int idx) {
 */
 
 /* Appends fn (at fnidx) with sequence seq to the callbacks of f (at
-   idx). */
+   idx); gather is fn's Gather if fn is a gather state, else NULL. */
 static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
-                         unsigned seq) {
+                         void *gather, unsigned seq) {
   int n;
   if (f->cbkind == CB_NONE) {          /* the first: kept as it is */
     lua_pushvalue(L, fnidx);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
     f->cbkind = CB_ONE;
     f->cbseq = seq;
+    f->cbgather = gather;
     return 1;
   }
   lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
@@ -191,6 +192,7 @@ static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
     f->cbkind = CB_LIST;
+    f->cbgather = NULL;
   }
   n = (int)lua_rawlen(L, -1);
   lua_pushvalue(L, fnidx);
@@ -206,6 +208,7 @@ static void clear_callbacks (lua_State *L, Future *f, int idx) {
   lua_pushnil(L);
   lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
   f->cbkind = CB_NONE;
+  f->cbgather = NULL;
 }
 
 static void run_callback (lua_State *L, luaio_Runtime *rt, void *p, int i);
@@ -221,28 +224,26 @@ static void queue_callback (lua_State *L, luaio_Runtime *rt,
 }
 
 /*
-** Adds the callback at fnidx to the future at idx: a function, or a
-** gather state (gather.c), which is called in C.  Done already: the
-** callback is scheduled at once.
+** Adds the callback at fnidx to future f (at idx): a function, or a
+** gather state (gather.c, its Gather in gather), which is called in C.
+** Done already: the callback is scheduled at once.
 */
-void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
-                                 const char *fname) {
-  Future *f = (Future *)lua_touserdata(L, idx);
+void luaio__future_add_callback (lua_State *L, Future *f, int idx,
+                                 int fnidx, void *gather, const char *fname) {
   luaio_Runtime *rt;
   idx = lua_absindex(L, idx);
   if (f->state == FUT_PENDING) {
-    add_callback(L, f, idx, fnidx, ++f->seq);
+    add_callback(L, f, idx, fnidx, gather, ++f->seq);
     return;
   }
   rt = rt_of(L, f);
   if (rt == NULL) luaL_error(L, "%s: no event loop to run it", fname);
-  queue_callback(L, rt, f, idx, add_callback(L, f, idx, fnidx, 0));
+  queue_callback(L, rt, f, idx, add_callback(L, f, idx, fnidx, gather, 0));
 }
 
-/* The one callback (on top) is a gather's that counts f at once. */
+/* The one callback is a gather's that counts f at once. */
 static int counted_now (lua_State *L, Future *f, int idx) {
-  if (lua_type(L, -1) != LUA_TUSERDATA ||
-      !luaio__gather_count(L, lua_gettop(L), f))
+  if (f->cbgather == NULL || !luaio__gather_count(f->cbgather, f))
     return 0;
   clear_callbacks(L, f, idx);
   return 1;
@@ -253,18 +254,22 @@ static int counted_now (lua_State *L, Future *f, int idx) {
 ** schedule its callbacks, in registration order.
 */
 static void complete (lua_State *L, luaio_Runtime *rt, Future *f, int idx) {
-  int i = 1, ncb = 0;
-  if (f->cbkind == CB_NONE) lua_pushnil(L);   /* (no look-up) */
-  else lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
-  if (f->cbkind == CB_LIST) ncb = (int)lua_rawlen(L, -1) / 2;
+  int i = 1, ncb = 0, list = f->cbkind == CB_LIST;
+  if (list) {                          /* (on top while it runs) */
+    lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+    ncb = (int)lua_rawlen(L, -1) / 2;
+  }
   else if (f->cbkind == CB_ONE) ncb = counted_now(L, f, idx) ? 0 : 1;
   if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
     rt = rt_of(L, f);
-  if (rt == NULL) { lua_pop(L, 1); return; }
+  if (rt == NULL) {
+    if (list) lua_pop(L, 1);
+    return;
+  }
   while (f->waiters.head != NULL || i <= ncb) {
     Task *w = f->waiters.head;
     unsigned seq = 0;
-    if (i <= ncb && f->cbkind == CB_ONE) seq = f->cbseq;
+    if (i <= ncb && !list) seq = f->cbseq;
     else if (i <= ncb) {
       lua_rawgeti(L, -1, 2 * i);
       seq = (unsigned)lua_tointeger(L, -1);
@@ -276,7 +281,7 @@ static void complete (lua_State *L, luaio_Runtime *rt, Future *f, int idx) {
     }
     else luaio__wake(rt, w);
   }
-  lua_pop(L, 1);
+  if (list) lua_pop(L, 1);
   if (!f->is_task && f->ncb == 0 && f->anchor != 0) {
     luaio__unanchor(L, rt, f->anchor);
     f->anchor = 0;
@@ -496,9 +501,9 @@ static int f_cancel (lua_State *L) {
 }
 
 static int f_add_done_callback (lua_State *L) {
-  luaio__checkfuture(L, 1);
+  Future *f = luaio__checkfuture(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  luaio__future_add_callback(L, 1, 2, "add_done_callback");
+  luaio__future_add_callback(L, f, 1, 2, NULL, "add_done_callback");
   return 0;
 }
 

@@ -108,13 +108,13 @@ void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx) {
 
 
 /*
-** Child f (at fidx) is done, with the state at gidx as its only callback:
+** Child f is done, with the state of gather as its only callback:
 ** when that callback would do no more than count it (f has results, and
 ** other children are still out), it is counted now and 1 is returned, so
 ** no ready-queue entry is spent on it; else 0 (the callback runs).
 */
-int luaio__gather_count (lua_State *L, int gidx, Future *f) {
-  Gather *g = (Gather *)lua_touserdata(L, gidx);
+int luaio__gather_count (void *gather, Future *f) {
+  Gather *g = (Gather *)gather;
   if (f->state != FUT_DONE || !g->started || g->nfinished + 1 >= g->nfuts)
     return 0;
   g->nfinished++;
@@ -216,7 +216,7 @@ static int l_gather_start (lua_State *L) {
   GState *G = luaio__G(L);
   int n = (int)luaL_checkinteger(L, 2), i, spawn = 0;
   Gather *g;
-  Future *outer;
+  Future *outer, *f;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TFUNCTION);
   luaL_argcheck(L, n >= 1, 2, "at least one awaitable expected");
@@ -243,12 +243,14 @@ static int l_gather_start (lua_State *L) {
      a task is spawned (a bad value raises with none started) */
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);              /* 9 */
-    if (luaio__tofuture(L, G, 9) == NULL) {
+    f = luaio__tofuture(L, G, 9);
+    if (f == NULL) {
       if (spawnable(L, 9)) { spawn = 1; lua_settop(L, 8); continue; }
       push_spawned(L, G, 9);           /* ensure raises (or knows better) */
+      f = (Future *)lua_touserdata(L, -1);
     }
     /* one callback per listing: a future listed twice counts twice */
-    luaio__future_add_callback(L, -1, 6, "gather");
+    luaio__future_add_callback(L, f, -1, 6, g, "gather");
     g->nfuts++;
     lua_rawseti(L, 8, i);
     lua_settop(L, 8);
@@ -257,7 +259,8 @@ static int l_gather_start (lua_State *L) {
     if (lua_rawgeti(L, 8, i) == LUA_TNIL) {
       lua_rawgeti(L, 1, i);            /* 10 */
       push_spawned(L, G, 10);
-      luaio__future_add_callback(L, -1, 6, "gather");
+      luaio__future_add_callback(L, (Future *)lua_touserdata(L, -1), -1, 6,
+                                 g, "gather");
       g->nfuts++;
       lua_rawseti(L, 8, i);
     }

@@ -398,6 +398,8 @@ struct Future {
   unsigned seq;                /* registration counter: callbacks+waiters */
   unsigned loop_id;            /* runtime this binds to, 0 = not yet */
   unsigned cbseq;              /* sequence of a lone done callback */
+  void *cbgather;              /* the lone callback's Gather when it is a
+                                  gather state (gather.c), else NULL */
   WaitList waiters;            /* tasks awaiting this */
 };
 
@@ -418,8 +420,8 @@ void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n);
 void luaio__settle (lua_State *L, luaio_Runtime *rt, Future *f, int idx,
                     int st, int n);       /* idx absolute */
-void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
-                                 const char *fname);
+void luaio__future_add_callback (lua_State *L, Future *f, int idx,
+                                 int fnidx, void *gather, const char *fname);
 Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
 void luaio__future_methods (lua_State *L);
 int luaio__future_gc (lua_State *L);
@@ -430,7 +432,7 @@ void luaio__future_open (lua_State *L);
 /* ---------------------------------------------------------- gather.c */
 
 void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx);
-int luaio__gather_count (lua_State *L, int gidx, Future *f);
+int luaio__gather_count (void *gather, Future *f);
 void luaio__gather_open (lua_State *L);
 
 
