@@ -202,8 +202,12 @@ static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
 /* aio.sleep(delay, ...) -> ... */
 static int l_sleep (lua_State *L) {
   uint64_t ns = 0;
-  int forever = luaio__delay_ns(L, 1, "sleep", &ns);
-  Task *t = luaio__check_suspend(L, "sleep");
+  int forever = 0;
+  Task *t;
+  if (!lua_isinteger(L, 1) || lua_tointeger(L, 1) > 0)   /* (sleep(0):
+                                  no conversion to seconds) */
+    forever = luaio__delay_ns(L, 1, "sleep", &ns);
+  t = luaio__check_suspend(L, "sleep");
   luaio_Runtime *rt = t->rt;
   if (forever)
     return luaio__park(L, t, NULL, NULL, "sleep forever", NULL, 0, sleep_k);
