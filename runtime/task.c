@@ -314,7 +314,7 @@ static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
   lua_checkstack(S, nres + 6);
   top = lua_gettop(S) - (st == FUT_DONE ? 0 : 1);
   luaio__push_task(S, rt, t);
-  tidx = lua_gettop(S);
+  tidx = top + (st == FUT_DONE ? 1 : 2);
   if (st == FUT_DONE) {
     lua_xmove(co, S, nres);
   }
