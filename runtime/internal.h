@@ -446,8 +446,10 @@ enum { T_NEW, T_SCHEDULED, T_RUNNING, T_PARKED, T_DONE };
 ** Future's; 2 as a Future; 3 the context (ContextVar values,
 ** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored);
 ** 4 extras, a table made on demand: name, cancel message, traceback.
-** Every pending task has an anchor, so the loop keeps it alive;
-** luaio__push_task pushes one from its pointer.
+** The loop keeps every pending task alive: its coroutine holds it (the
+** first argument of task_main) and is anchored (slot), else the task
+** has an anchor of its own from the start.  luaio__push_task pushes one
+** from its pointer, anchoring it on first use (f.anchor).
 */
 struct Task {
   Future f;
@@ -482,7 +484,7 @@ struct Task {
 
 Task *luaio__totask (lua_State *L, GState *G, int idx);
 Task *luaio__checktask (lua_State *L, int idx);
-#define luaio__push_task(L, rt, t) luaio__push_anchor(L, rt, (t)->f.anchor)
+void luaio__push_task (lua_State *L, luaio_Runtime *rt, Task *t);
 int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n);
 void luaio__context_copy (lua_State *L);
 int luaio__task_main (lua_State *co);
