@@ -20,15 +20,14 @@ static const char *const state_names[] = {
 
 /* ---------------------------------------------------------- access */
 
+/* (As luaL_testudata: a value with a block and the metatable.) */
 Future *luaio__tofuture (lua_State *L, GState *G, int idx) {
+  void *p = lua_touserdata(L, idx);
   const void *mt;
-  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
-    return NULL;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
   mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  if (mt == G->mt_future || mt == G->mt_task)
-    return (Future *)lua_touserdata(L, idx);
-  return NULL;
+  return mt == G->mt_future || mt == G->mt_task ? (Future *)p : NULL;
 }
 
 /* Only from core functions: G is their upvalue 1. */
@@ -561,19 +560,22 @@ static int await_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   return ok;          /* an awaited task stays awaited: its end wakes t */
 }
 
+/* ctx: the GState (no upvalue look-up). */
 static int await_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
+  (void)status;
+  luaio__resumed_G(L, (GState *)ctx);
   return luaio__future_results(L, 1);
 }
 
 /* fut:await() / task:await() -> results, or raises the error */
 static int f_await (lua_State *L) {
-  Future *f = luaio__checkfuture(L, 1);
+  GState *G = luaio__G(L);
+  Future *f = luaio__tofuture(L, G, 1);
   Task *t;
+  if (f == NULL) f = luaio__checkfuture(L, 1);   /* (raises) */
   lua_settop(L, 1);
   if (f->state != FUT_PENDING) return luaio__future_results(L, 1);
-  t = luaio__check_suspend(L, "await");
+  t = luaio__check_suspend_G(L, G, "await");
   if ((Future *)t == f)
     return luaL_error(L, "await: a task cannot await itself");
   luaio__future_bind(L, t->rt, f, "await");
@@ -583,7 +585,8 @@ static int f_await (lua_State *L) {
   }
   t->wseq = ++f->seq;
   return luaio__park(L, t, &f->waiters, await_abort,
-                     f->is_task ? "task" : "future", f, 0, await_k);
+                     f->is_task ? "task" : "future", f, (lua_KContext)G,
+                     await_k);
 }
 
 /* loop:create_future() -> a Future bound to this loop */
