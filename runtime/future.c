@@ -20,15 +20,14 @@ static const char *const state_names[] = {
 
 /* ---------------------------------------------------------- access */
 
+/* (As luaL_testudata: a value with a block and the metatable.) */
 Future *luaio__tofuture (lua_State *L, GState *G, int idx) {
+  void *p = lua_touserdata(L, idx);
   const void *mt;
-  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
-    return NULL;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
   mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  if (mt == G->mt_future || mt == G->mt_task)
-    return (Future *)lua_touserdata(L, idx);
-  return NULL;
+  return mt == G->mt_future || mt == G->mt_task ? (Future *)p : NULL;
 }
 
 /* Only from core functions: G is their upvalue 1. */
@@ -170,15 +169,16 @@ int luaio__future_results (lua_State *L, int idx) {
 */
 
 /* Appends fn (at fnidx) with sequence seq to the callbacks of f (at
-   idx). */
+   idx); gather is fn's Gather if fn is a gather state, else NULL. */
 static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
-                         unsigned seq) {
+                         void *gather, unsigned seq) {
   int n;
   if (f->cbkind == CB_NONE) {          /* the first: kept as it is */
     lua_pushvalue(L, fnidx);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
     f->cbkind = CB_ONE;
     f->cbseq = seq;
+    f->cbgather = gather;
     return 1;
   }
   lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
@@ -191,6 +191,7 @@ static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
     f->cbkind = CB_LIST;
+    f->cbgather = NULL;
   }
   n = (int)lua_rawlen(L, -1);
   lua_pushvalue(L, fnidx);
@@ -206,6 +207,7 @@ static void clear_callbacks (lua_State *L, Future *f, int idx) {
   lua_pushnil(L);
   lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
   f->cbkind = CB_NONE;
+  f->cbgather = NULL;
 }
 
 static void run_callback (lua_State *L, luaio_Runtime *rt, void *p, int i);
@@ -221,28 +223,26 @@ static void queue_callback (lua_State *L, luaio_Runtime *rt,
 }
 
 /*
-** Adds the callback at fnidx to the future at idx: a function, or a
-** gather state (gather.c), which is called in C.  Done already: the
-** callback is scheduled at once.
+** Adds the callback at fnidx to future f (at idx): a function, or a
+** gather state (gather.c, its Gather in gather), which is called in C.
+** Done already: the callback is scheduled at once.
 */
-void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
-                                 const char *fname) {
-  Future *f = (Future *)lua_touserdata(L, idx);
+void luaio__future_add_callback (lua_State *L, Future *f, int idx,
+                                 int fnidx, void *gather, const char *fname) {
   luaio_Runtime *rt;
   idx = lua_absindex(L, idx);
   if (f->state == FUT_PENDING) {
-    add_callback(L, f, idx, fnidx, ++f->seq);
+    add_callback(L, f, idx, fnidx, gather, ++f->seq);
     return;
   }
   rt = rt_of(L, f);
   if (rt == NULL) luaL_error(L, "%s: no event loop to run it", fname);
-  queue_callback(L, rt, f, idx, add_callback(L, f, idx, fnidx, 0));
+  queue_callback(L, rt, f, idx, add_callback(L, f, idx, fnidx, gather, 0));
 }
 
-/* The one callback (on top) is a gather's that counts f at once. */
+/* The one callback is a gather's that counts f at once. */
 static int counted_now (lua_State *L, Future *f, int idx) {
-  if (lua_type(L, -1) != LUA_TUSERDATA ||
-      !luaio__gather_count(L, lua_gettop(L), f))
+  if (f->cbgather == NULL || !luaio__gather_count(f->cbgather, f))
     return 0;
   clear_callbacks(L, f, idx);
   return 1;
@@ -253,18 +253,22 @@ static int counted_now (lua_State *L, Future *f, int idx) {
 ** schedule its callbacks, in registration order.
 */
 static void complete (lua_State *L, luaio_Runtime *rt, Future *f, int idx) {
-  int i = 1, ncb = 0;
-  if (f->cbkind == CB_NONE) lua_pushnil(L);   /* (no look-up) */
-  else lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
-  if (f->cbkind == CB_LIST) ncb = (int)lua_rawlen(L, -1) / 2;
+  int i = 1, ncb = 0, list = f->cbkind == CB_LIST;
+  if (list) {                          /* (on top while it runs) */
+    lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+    ncb = (int)lua_rawlen(L, -1) / 2;
+  }
   else if (f->cbkind == CB_ONE) ncb = counted_now(L, f, idx) ? 0 : 1;
   if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
     rt = rt_of(L, f);
-  if (rt == NULL) { lua_pop(L, 1); return; }
+  if (rt == NULL) {
+    if (list) lua_pop(L, 1);
+    return;
+  }
   while (f->waiters.head != NULL || i <= ncb) {
     Task *w = f->waiters.head;
     unsigned seq = 0;
-    if (i <= ncb && f->cbkind == CB_ONE) seq = f->cbseq;
+    if (i <= ncb && !list) seq = f->cbseq;
     else if (i <= ncb) {
       lua_rawgeti(L, -1, 2 * i);
       seq = (unsigned)lua_tointeger(L, -1);
@@ -276,7 +280,7 @@ static void complete (lua_State *L, luaio_Runtime *rt, Future *f, int idx) {
     }
     else luaio__wake(rt, w);
   }
-  lua_pop(L, 1);
+  if (list) lua_pop(L, 1);
   if (!f->is_task && f->ncb == 0 && f->anchor != 0) {
     luaio__unanchor(L, rt, f->anchor);
     f->anchor = 0;
@@ -496,9 +500,9 @@ static int f_cancel (lua_State *L) {
 }
 
 static int f_add_done_callback (lua_State *L) {
-  luaio__checkfuture(L, 1);
+  Future *f = luaio__checkfuture(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  luaio__future_add_callback(L, 1, 2, "add_done_callback");
+  luaio__future_add_callback(L, f, 1, 2, NULL, "add_done_callback");
   return 0;
 }
 
@@ -556,19 +560,22 @@ static int await_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   return ok;          /* an awaited task stays awaited: its end wakes t */
 }
 
+/* ctx: the GState (no upvalue look-up). */
 static int await_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
+  (void)status;
+  luaio__resumed_G(L, (GState *)ctx);
   return luaio__future_results(L, 1);
 }
 
 /* fut:await() / task:await() -> results, or raises the error */
 static int f_await (lua_State *L) {
-  Future *f = luaio__checkfuture(L, 1);
+  GState *G = luaio__G(L);
+  Future *f = luaio__tofuture(L, G, 1);
   Task *t;
+  if (f == NULL) f = luaio__checkfuture(L, 1);   /* (raises) */
   lua_settop(L, 1);
   if (f->state != FUT_PENDING) return luaio__future_results(L, 1);
-  t = luaio__check_suspend(L, "await");
+  t = luaio__check_suspend_G(L, G, "await");
   if ((Future *)t == f)
     return luaL_error(L, "await: a task cannot await itself");
   luaio__future_bind(L, t->rt, f, "await");
@@ -578,7 +585,8 @@ static int f_await (lua_State *L) {
   }
   t->wseq = ++f->seq;
   return luaio__park(L, t, &f->waiters, await_abort,
-                     f->is_task ? "task" : "future", f, 0, await_k);
+                     f->is_task ? "task" : "future", f, (lua_KContext)G,
+                     await_k);
 }
 
 /* loop:create_future() -> a Future bound to this loop */

@@ -26,6 +26,8 @@
 #define G_NUV 4
 
 typedef struct Gather {
+  Future **child;              /* aws[i]'s future at i - 1 (the userdata
+                                  holds the array after the struct) */
   int n;                       /* slots */
   int nfuts;                   /* callbacks registered */
   int nfinished;               /* callbacks run */
@@ -54,7 +56,7 @@ static void push_outcome (lua_State *L, Future *f, int idx) {
 /* Every child is done: settle outer (at oidx) with the result list. */
 static void finish (lua_State *L, luaio_Runtime *rt, Gather *g, int gidx,
                     int oidx) {
-  int i;
+  int i, cidx;
   if (g->cancel_requested) {            /* with the cancel's message */
     lua_getiuservalue(L, gidx, G_UV_CANCEL_MSG);
     luaio__push_cancelled(L, -1);
@@ -64,10 +66,11 @@ static void finish (lua_State *L, luaio_Runtime *rt, Gather *g, int gidx,
   }
   lua_createtable(L, g->n, 1);
   lua_getiuservalue(L, gidx, G_UV_CHILDREN);
+  cidx = lua_gettop(L) + 1;            /* where each child goes */
   for (i = 1; i <= g->n; i++) {
-    lua_rawgeti(L, -1, i);
-    push_outcome(L, (Future *)lua_touserdata(L, -1), lua_gettop(L));
-    lua_rawseti(L, -4, i);
+    lua_rawgeti(L, cidx - 1, i);
+    push_outcome(L, g->child[i - 1], cidx);
+    lua_rawseti(L, cidx - 2, i);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -108,13 +111,13 @@ void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx) {
 
 
 /*
-** Child f (at fidx) is done, with the state at gidx as its only callback:
+** Child f is done, with the state of gather as its only callback:
 ** when that callback would do no more than count it (f has results, and
 ** other children are still out), it is counted now and 1 is returned, so
 ** no ready-queue entry is spent on it; else 0 (the callback runs).
 */
-int luaio__gather_count (lua_State *L, int gidx, Future *f) {
-  Gather *g = (Gather *)lua_touserdata(L, gidx);
+int luaio__gather_count (void *gather, Future *f) {
+  Gather *g = (Gather *)gather;
   if (f->state != FUT_DONE || !g->started || g->nfinished + 1 >= g->nfuts)
     return 0;
   g->nfinished++;
@@ -216,13 +219,15 @@ static int l_gather_start (lua_State *L) {
   GState *G = luaio__G(L);
   int n = (int)luaL_checkinteger(L, 2), i, spawn = 0;
   Gather *g;
-  Future *outer;
+  Future *outer, *f;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TFUNCTION);
   luaL_argcheck(L, n >= 1, 2, "at least one awaitable expected");
   lua_settop(L, 4);
   lua_pushnil(L);                      /* 5: seen */
-  g = (Gather *)lua_newuserdatauv(L, sizeof(Gather), G_NUV);  /* 6 */
+  g = (Gather *)lua_newuserdatauv(L, sizeof(Gather) +        /* 6 */
+                                  (size_t)n * sizeof(Future *), G_NUV);
+  g->child = (Future **)(g + 1);
   g->n = n;
   g->nfuts = g->nfinished = 0;
   g->return_exceptions = (unsigned char)lua_toboolean(L, 3);
@@ -243,22 +248,27 @@ static int l_gather_start (lua_State *L) {
      a task is spawned (a bad value raises with none started) */
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);              /* 9 */
-    if (luaio__tofuture(L, G, 9) == NULL) {
+    f = luaio__tofuture(L, G, 9);
+    if (f == NULL) {
       if (spawnable(L, 9)) { spawn = 1; lua_settop(L, 8); continue; }
       push_spawned(L, G, 9);           /* ensure raises (or knows better) */
+      f = (Future *)lua_touserdata(L, -1);
     }
     /* one callback per listing: a future listed twice counts twice */
-    luaio__future_add_callback(L, -1, 6, "gather");
+    luaio__future_add_callback(L, f, -1, 6, g, "gather");
     g->nfuts++;
+    g->child[i - 1] = f;
     lua_rawseti(L, 8, i);
-    lua_settop(L, 8);
+    if (lua_gettop(L) != 8) lua_settop(L, 8);   /* (ensure's value) */
   }
   for (i = 1; spawn && i <= n; i++) {
     if (lua_rawgeti(L, 8, i) == LUA_TNIL) {
       lua_rawgeti(L, 1, i);            /* 10 */
       push_spawned(L, G, 10);
-      luaio__future_add_callback(L, -1, 6, "gather");
+      f = (Future *)lua_touserdata(L, -1);
+      luaio__future_add_callback(L, f, -1, 6, g, "gather");
       g->nfuts++;
+      g->child[i - 1] = f;
       lua_rawseti(L, 8, i);
     }
     lua_settop(L, 8);

@@ -398,6 +398,8 @@ struct Future {
   unsigned seq;                /* registration counter: callbacks+waiters */
   unsigned loop_id;            /* runtime this binds to, 0 = not yet */
   unsigned cbseq;              /* sequence of a lone done callback */
+  void *cbgather;              /* the lone callback's Gather when it is a
+                                  gather state (gather.c), else NULL */
   WaitList waiters;            /* tasks awaiting this */
 };
 
@@ -418,8 +420,8 @@ void luaio__future_settle (lua_State *L, luaio_Runtime *rt, int idx, int st,
                            int n);
 void luaio__settle (lua_State *L, luaio_Runtime *rt, Future *f, int idx,
                     int st, int n);       /* idx absolute */
-void luaio__future_add_callback (lua_State *L, int idx, int fnidx,
-                                 const char *fname);
+void luaio__future_add_callback (lua_State *L, Future *f, int idx,
+                                 int fnidx, void *gather, const char *fname);
 Future *luaio__new_future (lua_State *L, luaio_Runtime *rt);
 void luaio__future_methods (lua_State *L);
 int luaio__future_gc (lua_State *L);
@@ -430,7 +432,7 @@ void luaio__future_open (lua_State *L);
 /* ---------------------------------------------------------- gather.c */
 
 void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx);
-int luaio__gather_count (lua_State *L, int gidx, Future *f);
+int luaio__gather_count (void *gather, Future *f);
 void luaio__gather_open (lua_State *L);
 
 
@@ -444,8 +446,10 @@ enum { T_NEW, T_SCHEDULED, T_RUNNING, T_PARKED, T_DONE };
 ** Future's; 2 as a Future; 3 the context (ContextVar values,
 ** copy-on-write) unless it is the loop's (own_ctx 0: nothing stored);
 ** 4 extras, a table made on demand: name, cancel message, traceback.
-** Every pending task has an anchor, so the loop keeps it alive;
-** luaio__push_task pushes one from its pointer.
+** The loop keeps every pending task alive: its coroutine holds it (the
+** first argument of task_main) and is anchored (slot), else the task
+** has an anchor of its own from the start.  luaio__push_task pushes one
+** from its pointer, anchoring it on first use (f.anchor).
 */
 struct Task {
   Future f;
@@ -480,7 +484,7 @@ struct Task {
 
 Task *luaio__totask (lua_State *L, GState *G, int idx);
 Task *luaio__checktask (lua_State *L, int idx);
-#define luaio__push_task(L, rt, t) luaio__push_anchor(L, rt, (t)->f.anchor)
+void luaio__push_task (lua_State *L, luaio_Runtime *rt, Task *t);
 int luaio__create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n);
 void luaio__context_copy (lua_State *L);
 int luaio__task_main (lua_State *co);

@@ -164,15 +164,11 @@ static int free_key (lua_State *L, GState *G) {
   return k;
 }
 
-/* Keeps the value on top alive in a slot; pops it. */
+/* Keeps the value on top alive in a slot; pops it.  The value is never
+   nil (a nil slot would be taken again by free_key). */
 int luaio__anchor (lua_State *L, luaio_Runtime *rt) {
   GState *G = rt->G;
   int slot;
-  if (lua_isnil(L, -1)) {              /* (no caller does; a nil slot would
-                                          be taken again by free_key) */
-    lua_pop(L, 1);
-    lua_pushboolean(L, 0);
-  }
   if (rt->nfree > 0) slot = rt->freeslots[--rt->nfree];
   else {
     if (rt->nslots == rt->slotcap &&

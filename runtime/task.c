@@ -41,6 +41,46 @@ Task *luaio__checktask (lua_State *L, int idx) {
   return t;
 }
 
+/*
+** Pushes pending task t from its coroutine, where task_main has it as its
+** second argument: at index 3 before it starts, at 1 once task_main has
+** returned (it returns the task first), else in the bottom frame.
+*/
+static void fetch_task (lua_State *L, Task *t) {
+  lua_State *co = t->co;
+  lua_Debug ar;
+  lua_checkstack(co, 2);
+  if (!lua_getstack(co, 0, &ar))
+    lua_pushvalue(co, t->tstate == T_NEW ? 3 : 1);
+  else {                               /* the deepest level: task_main's */
+    int yes = 0, no = 1;
+    while (lua_getstack(co, no, &ar)) { yes = no; no *= 2; }
+    while (no - yes > 1) {
+      int m = yes + (no - yes) / 2;
+      if (lua_getstack(co, m, &ar)) yes = m; else no = m;
+    }
+    lua_getstack(co, yes, &ar);
+    lua_getlocal(co, &ar, 2);
+  }
+  lua_xmove(co, L, 1);
+}
+
+void luaio__push_task (lua_State *L, luaio_Runtime *rt, Task *t) {
+  if (t->f.anchor == 0) {              /* first use: anchored from now on */
+    fetch_task(L, t);
+    lua_pushvalue(L, -1);
+    t->f.anchor = luaio__anchor(L, rt);
+  }
+  else luaio__push_anchor(L, rt, t->f.anchor);
+}
+
+/* t's coroutine is about to lose its stack: t gets its own anchor. */
+static void keep_task (lua_State *L, luaio_Runtime *rt, Task *t) {
+  if (t->f.anchor != 0) return;
+  luaio__push_task(L, rt, t);
+  lua_pop(L, 1);
+}
+
 /* Pushes the extras table of task t (at idx), making it if needed. */
 void luaio__extras (lua_State *L, Task *t, int idx) {
   idx = lua_absindex(L, idx);
@@ -113,20 +153,21 @@ static int task_msgh (lua_State *co) {
   return 1;
 }
 
+/* Returns the task, then the results (or the error value): all that is
+   above the handler. */
 static int task_k (lua_State *co, int status, lua_KContext ctx) {
   (void)ctx;
-  if (status != LUA_OK && status != LUA_YIELD) {
+  if (status != LUA_OK && status != LUA_YIELD)
     luaio__state(co)->rt->body_failed = 1;
-    return 1;                          /* the error value */
-  }
-  return lua_gettop(co) - 1;           /* the results, above the handler */
+  return lua_gettop(co) - 1;
 }
 
-/* task_main(msgh, fn, ...): the function every task coroutine starts
-   with (create_task pushes the handler: a light C function, no look-up
-   here). */
+/* task_main(msgh, task, fn, ...): the function every task coroutine
+   starts with (create_task pushes the handler: a light C function, no
+   look-up here).  The task stays on the coroutine's stack, below fn's
+   frame, while it runs. */
 int luaio__task_main (lua_State *co) {
-  return task_k(co, lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1, 0,
+  return task_k(co, lua_pcallk(co, lua_gettop(co) - 3, LUA_MULTRET, 1, 0,
                                task_k), 0);
 }
 
@@ -138,9 +179,18 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
 static void cancel_settled (luaio_Runtime *rt, Task *t);
 static void step (luaio_Runtime *rt, Task *t, lua_State *from);
 
+/* The pool's array of idle coroutines, made on first use; 0 if out of
+   memory. */
+static int pool_array (luaio_Runtime *rt) {
+  if (rt->pool_idle == NULL)
+    rt->pool_idle = (Pooled *)malloc(LUAIO_POOL_MAX * sizeof(Pooled));
+  return rt->pool_idle != NULL;
+}
+
 /*
 ** A coroutine for task t (at tidx): a pooled one, which its anchor keeps
-** alive (t->slot), else a new one, kept as the task's user value 1.
+** alive (t->slot); else a new one, anchored the same way (else, out of
+** memory for the pool, kept as the task's user value 1: t->slot 0).
 */
 static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
                                  Task *t, int tidx) {
@@ -150,9 +200,15 @@ static lua_State *get_coroutine (lua_State *L, luaio_Runtime *rt,
     t->slot = e.slot;
     return e.co;
   }
-  t->slot = 0;
   co = lua_newthread(L);
-  lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  if (pool_array(rt)) {
+    t->slot = luaio__anchor(L, rt);
+    rt->pool_owned++;
+  }
+  else {
+    t->slot = 0;
+    lua_setiuservalue(L, tidx, FUT_UV_RESULT);
+  }
   return co;
 }
 
@@ -233,19 +289,22 @@ static int create_task (lua_State *L, luaio_Runtime *rt, int fidx, int n,
   }
   co = get_coroutine(L, rt, t, tidx);
   t->co = co;
-  if (n + 3 > LUA_MINSTACK && !lua_checkstack(co, n + 3))   /* (a new or
+  if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))   /* (a new or
                                   emptied thread has LUA_MINSTACK free) */
     return luaL_error(L, "create_task: too many arguments");
   lua_pushcfunction(co, luaio__task_main);
   lua_pushcfunction(co, task_msgh);
-  lua_checkstack(L, n + 1);
+  lua_checkstack(L, n + 2);
+  lua_pushvalue(L, tidx);
   {
     int i;
     for (i = 0; i <= n; i++) lua_pushvalue(L, fidx + i);
   }
-  lua_xmove(L, co, n + 1);
-  lua_pushvalue(L, tidx);
-  t->f.anchor = luaio__anchor(L, rt);
+  lua_xmove(L, co, n + 2);             /* task_main, msgh, t, fn, ... */
+  if (t->slot == 0) {                  /* no anchored coroutine holds it */
+    lua_pushvalue(L, tidx);
+    t->f.anchor = luaio__anchor(L, rt);
+  }
   t->next = rt->tasks;
   if (rt->tasks) rt->tasks->prev = t;
   rt->tasks = t;
@@ -271,21 +330,32 @@ static void unlink_task (luaio_Runtime *rt, Task *t) {
   rt->ntasks--;
 }
 
-/* Keeps t's finished coroutine co for the next task. */
+/* t's coroutine co cannot be reused: its anchor, if any, is released
+   (and what task_main returned dropped: a finished one reads as dead). */
+static void unpool (lua_State *S, luaio_Runtime *rt, Task *t,
+                    lua_State *co) {
+  lua_Debug ar;
+  if (lua_gettop(co) != 0 && lua_status(co) == LUA_OK &&
+      !lua_getstack(co, 0, &ar) && lua_tocfunction(co, 1) != luaio__task_main)
+    lua_settop(co, 0);
+  if (t->slot == 0) return;
+  luaio__unanchor(S, rt, t->slot);
+  rt->pool_owned--;
+}
+
+/* Keeps t's finished coroutine co for the next task: at most
+   LUAIO_POOL_MAX wait idle; past that the GC takes it. */
 static void pool (lua_State *S, luaio_Runtime *rt, Task *t,
                   lua_State *co) {
   Pooled *e;
-  if (rt->closing) return;
   if (lua_gettop(co) != 0) lua_settop(co, 0);
+  if (rt->closing || rt->pool_n >= LUAIO_POOL_MAX || !pool_array(rt)) {
+    unpool(S, rt, t, co);
+    return;
+  }
   if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);   /* (debug.sethook
                                   on the task's coroutine: not the next's) */
   if (t->slot == 0) {                  /* not anchored yet */
-    if (rt->pool_owned >= LUAIO_POOL_MAX) return;   /* the GC takes it */
-    if (rt->pool_idle == NULL) {
-      rt->pool_idle = (Pooled *)malloc(LUAIO_POOL_MAX *
-                                             sizeof(Pooled));
-      if (rt->pool_idle == NULL) return;
-    }
     lua_pushthread(co);
     lua_xmove(co, S, 1);
     t->slot = luaio__anchor(S, rt);
@@ -296,16 +366,10 @@ static void pool (lua_State *S, luaio_Runtime *rt, Task *t,
   e->slot = t->slot;
 }
 
-/* t's coroutine cannot be reused: its anchor, if any, is released. */
-static void unpool (lua_State *S, luaio_Runtime *rt, Task *t) {
-  if (t->slot == 0) return;
-  luaio__unanchor(S, rt, t->slot);
-  rt->pool_owned--;
-}
-
 /*
-** Ends task t with state st.  DONE: nres results on top of co; else the
-** error value on top of S.  Releases the coroutine (pooled if reuse).
+** Ends task t with state st.  DONE: the task and its nres results on top
+** of co (as task_main returns them); else the error value on top of S.
+** Releases the coroutine (pooled if reuse).
 */
 static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
                       int st, int nres, int reuse) {
@@ -313,19 +377,22 @@ static void end_task (lua_State *S, luaio_Runtime *rt, Task *t,
   int tidx, top;
   lua_checkstack(S, nres + 6);
   top = lua_gettop(S) - (st == FUT_DONE ? 0 : 1);
-  luaio__push_task(S, rt, t);
-  tidx = lua_gettop(S);
   if (st == FUT_DONE) {
-    lua_xmove(co, S, nres);
+    lua_xmove(co, S, nres + 1);
+    tidx = top + 1;
   }
-  else lua_pushvalue(S, tidx - 1);
+  else {
+    luaio__push_task(S, rt, t);
+    tidx = top + 2;
+    lua_pushvalue(S, tidx - 1);
+  }
   t->co = NULL;
   t->tstate = T_DONE;
   t->must_cancel = 0;
   cancel_settled(rt, t);
   unlink_task(rt, t);
   if (reuse) pool(S, rt, t, co);
-  else unpool(S, rt, t);
+  else unpool(S, rt, t, co);
   t->slot = 0;
   if (rt->debug && st == FUT_DONE && t->cancelling > 0) {
     lua_createtable(S, 0, 2);
@@ -431,6 +498,7 @@ static void step (luaio_Runtime *rt, Task *t, lua_State *from) {
     /* A plain coroutine.yield reached the scheduler: the task cannot go
        on.  Close its coroutine and fail it. */
     lua_pop(co, nres);
+    keep_task(S, rt, t);
     lua_resetthread(co);
     lua_settop(co, 0);
     lua_pushliteral(co, "coroutine.yield: cannot yield from a task body "
@@ -441,7 +509,7 @@ static void step (luaio_Runtime *rt, Task *t, lua_State *from) {
     /* A cancel request still pending when the body returns (it cancelled
        itself and returned without suspending) wins, as in asyncio. */
     if (t->must_cancel) end_cancelled(S, rt, t, 1);
-    else end_task(S, rt, t, FUT_DONE, nres, 1);
+    else end_task(S, rt, t, FUT_DONE, nres - 1, 1);   /* (the task first) */
   }
   else
     end_failed(S, rt, t, status == LUA_OK);
@@ -566,6 +634,7 @@ void luaio__task_kill (lua_State *L, luaio_Runtime *rt, Task *t) {
     end_cancelled(rt->S, rt, t, 0);
     return;
   }
+  keep_task(rt->S, rt, t);
   rt->current = t;
   rt->running = NULL;
   lua_resetthread(co);

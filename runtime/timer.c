@@ -193,29 +193,37 @@ static int sleep_abort (lua_State *L, luaio_Runtime *rt, Task *t) {
   return 0;
 }
 
+/* ctx: the GState (no upvalue look-up). */
 static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  luaio__resumed(L);
+  (void)status;
+  luaio__resumed_G(L, (GState *)ctx);
   return lua_gettop(L) - 1;            /* the values after the delay */
 }
 
 /* aio.sleep(delay, ...) -> ... */
 static int l_sleep (lua_State *L) {
+  GState *G = luaio__G(L);
+  lua_KContext ctx = (lua_KContext)G;
   uint64_t ns = 0;
-  int forever = luaio__delay_ns(L, 1, "sleep", &ns);
-  Task *t = luaio__check_suspend(L, "sleep");
-  luaio_Runtime *rt = t->rt;
+  int forever = 0;
+  Task *t;
+  luaio_Runtime *rt;
+  if (!lua_isinteger(L, 1) || lua_tointeger(L, 1) > 0)   /* (sleep(0):
+                                  no conversion to seconds) */
+    forever = luaio__delay_ns(L, 1, "sleep", &ns);
+  t = luaio__check_suspend_G(L, G, "sleep");
+  rt = t->rt;
   if (forever)
-    return luaio__park(L, t, NULL, NULL, "sleep forever", NULL, 0, sleep_k);
+    return luaio__park(L, t, NULL, NULL, "sleep forever", NULL, ctx, sleep_k);
   if (ns == 0) {                       /* yield once */
     t->tstate = T_SCHEDULED;
     luaio__schedule_task(rt, t);
     lua_pushlightuserdata(L, (void *)&luaio__sentinel);
-    return lua_yieldk(L, 1, 0, sleep_k);
+    return lua_yieldk(L, 1, ctx, sleep_k);
   }
   if (!luaio__heap_push(rt, luaio__now(rt) + ns, NULL, t))
     return luaL_error(L, "not enough memory");
-  return luaio__park(L, t, NULL, sleep_abort, "sleep", NULL, 0, sleep_k);
+  return luaio__park(L, t, NULL, sleep_abort, "sleep", NULL, ctx, sleep_k);
 }
 
 /* core.advance(seconds): moves a virtual clock forward (tests). */
