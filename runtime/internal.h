@@ -462,8 +462,8 @@ struct Task {
                                   runs in the loop's (R.context) */
   unsigned char cancel_warned; /* debug mode warned it ignores a cancel */
   int cancelling;              /* cancel requests not yet uncancelled */
-  uint64_t cancel_since;       /* uv_hrtime of the first of them, 0 = none */
   int heap;                    /* index in the timer heap + 1, 0 = none */
+  uint64_t cancel_since;       /* uv_hrtime of the first of them, 0 = none */
   unsigned wseq;               /* registration order on a future */
   int slot;                    /* its pooled coroutine's anchor, 0 = none */
   lua_Integer id;              /* "Task-<id>" */
