@@ -298,6 +298,37 @@ describe("aio.workers.run from a program", function()
     end)
   end)
 
+  it("stops with status 0 when a worker still starting ends by the SIGTERM itself", function()
+    -- (a worker's handler comes with its first server: before that the
+    -- signal's default action ends it, with nothing in flight)
+    local prog = H.script [[
+      local aio = require "luaio"
+      if aio.worker_id() then
+        print("starting")
+        io.stdout:flush()
+        local t = os.time()
+        while os.time() - t < 30 do end  -- busy, no handler yet
+      end
+      os.exit(aio.run(function()
+        return aio.workers.run(function() aio.sleep(60) end, { count = 1 })
+      end))
+    ]]
+    H.run(function()
+      local sup = start { LUA, prog }
+      local ok, err = pcall(until_true, function()
+        return sup.out[1] == "[worker 1] starting"
+      end, "the worker to start")
+      local t0 = aio.get_running_loop():time()
+      local status = stop_sup(sup)
+      os.remove(prog)
+      assert(ok, err)
+      local log = table.concat(sup.err, "\n")
+      assert.equal(0, status, log)
+      assert.is_true(aio.get_running_loop():time() - t0 < 5, "stopped at once")
+      assert.falsy(log:find("while draining", 1, true), log)
+    end)
+  end)
+
   it("stops a crash loop with a clear message and status 2", function()
     local prog = H.script [[
       local aio = require "luaio"

@@ -254,6 +254,8 @@ local function say(fmt, ...)
   io.stderr:flush()
 end
 
+local SIGTERM = 15
+
 local function describe(code)
   if code < 0 then return "signal " .. -code end
   return "status " .. code
@@ -323,7 +325,10 @@ function Supervisor:spawn(i)
     local pumps = aio.create_task(function()
       aio.gather {
         function() pump(p.stdout, io.stdout, prefix) end,
-        function() pump(p.stderr, io.stderr, prefix, function() w.ready:set() end) end,
+        function() pump(p.stderr, io.stderr, prefix, function()
+          w.serving = true
+          w.ready:set()
+        end) end,
       }
     end)
     local code = p:wait()
@@ -339,6 +344,9 @@ end
 function Supervisor:exited(w, code)
   local slot = self.slots[w.id]
   if w.retired or self.stopping then
+    -- a worker that had not begun to serve (its SIGTERM handler comes with
+    -- its first server) ends by the SIGTERM itself: nothing was in flight
+    if code == -SIGTERM and not w.serving then code = 0 end
     if code ~= 0 then
       if not w.retired and self.status == M.EXIT.ok then self.status = M.EXIT.killed end
       say("worker %d (pid %d) ended with %s while draining", w.id, w.proc.pid, describe(code))
