@@ -398,12 +398,29 @@ function Supervisor:stop(why)
   end)
 end
 
+-- Linux's net.ipv4.tcp_migrate_req is there and 0: a listening socket of
+-- a SO_REUSEPORT group that closes resets its connections not yet
+-- accepted instead of moving them to another socket of the group.
+local function migrate_off()
+  local f = io.open("/proc/sys/net/ipv4/tcp_migrate_req")
+  if not f then return false end
+  local v = f:read("l")
+  f:close()
+  return v == "0"
+end
+
 -- SIGHUP: one worker at a time, a new one first, then the old one drains.
 function Supervisor:reload()
   if self.reloading or self.stopping then return end
   self.reloading = true
   self.reloader = aio.create_task(function()
     say("reloading %d workers", self.o.count)
+    if not self.warned_migrate and migrate_off() then
+      self.warned_migrate = true
+      say("net.ipv4.tcp_migrate_req is 0: a connection caught in its handshake when a "
+        .. "worker's socket closes is reset; `sysctl -w net.ipv4.tcp_migrate_req=1` "
+        .. "moves it to another worker")
+    end
     for i = 1, self.o.count do
       if self.stopping then break end
       local slot = self.slots[i]
