@@ -161,20 +161,27 @@ local OPTIONS = {
   linger = true, ["ipv6-v6only"] = true, ["tcp-keepidle"] = true,
   ["tcp-keepcnt"] = true, ["tcp-keepintvl"] = true,
 }
--- Options are remembered and given back; luaio's sockets already run
--- with TCP_NODELAY and SO_REUSEADDR (servers), the rest is not applied.
-local function setoption(s, name, value)
-  if not OPTIONS[name] then return nil, "unsupported option" end
-  s._options = s._options or {}
-  s._options[name] = value
-  return 1
+-- setoption/getoption for a class that accepts the options in accepted:
+-- they are remembered and given back (default(name) until set).  luaio's
+-- TCP sockets already run with TCP_NODELAY and SO_REUSEADDR (servers);
+-- the rest is not applied.
+local function option_store(accepted, default)
+  local function setoption(s, name, value)
+    if not accepted[name] then return nil, "unsupported option" end
+    s._options = s._options or {}
+    s._options[name] = value
+    return 1
+  end
+  local function getoption(s, name)
+    if not accepted[name] then return nil, "unsupported option" end
+    local v = s._options and s._options[name]
+    if v == nil then v = default(name) end
+    return v
+  end
+  return setoption, getoption
 end
-local function getoption(s, name)
-  if not OPTIONS[name] then return nil, "unsupported option" end
-  local v = s._options and s._options[name]
-  if v == nil then v = name == "tcp-nodelay" end
-  return v
-end
+local setoption, getoption = option_store(OPTIONS,
+  function(name) return name == "tcp-nodelay" end)
 for _, class in ipairs { Master, Client, Server } do
   class.setoption = function(s, n, v) return setoption(check_any(s, "setoption"), n, v) end
   class.getoption = function(s, n) return getoption(check_any(s, "getoption"), n) end
@@ -818,6 +825,7 @@ end
 -- socket.udp, udp4, udp6: luaio.socket_udp, with this module's words for
 -- errors and its check for a running task.
 M._message, M._need_task, M._classes, M._settimeout = message, need_task, classes, settimeout
+M._option_store = option_store
 require("luaio.socket_udp")(M)
 
 ------------------------------------------------------------------ install

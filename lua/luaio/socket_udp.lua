@@ -1,6 +1,7 @@
 -- luaio.socket_udp: LuaSocket's UDP objects (socket.udp, udp4, udp6) for
 -- luaio.socket, on aio.open_udp; loaded by luaio.socket, which passes
--- itself (its helpers _message, _need_task and _classes).
+-- itself (its helpers _message, _need_task, _classes, _settimeout and
+-- _option_store).
 --
 -- An object is "udp{unconnected}" (setsockname, sendto, receivefrom)
 -- until setpeername gives it a peer: then "udp{connected}" (send,
@@ -144,18 +145,14 @@ return function(socket)
     return ip, port, s._family
   end
 
+  local set_option, get_option = socket._option_store(OPTIONS, function() return false end)
+
   local function setoption(s, name, value)
-    check_any(s, "setoption")
-    if not OPTIONS[name] then return nil, "unsupported option" end
-    s._options = s._options or {}
-    s._options[name] = value
-    return 1
+    return set_option(check_any(s, "setoption"), name, value)
   end
 
   local function getoption(s, name)
-    check_any(s, "getoption")
-    if not OPTIONS[name] then return nil, "unsupported option" end
-    return s._options and s._options[name] or false
+    return get_option(check_any(s, "getoption"), name)
   end
 
   --- udp:setpeername(address, port) -> 1 | nil, err: the object becomes
