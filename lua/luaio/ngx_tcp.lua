@@ -62,7 +62,15 @@ local function intask(fname)
 end
 
 -- An aio.OSError as OpenResty words it: the system's message in lower
--- case; a host name that does not resolve as ngx's resolver says it.
+-- case ("connect: connection refused (127.0.0.1:80)": the system's words
+-- between the function's name and the address).
+local function os_words(e)
+  local msg = tostring(e.message or e.code or ""):gsub("%s*%b()$", "")
+  return (msg:match("^[%w_.]+:%s*(.*)$") or msg):lower()
+end
+
+-- os_words, and a host name that does not resolve as ngx's resolver
+-- says it.
 local function oserror(e, host)
   local code = e.code or ""
   if code:match("^EAI_") then
@@ -71,10 +79,7 @@ local function oserror(e, host)
     end
     return ("%s could not be resolved (3: Host not found)"):format(host)
   end
-  -- ("connect: connection refused (127.0.0.1:80)": the system's words
-  -- between the function's name and the address)
-  local msg = tostring(e.message or code):gsub("%s*%b()$", "")
-  return (msg:match("^[%w_.]+:%s*(.*)$") or msg):lower()
+  return os_words(e)
 end
 
 local function is_cancel(e) return aio.is(e, aio.CancelledError) end
@@ -688,6 +693,6 @@ function M.connect(...)
 end
 
 -- (what ngx_udp shares: the task check and send's data rules)
-M._intask, M._tostr = intask, tostr
+M._intask, M._tostr, M._os_words = intask, tostr, os_words
 
 return M

@@ -24,6 +24,7 @@ local aio = require "luaio"
 local tcp = require "luaio.ngx_tcp"
 
 local intask, tostr = tcp._intask, tcp._tostr   -- (as ngx.socket.tcp's)
+local oserror = tcp._os_words   -- an aio.OSError in OpenResty's words
 
 local M = {}
 
@@ -43,11 +44,6 @@ local function checkself(self, fname)
   end
 end
 
--- An aio.OSError as OpenResty words it: the system's message, lower case.
-local function oserror(e)
-  local msg = tostring(e.message or e.code):gsub("%s*%b()$", "")
-  return (msg:match("^[%w_.]+:%s*(.*)$") or msg):lower()
-end
 
 local function is_ip(host)
   return host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)
