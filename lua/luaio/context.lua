@@ -172,6 +172,14 @@ end
 
 -- Leaves ctx (a <close> value): restores prev where it was taken (in
 -- the loop, or where none ran).
+-- fn must be callable: else the error of method fname's argument #1.
+local function check_callable(fn, fname)
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error(("bad argument #1 to '%s' (function expected, got %s)")
+      :format(fname, type(fn)), 3)
+  end
+end
+
 local function leaver(set, ctx, prev)
   local looped = core.running_loop() ~= nil
   return setmetatable({}, { __close = function()
@@ -185,10 +193,7 @@ end
 --- context: what fn sets is set in ctx.  fn may suspend (in a task).
 function methods.run(self, fn, ...)
   check(self, "run")
-  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error(("bad argument #1 to 'run' (function expected, got %s)")
-      :format(type(fn)), 2)
-  end
+  check_callable(fn, "run")
   local key = who()
   local set = entered[key]
   if set == nil then set = {}; entered[key] = set end
@@ -202,10 +207,7 @@ end
 --- create_task(coro, context=ctx)): what it sets is set in ctx.
 function methods.create_task(self, fn, ...)
   check(self, "create_task")
-  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error(("bad argument #1 to 'create_task' (function expected, got %s)")
-      :format(type(fn)), 2)
-  end
+  check_callable(fn, "create_task")
   return core.create_task(methods.run, self, fn, ...)
 end
 
