@@ -170,8 +170,6 @@ local function swap(value)
   return prev
 end
 
--- Leaves ctx (a <close> value): restores prev where it was taken (in
--- the loop, or where none ran).
 -- fn must be callable: else the error of method fname's argument #1.
 local function check_callable(fn, fname)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
@@ -180,6 +178,8 @@ local function check_callable(fn, fname)
   end
 end
 
+-- Leaves ctx (a <close> value): restores prev where it was taken (in
+-- the loop, or where none ran).
 local function leaver(set, ctx, prev)
   local looped = core.running_loop() ~= nil
   return setmetatable({}, { __close = function()

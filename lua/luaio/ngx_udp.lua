@@ -44,7 +44,6 @@ local function checkself(self, fname)
   end
 end
 
-
 local function is_ip(host)
   return host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)
 end
