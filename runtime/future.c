@@ -165,8 +165,15 @@ int luaio__future_results (lua_State *L, int idx) {
 ** the callback itself when there is one (its sequence in f->cbseq: no
 ** table for the common case of a gather or TaskGroup watching a task);
 ** else a list of fn, seq pairs.  Callbacks are functions or gather
-** states, never tables.
+** states, never tables.  A pending task's lone gather state may be named
+** by its pointer alone (CB_GATHER, user value 2 nil).
 */
+
+/* Pushes the lone callback of f (at idx): CB_ONE or CB_GATHER. */
+static void push_lone (lua_State *L, Future *f, int idx) {
+  if (f->cbkind == CB_GATHER) luaio__gather_push(L, f->cbgather);
+  else lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+}
 
 /* Appends fn (at fnidx) with sequence seq to the callbacks of f (at
    idx); gather is fn's Gather if fn is a gather state, else NULL. */
@@ -174,15 +181,22 @@ static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
                          void *gather, unsigned seq) {
   int n;
   if (f->cbkind == CB_NONE) {          /* the first: kept as it is */
-    lua_pushvalue(L, fnidx);
-    lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
-    f->cbkind = CB_ONE;
+    if (gather != NULL && f->is_task && f->state == FUT_PENDING &&
+        luaio__gather_hold(L, gather, (Task *)f, fnidx))
+      f->cbkind = CB_GATHER;
+    else {
+      lua_pushvalue(L, fnidx);
+      lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+      f->cbkind = CB_ONE;
+    }
     f->cbseq = seq;
     f->cbgather = gather;
     return 1;
   }
-  lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
-  if (f->cbkind == CB_ONE) {           /* the second: make the list */
+  if (f->cbkind == CB_LIST) lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
+  else {                               /* the second: make the list */
+    push_lone(L, f, idx);
+    if (f->cbkind == CB_GATHER) luaio__gather_release(L, f->cbgather);
     lua_createtable(L, 4, 0);
     lua_rotate(L, -2, 1);
     lua_rawseti(L, -2, 1);
@@ -204,8 +218,11 @@ static int add_callback (lua_State *L, Future *f, int idx, int fnidx,
 
 /* Drops the callbacks of the future at idx. */
 static void clear_callbacks (lua_State *L, Future *f, int idx) {
-  lua_pushnil(L);
-  lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+  if (f->cbkind == CB_GATHER) luaio__gather_release(L, f->cbgather);
+  else {
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, FUT_UV_CALLBACKS);
+  }
   f->cbkind = CB_NONE;
   f->cbgather = NULL;
 }
@@ -258,7 +275,7 @@ static void complete (lua_State *L, luaio_Runtime *rt, Future *f, int idx) {
     lua_getiuservalue(L, idx, FUT_UV_CALLBACKS);
     ncb = (int)lua_rawlen(L, -1) / 2;
   }
-  else if (f->cbkind == CB_ONE) ncb = counted_now(L, f, idx) ? 0 : 1;
+  else if (f->cbkind != CB_NONE) ncb = counted_now(L, f, idx) ? 0 : 1;
   if (rt == NULL && (ncb > 0 || f->waiters.head != NULL))
     rt = rt_of(L, f);
   if (rt == NULL) {
@@ -297,13 +314,14 @@ static void run_callback (lua_State *L, luaio_Runtime *rt, void *p, int i) {
   int fidx;
   luaio__push_anchor(L, rt, f->anchor);
   fidx = lua_gettop(L);
-  lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS);
   if (f->cbkind == CB_LIST) {
+    lua_getiuservalue(L, fidx, FUT_UV_CALLBACKS);
     lua_rawgeti(L, -1, 2 * i - 1);
     lua_pushboolean(L, 0);             /* let the function go */
     lua_rawseti(L, -3, 2 * i - 1);
     lua_remove(L, -2);
-  }                                    /* else the one callback (i == 1) */
+  }
+  else push_lone(L, f, fidx);          /* the one callback (i == 1) */
   if (--f->ncb == 0) {
     clear_callbacks(L, f, fidx);
     if (!f->is_task || ((Task *)f)->tstate == T_DONE) {
@@ -516,8 +534,8 @@ static int f_remove_done_callback (lua_State *L) {
     lua_pushinteger(L, 0);
     return 1;
   }
-  lua_getiuservalue(L, 1, FUT_UV_CALLBACKS);
-  if (f->cbkind == CB_ONE) {           /* the one callback */
+  if (f->cbkind != CB_LIST) {          /* the one callback */
+    push_lone(L, f, 1);
     if (lua_rawequal(L, 2, 3)) {
       clear_callbacks(L, f, 1);
       removed = 1;
@@ -525,6 +543,7 @@ static int f_remove_done_callback (lua_State *L) {
     lua_pushinteger(L, removed);
     return 1;
   }
+  lua_getiuservalue(L, 1, FUT_UV_CALLBACKS);
   n = (int)lua_rawlen(L, 3);
   for (i = 1; i <= n; i += 2) {
     lua_rawgeti(L, 3, i);

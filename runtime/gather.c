@@ -28,6 +28,9 @@
 typedef struct Gather {
   Future **child;              /* aws[i]'s future at i - 1 (the userdata
                                   holds the array after the struct) */
+  luaio_Runtime *rt;           /* the loop it was started in */
+  int anchor;                  /* while children name it by pointer */
+  int nheld;                   /* children that name it by pointer */
   int n;                       /* slots */
   int nfuts;                   /* callbacks registered */
   int nfinished;               /* callbacks run */
@@ -122,6 +125,40 @@ int luaio__gather_count (void *gather, Future *f) {
     return 0;
   g->nfinished++;
   return 1;
+}
+
+
+/*
+** A pending child task t names the state (at idx) by its pointer alone
+** (CB_GATHER: no user-value write and clear per child): while any child
+** does, the state is anchored in its loop.  A pending task is itself
+** kept alive until it ends, so this keeps the state no longer than the
+** user value would.  0: t is not of the state's loop (it holds the
+** state as its user value then).
+*/
+int luaio__gather_hold (lua_State *L, void *gather, Task *t, int idx) {
+  Gather *g = (Gather *)gather;
+  if (g->rt == NULL || t->rt != g->rt) return 0;
+  if (g->nheld == 0) {
+    lua_pushvalue(L, idx);
+    g->anchor = luaio__anchor(L, g->rt);
+  }
+  g->nheld++;
+  return 1;
+}
+
+/* A child no longer names the state by pointer.  Never raises. */
+void luaio__gather_release (lua_State *L, void *gather) {
+  Gather *g = (Gather *)gather;
+  if (--g->nheld > 0) return;
+  luaio__unanchor(L, g->rt, g->anchor);
+  g->anchor = 0;
+}
+
+/* Pushes the state a child names by pointer. */
+void luaio__gather_push (lua_State *L, void *gather) {
+  Gather *g = (Gather *)gather;
+  luaio__push_anchor(L, g->rt, g->anchor);
 }
 
 
@@ -228,6 +265,8 @@ static int l_gather_start (lua_State *L) {
   g = (Gather *)lua_newuserdatauv(L, sizeof(Gather) +        /* 6 */
                                   (size_t)n * sizeof(Future *), G_NUV);
   g->child = (Future **)(g + 1);
+  g->rt = G->rt;
+  g->anchor = g->nheld = 0;
   g->n = n;
   g->nfuts = g->nfinished = 0;
   g->return_exceptions = (unsigned char)lua_toboolean(L, 3);

@@ -391,7 +391,8 @@ struct Future {
   unsigned char retrieved;     /* error looked at (or none to look at) */
   unsigned char tracked;       /* listed for the never-retrieved report */
   unsigned char hooked;        /* pending, with a cancel hook in slot 1 */
-  unsigned char cbkind;        /* user value 2: CB_NONE, CB_ONE, CB_LIST */
+  unsigned char cbkind;        /* CB_NONE, CB_ONE, CB_LIST (user value 2),
+                                  CB_GATHER */
   int nres;                    /* -1: packed table; else 0 or 1 */
   int anchor;                  /* its anchor (registry slot), 0 = none */
   int ncb;                     /* callback entries still queued */
@@ -403,7 +404,10 @@ struct Future {
   WaitList waiters;            /* tasks awaiting this */
 };
 
-enum { CB_NONE, CB_ONE, CB_LIST };
+/* CB_GATHER: the lone callback is the gather state cbgather, named by
+   its pointer alone (user value 2 is nil): a pending task's, when the
+   gather runs in the task's loop (gather.c keeps the state anchored). */
+enum { CB_NONE, CB_ONE, CB_LIST, CB_GATHER };
 
 #define FUT_UV_RESULT 1
 #define FUT_UV_CALLBACKS 2
@@ -433,6 +437,9 @@ void luaio__future_open (lua_State *L);
 
 void luaio__gather_done (lua_State *L, luaio_Runtime *rt, int gidx, int fidx);
 int luaio__gather_count (void *gather, Future *f);
+int luaio__gather_hold (lua_State *L, void *gather, Task *t, int idx);
+void luaio__gather_release (lua_State *L, void *gather);
+void luaio__gather_push (lua_State *L, void *gather);
 void luaio__gather_open (lua_State *L);
 
 

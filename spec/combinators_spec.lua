@@ -88,6 +88,49 @@ describe("gather", function()
     end)
   end)
 
+  -- A pending task names its gather by pointer alone: the gather must live
+  -- through full collections while nothing but its tasks refers to it.
+  it("finishes when only its tasks refer to it, across full collections", function()
+    H.guarded(function()
+      local done = aio.Future()
+      local function child(v)
+        return aio.create_task(function()
+          for _ = 1, 3 do collectgarbage(); aio.sleep(0) end
+          return v
+        end)
+      end
+      -- the only reference to the gather is the task that awaits it, and
+      -- that task is referred to by nothing but its coroutine
+      aio.create_task(function()
+        done:set_result(aio.gather({ child(1), child(2), child(3) }))
+      end)
+      collectgarbage()
+      local r = done:await()
+      assert.same({ 1, 2, 3, n = 3 }, r)
+    end)
+  end)
+
+  it("runs a child's later done callbacks beside the gather's, and removes them", function()
+    H.run(function()
+      local order = {}
+      local t = aio.create_task(function() aio.sleep(0); return "v" end)
+      local g = aio.create_task(function()
+        local r = aio.gather({ t, after(0.01, "w") })
+        order[#order + 1] = "gather"
+        return r
+      end)
+      aio.sleep(0)                  -- g has started: its gather watches t
+      local function late() order[#order + 1] = "late" end
+      local function gone() order[#order + 1] = "gone" end
+      assert.equal(0, t:remove_done_callback(late))   -- the gather's stays
+      t:add_done_callback(late)
+      t:add_done_callback(gone)
+      assert.equal(1, t:remove_done_callback(gone))
+      assert.same({ "v", "w", n = 2 }, g:await())
+      assert.same({ "late", "gather" }, order)
+    end)
+  end)
+
   it("takes children that are done already, and the first of several results", function()
     H.run(function()
       local f = aio.Future()
