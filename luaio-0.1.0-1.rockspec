@@ -24,6 +24,7 @@ build = {
     CFLAGS = "$(CFLAGS)",
     LUA_CFLAGS = "-I$(LUA_INCDIR)",
     UV_CFLAGS = "-I$(LIBUV_INCDIR)",
+    LUA_BUILD = "0",   -- the CLI links the Lua luarocks builds for
   },
   install_variables = {
     PREFIX = "$(PREFIX)",

@@ -492,7 +492,8 @@ describe("Ctrl-C in the CLI", function()
 end)
 
 describe("C modules in the CLI", function()
-  -- The CLI links Lua statically (when liblua5.4.a is installed) and
+  -- The CLI links Lua statically (Debian's lua5.4 built by
+  -- tools/lua_build.sh, with LTO, or the installed liblua5.4.a) and
   -- exports its functions; a module built against liblua5.4.so must bind
   -- to the CLI's copy, not to a second Lua.
   it("loads a module linked against liblua5.4.so and shares one Lua with it", function()
