@@ -54,6 +54,7 @@ CLI_LUA_A = $(B)/lua/liblua.a
 CLI_LUA_LIBS = $(CLI_LUA_A)
 LTO_CFLAGS = -flto=auto -ffat-lto-objects
 CLI_LDFLAGS = -flto=auto
+CLI_LUA_FROM = -include $(B)/lua/lua_from.h     # which Lua, for luaio -v
 else ifeq ($(LUA_STATIC),1)
 CLI_LUA_LIBS = $(LUA_A)
 else
@@ -146,8 +147,8 @@ $(B)/gen/stdlib.c: $(LUA_SRC) tools/embed.lua | $(B)/gen
 $(B)/obj/stdlib.o: $(B)/gen/stdlib.c runtime/cli.h | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/obj/cli.o: runtime/cli.c $(DEPS) Makefile | $(B)/obj
-	$(CC) $(ALL_CFLAGS) $(CLI_CFLAGS) -c -o $@ $<
+$(B)/obj/cli.o: runtime/cli.c $(DEPS) Makefile $(CLI_LUA_A) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) $(CLI_CFLAGS) $(CLI_LUA_FROM) -c -o $@ $<
 
 # the TLS engine as a module of its own, for the CLI
 $(B)/lib/luaio/tls.so: $(B)/obj/tls.o | $(B)/lib/luaio

@@ -332,7 +332,26 @@ describe("luaio options", function()
   it("-v prints the version and exits 0", function()
     local r = H.cli({ "-v" })
     assert.equal(0, r.status, r.stderr)
-    assert.matches("^luaio %d+%.%d+%.%d+[^ ]* %(Lua 5%.4%.%d+, libuv %d+%.%d+%.%d+[^)]*%)\n$", r.stdout)
+    assert.matches("^luaio %d+%.%d+%.%d+[^ ]* %(Lua 5%.4%.%d+[^(]*, libuv %d+%.%d+%.%d+[^)]*%)\n$", r.stdout)
+  end)
+
+  -- The build's record of which Lua the CLI links (tools/lua_build.sh);
+  -- a build that links the installed one as it is (LUA_BUILD=0) has none.
+  it("-v names the Lua the CLI was built with", function()
+    local f = io.open((H.LUAIO:match("^(.*)/[^/]*$") or ".") .. "/lua/FROM")
+    local from = f and f:read("l")
+    if f then f:close() end
+    local r = H.cli({ "-v" })
+    assert.equal(0, r.status, r.stderr)
+    local said = r.stdout:match("^luaio %S+ %(Lua 5%.4%.%d+ %[(.-)%], libuv ")
+    if from == nil then
+      assert.is_nil(said, r.stdout)
+    elseif from:match("^built: ") then
+      assert.equal(from:match("^built: (Debian's lua5%.4 %S+), with %-flto$") .. ", LTO", said)
+    else
+      assert.matches("^installed: ", from)
+      assert.equal("the installed liblua5.4.a", said)
+    end
   end)
 
   it("-v with -e prints the version and runs the code", function()

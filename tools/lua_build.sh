@@ -12,7 +12,8 @@
 #
 # When they cannot be had (no network, a checksum that does not match,
 # no `patch`), DIR/liblua.a is a copy of the installed liblua5.4.a
-# instead, DIR/FROM says why, and the build goes on.  So it is when the
+# instead, DIR/FROM says why (DIR/lua_from.h says which, for
+# `luaio -v`), and the build goes on.  So it is when the
 # installed liblua5.4-dev is another version than the pinned one.
 #
 # Environment: CC (as for luaio: LTO objects are the compiler's own),
@@ -35,10 +36,16 @@ FILES="lapi lcode lctype ldebug ldo ldump lfunc lgc llex lmem lobject
   lbaselib lcorolib ldblib liolib lmathlib loadlib loslib lstrlib ltablib
   lutf8lib linit"
 
+# DIR/FROM and DIR/lua_from.h (for `luaio -v`): which Lua this is.
+from () {
+  echo "$1: $2" > "$out/FROM"
+  printf '#define LUAIO_LUA_FROM "%s"\n' "$3" > "$out/lua_from.h"
+}
+
 # The installed library instead, with the reason.
 fallback () {
   echo "lua: $1; the CLI links the installed ${LUA_SYSTEM_A:-liblua5.4.a}" >&2
-  echo "installed: $1" > "$out/FROM"
+  from installed "$1" "the installed liblua5.4.a"
   if [ -n "${LUA_SYSTEM_A:-}" ] && [ -f "$LUA_SYSTEM_A" ]; then
     cp "$LUA_SYSTEM_A" "$out/liblua.a.tmp" && mv "$out/liblua.a.tmp" "$out/liblua.a"
     exit $?
@@ -96,4 +103,4 @@ rm -f "$out/liblua.a.tmp"
 (cd "$top/src" && $ar rcs "$out/liblua.a.tmp" $(for f in $FILES; do echo "$f.o"; done)) ||
   fallback "the archive could not be made"
 mv "$out/liblua.a.tmp" "$out/liblua.a"
-echo "built: Debian's lua5.4 $PINNED, with -flto" > "$out/FROM"
+from built "Debian's lua5.4 $PINNED, with -flto" "Debian's lua5.4 $PINNED, LTO"
