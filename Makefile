@@ -47,8 +47,9 @@ LUA_STATIC ?= $(shell [ -f "$(LUA_A)" ] && echo 1 || echo 0)
 # W2 -9 % instructions (callgrind).  Without those sources (offline) it
 # links the installed liblua5.4.a, still with LTO on luaio's side.  The
 # sanitizer and fuzzing builds set LUA_BUILD=0: the installed library as
-# it is, and no LTO.
-LUA_BUILD ?= 1
+# it is, and no LTO.  It needs GCC (-flto=auto, fat LTO objects): with
+# another compiler the default is 0.
+LUA_BUILD ?= $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundation' && echo 1 || echo 0)
 ifeq ($(LUA_BUILD),1)
 CLI_LUA_A = $(B)/lua/liblua.a
 CLI_LUA_LIBS = $(CLI_LUA_A)
