@@ -55,7 +55,8 @@ CLI_LUA_A = $(B)/lua/liblua.a
 CLI_LUA_LIBS = $(CLI_LUA_A)
 LTO_CFLAGS = -flto=auto -ffat-lto-objects
 CLI_LDFLAGS = -flto=auto
-CLI_LUA_FROM = -include $(B)/lua/lua_from.h     # which Lua, for luaio -v
+# which Lua, for luaio -v (written by tools/lua_build.sh)
+CLI_LUA_FROM = -include $(B)/lua/lua_from.h
 else ifeq ($(LUA_STATIC),1)
 CLI_LUA_LIBS = $(LUA_A)
 else

@@ -317,14 +317,15 @@ static void print_usage (const char *badoption) {
 
 /* LUAIO_LUA_FROM: the build's word on which Lua the CLI links (Makefile,
    tools/lua_build.sh); none when it links the installed one as it is. */
-static void print_version (void) {
 #ifdef LUAIO_LUA_FROM
-  printf("luaio %s (%s [%s], libuv %s)\n", LUAIO_VERSION, LUA_RELEASE,
-         LUAIO_LUA_FROM, uv_version_string());
+#define LUA_FROM " [" LUAIO_LUA_FROM "]"
 #else
-  printf("luaio %s (%s, libuv %s)\n", LUAIO_VERSION, LUA_RELEASE,
-         uv_version_string());
+#define LUA_FROM ""
 #endif
+
+static void print_version (void) {
+  printf("luaio %s (%s%s, libuv %s)\n", LUAIO_VERSION, LUA_RELEASE,
+         LUA_FROM, uv_version_string());
   fflush(stdout);
 }
 
